@@ -1,0 +1,41 @@
+# geogit developer entry points. Everything runs inside .venv (created by `make install`).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTO_OUT := libs/common/src/geogit/common/proto
+DEB_PACKAGES := git openssh-client
+
+.PHONY: install deb venv proto test lint bench clean
+
+install: deb venv proto
+
+deb:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+venv:
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e libs/common -e services/storage -e '.[dev]'
+
+proto:
+	$(BIN)/python tools/gen_protos.py
+
+test:
+	$(BIN)/pytest
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs/common/src services/storage/src
+
+bench:
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) $(PROTO_OUT)
