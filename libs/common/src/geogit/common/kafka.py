@@ -1,0 +1,256 @@
+"""Publishing and consuming geogit events over any Kafka-protocol broker.
+
+Delivery is at-least-once on purpose: the producer returns only once the broker has the event
+(`acks=all`), and the consumer commits an offset only after its handler's effect is done.
+Consumers remember the last sequence applied per aggregate (DESIGN §4), so a redelivered event
+is harmless; a skipped one would not be.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    CommitFailedError,
+    ConsumerStoppedError,
+    IllegalStateError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    for_code,
+)
+from geogit.common.events import Event, EventDecodeError, decode_event, encode_event
+
+log = logging.getLogger(__name__)
+
+_POLL_TIMEOUT_MS = 1000
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    """Where the broker is and which of its features to rely on.
+
+    Idempotence is a setting because Tansu answers `InitProducerId` with an error; turn it on
+    against a real Kafka. Tansu also holds a group join for about half the session timeout, so
+    tests shorten it; real Kafka refuses less than 6000 ms by default.
+    """
+
+    bootstrap: str
+    idempotent: bool = False
+    client_id: str = "geogit"
+    session_timeout_ms: int = 10_000
+
+
+class PublishError(RuntimeError):
+    """The broker did not acknowledge an event; the outbox relay keeps it and retries."""
+
+
+class EventProducer:
+    """Publishes events and returns only once every in-sync replica has them."""
+
+    def __init__(self, config: KafkaConfig) -> None:
+        self._config = config
+        self._producer: Any = None
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._config.bootstrap,
+            client_id=self._config.client_id,
+            acks="all",
+            enable_idempotence=self._config.idempotent,
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def publish(self, topic: str, event: Event, key: str | None = None) -> None:
+        """Send one event, keyed by its aggregate unless told otherwise, and wait for the ack.
+
+        The key decides the partition, so one aggregate's events stay in order.
+        """
+        if self._producer is None:
+            raise RuntimeError("EventProducer.publish() called before start()")
+        key = event.aggregate_id if key is None else key
+        try:
+            await self._producer.send_and_wait(topic, encode_event(event), key=key.encode())
+        except KafkaError as exc:
+            raise PublishError(f"publishing {event.type} {event.event_id} to {topic}") from exc
+
+
+async def ensure_topics(
+    config: KafkaConfig,
+    topics: Iterable[str],
+    partitions: int = 1,
+    *,
+    replication_factor: int = 1,
+) -> None:
+    """Create the topics that do not exist yet; existing ones are left exactly as they are.
+
+    The replication factor is explicit because aiokafka speaks CreateTopics v3, which cannot
+    ask for the broker's default.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap, client_id=config.client_id)
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [NewTopic(name, partitions, replication_factor) for name in sorted(set(topics))]
+        )
+    finally:
+        await admin.close()
+    for topic, code, *_ in response.topic_errors:
+        if code not in (0, TopicAlreadyExistsError.errno):
+            raise for_code(code)(f"creating topic {topic}")
+
+
+@dataclass(frozen=True)
+class ConsumerRecordInfo:
+    """Where an event was read from, for handlers that log or report their position."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+
+
+EventHandler = Callable[[Event, ConsumerRecordInfo], Awaitable[None]]
+
+
+class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits what was handled on partitions about to move, so their next owner starts after
+    it instead of handling it again."""
+
+    def __init__(self, commit: Callable[[Iterable[TopicPartition]], Awaitable[None]]) -> None:
+        self._commit = commit
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._commit(revoked)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        pass
+
+
+class EventConsumer:
+    """Feeds a group's events to a handler, committing an offset only after the handler's effect.
+
+    `run()` commits after each partition's share of a fetched batch, and the rebalance listener
+    commits it sooner when partitions move mid-batch. A handler that raises stops `run()` with
+    that exception: the records handled before it are committed, the failing one is not, so once
+    the consumer is started again (here or in another member of the group) it is delivered
+    again, and nothing after it is skipped. A record that does not decode is logged and
+    committed past, so one poison message cannot block its partition; the event store still has
+    every event, for consumers that notice the gap in `global_seq`.
+    """
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        topics: Sequence[str],
+        group_id: str,
+        handler: EventHandler,
+    ) -> None:
+        self._config = config
+        self._topics = list(topics)
+        self._group_id = group_id
+        self._handler = handler
+        self._consumer: Any = None
+        # Next offset to commit, per partition: handled, not yet committed.
+        self._handled: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._config.bootstrap,
+            client_id=self._config.client_id,
+            group_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self._config.session_timeout_ms,
+            heartbeat_interval_ms=self._config.session_timeout_ms // 3,
+        )
+        consumer.subscribe(self._topics, listener=_CommitOnRevoke(self._commit_handled))
+        await consumer.start()
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        """Leave the group; a `run()` in progress returns after its current handler."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def run(self) -> None:
+        """Consume until `stop()`; a handler's exception propagates (see the class docstring)."""
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("EventConsumer.run() called before start()")
+        while True:
+            try:
+                batches = await consumer.getmany(timeout_ms=_POLL_TIMEOUT_MS)
+            except ConsumerStoppedError:
+                return
+            for tp, records in batches.items():
+                try:
+                    for record in records:
+                        if tp not in consumer.assignment():
+                            break  # moved in a rebalance: the new owner resumes after our commit
+                        await self._handle(record)
+                        self._handled[tp] = record.offset + 1
+                finally:
+                    await self._commit_handled([tp])
+
+    async def _handle(self, record: Any) -> None:
+        try:
+            event = decode_event(record.value or b"")
+        except EventDecodeError as exc:
+            log.error(
+                "skipping undecodable record %s[%d]@%d: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+            )
+            return
+        key = None if record.key is None else record.key.decode("utf-8", "replace")
+        await self._handler(
+            event, ConsumerRecordInfo(record.topic, record.partition, record.offset, key)
+        )
+
+    async def _commit_handled(self, partitions: Iterable[TopicPartition]) -> None:
+        offsets = {tp: self._handled.pop(tp) for tp in partitions if tp in self._handled}
+        if not offsets or self._consumer is None:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved on without us: the partition's new owner redelivers from the last
+            # commit, and idempotent handlers absorb the repeats.
+            log.warning("offsets %s not committed: %s", offsets, exc)

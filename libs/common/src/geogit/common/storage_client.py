@@ -1,0 +1,28 @@
+"""How any geogit process talks to a storage server: channel options and call metadata."""
+
+from __future__ import annotations
+
+import grpc
+
+from geogit.common.logging import CORRELATION_METADATA_KEY, get_correlation_id
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+CHANNEL_OPTIONS = (
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+)
+
+
+def storage_metadata(token: str) -> tuple[tuple[str, str], ...]:
+    metadata = [("authorization", f"Bearer {token}")]
+    if correlation_id := get_correlation_id():
+        metadata.append((CORRELATION_METADATA_KEY, correlation_id))
+    return tuple(metadata)
+
+
+def aio_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+def sync_channel(address: str) -> grpc.Channel:
+    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)

@@ -1,0 +1,3 @@
+from geogit.common.testing import kafka_config, tansu, topics
+
+__all__ = ["kafka_config", "tansu", "topics"]

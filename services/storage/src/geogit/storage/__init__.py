@@ -1,0 +1,1 @@
+"""geogit storage: bare repositories on disk behind gRPC (Gitaly's role)."""

@@ -1,0 +1,34 @@
+"""Storage settings, from GEOGIT_* environment variables (secrets also from *_FILE)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from geogit.common.settings import GeogitSettings
+
+
+class StorageSettings(GeogitSettings):
+    storage_name: str = "default"
+    storage_root: Path = Path("/var/opt/geogit/repositories")
+    listen_address: str = "127.0.0.1:9999"
+    # Host and port for /metrics, /-/liveness and /-/readiness.
+    ops_address: str = "127.0.0.1:9998"
+    # The address hooks use to call back into this storage (defaults to listen_address).
+    advertised_address: str = ""
+    # Verifies the tokens callers present; signs the tokens handed to hooks.
+    storage_secret: str = ""
+    internal_api_url: str = "http://127.0.0.1:8081"
+    internal_api_secret: str = ""
+    git_bin: str = "git"
+    # Upper bound for one git process serving a clone or push.
+    git_timeout_seconds: float = 3600.0
+    shutdown_grace_seconds: float = 30.0
+
+    @property
+    def hook_address(self) -> str:
+        return self.advertised_address or self.listen_address
+
+    @property
+    def runtime_dir(self) -> Path:
+        """Storage's own files beside the repositories; '+' never starts a hashed path."""
+        return self.storage_root / "+geogit"

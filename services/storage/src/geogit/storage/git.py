@@ -1,0 +1,216 @@
+"""The one place where storage runs git.
+
+Every git process is built here from an allow-list of subcommands. Options come from our own
+code; anything that came from a request (ref names, object ids, patterns, URLs) goes after
+`--`, so it can never be read as an option. Processes are asyncio subprocesses whose output is
+streamed, and a process whose caller goes away (cancellation, timeout) is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 64 * 1024
+STDERR_TAIL_BYTES = 8 * 1024
+
+ALLOWED_SUBCOMMANDS = frozenset(
+    {
+        "cat-file",
+        "check-ref-format",
+        "commit-graph",
+        "fetch",
+        "for-each-ref",
+        "init",
+        "ls-remote",
+        "merge-base",
+        "pack-refs",
+        "repack",
+        "symbolic-ref",
+        "receive-pack",
+        "upload-archive",
+        "upload-pack",
+    }
+)
+
+# Variables a caller's environment must not leak into git: they would redirect it to
+# another repository, object store or configuration.
+_SCRUBBED_PREFIXES = ("GIT_",)
+
+
+class GitError(Exception):
+    """A git process failed; `stderr` holds the tail of what it said."""
+
+    def __init__(self, message: str, returncode: int | None = None, stderr: bytes = b"") -> None:
+        detail = stderr.decode(errors="replace").strip()
+        super().__init__(f"{message}: {detail}" if detail else message)
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class GitCommand:
+    subcommand: str
+    options: Sequence[str] = ()
+    args: Sequence[str] = ()
+    # Some plumbing (upload-archive) has no option parser; its args then follow directly.
+    separator: bool = True
+    git_dir: Path | None = None
+    config: Sequence[tuple[str, str]] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def argv(self, git_bin: str) -> list[str]:
+        if self.subcommand not in ALLOWED_SUBCOMMANDS:
+            raise ValueError(f"git subcommand not allowed: {self.subcommand!r}")
+        for option in self.options:
+            if not option.startswith("-"):
+                raise ValueError(f"git option must start with '-': {option!r}")
+        argv = [git_bin]
+        if self.git_dir is not None:
+            argv.append(f"--git-dir={self.git_dir}")
+        argv += [self.subcommand, *self.options]
+        if self.separator:
+            argv.append("--")
+        argv += self.args
+        return argv
+
+
+class Git:
+    """Builds and runs git processes with a controlled environment."""
+
+    def __init__(self, git_bin: str = "git", home: Path | None = None) -> None:
+        self.git_bin = git_bin
+        self.home = home
+
+    def environment(self, command: GitCommand) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
+        env.update(GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1", LANG="C", LC_ALL="C")
+        if self.home is not None:
+            env["HOME"] = str(self.home)
+            env["GIT_CONFIG_GLOBAL"] = os.devnull
+        # Configuration travels in the environment so secrets (extra HTTP headers) never
+        # appear in the process list.
+        env["GIT_CONFIG_COUNT"] = str(len(command.config))
+        for index, (key, value) in enumerate(command.config):
+            env[f"GIT_CONFIG_KEY_{index}"] = key
+            env[f"GIT_CONFIG_VALUE_{index}"] = value
+        env.update(command.env)
+        return env
+
+    async def spawn(self, command: GitCommand, *, stdin: bool = False) -> GitProcess:
+        argv = command.argv(self.git_bin)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self.environment(command),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise GitError(f"spawning git {command.subcommand}") from exc
+        log.debug("git started", extra={"argv": argv[1:3], "pid": proc.pid})
+        return GitProcess(command.subcommand, proc)
+
+    @contextlib.asynccontextmanager
+    async def process(self, command: GitCommand, *, stdin: bool = False) -> AsyncIterator[GitProcess]:
+        """A running git process that is killed if the block is left before it exits."""
+        proc = await self.spawn(command, stdin=stdin)
+        try:
+            yield proc
+        finally:
+            await proc.kill_if_running()
+
+    async def run(
+        self, command: GitCommand, *, input: bytes | None = None, timeout: float = 300.0
+    ) -> GitResult:
+        """Run to completion, for commands whose output is small by construction."""
+        async with self.process(command, stdin=input is not None) as proc:
+            try:
+                stdout, stderr = await asyncio.wait_for(proc.proc.communicate(input), timeout)
+            except TimeoutError as exc:
+                raise GitError(f"git {command.subcommand} timed out after {timeout:.0f} s") from exc
+            return GitResult(proc.proc.returncode or 0, stdout, stderr)
+
+    async def check(
+        self, command: GitCommand, *, input: bytes | None = None, timeout: float = 300.0
+    ) -> bytes:
+        result = await self.run(command, input=input, timeout=timeout)
+        if result.returncode != 0:
+            raise GitError(f"git {command.subcommand} failed", result.returncode, result.stderr)
+        return result.stdout
+
+
+@dataclass(frozen=True)
+class GitResult:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+class GitProcess:
+    """A streaming git child: stdout in chunks, stderr drained concurrently (tail kept)."""
+
+    def __init__(self, subcommand: str, proc: asyncio.subprocess.Process) -> None:
+        self.subcommand = subcommand
+        self.proc = proc
+        self._stderr_tail = bytearray()
+
+    @property
+    def stderr_tail(self) -> bytes:
+        return bytes(self._stderr_tail)
+
+    async def stdout_chunks(self, size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+        assert self.proc.stdout is not None
+        while chunk := await self.proc.stdout.read(size):
+            yield chunk
+
+    async def stderr_chunks(self, size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+        """Stream stderr while remembering its tail for error messages."""
+        assert self.proc.stderr is not None
+        while chunk := await self.proc.stderr.read(size):
+            self._stderr_tail += chunk
+            del self._stderr_tail[:-STDERR_TAIL_BYTES]
+            yield chunk
+
+    async def drain_stderr(self) -> None:
+        async for _ in self.stderr_chunks():
+            pass
+
+    async def write_stdin(self, chunks: AsyncIterator[bytes]) -> None:
+        """Copy chunks to stdin with back-pressure, then close it."""
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            async for chunk in chunks:
+                stdin.write(chunk)
+                await stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            # git stopped reading (it finished or failed); its exit status tells which.
+            return
+        finally:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                stdin.close()
+
+    async def wait(self) -> int:
+        return await self.proc.wait()
+
+    async def kill_if_running(self) -> None:
+        if self.proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        await self.proc.wait()
+        log.info("git killed", extra={"subcommand": self.subcommand, "pid": self.proc.pid})
+
+    def failure(self, returncode: int) -> GitError:
+        return GitError(f"git {self.subcommand} exited with {returncode}", returncode, self.stderr_tail)

@@ -1,0 +1,62 @@
+"""The three git services storage exposes, built once for smart HTTP and SSH alike."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from geogit.storage.errors import InvalidArgument
+from geogit.storage.git import GitCommand
+
+# Without these a partial clone (--filter) or a fetch of a specific commit would be refused.
+UPLOAD_PACK_CONFIG = (
+    ("uploadpack.allowFilter", "true"),
+    ("uploadpack.allowAnySHA1InWant", "true"),
+)
+RECEIVE_PACK_CONFIG = (
+    ("receive.fsckObjects", "true"),
+    ("receive.advertisePushOptions", "true"),
+    ("receive.advertiseAtomic", "true"),
+)
+_GIT_PROTOCOL = re.compile(r"\A[A-Za-z0-9=:._-]{0,256}\Z")
+
+
+def protocol_env(git_protocol: str) -> dict[str, str]:
+    """GIT_PROTOCOL for the child ("version=2"); refused unless it looks like one."""
+    if not git_protocol:
+        return {}
+    if not _GIT_PROTOCOL.match(git_protocol):
+        raise InvalidArgument(f"invalid git protocol parameter: {git_protocol[:80]!r}")
+    return {"GIT_PROTOCOL": git_protocol}
+
+
+def _stateless(stateless: bool, advertise_refs: bool) -> list[str]:
+    options = ["--stateless-rpc"] if stateless else []
+    if advertise_refs:
+        options.append("--advertise-refs")
+    return options
+
+
+def upload_pack(
+    path: Path, git_protocol: str, *, stateless: bool = False, advertise_refs: bool = False
+) -> GitCommand:
+    return GitCommand(
+        "upload-pack", options=_stateless(stateless, advertise_refs), args=[str(path)],
+        config=UPLOAD_PACK_CONFIG, env=protocol_env(git_protocol),
+    )
+
+
+def receive_pack(
+    path: Path, git_protocol: str, hooks_env: dict[str, str], hooks_dir: Path, *,
+    stateless: bool = False, advertise_refs: bool = False,
+) -> GitCommand:
+    return GitCommand(
+        "receive-pack", options=_stateless(stateless, advertise_refs), args=[str(path)],
+        config=(*RECEIVE_PACK_CONFIG, ("core.hooksPath", str(hooks_dir))),
+        env={**protocol_env(git_protocol), **hooks_env},
+    )
+
+
+def upload_archive(path: Path) -> GitCommand:
+    # upload-archive has no option parser, so no "--"; the path is ours, not the caller's.
+    return GitCommand("upload-archive", args=[str(path)], separator=False)

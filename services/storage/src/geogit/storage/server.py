@@ -1,0 +1,118 @@
+"""geogit-storage: wires the services together and runs them until SIGTERM.
+
+Lifecycle: starting → serving → draining (health NOT_SERVING, no new RPCs, running ones get
+up to GEOGIT_SHUTDOWN_GRACE_SECONDS) → stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from geogit.common.logging import configure_logging
+from geogit.common.ops_http import OpsServer
+from geogit.common.proto.storage.v1 import (
+    hook_pb2_grpc,
+    repository_pb2_grpc,
+    smarthttp_pb2_grpc,
+    ssh_pb2_grpc,
+)
+from geogit.common.storage_client import CHANNEL_OPTIONS
+from geogit.storage.clients.internal_api import InternalApiClient
+from geogit.storage.config import StorageSettings
+from geogit.storage.git import Git
+from geogit.storage.hook_service import HookService
+from geogit.storage.hooks import install_hooks
+from geogit.storage.interceptors import StorageInterceptor
+from geogit.storage.locator import RepositoryLocator
+from geogit.storage.push import PushEnvironment
+from geogit.storage.repository_service import RepositoryService
+from geogit.storage.smarthttp import SmartHTTPService
+from geogit.storage.ssh import SSHService
+
+log = logging.getLogger(__name__)
+SERVICE_NAMES = (
+    "geogit.storage.v1.RepositoryService",
+    "geogit.storage.v1.SmartHTTPService",
+    "geogit.storage.v1.SSHService",
+    "geogit.storage.v1.HookService",
+)
+
+
+class StorageServer:
+    def __init__(self, settings: StorageSettings) -> None:
+        self.settings = settings
+        settings.check_secrets("storage_secret", "internal_api_secret")
+        settings.storage_root.mkdir(parents=True, exist_ok=True)
+        runtime = settings.runtime_dir
+        self.git = Git(settings.git_bin, home=runtime)
+        self.locator = RepositoryLocator(settings.storage_root, settings.storage_name)
+        self.internal_api = InternalApiClient(settings.internal_api_url,
+                                              settings.internal_api_secret)
+        self.push = PushEnvironment(settings.hook_address, settings.storage_secret,
+                                    settings.storage_name, install_hooks(runtime / "hooks"),
+                                    settings.git_timeout_seconds)
+        self.health = health.aio.HealthServicer()
+        self.grpc = grpc.aio.server(interceptors=[StorageInterceptor(settings.storage_secret)],
+                                    options=CHANNEL_OPTIONS)
+        self._register()
+        host, _, port = settings.ops_address.rpartition(":")
+        self.ops = OpsServer(host, int(port), ready=lambda: self.serving)
+        self.serving = False
+
+    def _register(self) -> None:
+        """Every RPC this storage answers, in one place."""
+        repositories = RepositoryService(self.git, self.locator, self.settings.runtime_dir)
+        repositories.replicator.timeout = self.settings.git_timeout_seconds
+        repository_pb2_grpc.add_RepositoryServiceServicer_to_server(repositories, self.grpc)
+        smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(
+            SmartHTTPService(self.git, self.locator, self.push), self.grpc)
+        ssh_pb2_grpc.add_SSHServiceServicer_to_server(
+            SSHService(self.git, self.locator, self.push), self.grpc)
+        hook_pb2_grpc.add_HookServiceServicer_to_server(
+            HookService(self.locator, self.internal_api), self.grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+
+    async def start(self) -> None:
+        self.grpc.add_insecure_port(self.settings.listen_address)
+        await self.grpc.start()
+        await self.ops.start()
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.serving = True
+        log.info("storage serving", extra={"address": self.settings.listen_address,
+                                           "root": str(self.settings.storage_root)})
+
+    async def stop(self) -> None:
+        self.serving = False
+        await self.health.enter_graceful_shutdown()
+        log.info("storage draining", extra={"grace_s": self.settings.shutdown_grace_seconds})
+        await self.grpc.stop(self.settings.shutdown_grace_seconds)
+        await self.ops.stop()
+        await self.internal_api.aclose()
+        log.info("storage stopped")
+
+
+async def serve(settings: StorageSettings) -> None:
+    server = StorageServer(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start()
+    await stop.wait()
+    await server.stop()
+
+
+def main() -> None:
+    settings = StorageSettings()
+    configure_logging("storage", settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""geogit-storage-ssh: a GIT_SSH_COMMAND that reaches a storage's SSHService without SSH.
+
+gitaly-ssh's role. git runs it as it would run ssh ("<helper> [options] host 'git-upload-pack
+<path>'"); it opens the matching RPC on the storage named in GEOGIT_SSH_PAYLOAD and relays
+stdin, stdout, stderr and the exit status. Storage uses it to fetch from another storage, and
+tests use it to drive storage with the real git client:
+
+    GIT_SSH_COMMAND=geogit-storage-ssh GIT_SSH_VARIANT=ssh \
+    GEOGIT_SSH_PAYLOAD='{"address": "127.0.0.1:9999", "token": "..."}' \
+    git clone geogit-storage:@hashed/ab/cd/abcd....git
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import sys
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from pydantic import BaseModel, ValidationError
+
+from geogit.common.proto.storage.v1 import shared_pb2, ssh_pb2, ssh_pb2_grpc
+from geogit.common.storage_client import aio_channel, storage_metadata
+
+SSH_PAYLOAD_ENV = "GEOGIT_SSH_PAYLOAD"
+CHUNK_SIZE = 64 * 1024
+COMMANDS = {
+    "git-upload-pack": "SSHUploadPack",
+    "git-receive-pack": "SSHReceivePack",
+    "git-upload-archive": "SSHUploadArchive",
+}
+_REQUESTS: dict[str, Any] = {
+    "SSHUploadPack": ssh_pb2.SSHUploadPackRequest,
+    "SSHReceivePack": ssh_pb2.SSHReceivePackRequest,
+    "SSHUploadArchive": ssh_pb2.SSHUploadArchiveRequest,
+}
+
+
+class SshPayload(BaseModel):
+    address: str
+    token: str
+    storage_name: str = ""
+    # Defaults to the path in git's command line.
+    relative_path: str = ""
+    gl_repository: str = ""
+    gl_project_path: str = ""
+    gl_id: str = ""
+    gl_username: str = ""
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_command(argv: list[str]) -> tuple[str, str]:
+    """The RPC and repository path from ssh-style arguments; options and host are ignored."""
+    if not argv:
+        raise UsageError("no command given")
+    words = shlex.split(argv[-1])
+    if len(words) == 3 and words[0] == "git":
+        words = [f"git-{words[1]}", words[2]]
+    if len(words) != 2 or words[0] not in COMMANDS:
+        raise UsageError(f"unsupported command: {argv[-1]!r}")
+    return COMMANDS[words[0]], words[1].lstrip("/")
+
+
+def _first_request(rpc: str, payload: SshPayload, path: str) -> Any:
+    fields: dict[str, Any] = {
+        "repository": shared_pb2.Repository(
+            storage_name=payload.storage_name, relative_path=payload.relative_path or path,
+            gl_repository=payload.gl_repository, gl_project_path=payload.gl_project_path),
+    }
+    if rpc != "SSHUploadArchive":
+        fields["git_protocol"] = os.environ.get("GIT_PROTOCOL", "")
+    if rpc == "SSHReceivePack":
+        fields["user"] = shared_pb2.User(gl_id=payload.gl_id, gl_username=payload.gl_username,
+                                         protocol="ssh")
+    return _REQUESTS[rpc](**fields)
+
+
+def _read_stdin(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes]) -> None:
+    """Runs in a daemon thread: a read blocked on stdin must not keep the helper alive."""
+    while True:
+        chunk = os.read(0, CHUNK_SIZE)
+        asyncio.run_coroutine_threadsafe(queue.put(chunk), loop).result()
+        if not chunk:
+            return
+
+
+async def _requests(rpc: str, first: Any) -> AsyncIterator[Any]:
+    yield first
+    queue: asyncio.Queue[bytes] = asyncio.Queue(4)
+    reader = threading.Thread(target=_read_stdin, args=(asyncio.get_running_loop(), queue),
+                              daemon=True)
+    reader.start()
+    while chunk := await queue.get():
+        yield _REQUESTS[rpc](stdin=chunk)
+    yield _REQUESTS[rpc](stdin_eof=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+async def relay(rpc: str, payload: SshPayload, path: str) -> int:
+    loop = asyncio.get_running_loop()
+    async with aio_channel(payload.address) as channel:
+        call = getattr(ssh_pb2_grpc.SSHServiceStub(channel), rpc)(
+            _requests(rpc, _first_request(rpc, payload, path)),
+            metadata=storage_metadata(payload.token),
+        )
+        async for response in call:
+            if response.stdout:
+                await loop.run_in_executor(None, _write_all, 1, response.stdout)
+            if response.stderr:
+                await loop.run_in_executor(None, _write_all, 2, response.stderr)
+            if response.HasField("exit_status"):
+                # The last message: our stdin may still be open, so end the call here.
+                call.cancel()
+                return int(response.exit_status.value)
+        return 1
+
+
+def main() -> int:
+    try:
+        rpc, path = parse_command(sys.argv[1:])
+        payload = SshPayload.model_validate_json(os.environ.get(SSH_PAYLOAD_ENV, ""))
+    except (UsageError, ValidationError, ValueError) as exc:
+        print(f"geogit-storage-ssh: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(relay(rpc, payload, path))
+    except grpc.aio.AioRpcError as exc:
+        print(f"geogit-storage-ssh: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

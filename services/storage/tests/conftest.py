@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fake_internal_api import FakeInternalApi
+from storage_harness import API_SECRET, StorageProcess
+
+
+@pytest.fixture(scope="session")
+def internal_api() -> Iterator[FakeInternalApi]:
+    api = FakeInternalApi(API_SECRET)
+    api.start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_policy(internal_api: FakeInternalApi) -> None:
+    internal_api.reset()
+
+
+@pytest.fixture(scope="session")
+def storage(tmp_path_factory: pytest.TempPathFactory,
+            internal_api: FakeInternalApi) -> Iterator[StorageProcess]:
+    server = StorageProcess(tmp_path_factory.mktemp("storage") / "repositories", internal_api.url)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def second_storage(tmp_path_factory: pytest.TempPathFactory,
+                   internal_api: FakeInternalApi) -> Iterator[StorageProcess]:
+    server = StorageProcess(tmp_path_factory.mktemp("storage2") / "repositories",
+                            internal_api.url, name="second")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    return tmp_path
