@@ -163,7 +163,7 @@ def refs_of(repo_path: Path) -> dict[str, str]:
 
 
 def loose_and_packed_objects(repo_path: Path) -> set[str]:
-    """Every object stored outside quarantine (objects/incoming-*)."""
+    """Every object stored outside quarantine (objects/tmp_objdir-incoming-*)."""
     out = git("--git-dir", str(repo_path), "cat-file", "--batch-all-objects",
               "--batch-check=%(objectname)", env={**os.environ, "GIT_QUARANTINE_PATH": ""})
     return set(out.stdout.decode().split())

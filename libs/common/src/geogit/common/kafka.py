@@ -6,6 +6,7 @@ Consumers remember the last sequence applied per aggregate (DESIGN §4), so a re
 is harmless; a skipped one would not be.
 """
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from geogit.common.events import Event, EventDecodeError, decode_event, encode_e
 log = logging.getLogger(__name__)
 
 _POLL_TIMEOUT_MS = 1000
+# aiokafka retries a commit while the coordinator is unreachable; past this the record is left
+# uncommitted (and redelivered later) rather than holding up the loop or stop().
+_COMMIT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,9 @@ class EventConsumer:
         self._consumer: Any = None
         # Next offset to commit, per partition: handled, not yet committed.
         self._handled: dict[TopicPartition, int] = {}
+        # stop() waits for a commit in flight: aiokafka retries a commit whose connection
+        # stop() closed, forever.
+        self._commit_lock = asyncio.Lock()
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -191,7 +198,8 @@ class EventConsumer:
 
     async def stop(self) -> None:
         """Leave the group; a `run()` in progress returns after its current handler."""
-        consumer, self._consumer = self._consumer, None
+        async with self._commit_lock:
+            consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
 
@@ -220,6 +228,8 @@ class EventConsumer:
             for tp, records in batches.items():
                 try:
                     for record in records:
+                        if self._consumer is not consumer:
+                            return  # stop() was called: the rest is for the next consumer
                         if tp not in consumer.assignment():
                             break  # moved in a rebalance: the new owner resumes after our commit
                         await self._handle(record)
@@ -246,11 +256,15 @@ class EventConsumer:
 
     async def _commit_handled(self, partitions: Iterable[TopicPartition]) -> None:
         offsets = {tp: self._handled.pop(tp) for tp in partitions if tp in self._handled}
-        if not offsets or self._consumer is None:
+        if not offsets:
             return
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group moved on without us: the partition's new owner redelivers from the last
-            # commit, and idempotent handlers absorb the repeats.
-            log.warning("offsets %s not committed: %s", offsets, exc)
+        async with self._commit_lock:
+            if self._consumer is None:
+                return
+            try:
+                async with asyncio.timeout(_COMMIT_TIMEOUT_S):
+                    await self._consumer.commit(offsets)
+            except (CommitFailedError, IllegalStateError, TimeoutError) as exc:
+                # Whoever reads the partition next starts at the last commit and sees these
+                # records again; idempotent handlers absorb the repeats.
+                log.warning("offsets %s not committed: %r", offsets, exc)

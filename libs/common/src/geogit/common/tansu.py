@@ -28,10 +28,11 @@ class TansuError(RuntimeError):
 def _lists_a_broker(host: str, port: int) -> bool:
     """Send a bare Metadata v0 request; Tansu is ready once it answers with itself in it.
 
-    An open port alone is not enough: the listener accepts before the broker can serve
-    metadata, and clients that connect too early fail their first request.
+    An open port alone proves little: when another process holds the port, connecting still
+    succeeds while Tansu is dying of "address in use".
     """
     client_id = b"geogit-probe"
+    # Request header: api key 3 (Metadata), version 0, correlation id, client id.
     request = struct.pack(">hhih", 3, 0, _PROBE_CORRELATION_ID, len(client_id)) + client_id
     request += struct.pack(">i", 0)  # no topics: only the broker list is wanted
     try:
@@ -74,6 +75,7 @@ class TansuBroker:
         return f"{self._host}:{self._port}"
 
     def start(self, timeout: float = 30.0) -> None:
+        """Return once the broker serves metadata; on failure no process is left behind."""
         if self._process is not None:
             raise TansuError(f"tansu already running on {self.bootstrap}")
         if self._port is None:

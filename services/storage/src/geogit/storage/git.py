@@ -66,6 +66,8 @@ class GitCommand:
     git_dir: Path | None = None
     config: Sequence[tuple[str, str]] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    # Seconds an abandoned process may take to finish on its own before it is killed.
+    stop_grace: float = 0.0
 
     def argv(self, git_bin: str) -> list[str]:
         if self.subcommand not in ALLOWED_SUBCOMMANDS:
@@ -119,7 +121,7 @@ class Git:
         except OSError as exc:
             raise GitError(f"spawning git {command.subcommand}") from exc
         log.debug("git started", extra={"argv": argv[1:3], "pid": proc.pid})
-        return GitProcess(command.subcommand, proc)
+        return GitProcess(command.subcommand, proc, command.stop_grace)
 
     @contextlib.asynccontextmanager
     async def process(self, command: GitCommand, *, stdin: bool = False) -> AsyncIterator[GitProcess]:
@@ -160,9 +162,11 @@ class GitResult:
 class GitProcess:
     """A streaming git child: stdout in chunks, stderr drained concurrently (tail kept)."""
 
-    def __init__(self, subcommand: str, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, subcommand: str, proc: asyncio.subprocess.Process,
+                 stop_grace: float = 0.0) -> None:
         self.subcommand = subcommand
         self.proc = proc
+        self.stop_grace = stop_grace
         self._stderr_tail = bytearray()
 
     @property
@@ -205,12 +209,35 @@ class GitProcess:
         return await self.proc.wait()
 
     async def kill_if_running(self) -> None:
+        """Stop an abandoned git, first by closing its input if it was given a grace period.
+
+        receive-pack only removes its quarantine when it sees the end of its input; a signal
+        would leave the pushed objects behind. Output is drained meanwhile so a git blocked on
+        writing can still notice.
+        """
         if self.proc.returncode is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.stop_grace > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._close_and_drain(), self.stop_grace)
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            await self.proc.wait()
+        log.info("git stopped", extra={"subcommand": self.subcommand, "pid": self.proc.pid})
+
+    async def _close_and_drain(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.proc.stdin.close()
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        await asyncio.gather(self._discard(self.proc.stdout), self._discard(self.proc.stderr))
         await self.proc.wait()
-        log.info("git killed", extra={"subcommand": self.subcommand, "pid": self.proc.pid})
+
+    @staticmethod
+    async def _discard(stream: asyncio.StreamReader) -> None:
+        while await stream.read(CHUNK_SIZE):
+            pass
 
     def failure(self, returncode: int) -> GitError:
         return GitError(f"git {self.subcommand} exited with {returncode}", returncode, self.stderr_tail)

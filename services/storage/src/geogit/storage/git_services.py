@@ -54,6 +54,8 @@ def receive_pack(
         "receive-pack", options=_stateless(stateless, advertise_refs), args=[str(path)],
         config=(*RECEIVE_PACK_CONFIG, ("core.hooksPath", str(hooks_dir))),
         env={**protocol_env(git_protocol), **hooks_env},
+        # Given its input's end, receive-pack discards the quarantine of an unfinished push.
+        stop_grace=10.0,
     )
 
 
