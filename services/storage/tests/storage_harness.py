@@ -71,13 +71,14 @@ class StorageProcess:
             return False
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
+        code = self.proc.wait(timeout)
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        return code
 
     @property
     def channel(self) -> grpc.Channel:

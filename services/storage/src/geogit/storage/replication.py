@@ -148,6 +148,9 @@ class Replicator:
         try:
             await self.git.check(command, timeout=self.timeout)
         except GitError as exc:
+            if b"could not read Username" in exc.stderr:
+                raise Unavailable("the replication source refused our credentials (HTTP 401)"
+                                  ) from exc
             raise Unavailable(f"fetching from the replication source failed: {exc}") from exc
 
     async def _sync_head(self, path: Path, source: FetchSource) -> None:
