@@ -24,11 +24,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         plugins = Path(sys.executable).parent
         cmd = [
-            sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}",
-            f"--python_out={tmp}", f"--grpc_python_out={tmp}",
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTOS}",
+            f"--python_out={tmp}",
+            f"--grpc_python_out={tmp}",
             f"--plugin=protoc-gen-mypy={plugins / 'protoc-gen-mypy'}",
             f"--plugin=protoc-gen-mypy_grpc={plugins / 'protoc-gen-mypy_grpc'}",
-            f"--mypy_out={tmp}", f"--mypy_grpc_out={tmp}", *sources,
+            f"--mypy_out={tmp}",
+            f"--mypy_grpc_out={tmp}",
+            *sources,
         ]
         subprocess.run(cmd, check=True)
         if OUT.exists():

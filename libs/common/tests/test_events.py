@@ -3,6 +3,9 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from geogit.common.events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
@@ -22,8 +25,6 @@ from geogit.common.proto.events.v1 import (
     replication_pb2,
     repository_pb2,
 )
-from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 
 PUSHED_AT = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
 

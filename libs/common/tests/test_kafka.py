@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
 from geogit.common.events import Event, Topics, new_event
 from geogit.common.kafka import (
     ConsumerRecordInfo,

@@ -3,6 +3,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+
 from geogit.common.logging import (
     bound_correlation_id,
     configure_logging,

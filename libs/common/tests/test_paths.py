@@ -2,6 +2,9 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from geogit.common.paths import (
     InvalidPathError,
     hashed_repository_path,
@@ -9,8 +12,6 @@ from geogit.common.paths import (
     validate_project_full_path,
     validate_relative_path,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 
 def test_hashed_path_matches_gitlab() -> None:

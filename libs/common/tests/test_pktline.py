@@ -3,6 +3,9 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from geogit.common.pktline import (
     DELIM_PKT,
     FLUSH_PKT,
@@ -23,8 +26,6 @@ from geogit.common.pktline import (
     sideband_packet,
     stream_read_exactly,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 packets = st.one_of(
     st.builds(Packet, st.just(PacketKind.DATA), st.binary(max_size=300)),

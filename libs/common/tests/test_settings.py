@@ -1,9 +1,10 @@
 from pathlib import Path
 
 import pytest
-from geogit.common.settings import GeogitSettings
 from pydantic import SecretStr
 from pydantic_settings import SettingsError
+
+from geogit.common.settings import GeogitSettings
 
 
 class ServiceSettings(GeogitSettings):

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+
 from geogit.common.kafka import KafkaConfig, ensure_topics
 from geogit.common.tansu import TansuBroker, TansuError
 

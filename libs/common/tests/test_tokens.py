@@ -5,6 +5,7 @@ from typing import Any
 
 import jwt
 import pytest
+
 from geogit.common.tokens import (
     INTERNAL_API_AUDIENCE,
     STORAGE_AUDIENCE,

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 from fake_internal_api import FakeInternalApi
-from storage_harness import API_SECRET, StorageProcess
+
+from geogit.storage.testing import API_SECRET, StorageProcess
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +23,9 @@ def _reset_policy(internal_api: FakeInternalApi) -> None:
 
 
 @pytest.fixture(scope="session")
-def storage(tmp_path_factory: pytest.TempPathFactory,
-            internal_api: FakeInternalApi) -> Iterator[StorageProcess]:
+def storage(
+    tmp_path_factory: pytest.TempPathFactory, internal_api: FakeInternalApi
+) -> Iterator[StorageProcess]:
     server = StorageProcess(tmp_path_factory.mktemp("storage") / "repositories", internal_api.url)
     server.start()
     yield server
@@ -31,10 +33,12 @@ def storage(tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.fixture(scope="session")
-def second_storage(tmp_path_factory: pytest.TempPathFactory,
-                   internal_api: FakeInternalApi) -> Iterator[StorageProcess]:
-    server = StorageProcess(tmp_path_factory.mktemp("storage2") / "repositories",
-                            internal_api.url, name="second")
+def second_storage(
+    tmp_path_factory: pytest.TempPathFactory, internal_api: FakeInternalApi
+) -> Iterator[StorageProcess]:
+    server = StorageProcess(
+        tmp_path_factory.mktemp("storage2") / "repositories", internal_api.url, name="second"
+    )
     server.start()
     yield server
     server.stop()

@@ -44,8 +44,9 @@ class FakeInternalApi:
         self.policy = Policy()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(uvicorn.Config(self._app(), host="127.0.0.1",
-                                                     port=self.port, log_level="warning"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def reset(self) -> None:
@@ -62,8 +63,9 @@ class FakeInternalApi:
         app = FastAPI()
 
         @app.post("/api/v4/internal/allowed", response_model=None)
-        def allowed(body: AllowedRequest,
-                    geogit_api_request: str | None = Header(None)) -> AllowedResponse | JSONResponse:
+        def allowed(
+            body: AllowedRequest, geogit_api_request: str | None = Header(None)
+        ) -> AllowedResponse | JSONResponse:
             self._check(geogit_api_request)
             self.policy.allowed_calls.append(body)
             refs = {line.split()[2] for line in body.changes.splitlines() if len(line.split()) == 3}
@@ -72,14 +74,16 @@ class FakeInternalApi:
             return AllowedResponse(status=True, gl_repository=body.gl_repository)
 
         @app.post("/api/v4/internal/pre_receive")
-        def pre_receive(body: PreReceiveRequest,
-                        geogit_api_request: str | None = Header(None)) -> PreReceiveResponse:
+        def pre_receive(
+            body: PreReceiveRequest, geogit_api_request: str | None = Header(None)
+        ) -> PreReceiveResponse:
             self._check(geogit_api_request)
             return PreReceiveResponse(reference_counter_increased=True)
 
         @app.post("/api/v4/internal/post_receive")
-        def post_receive(body: PostReceiveRequest,
-                         geogit_api_request: str | None = Header(None)) -> PostReceiveResponse:
+        def post_receive(
+            body: PostReceiveRequest, geogit_api_request: str | None = Header(None)
+        ) -> PostReceiveResponse:
             self._check(geogit_api_request)
             self.policy.post_receive_calls.append(body)
             return PostReceiveResponse(messages=self.policy.post_receive_messages)

@@ -47,15 +47,21 @@ class HttpBackendServer:
                     return
                 parts = urlsplit(self.path)
                 env = {
-                    **os.environ, "GIT_PROJECT_ROOT": str(project_root), "GIT_HTTP_EXPORT_ALL": "1",
-                    "PATH_INFO": parts.path, "QUERY_STRING": parts.query,
-                    "REQUEST_METHOD": self.command, "CONTENT_LENGTH": str(len(body)),
+                    **os.environ,
+                    "GIT_PROJECT_ROOT": str(project_root),
+                    "GIT_HTTP_EXPORT_ALL": "1",
+                    "PATH_INFO": parts.path,
+                    "QUERY_STRING": parts.query,
+                    "REQUEST_METHOD": self.command,
+                    "CONTENT_LENGTH": str(len(body)),
                     "CONTENT_TYPE": self.headers.get("Content-Type", ""),
                     "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-                    "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""), "REMOTE_ADDR": "127.0.0.1",
+                    "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                    "REMOTE_ADDR": "127.0.0.1",
                 }
-                result = subprocess.run(["git", "http-backend"], input=body, env=env,
-                                        capture_output=True, check=False)
+                result = subprocess.run(
+                    ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
+                )
                 head, _, payload = result.stdout.partition(b"\r\n\r\n")
                 status = 200
                 headers = []

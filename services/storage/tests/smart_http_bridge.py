@@ -27,8 +27,11 @@ class SmartHttpBridge:
         self.storage_name = storage_name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, interface="asgi3",
-                                                     log_level="warning"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                self.app, host="127.0.0.1", port=self.port, interface="asgi3", log_level="warning"
+            )
+        )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def start(self) -> None:
@@ -49,37 +52,52 @@ class SmartHttpBridge:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         query = parse_qs(scope["query_string"].decode())
         git_protocol = headers.get("git-protocol", "")
-        for suffix, rpc in _ROUTES.items():
-            if path.endswith(suffix) and scope["method"] == ("GET" if "info" in suffix else "POST"):
-                repo = shared_pb2.Repository(storage_name=self.storage_name,
-                                             relative_path=path[1:-len(suffix)],
-                                             gl_repository="project-1",
-                                             gl_project_path="group/project")
-                break
-        else:
+        route = next(
+            (
+                (suffix, rpc)
+                for suffix, rpc in _ROUTES.items()
+                if path.endswith(suffix) and scope["method"] == ("GET" if rpc == "info" else "POST")
+            ),
+            None,
+        )
+        if route is None:
             await _respond(send, 404, "text/plain", [b"not found\n"])
             return
+        suffix, rpc = route
+        repo = shared_pb2.Repository(
+            storage_name=self.storage_name,
+            relative_path=path[1 : -len(suffix)],
+            gl_repository="project-1",
+            gl_project_path="group/project",
+        )
         metadata = storage_metadata(self.token())
         async with aio_channel(self.address) as channel:
             stub = smarthttp_pb2_grpc.SmartHTTPServiceStub(channel)
             if rpc == "info":
                 service = query.get("service", [""])[0]
-                method = {"git-upload-pack": stub.InfoRefsUploadPack,
-                          "git-receive-pack": stub.InfoRefsReceivePack}.get(service)
+                method = {
+                    "git-upload-pack": stub.InfoRefsUploadPack,
+                    "git-receive-pack": stub.InfoRefsReceivePack,
+                }.get(service)
                 if method is None:
                     await _respond(send, 403, "text/plain", [b"dumb HTTP is not supported\n"])
                     return
-                call = method(smarthttp_pb2.InfoRefsRequest(repository=repo,
-                                                            git_protocol=git_protocol),
-                              metadata=metadata)
+                call = method(
+                    smarthttp_pb2.InfoRefsRequest(repository=repo, git_protocol=git_protocol),
+                    metadata=metadata,
+                )
                 content_type = f"application/x-{service}-advertisement"
             else:
-                message = (smarthttp_pb2.PostUploadPackRequest if rpc == "upload"
-                           else smarthttp_pb2.PostReceivePackRequest)
+                message = (
+                    smarthttp_pb2.PostUploadPackRequest
+                    if rpc == "upload"
+                    else smarthttp_pb2.PostReceivePackRequest
+                )
                 first: dict[str, Any] = {"repository": repo, "git_protocol": git_protocol}
                 if rpc == "receive":
-                    first["user"] = shared_pb2.User(gl_id="user-1", gl_username="alice",
-                                                    protocol="http")
+                    first["user"] = shared_pb2.User(
+                        gl_id="user-1", gl_username="alice", protocol="http"
+                    )
 
                 async def requests() -> AsyncIterator[Any]:
                     yield message(**first)
@@ -98,11 +116,16 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-async def _respond(send: Send, status: int, content_type: str,
-                   chunks: AsyncIterable[bytes] | list[bytes]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type.encode()),
-                            (b"cache-control", b"no-cache")]})
+async def _respond(
+    send: Send, status: int, content_type: str, chunks: AsyncIterable[bytes] | list[bytes]
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type.encode()), (b"cache-control", b"no-cache")],
+        }
+    )
     if isinstance(chunks, list):
         for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})

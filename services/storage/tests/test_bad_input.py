@@ -9,7 +9,6 @@ from pathlib import Path
 import grpc
 import jwt
 import pytest
-from storage_harness import STORAGE_SECRET, StorageProcess, git, make_work_tree, refs_of
 
 from geogit.common.pktline import FLUSH_PKT, pkt_line
 from geogit.common.proto.storage.v1 import (
@@ -23,12 +22,17 @@ from geogit.common.proto.storage.v1 import (
     ssh_pb2_grpc,
 )
 from geogit.common.tokens import HOOKS_AUDIENCE, STORAGE_AUDIENCE, issue_token
+from geogit.storage.testing import STORAGE_SECRET, StorageProcess, git, make_work_tree, refs_of
 
 ZERO = "0" * 40
 
 
-def _token(secret: str = STORAGE_SECRET, audience: str = STORAGE_AUDIENCE, iat_offset: int = 0,
-           ttl: int = 30) -> str:
+def _token(
+    secret: str = STORAGE_SECRET,
+    audience: str = STORAGE_AUDIENCE,
+    iat_offset: int = 0,
+    ttl: int = 30,
+) -> str:
     now = int(time.time()) + iat_offset
     return jwt.encode({"iss": "t", "aud": audience, "iat": now, "exp": now + ttl}, secret, "HS256")
 
@@ -36,19 +40,25 @@ def _token(secret: str = STORAGE_SECRET, audience: str = STORAGE_AUDIENCE, iat_o
 def _exists(storage: StorageProcess, metadata: tuple[tuple[str, str], ...]) -> None:
     repo = shared_pb2.Repository(relative_path="@hashed/aa/aa/x.git")
     storage.repositories.RepositoryExists(
-        repository_pb2.RepositoryExistsRequest(repository=repo), metadata=metadata)
+        repository_pb2.RepositoryExistsRequest(repository=repo), metadata=metadata
+    )
 
 
-@pytest.mark.parametrize(("metadata", "reason"), [
-    ((), "missing storage token"),
-    ((("authorization", "Basic dXNlcjpwYXNz"),), "must be 'Bearer <token>'"),
-    ((("authorization", "Bearer not-a-jwt"),), "malformed token"),
-    ((("authorization", f"Bearer {_token(secret='forged-secret-0123456789abcdef0123')}"),),
-     "signature invalid"),
-    ((("authorization", f"Bearer {_token(iat_offset=-3600)}"),), "expired"),
-    ((("authorization", f"Bearer {_token(ttl=3600)}"),), "lifetime exceeds"),
-    ((("authorization", f"Bearer {_token(audience=HOOKS_AUDIENCE)}"),), "audience"),
-])
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ((), "missing storage token"),
+        ((("authorization", "Basic dXNlcjpwYXNz"),), "must be 'Bearer <token>'"),
+        ((("authorization", "Bearer not-a-jwt"),), "malformed token"),
+        (
+            (("authorization", f"Bearer {_token(secret='forged-secret-0123456789abcdef0123')}"),),
+            "signature invalid",
+        ),
+        ((("authorization", f"Bearer {_token(iat_offset=-3600)}"),), "expired"),
+        ((("authorization", f"Bearer {_token(ttl=3600)}"),), "lifetime exceeds"),
+        ((("authorization", f"Bearer {_token(audience=HOOKS_AUDIENCE)}"),), "audience"),
+    ],
+)
 def test_bad_tokens_are_refused(storage: StorageProcess, metadata, reason: str) -> None:
     with pytest.raises(grpc.RpcError) as failure:
         _exists(storage, metadata)
@@ -74,17 +84,29 @@ def test_garbage_hooks_payload_is_invalid_argument(storage: StorageProcess) -> N
     assert "GEOGIT_HOOKS_PAYLOAD" in failure.value.details()
 
 
-@pytest.mark.parametrize("path", [
-    "../outside.git", "/etc/passwd.git", "@hashed/../../escape.git", "@hashed/aa/./b.git",
-    "+geogit/hooks.git", "@hashed/aa/bb/not-a-repo", "", "a\x00b.git", "a\\..\\b.git",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../outside.git",
+        "/etc/passwd.git",
+        "@hashed/../../escape.git",
+        "@hashed/aa/./b.git",
+        "+geogit/hooks.git",
+        "@hashed/aa/bb/not-a-repo",
+        "",
+        "a\x00b.git",
+        "a\\..\\b.git",
+    ],
+)
 def test_hostile_paths_are_invalid_argument(storage: StorageProcess, path: str) -> None:
     repo = shared_pb2.Repository(relative_path=path)
     for call in (
         lambda: storage.repositories.CreateRepository(
-            repository_pb2.CreateRepositoryRequest(repository=repo), metadata=storage.metadata()),
+            repository_pb2.CreateRepositoryRequest(repository=repo), metadata=storage.metadata()
+        ),
         lambda: storage.repositories.CalculateChecksum(
-            repository_pb2.CalculateChecksumRequest(repository=repo), metadata=storage.metadata()),
+            repository_pb2.CalculateChecksumRequest(repository=repo), metadata=storage.metadata()
+        ),
     ):
         with pytest.raises(grpc.RpcError) as failure:
             call()
@@ -100,7 +122,8 @@ def test_symlink_out_of_the_root_is_refused(storage: StorageProcess, tmp_path: P
     repo = shared_pb2.Repository(relative_path="@hashed/ee/ff/evil.git")
     with pytest.raises(grpc.RpcError) as failure:
         storage.repositories.CreateRepository(
-            repository_pb2.CreateRepositoryRequest(repository=repo), metadata=storage.metadata())
+            repository_pb2.CreateRepositoryRequest(repository=repo), metadata=storage.metadata()
+        )
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert list(tmp_path.iterdir()) == []
 
@@ -110,11 +133,13 @@ def test_unknown_storage_and_missing_repository(storage: StorageProcess) -> None
     missing = shared_pb2.Repository(relative_path="@hashed/aa/bb/missing.git")
     with pytest.raises(grpc.RpcError) as failure:
         storage.repositories.CalculateChecksum(
-            repository_pb2.CalculateChecksumRequest(repository=other), metadata=storage.metadata())
+            repository_pb2.CalculateChecksumRequest(repository=other), metadata=storage.metadata()
+        )
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as failure:
         storage.repositories.CalculateChecksum(
-            repository_pb2.CalculateChecksumRequest(repository=missing), metadata=storage.metadata())
+            repository_pb2.CalculateChecksumRequest(repository=missing), metadata=storage.metadata()
+        )
     assert failure.value.code() == grpc.StatusCode.NOT_FOUND
     assert "repository not found" in failure.value.details()
 
@@ -122,17 +147,33 @@ def test_unknown_storage_and_missing_repository(storage: StorageProcess) -> None
 def test_invalid_object_ids_and_branch_names(storage: StorageProcess) -> None:
     repo = storage.create()
     for request, call in (
-        (repository_pb2.HasObjectsRequest(repository=repo, object_ids=["--batch-all-objects"]),
-         storage.repositories.HasObjects),
-        (repository_pb2.CommitIsAncestorRequest(repository=repo, ancestor_id="--output=/tmp/x",
-                                                child_id=ZERO), storage.repositories.CommitIsAncestor),
-        (repository_pb2.CreateRepositoryRequest(
-            repository=shared_pb2.Repository(relative_path="@hashed/12/34/branch.git"),
-            default_branch="bad..name"), storage.repositories.CreateRepository),
-        (repository_pb2.CommitIsAncestorRequest(
-            repository=shared_pb2.Repository(relative_path=repo.relative_path,
-                                             git_object_directory="../../../../../tmp"),
-            ancestor_id=ZERO, child_id=ZERO), storage.repositories.CommitIsAncestor),
+        (
+            repository_pb2.HasObjectsRequest(repository=repo, object_ids=["--batch-all-objects"]),
+            storage.repositories.HasObjects,
+        ),
+        (
+            repository_pb2.CommitIsAncestorRequest(
+                repository=repo, ancestor_id="--output=/tmp/x", child_id=ZERO
+            ),
+            storage.repositories.CommitIsAncestor,
+        ),
+        (
+            repository_pb2.CreateRepositoryRequest(
+                repository=shared_pb2.Repository(relative_path="@hashed/12/34/branch.git"),
+                default_branch="bad..name",
+            ),
+            storage.repositories.CreateRepository,
+        ),
+        (
+            repository_pb2.CommitIsAncestorRequest(
+                repository=shared_pb2.Repository(
+                    relative_path=repo.relative_path, git_object_directory="../../../../../tmp"
+                ),
+                ancestor_id=ZERO,
+                child_id=ZERO,
+            ),
+            storage.repositories.CommitIsAncestor,
+        ),
     ):
         with pytest.raises(grpc.RpcError) as failure:
             call(request, metadata=storage.metadata())
@@ -147,18 +188,26 @@ def seeded(storage: StorageProcess, work: Path):
     return repo, tree
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b"zzzzwant", "invalid pkt-line length prefix b'zzzz'"),
-    (b"0003", "length 3"),
-    (b"ffff" + b"x" * 100, "longer than 65520"),
-])
-def test_malformed_pkt_lines_over_http(storage: StorageProcess, seeded, body: bytes,
-                                       reason: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"zzzzwant", "invalid pkt-line length prefix b'zzzz'"),
+        (b"0003", "length 3"),
+        (b"ffff" + b"x" * 100, "longer than 65520"),
+    ],
+)
+def test_malformed_pkt_lines_over_http(
+    storage: StorageProcess, seeded, body: bytes, reason: str
+) -> None:
     repo, _ = seeded
     stub = smarthttp_pb2_grpc.SmartHTTPServiceStub(storage.channel)
     with pytest.raises(grpc.RpcError) as failure:
-        list(stub.PostUploadPack(iter([smarthttp_pb2.PostUploadPackRequest(
-            repository=repo, data=body)]), metadata=storage.metadata()))
+        list(
+            stub.PostUploadPack(
+                iter([smarthttp_pb2.PostUploadPackRequest(repository=repo, data=body)]),
+                metadata=storage.metadata(),
+            )
+        )
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert reason in failure.value.details()
 
@@ -168,8 +217,12 @@ def test_malformed_push_commands_change_nothing(storage: StorageProcess, seeded)
     before = refs_of(storage.path_of(repo))
     stub = smarthttp_pb2_grpc.SmartHTTPServiceStub(storage.channel)
     with pytest.raises(grpc.RpcError) as failure:
-        list(stub.PostReceivePack(iter([smarthttp_pb2.PostReceivePackRequest(
-            repository=repo, data=b"00zz garbage")]), metadata=storage.metadata()))
+        list(
+            stub.PostReceivePack(
+                iter([smarthttp_pb2.PostReceivePackRequest(repository=repo, data=b"00zz garbage")]),
+                metadata=storage.metadata(),
+            )
+        )
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert refs_of(storage.path_of(repo)) == before
 
@@ -182,22 +235,34 @@ def test_truncated_push_changes_nothing(storage: StorageProcess, seeded, work: P
     git("add", "blob", cwd=tree)
     git("-c", "user.name=a", "-c", "user.email=b", "commit", "-qm", "new", cwd=tree)
     new = git("rev-parse", "HEAD", cwd=tree).stdout.decode().strip()
-    pack = git("pack-objects", "--stdout", "--revs", cwd=tree,
-               input=f"{new}\n^{before['refs/heads/main']}\n".encode()).stdout
-    command = pkt_line(f"{before['refs/heads/main']} {new} refs/heads/main\0report-status\n".encode())
+    pack = git(
+        "pack-objects",
+        "--stdout",
+        "--revs",
+        cwd=tree,
+        input=f"{new}\n^{before['refs/heads/main']}\n".encode(),
+    ).stdout
+    command = pkt_line(
+        f"{before['refs/heads/main']} {new} refs/heads/main\0report-status\n".encode()
+    )
     body = command + FLUSH_PKT + pack[: len(pack) // 2]
     stub = smarthttp_pb2_grpc.SmartHTTPServiceStub(storage.channel)
     # As git http-backend does, receive-pack answers a truncated pack with a failed report.
-    report = b"".join(r.data for r in stub.PostReceivePack(iter([
-        smarthttp_pb2.PostReceivePackRequest(repository=repo, data=body)]),
-        metadata=storage.metadata()))
+    report = b"".join(
+        r.data
+        for r in stub.PostReceivePack(
+            iter([smarthttp_pb2.PostReceivePackRequest(repository=repo, data=body)]),
+            metadata=storage.metadata(),
+        )
+    )
     assert b"unpack ok" not in report
     assert b"unpack " in report and b"ng refs/heads/main" in report
     assert refs_of(path) == before
     assert list((path / "objects").glob("*incoming-*")) == []
     has = storage.repositories.HasObjects(
         repository_pb2.HasObjectsRequest(repository=repo, object_ids=[new]),
-        metadata=storage.metadata())
+        metadata=storage.metadata(),
+    )
     assert list(has.missing) == [new]
 
 
@@ -205,14 +270,31 @@ def test_malformed_ssh_stream_and_protocol(storage: StorageProcess, seeded) -> N
     repo, _ = seeded
     stub = ssh_pb2_grpc.SSHServiceStub(storage.channel)
     with pytest.raises(grpc.RpcError) as failure:
-        list(stub.SSHUploadPack(iter([
-            ssh_pb2.SSHUploadPackRequest(repository=repo),
-            ssh_pb2.SSHUploadPackRequest(stdin=b"not a pkt line at all"),
-            ssh_pb2.SSHUploadPackRequest(stdin_eof=True),
-        ]), metadata=storage.metadata()))
+        list(
+            stub.SSHUploadPack(
+                iter(
+                    [
+                        ssh_pb2.SSHUploadPackRequest(repository=repo),
+                        ssh_pb2.SSHUploadPackRequest(stdin=b"not a pkt line at all"),
+                        ssh_pb2.SSHUploadPackRequest(stdin_eof=True),
+                    ]
+                ),
+                metadata=storage.metadata(),
+            )
+        )
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as failure:
-        list(stub.SSHUploadPack(iter([ssh_pb2.SSHUploadPackRequest(
-            repository=repo, git_protocol="version=2\nGIT_DIR=/etc")]), metadata=storage.metadata()))
+        list(
+            stub.SSHUploadPack(
+                iter(
+                    [
+                        ssh_pb2.SSHUploadPackRequest(
+                            repository=repo, git_protocol="version=2\nGIT_DIR=/etc"
+                        )
+                    ]
+                ),
+                metadata=storage.metadata(),
+            )
+        )
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "invalid git protocol" in failure.value.details()

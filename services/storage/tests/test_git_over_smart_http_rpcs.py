@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from smart_http_bridge import SmartHttpBridge
-from storage_harness import StorageProcess, commit_all, git, make_work_tree, refs_of
+
+from geogit.storage.testing import StorageProcess, commit_all, git, make_work_tree, refs_of
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +30,11 @@ def pushed(storage: StorageProcess, bridge: SmartHttpBridge, work: Path):
 
 @pytest.mark.parametrize("version", ["0", "2"])
 def test_push_then_clone_over_http(pushed, work: Path, version: str) -> None:
-    repo, tree, url = pushed
+    _, tree, url = pushed
     git("-c", f"protocol.version={version}", "clone", "-q", url, str(work / "c"))
-    assert git("rev-parse", "HEAD", cwd=work / "c").stdout == git("rev-parse", "HEAD", cwd=tree).stdout
+    assert (
+        git("rev-parse", "HEAD", cwd=work / "c").stdout == git("rev-parse", "HEAD", cwd=tree).stdout
+    )
 
 
 def test_shallow_and_partial_clone_over_http(pushed, work: Path) -> None:

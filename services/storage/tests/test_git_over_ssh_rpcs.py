@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from storage_harness import StorageProcess, commit_all, git, make_work_tree, refs_of
+
+from geogit.storage.testing import StorageProcess, commit_all, git, make_work_tree, refs_of
 
 
 @pytest.fixture
@@ -20,9 +21,18 @@ def seeded(storage: StorageProcess, work: Path) -> tuple[StorageProcess, object,
 def test_clone_with_protocol_version(seeded, work: Path, version: str) -> None:
     storage, repo, tree = seeded
     env = {**storage.git_env(), "GIT_TRACE_PACKET": str(work / "packets")}
-    git("-c", f"protocol.version={version}", "clone", "-q", storage.url(repo), str(work / "c"),
-        env=env)
-    assert git("rev-parse", "HEAD", cwd=work / "c").stdout == git("rev-parse", "HEAD", cwd=tree).stdout
+    git(
+        "-c",
+        f"protocol.version={version}",
+        "clone",
+        "-q",
+        storage.url(repo),
+        str(work / "c"),
+        env=env,
+    )
+    assert (
+        git("rev-parse", "HEAD", cwd=work / "c").stdout == git("rev-parse", "HEAD", cwd=tree).stdout
+    )
     trace = (work / "packets").read_text()
     assert ("version 2" in trace) == (version == "2")
 
@@ -37,8 +47,15 @@ def test_shallow_clone(seeded, work: Path) -> None:
 def test_partial_clone_fetches_blobs_lazily(seeded, work: Path) -> None:
     storage, repo, _ = seeded
     env = storage.git_env()
-    git("clone", "-q", "--filter=blob:none", "--no-checkout", storage.url(repo), str(work / "c"),
-        env=env)
+    git(
+        "clone",
+        "-q",
+        "--filter=blob:none",
+        "--no-checkout",
+        storage.url(repo),
+        str(work / "c"),
+        env=env,
+    )
     missing = git("rev-list", "--objects", "--all", "--missing=print", cwd=work / "c", env=env)
     assert any(line.startswith(b"?") for line in missing.stdout.splitlines())
     git("checkout", "-q", "main", cwd=work / "c", env=env)  # fetches the blobs on demand
@@ -61,10 +78,21 @@ def test_push_new_branch_and_tags(seeded, work: Path, internal_api) -> None:
     git("checkout", "-q", "-b", "feature", cwd=tree)
     feature = commit_all(tree, "feature work")
     git("tag", "v1.0", cwd=tree)
-    git("-c", "user.name=T", "-c", "user.email=t@e", "tag", "-a", "-m", "annotated", "v1.1",
-        cwd=tree)
-    result = git("push", storage.url(repo), "feature", "v1.0", "v1.1", cwd=tree,
-                 env=storage.git_env(repo))
+    git(
+        "-c",
+        "user.name=T",
+        "-c",
+        "user.email=t@e",
+        "tag",
+        "-a",
+        "-m",
+        "annotated",
+        "v1.1",
+        cwd=tree,
+    )
+    result = git(
+        "push", storage.url(repo), "feature", "v1.0", "v1.1", cwd=tree, env=storage.git_env(repo)
+    )
     refs = refs_of(storage.path_of(repo))
     assert refs["refs/heads/feature"] == feature
     assert refs["refs/tags/v1.0"] == feature
@@ -82,7 +110,8 @@ def test_post_receive_messages_reach_the_client(seeded, work: Path, internal_api
 
     storage, repo, tree = seeded
     internal_api.policy.post_receive_messages = [
-        PostReceiveMessage(message="To create a merge request for topic, visit:\n  http://x/mr")]
+        PostReceiveMessage(message="To create a merge request for topic, visit:\n  http://x/mr")
+    ]
     git("checkout", "-q", "-b", "topic", cwd=tree)
     commit_all(tree, "topic")
     result = git("push", storage.url(repo), "topic", cwd=tree, env=storage.git_env())
@@ -91,13 +120,16 @@ def test_post_receive_messages_reach_the_client(seeded, work: Path, internal_api
 
 def test_upload_archive(seeded, work: Path) -> None:
     storage, repo, _ = seeded
-    result = git("archive", "--format=tar", f"--remote={storage.url(repo)}", "main",
-                 env=storage.git_env())
-    listing = git("-c", "tar.tar.command=cat", "get-tar-commit-id", input=result.stdout,
-                  check=False)
+    result = git(
+        "archive", "--format=tar", f"--remote={storage.url(repo)}", "main", env=storage.git_env()
+    )
+    listing = git(
+        "-c", "tar.tar.command=cat", "get-tar-commit-id", input=result.stdout, check=False
+    )
     assert listing.returncode == 0
     import io
     import tarfile
 
-    names = tarfile.open(fileobj=io.BytesIO(result.stdout)).getnames()
+    with tarfile.open(fileobj=io.BytesIO(result.stdout)) as archive:
+        names = archive.getnames()
     assert {"file0.txt", "file4.txt"} <= set(names)

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from storage_harness import (
+from geogit.storage.testing import (
     StorageProcess,
     commit_all,
     git,
@@ -29,22 +29,28 @@ def _seed(storage: StorageProcess, work: Path):
     return repo, tree
 
 
-def test_refused_push_changes_nothing_and_explains(storage: StorageProcess, work: Path,
-                                                   internal_api) -> None:
+def test_refused_push_changes_nothing_and_explains(
+    storage: StorageProcess, work: Path, internal_api
+) -> None:
     repo, tree = _seed(storage, work)
     path = storage.path_of(repo)
     refs_before, objects_before = refs_of(path), loose_and_packed_objects(path)
     internal_api.reset()
     internal_api.policy.refused_refs = {"refs/heads/main"}
-    internal_api.policy.refusal_message = "You are not allowed to push code to protected branches on this project."
+    internal_api.policy.refusal_message = (
+        "You are not allowed to push code to protected branches on this project."
+    )
     (tree / "big.bin").write_bytes(os.urandom(256 * 1024))
     commit_all(tree, "refused change")
 
-    result = git("push", storage.url(repo), "main", cwd=tree, env=storage.git_env(repo),
-                 check=False)
+    result = git(
+        "push", storage.url(repo), "main", cwd=tree, env=storage.git_env(repo), check=False
+    )
 
     assert result.returncode != 0
-    assert b"remote: geogit: You are not allowed to push code to protected branches" in result.stderr
+    assert (
+        b"remote: geogit: You are not allowed to push code to protected branches" in result.stderr
+    )
     assert b"pre-receive hook declined" in result.stderr
     assert refs_of(path) == refs_before
     assert loose_and_packed_objects(path) == objects_before
@@ -54,8 +60,9 @@ def test_refused_push_changes_nothing_and_explains(storage: StorageProcess, work
     assert internal_api.policy.post_receive_calls == []
 
 
-def test_push_sees_quarantined_objects_directory(storage: StorageProcess, work: Path,
-                                                 internal_api) -> None:
+def test_push_sees_quarantined_objects_directory(
+    storage: StorageProcess, work: Path, internal_api
+) -> None:
     """The internal API is told where the pushed objects wait, relative to the repository."""
     repo, tree = _seed(storage, work)
     commit_all(tree, "next")
@@ -72,9 +79,14 @@ def test_push_killed_halfway_changes_nothing(storage: StorageProcess, work: Path
     (tree / "huge.bin").write_bytes(os.urandom(96 * 1024 * 1024))
     commit_all(tree, "huge")
 
-    client = subprocess.Popen(["git", "push", "-q", storage.url(repo), "main"], cwd=tree,
-                              env=storage.git_env(repo), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    client = subprocess.Popen(
+        ["git", "push", "-q", storage.url(repo), "main"],
+        cwd=tree,
+        env=storage.git_env(repo),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while not _quarantines(path):
         assert client.poll() is None, "push finished before it could be interrupted"
@@ -91,4 +103,7 @@ def test_push_killed_halfway_changes_nothing(storage: StorageProcess, work: Path
     assert loose_and_packed_objects(path) == objects_before
     # The repository is still healthy and accepts the same push afterwards.
     git("push", "-q", storage.url(repo), "main", cwd=tree, env=storage.git_env(repo))
-    assert refs_of(path)["refs/heads/main"] == git("rev-parse", "HEAD", cwd=tree).stdout.decode().strip()
+    assert (
+        refs_of(path)["refs/heads/main"]
+        == git("rev-parse", "HEAD", cwd=tree).stdout.decode().strip()
+    )

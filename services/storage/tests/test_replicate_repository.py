@@ -9,9 +9,9 @@ from pathlib import Path
 import grpc
 import pytest
 from http_backend_server import HttpBackendServer
-from storage_harness import StorageProcess, commit_all, git, make_work_tree, refs_of
 
 from geogit.common.proto.storage.v1 import repository_pb2, shared_pb2
+from geogit.storage.testing import StorageProcess, commit_all, git, make_work_tree, refs_of
 
 HEADER, SECRET = "X-Replication-Token", "replication-secret"
 
@@ -25,29 +25,41 @@ def http_source(storage: StorageProcess) -> Iterator[HttpBackendServer]:
 
 
 def _storage_source(storage: StorageProcess, repo: shared_pb2.Repository) -> dict[str, object]:
-    return {"storage": repository_pb2.StorageSource(address=storage.address, token=storage.token(),
-                                                    repository=repo)}
+    return {
+        "storage": repository_pb2.StorageSource(
+            address=storage.address, token=storage.token(), repository=repo
+        )
+    }
 
 
 def _http_source(server: HttpBackendServer, repo: shared_pb2.Repository) -> dict[str, object]:
-    return {"http": repository_pb2.HttpSource(
-        url=f"{server.url}/{repo.relative_path}",
-        headers=[repository_pb2.HttpHeader(name=HEADER, value=SECRET)])}
+    return {
+        "http": repository_pb2.HttpSource(
+            url=f"{server.url}/{repo.relative_path}",
+            headers=[repository_pb2.HttpHeader(name=HEADER, value=SECRET)],
+        )
+    }
 
 
-def _replicate(target: StorageProcess, repo: shared_pb2.Repository, **source: object
-               ) -> repository_pb2.ReplicateRepositoryResponse:
+def _replicate(
+    target: StorageProcess, repo: shared_pb2.Repository, **source: object
+) -> repository_pb2.ReplicateRepositoryResponse:
     replica = shared_pb2.Repository(storage_name=target.name, relative_path=repo.relative_path)
     return target.repositories.ReplicateRepository(
         repository_pb2.ReplicateRepositoryRequest(repository=replica, sync_head=True, **source),
-        metadata=target.metadata(), timeout=120)
+        metadata=target.metadata(),
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("kind", ["storage", "http"])
-def test_replica_follows_source_through_rewrites(kind: str, storage: StorageProcess,
-                                                 second_storage: StorageProcess,
-                                                 http_source: HttpBackendServer,
-                                                 work: Path) -> None:
+def test_replica_follows_source_through_rewrites(
+    kind: str,
+    storage: StorageProcess,
+    second_storage: StorageProcess,
+    http_source: HttpBackendServer,
+    work: Path,
+) -> None:
     repo = storage.create(default_branch="trunk")
     tree = make_work_tree(work / "src", commits=3, branch="trunk")
     env = storage.git_env(repo)
@@ -58,7 +70,9 @@ def test_replica_follows_source_through_rewrites(kind: str, storage: StorageProc
     git("push", "-q", storage.url(repo), "trunk", "doomed", "v1", cwd=tree, env=env)
 
     def source() -> dict[str, object]:
-        return _storage_source(storage, repo) if kind == "storage" else _http_source(http_source, repo)
+        return (
+            _storage_source(storage, repo) if kind == "storage" else _http_source(http_source, repo)
+        )
 
     first = _replicate(second_storage, repo, **source())
     assert first.created
@@ -82,11 +96,14 @@ def test_replica_follows_source_through_rewrites(kind: str, storage: StorageProc
     git("--git-dir", str(replica_path), "fsck", "--no-progress")
 
 
-def test_failed_first_sync_leaves_nothing(storage: StorageProcess, second_storage: StorageProcess,
-                                          http_source: HttpBackendServer) -> None:
+def test_failed_first_sync_leaves_nothing(
+    storage: StorageProcess, second_storage: StorageProcess, http_source: HttpBackendServer
+) -> None:
     repo = storage.create()
-    source = repository_pb2.HttpSource(url=f"{http_source.url}/{repo.relative_path}",
-                                       headers=[repository_pb2.HttpHeader(name=HEADER, value="wrong")])
+    source = repository_pb2.HttpSource(
+        url=f"{http_source.url}/{repo.relative_path}",
+        headers=[repository_pb2.HttpHeader(name=HEADER, value="wrong")],
+    )
     with pytest.raises(grpc.RpcError) as failure:
         _replicate(second_storage, repo, http=source)
     assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -94,15 +111,26 @@ def test_failed_first_sync_leaves_nothing(storage: StorageProcess, second_storag
     assert not second_storage.path_of(repo).exists()
 
 
-@pytest.mark.parametrize("source", [
-    {"http": repository_pb2.HttpSource(url="file:///etc")},
-    {"http": repository_pb2.HttpSource(url="ext::sh -c touch% /tmp/pwned")},
-    {"http": repository_pb2.HttpSource(url="http://127.0.0.1:1/x.git", headers=[
-        repository_pb2.HttpHeader(name="X-Evil", value="a\r\nInjected: yes")])},
-    {"http": repository_pb2.HttpSource(url="http://127.0.0.1:1/x.git", headers=[
-        repository_pb2.HttpHeader(name="Bad Name", value="x")])},
-    {},
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"http": repository_pb2.HttpSource(url="file:///etc")},
+        {"http": repository_pb2.HttpSource(url="ext::sh -c touch% /tmp/pwned")},
+        {
+            "http": repository_pb2.HttpSource(
+                url="http://127.0.0.1:1/x.git",
+                headers=[repository_pb2.HttpHeader(name="X-Evil", value="a\r\nInjected: yes")],
+            )
+        },
+        {
+            "http": repository_pb2.HttpSource(
+                url="http://127.0.0.1:1/x.git",
+                headers=[repository_pb2.HttpHeader(name="Bad Name", value="x")],
+            )
+        },
+        {},
+    ],
+)
 def test_bad_sources_are_refused(source: dict[str, object], second_storage: StorageProcess) -> None:
     repo = shared_pb2.Repository(relative_path="@hashed/00/00/bad-source.git")
     with pytest.raises(grpc.RpcError) as failure:

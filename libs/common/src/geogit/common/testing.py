@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+
 from geogit.common.events import Topics
 from geogit.common.kafka import KafkaConfig
 from geogit.common.tansu import TansuBroker

@@ -124,7 +124,9 @@ class Git:
         return GitProcess(command.subcommand, proc, command.stop_grace)
 
     @contextlib.asynccontextmanager
-    async def process(self, command: GitCommand, *, stdin: bool = False) -> AsyncIterator[GitProcess]:
+    async def process(
+        self, command: GitCommand, *, stdin: bool = False
+    ) -> AsyncIterator[GitProcess]:
         """A running git process that is killed if the block is left before it exits."""
         proc = await self.spawn(command, stdin=stdin)
         try:
@@ -162,8 +164,9 @@ class GitResult:
 class GitProcess:
     """A streaming git child: stdout in chunks, stderr drained concurrently (tail kept)."""
 
-    def __init__(self, subcommand: str, proc: asyncio.subprocess.Process,
-                 stop_grace: float = 0.0) -> None:
+    def __init__(
+        self, subcommand: str, proc: asyncio.subprocess.Process, stop_grace: float = 0.0
+    ) -> None:
         self.subcommand = subcommand
         self.proc = proc
         self.stop_grace = stop_grace
@@ -240,4 +243,6 @@ class GitProcess:
             pass
 
     def failure(self, returncode: int) -> GitError:
-        return GitError(f"git {self.subcommand} exited with {returncode}", returncode, self.stderr_tail)
+        return GitError(
+            f"git {self.subcommand} exited with {returncode}", returncode, self.stderr_tail
+        )

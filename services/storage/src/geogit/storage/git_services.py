@@ -41,17 +41,27 @@ def upload_pack(
     path: Path, git_protocol: str, *, stateless: bool = False, advertise_refs: bool = False
 ) -> GitCommand:
     return GitCommand(
-        "upload-pack", options=_stateless(stateless, advertise_refs), args=[str(path)],
-        config=UPLOAD_PACK_CONFIG, env=protocol_env(git_protocol),
+        "upload-pack",
+        options=_stateless(stateless, advertise_refs),
+        args=[str(path)],
+        config=UPLOAD_PACK_CONFIG,
+        env=protocol_env(git_protocol),
     )
 
 
 def receive_pack(
-    path: Path, git_protocol: str, hooks_env: dict[str, str], hooks_dir: Path, *,
-    stateless: bool = False, advertise_refs: bool = False,
+    path: Path,
+    git_protocol: str,
+    hooks_env: dict[str, str],
+    hooks_dir: Path,
+    *,
+    stateless: bool = False,
+    advertise_refs: bool = False,
 ) -> GitCommand:
     return GitCommand(
-        "receive-pack", options=_stateless(stateless, advertise_refs), args=[str(path)],
+        "receive-pack",
+        options=_stateless(stateless, advertise_refs),
+        args=[str(path)],
         config=(*RECEIVE_PACK_CONFIG, ("core.hooksPath", str(hooks_dir))),
         env={**protocol_env(git_protocol), **hooks_env},
         # Given its input's end, receive-pack discards the quarantine of an unfinished push.

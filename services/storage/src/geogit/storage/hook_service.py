@@ -16,7 +16,12 @@ from pathlib import Path
 
 import grpc
 
-from geogit.common.internal_api import AllowedRequest, PostReceiveRequest, PreReceiveRequest
+from geogit.common.internal_api import (
+    AllowedRequest,
+    GitProtocolName,
+    PostReceiveRequest,
+    PreReceiveRequest,
+)
 from geogit.common.proto.storage.v1 import hook_pb2, hook_pb2_grpc, shared_pb2
 from geogit.storage.clients.internal_api import InternalApiClient, InternalApiError
 from geogit.storage.errors import InvalidArgument
@@ -46,7 +51,8 @@ class HookService(hook_pb2_grpc.HookServiceServicer):
         self.internal_api = internal_api
 
     async def PreReceiveHook(
-        self, request_iterator: AsyncIterator[hook_pb2.PreReceiveHookRequest],
+        self,
+        request_iterator: AsyncIterator[hook_pb2.PreReceiveHookRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[hook_pb2.HookResponse]:
         first = await anext(request_iterator)
@@ -54,21 +60,27 @@ class HookService(hook_pb2_grpc.HookServiceServicer):
         changes = await _read_changes(first, request_iterator)
         quarantine = self._relative_object_dirs(first.environment, repo_path)
         try:
-            answer = await self.internal_api.allowed(AllowedRequest(
-                action="git-receive-pack", protocol=_protocol(payload.protocol),
-                gl_id=payload.gl_id, gl_repository=payload.repository.gl_repository,
-                project=payload.repository.gl_project_path,
-                relative_path=payload.repository.relative_path, changes=changes,
-                git_object_directory=quarantine[0] if quarantine else "",
-                git_alternate_object_directories=quarantine[1:],
-                push_options=list(first.environment.push_options),
-            ))
+            answer = await self.internal_api.allowed(
+                AllowedRequest(
+                    action="git-receive-pack",
+                    protocol=_protocol(payload.protocol),
+                    gl_id=payload.gl_id,
+                    gl_repository=payload.repository.gl_repository,
+                    project=payload.repository.gl_project_path,
+                    relative_path=payload.repository.relative_path,
+                    changes=changes,
+                    git_object_directory=quarantine[0] if quarantine else "",
+                    git_alternate_object_directories=quarantine[1:],
+                    push_options=list(first.environment.push_options),
+                )
+            )
             if not answer.status:
                 yield _err(f"geogit: {answer.message or 'push refused'}\n")
                 yield _exit(1)
                 return
             counter = await self.internal_api.pre_receive(
-                PreReceiveRequest(gl_repository=payload.repository.gl_repository))
+                PreReceiveRequest(gl_repository=payload.repository.gl_repository)
+            )
         except InternalApiError as exc:
             log.error("pre-receive check failed", extra={"error": str(exc)})
             yield _err(f"geogit: push refused: could not check permissions ({exc})\n")
@@ -90,17 +102,22 @@ class HookService(hook_pb2_grpc.HookServiceServicer):
             yield response
 
     async def PostReceiveHook(
-        self, request_iterator: AsyncIterator[hook_pb2.PostReceiveHookRequest],
+        self,
+        request_iterator: AsyncIterator[hook_pb2.PostReceiveHookRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[hook_pb2.HookResponse]:
         first = await anext(request_iterator)
         payload, repo_path = self._payload(first.environment)
         changes = await _read_changes(first, request_iterator)
         try:
-            answer = await self.internal_api.post_receive(PostReceiveRequest(
-                gl_repository=payload.repository.gl_repository, identifier=payload.gl_id,
-                changes=changes, push_options=list(first.environment.push_options),
-            ))
+            answer = await self.internal_api.post_receive(
+                PostReceiveRequest(
+                    gl_repository=payload.repository.gl_repository,
+                    identifier=payload.gl_id,
+                    changes=changes,
+                    push_options=list(first.environment.push_options),
+                )
+            )
         except InternalApiError as exc:
             # The refs have moved already; say so loudly, the replicators' verification will
             # notice the missing event.
@@ -118,8 +135,10 @@ class HookService(hook_pb2_grpc.HookServiceServicer):
             payload = HooksPayload.decode(environment.payload)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from exc
-        repo = shared_pb2.Repository(storage_name=payload.repository.storage_name,
-                                     relative_path=payload.repository.relative_path)
+        repo = shared_pb2.Repository(
+            storage_name=payload.repository.storage_name,
+            relative_path=payload.repository.relative_path,
+        )
         return payload, self.locator.existing(repo)
 
     @staticmethod
@@ -148,8 +167,8 @@ async def _read_changes(
     return data.decode(errors="replace")
 
 
-def _protocol(value: str) -> str:
-    return value if value in ("http", "ssh") else "http"
+def _protocol(value: str) -> GitProtocolName:
+    return "ssh" if value == "ssh" else "http"
 
 
 def _format_message(kind: str, message: str) -> str:
@@ -168,8 +187,12 @@ async def _custom_hook(
         yield _exit(0)
         return
     proc = await asyncio.create_subprocess_exec(
-        str(executable), *args, cwd=repo, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        str(executable),
+        *args,
+        cwd=repo,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await proc.communicate(stdin)
     if stdout:

@@ -56,14 +56,22 @@ def run_hook(name: str, args: list[str], raw_payload: str) -> int:
         stub = hook_pb2_grpc.HookServiceStub(channel)
         if name == "pre-receive":
             responses = stub.PreReceiveHook(
-                _stdin_requests(hook_pb2.PreReceiveHookRequest, environment), metadata=metadata)
+                _stdin_requests(hook_pb2.PreReceiveHookRequest, environment), metadata=metadata
+            )
         elif name == "post-receive":
             responses = stub.PostReceiveHook(
-                _stdin_requests(hook_pb2.PostReceiveHookRequest, environment), metadata=metadata)
+                _stdin_requests(hook_pb2.PostReceiveHookRequest, environment), metadata=metadata
+            )
         elif name == "update" and len(args) == 3:
-            responses = stub.UpdateHook(hook_pb2.UpdateHookRequest(
-                environment=environment, ref=args[0], old_value=args[1], new_value=args[2],
-            ), metadata=metadata)
+            responses = stub.UpdateHook(
+                hook_pb2.UpdateHookRequest(
+                    environment=environment,
+                    ref=args[0],
+                    old_value=args[1],
+                    new_value=args[2],
+                ),
+                metadata=metadata,
+            )
         else:
             print(f"geogit-hooks: unknown hook {name!r}", file=sys.stderr)
             return 1

@@ -88,8 +88,12 @@ def _wrap(
         code, message = _status_for(exc)
         RPC_TOTAL.labels(name, code.name).inc()
         level = logging.ERROR if code == grpc.StatusCode.INTERNAL else logging.INFO
-        log.log(level, "rpc failed", extra={"method": name, "code": code.name, "error": message},
-                exc_info=code == grpc.StatusCode.INTERNAL)
+        log.log(
+            level,
+            "rpc failed",
+            extra={"method": name, "code": code.name, "error": message},
+            exc_info=code == grpc.StatusCode.INTERNAL,
+        )
         await context.abort(code, message)
 
     def done(started: float) -> None:

@@ -48,7 +48,10 @@ class RepositoryLocator:
         """Git environment that lets an RPC see the objects of a push still in quarantine."""
         if not repository.git_object_directory:
             return {}
-        directories = [repository.git_object_directory, *repository.git_alternate_object_directories]
+        directories = [
+            repository.git_object_directory,
+            *repository.git_alternate_object_directories,
+        ]
         resolved = [self._inside(path, d) for d in directories]
         return {
             "GIT_OBJECT_DIRECTORY": str(resolved[0]),

@@ -10,8 +10,9 @@ from geogit.storage.hooks import PAYLOAD_ENV, HookRepository, HooksPayload, hook
 
 
 class PushEnvironment:
-    def __init__(self, address: str, secret: str, storage_name: str, hooks_dir: Path,
-                 token_ttl: float) -> None:
+    def __init__(
+        self, address: str, secret: str, storage_name: str, hooks_dir: Path, token_ttl: float
+    ) -> None:
         self.address = address
         self.secret = secret
         self.storage_name = storage_name

@@ -93,7 +93,10 @@ def _header_line(name: str, value: str) -> str:
 
 class Replicator:
     def __init__(
-        self, git: Git, locator: RepositoryLocator, repositories: RepositoryService,
+        self,
+        git: Git,
+        locator: RepositoryLocator,
+        repositories: RepositoryService,
         timeout: float = 3600.0,
     ) -> None:
         self.git = git
@@ -143,26 +146,39 @@ class Replicator:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
 
     async def _fetch(self, path: Path, source: FetchSource) -> None:
-        command = GitCommand("fetch", options=_FETCH_OPTIONS, args=[source.url, _ALL_REFS],
-                             git_dir=path, config=source.config, env=source.env)
+        command = GitCommand(
+            "fetch",
+            options=_FETCH_OPTIONS,
+            args=[source.url, _ALL_REFS],
+            git_dir=path,
+            config=source.config,
+            env=source.env,
+        )
         try:
             await self.git.check(command, timeout=self.timeout)
         except GitError as exc:
             if b"could not read Username" in exc.stderr:
-                raise Unavailable("the replication source refused our credentials (HTTP 401)"
-                                  ) from exc
+                raise Unavailable(
+                    "the replication source refused our credentials (HTTP 401)"
+                ) from exc
             raise Unavailable(f"fetching from the replication source failed: {exc}") from exc
 
     async def _sync_head(self, path: Path, source: FetchSource) -> None:
         output = await self.git.check(
-            GitCommand("ls-remote", options=["--symref"], args=[source.url, "HEAD"],
-                       config=source.config, env=source.env)
+            GitCommand(
+                "ls-remote",
+                options=["--symref"],
+                args=[source.url, "HEAD"],
+                config=source.config,
+                env=source.env,
+            )
         )
         for line in output.decode().splitlines():
             target, _, name = line.partition("\t")
             if name == "HEAD" and target.startswith("ref: refs/heads/"):
                 await self.git.check(
-                    GitCommand("symbolic-ref", args=["HEAD", target.removeprefix("ref: ")],
-                               git_dir=path)
+                    GitCommand(
+                        "symbolic-ref", args=["HEAD", target.removeprefix("ref: ")], git_dir=path
+                    )
                 )
                 return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from geogit.storage.replication import Replicator
 
 REFS_PER_MESSAGE = 1000
 EMPTY_CHECKSUM = "0" * 40
+STALE_QUARANTINE_SECONDS = 24 * 3600
 _REF_FORMAT = "--format=%(objectname) %(refname)"
 
 
@@ -39,13 +41,16 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
         return repository_pb2.CreateRepositoryResponse()
 
     async def create_at(self, path: Path, default_branch: str) -> None:
-        """Initialise in a scratch directory and rename, so a repository appears whole or not at all."""
+        """Built in a scratch directory and renamed: a repository appears whole or not at all."""
         await self._check_branch_name(default_branch)
         scratch = self.scratch_dir()
         try:
             await self.git.check(
-                GitCommand("init", options=["--bare", "--quiet", f"--initial-branch={default_branch}"],
-                           args=[str(scratch)])
+                GitCommand(
+                    "init",
+                    options=["--bare", "--quiet", f"--initial-branch={default_branch}"],
+                    args=[str(scratch)],
+                )
             )
             path.parent.mkdir(parents=True, exist_ok=True)
             try:
@@ -135,8 +140,13 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
         ancestor = check_object_id(request.ancestor_id, "ancestor_id")
         child = check_object_id(request.child_id, "child_id")
         result = await self.git.run(
-            GitCommand("merge-base", options=["--is-ancestor"], args=[ancestor, child], git_dir=path,
-                       env=self.locator.quarantine_env(request.repository, path))
+            GitCommand(
+                "merge-base",
+                options=["--is-ancestor"],
+                args=[ancestor, child],
+                git_dir=path,
+                env=self.locator.quarantine_env(request.repository, path),
+            )
         )
         if result.returncode not in (0, 1):
             raise GitError("git merge-base failed", result.returncode, result.stderr)
@@ -150,11 +160,18 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
         if not oids:
             return repository_pb2.HasObjectsResponse()
         output = await self.git.check(
-            GitCommand("cat-file", options=["--batch-check=%(objectname)"], git_dir=path,
-                       separator=False, env=self.locator.quarantine_env(request.repository, path)),
+            GitCommand(
+                "cat-file",
+                options=["--batch-check=%(objectname)"],
+                git_dir=path,
+                separator=False,
+                env=self.locator.quarantine_env(request.repository, path),
+            ),
             input="".join(f"{oid}\n" for oid in oids).encode(),
         )
-        missing = [line.split()[0] for line in output.decode().splitlines() if line.endswith(" missing")]
+        missing = [
+            line.split()[0] for line in output.decode().splitlines() if line.endswith(" missing")
+        ]
         return repository_pb2.HasObjectsResponse(missing=missing)
 
     async def ReplicateRepository(
@@ -167,14 +184,29 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
     ) -> repository_pb2.OptimizeRepositoryResponse:
         path = self.locator.existing(request.repository)
         async with self.replicator.lock(path):
-            await self.git.check(GitCommand("pack-refs", options=["--all"], git_dir=path,
-                                            separator=False))
+            await asyncio.to_thread(remove_stale_quarantines, path)
             await self.git.check(
-                GitCommand("repack", options=["-A", "-d", "-q", "--write-bitmap-index"],
-                           git_dir=path, separator=False)
+                GitCommand("pack-refs", options=["--all"], git_dir=path, separator=False)
             )
             await self.git.check(
-                GitCommand("commit-graph", args=["write", "--reachable"], git_dir=path,
-                           separator=False)
+                GitCommand(
+                    "repack",
+                    options=["-A", "-d", "-q", "--write-bitmap-index"],
+                    git_dir=path,
+                    separator=False,
+                )
+            )
+            await self.git.check(
+                GitCommand(
+                    "commit-graph", args=["write", "--reachable"], git_dir=path, separator=False
+                )
             )
         return repository_pb2.OptimizeRepositoryResponse()
+
+
+def remove_stale_quarantines(path: Path, max_age_seconds: float = STALE_QUARANTINE_SECONDS) -> None:
+    """A receive-pack killed outright (OOM, node loss) leaves its quarantine behind."""
+    cutoff = time.time() - max_age_seconds
+    for quarantine in (path / "objects").glob("tmp_objdir-incoming-*"):
+        if quarantine.stat().st_mtime < cutoff:
+            shutil.rmtree(quarantine, ignore_errors=True)

@@ -51,14 +51,20 @@ class StorageServer:
         runtime = settings.runtime_dir
         self.git = Git(settings.git_bin, home=runtime)
         self.locator = RepositoryLocator(settings.storage_root, settings.storage_name)
-        self.internal_api = InternalApiClient(settings.internal_api_url,
-                                              settings.internal_api_secret)
-        self.push = PushEnvironment(settings.hook_address, settings.storage_secret,
-                                    settings.storage_name, install_hooks(runtime / "hooks"),
-                                    settings.git_timeout_seconds)
+        self.internal_api = InternalApiClient(
+            settings.internal_api_url, settings.internal_api_secret
+        )
+        self.push = PushEnvironment(
+            settings.hook_address,
+            settings.storage_secret,
+            settings.storage_name,
+            install_hooks(runtime / "hooks"),
+            settings.git_timeout_seconds,
+        )
         self.health = health.aio.HealthServicer()
-        self.grpc = grpc.aio.server(interceptors=[StorageInterceptor(settings.storage_secret)],
-                                    options=CHANNEL_OPTIONS)
+        self.grpc = grpc.aio.server(
+            interceptors=[StorageInterceptor(settings.storage_secret)], options=CHANNEL_OPTIONS
+        )
         self._register()
         host, _, port = settings.ops_address.rpartition(":")
         self.ops = OpsServer(host, int(port), ready=lambda: self.serving)
@@ -70,11 +76,14 @@ class StorageServer:
         repositories.replicator.timeout = self.settings.git_timeout_seconds
         repository_pb2_grpc.add_RepositoryServiceServicer_to_server(repositories, self.grpc)
         smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(
-            SmartHTTPService(self.git, self.locator, self.push), self.grpc)
+            SmartHTTPService(self.git, self.locator, self.push), self.grpc
+        )
         ssh_pb2_grpc.add_SSHServiceServicer_to_server(
-            SSHService(self.git, self.locator, self.push), self.grpc)
+            SSHService(self.git, self.locator, self.push), self.grpc
+        )
         hook_pb2_grpc.add_HookServiceServicer_to_server(
-            HookService(self.locator, self.internal_api), self.grpc)
+            HookService(self.locator, self.internal_api), self.grpc
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
 
     async def start(self) -> None:
@@ -84,8 +93,13 @@ class StorageServer:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.serving = True
-        log.info("storage serving", extra={"address": self.settings.listen_address,
-                                           "root": str(self.settings.storage_root)})
+        log.info(
+            "storage serving",
+            extra={
+                "address": self.settings.listen_address,
+                "root": str(self.settings.storage_root),
+            },
+        )
 
     async def stop(self) -> None:
         self.serving = False

@@ -26,8 +26,9 @@ class SmartHTTPService(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
         self, request: smarthttp_pb2.InfoRefsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[smarthttp_pb2.InfoRefsResponse]:
         path = self.locator.existing(request.repository)
-        command = git_services.upload_pack(path, request.git_protocol, stateless=True,
-                                           advertise_refs=True)
+        command = git_services.upload_pack(
+            path, request.git_protocol, stateless=True, advertise_refs=True
+        )
         async for chunk in self._advertise("git-upload-pack", request.git_protocol, command):
             yield smarthttp_pb2.InfoRefsResponse(data=chunk)
 
@@ -35,13 +36,15 @@ class SmartHTTPService(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
         self, request: smarthttp_pb2.InfoRefsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[smarthttp_pb2.InfoRefsResponse]:
         path = self.locator.existing(request.repository)
-        command = git_services.receive_pack(path, request.git_protocol, {}, self.push.hooks_dir,
-                                            stateless=True, advertise_refs=True)
+        command = git_services.receive_pack(
+            path, request.git_protocol, {}, self.push.hooks_dir, stateless=True, advertise_refs=True
+        )
         async for chunk in self._advertise("git-receive-pack", request.git_protocol, command):
             yield smarthttp_pb2.InfoRefsResponse(data=chunk)
 
-    async def _advertise(self, service: str, git_protocol: str, command: GitCommand
-                         ) -> AsyncIterator[bytes]:
+    async def _advertise(
+        self, service: str, git_protocol: str, command: GitCommand
+    ) -> AsyncIterator[bytes]:
         # As git http-backend: protocol v2 starts with the capability advertisement itself.
         if "version=2" not in git_protocol:
             yield pkt_line(f"# service={service}\n".encode()) + FLUSH_PKT
@@ -49,7 +52,8 @@ class SmartHTTPService(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
             yield chunk
 
     async def PostUploadPack(
-        self, request_iterator: AsyncIterator[smarthttp_pb2.PostUploadPackRequest],
+        self,
+        request_iterator: AsyncIterator[smarthttp_pb2.PostUploadPackRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[smarthttp_pb2.PostUploadPackResponse]:
         first = await anext(request_iterator)
@@ -61,21 +65,27 @@ class SmartHTTPService(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
             yield smarthttp_pb2.PostUploadPackResponse(data=chunk)
 
     async def PostReceivePack(
-        self, request_iterator: AsyncIterator[smarthttp_pb2.PostReceivePackRequest],
+        self,
+        request_iterator: AsyncIterator[smarthttp_pb2.PostReceivePackRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[smarthttp_pb2.PostReceivePackResponse]:
         first = await anext(request_iterator)
         path = self.locator.existing(first.repository)
         hooks_env = self.push.hooks_env(first.repository, first.user)
-        command = git_services.receive_pack(path, first.git_protocol, hooks_env,
-                                            self.push.hooks_dir, stateless=True)
+        command = git_services.receive_pack(
+            path, first.git_protocol, hooks_env, self.push.hooks_dir, stateless=True
+        )
         body = input_chunks(first, request_iterator, lambda m: m.data)
         guard = PktLineGuard(until_first_flush=True)
         async for chunk in self._run(command, guard.guarded(body), guard):
             yield smarthttp_pb2.PostReceivePackResponse(data=chunk)
 
-    async def _run(self, command: GitCommand, body: AsyncIterator[bytes] | None,
-                   guard: PktLineGuard | None = None) -> AsyncIterator[bytes]:
+    async def _run(
+        self,
+        command: GitCommand,
+        body: AsyncIterator[bytes] | None,
+        guard: PktLineGuard | None = None,
+    ) -> AsyncIterator[bytes]:
         async with self.git.process(command, stdin=body is not None) as proc:
             async for _, chunk in relay(proc, body, forward_stderr=False):
                 yield chunk

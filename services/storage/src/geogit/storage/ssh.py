@@ -18,7 +18,9 @@ from geogit.storage.push import PushEnvironment
 from geogit.storage.request_guard import PktLineGuard
 from geogit.storage.streams import Stream, input_chunks, relay
 
-SSHRequest = ssh_pb2.SSHUploadPackRequest | ssh_pb2.SSHReceivePackRequest | ssh_pb2.SSHUploadArchiveRequest
+SSHRequest = (
+    ssh_pb2.SSHUploadPackRequest | ssh_pb2.SSHReceivePackRequest | ssh_pb2.SSHUploadArchiveRequest
+)
 
 
 class SSHService(ssh_pb2_grpc.SSHServiceServicer):
@@ -28,7 +30,8 @@ class SSHService(ssh_pb2_grpc.SSHServiceServicer):
         self.push = push
 
     async def SSHUploadPack(
-        self, request_iterator: AsyncIterator[ssh_pb2.SSHUploadPackRequest],
+        self,
+        request_iterator: AsyncIterator[ssh_pb2.SSHUploadPackRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[ssh_pb2.SSHResponse]:
         first = await anext(request_iterator)
@@ -39,35 +42,41 @@ class SSHService(ssh_pb2_grpc.SSHServiceServicer):
             yield response
 
     async def SSHReceivePack(
-        self, request_iterator: AsyncIterator[ssh_pb2.SSHReceivePackRequest],
+        self,
+        request_iterator: AsyncIterator[ssh_pb2.SSHReceivePackRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[ssh_pb2.SSHResponse]:
         first = await anext(request_iterator)
         path = self.locator.existing(first.repository)
         hooks_env = self.push.hooks_env(first.repository, first.user)
-        command = git_services.receive_pack(path, first.git_protocol, hooks_env,
-                                            self.push.hooks_dir)
+        command = git_services.receive_pack(
+            path, first.git_protocol, hooks_env, self.push.hooks_dir
+        )
         guard = PktLineGuard(until_first_flush=True)
         async for response in self._session(command, first, request_iterator, guard):
             yield response
 
     async def SSHUploadArchive(
-        self, request_iterator: AsyncIterator[ssh_pb2.SSHUploadArchiveRequest],
+        self,
+        request_iterator: AsyncIterator[ssh_pb2.SSHUploadArchiveRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[ssh_pb2.SSHResponse]:
         first = await anext(request_iterator)
         path = self.locator.existing(first.repository)
         guard = PktLineGuard(until_first_flush=False)
-        async for response in self._session(git_services.upload_archive(path), first,
-                                            request_iterator, guard):
+        async for response in self._session(
+            git_services.upload_archive(path), first, request_iterator, guard
+        ):
             yield response
 
     async def _session(
-        self, command: GitCommand, first: SSHRequest, rest: AsyncIterator[SSHRequest],
+        self,
+        command: GitCommand,
+        first: SSHRequest,
+        rest: AsyncIterator[SSHRequest],
         guard: PktLineGuard,
     ) -> AsyncIterator[ssh_pb2.SSHResponse]:
-        stdin = guard.guarded(
-            input_chunks(first, rest, lambda m: m.stdin, lambda m: m.stdin_eof))
+        stdin = guard.guarded(input_chunks(first, rest, lambda m: m.stdin, lambda m: m.stdin_eof))
         async with self.git.process(command, stdin=True) as proc:
             async for stream, chunk in relay(proc, stdin, forward_stderr=True):
                 if stream is Stream.STDOUT:

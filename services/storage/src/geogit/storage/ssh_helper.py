@@ -71,14 +71,18 @@ def parse_command(argv: list[str]) -> tuple[str, str]:
 def _first_request(rpc: str, payload: SshPayload, path: str) -> Any:
     fields: dict[str, Any] = {
         "repository": shared_pb2.Repository(
-            storage_name=payload.storage_name, relative_path=payload.relative_path or path,
-            gl_repository=payload.gl_repository, gl_project_path=payload.gl_project_path),
+            storage_name=payload.storage_name,
+            relative_path=payload.relative_path or path,
+            gl_repository=payload.gl_repository,
+            gl_project_path=payload.gl_project_path,
+        ),
     }
     if rpc != "SSHUploadArchive":
         fields["git_protocol"] = os.environ.get("GIT_PROTOCOL", "")
     if rpc == "SSHReceivePack":
-        fields["user"] = shared_pb2.User(gl_id=payload.gl_id, gl_username=payload.gl_username,
-                                         protocol="ssh")
+        fields["user"] = shared_pb2.User(
+            gl_id=payload.gl_id, gl_username=payload.gl_username, protocol="ssh"
+        )
     return _REQUESTS[rpc](**fields)
 
 
@@ -94,8 +98,9 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes]) ->
 async def _requests(rpc: str, first: Any) -> AsyncIterator[Any]:
     yield first
     queue: asyncio.Queue[bytes] = asyncio.Queue(4)
-    reader = threading.Thread(target=_read_stdin, args=(asyncio.get_running_loop(), queue),
-                              daemon=True)
+    reader = threading.Thread(
+        target=_read_stdin, args=(asyncio.get_running_loop(), queue), daemon=True
+    )
     reader.start()
     while chunk := await queue.get():
         yield _REQUESTS[rpc](stdin=chunk)
@@ -105,7 +110,7 @@ async def _requests(rpc: str, first: Any) -> AsyncIterator[Any]:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 async def relay(rpc: str, payload: SshPayload, path: str) -> int:

@@ -24,7 +24,10 @@ class Stream(Enum):
 
 
 async def input_chunks(
-    first: T, rest: AsyncIterator[T], data: Callable[[T], bytes], eof: Callable[[T], bool] = lambda _: False
+    first: T,
+    rest: AsyncIterator[T],
+    data: Callable[[T], bytes],
+    eof: Callable[[T], bool] = lambda _: False,
 ) -> AsyncIterator[bytes]:
     """The bytes carried by a request stream, starting with its already-read first message."""
     message: Any = first

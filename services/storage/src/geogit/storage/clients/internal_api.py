@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
 from typing import TypeVar
 
+import httpx
 from pydantic import BaseModel, ValidationError
 
 from geogit.common.internal_api import (
@@ -17,7 +17,6 @@ from geogit.common.internal_api import (
 )
 from geogit.common.logging import CORRELATION_HEADER, get_correlation_id
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issue_token
-
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -50,13 +49,17 @@ class InternalApiClient:
         return _parse(response, PostReceiveResponse)
 
     async def _post(self, path: str, body: BaseModel) -> httpx.Response:
-        headers = {API_REQUEST_HEADER: issue_token(self._secret, "geogit-storage",
-                                                   INTERNAL_API_AUDIENCE)}
+        headers = {
+            API_REQUEST_HEADER: issue_token(self._secret, "geogit-storage", INTERNAL_API_AUDIENCE)
+        }
         if correlation_id := get_correlation_id():
             headers[CORRELATION_HEADER] = correlation_id
         try:
-            return await self._http.post(path, content=body.model_dump_json(), headers={
-                **headers, "Content-Type": "application/json"})
+            return await self._http.post(
+                path,
+                content=body.model_dump_json(),
+                headers={**headers, "Content-Type": "application/json"},
+            )
         except httpx.HTTPError as exc:
             raise InternalApiError(f"internal API unreachable: {exc}") from exc
 

@@ -1,4 +1,4 @@
-"""Runs the real geogit-storage process for tests and drives it with the real git client."""
+"""Test and benchmark support: run the real geogit-storage process and drive it with git."""
 
 from __future__ import annotations
 
@@ -55,8 +55,12 @@ class StorageProcess:
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "geogit.storage.server"],
-                                         env=self.env, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "geogit.storage.server"],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+            )
         deadline = time.monotonic() + 20
         while not self.ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -96,16 +100,20 @@ class StorageProcess:
     def repositories(self) -> repository_pb2_grpc.RepositoryServiceStub:
         return repository_pb2_grpc.RepositoryServiceStub(self.channel)
 
-    def create(self, project_id: int | None = None, default_branch: str = "main"
-               ) -> shared_pb2.Repository:
+    def create(
+        self, project_id: int | None = None, default_branch: str = "main"
+    ) -> shared_pb2.Repository:
         project_id = project_id or uuid.uuid4().int % 10**9
-        repo = shared_pb2.Repository(storage_name=self.name,
-                                     relative_path=hashed_repository_path(project_id),
-                                     gl_repository=f"project-{project_id}",
-                                     gl_project_path=f"group/project-{project_id}")
+        repo = shared_pb2.Repository(
+            storage_name=self.name,
+            relative_path=hashed_repository_path(project_id),
+            gl_repository=f"project-{project_id}",
+            gl_project_path=f"group/project-{project_id}",
+        )
         self.repositories.CreateRepository(
             repository_pb2.CreateRepositoryRequest(repository=repo, default_branch=default_branch),
-            metadata=self.metadata())
+            metadata=self.metadata(),
+        )
         return repo
 
     def path_of(self, repo: shared_pb2.Repository) -> Path:
@@ -113,32 +121,57 @@ class StorageProcess:
 
     def checksum(self, repo: shared_pb2.Repository) -> str:
         response = self.repositories.CalculateChecksum(
-            repository_pb2.CalculateChecksumRequest(repository=repo), metadata=self.metadata())
-        return response.checksum
+            repository_pb2.CalculateChecksumRequest(repository=repo), metadata=self.metadata()
+        )
+        return str(response.checksum)
 
-    def git_env(self, repo: shared_pb2.Repository | None = None, gl_id: str = "user-1",
-                username: str = "alice") -> dict[str, str]:
+    def git_env(
+        self,
+        repo: shared_pb2.Repository | None = None,
+        gl_id: str = "user-1",
+        username: str = "alice",
+    ) -> dict[str, str]:
         """Environment that makes `git ... geogit-storage:<path>` talk to this storage."""
-        payload = {"address": self.address, "token": self.token(), "storage_name": self.name,
-                   "gl_id": gl_id, "gl_username": username}
+        payload = {
+            "address": self.address,
+            "token": self.token(),
+            "storage_name": self.name,
+            "gl_id": gl_id,
+            "gl_username": username,
+        }
         if repo is not None:
-            payload |= {"gl_repository": repo.gl_repository,
-                        "gl_project_path": repo.gl_project_path}
-        return {**os.environ, "GIT_SSH_COMMAND": ssh_helper_command(), "GIT_SSH_VARIANT": "ssh",
-                SSH_PAYLOAD_ENV: json.dumps(payload), "GIT_TERMINAL_PROMPT": "0"}
+            payload |= {
+                "gl_repository": repo.gl_repository,
+                "gl_project_path": repo.gl_project_path,
+            }
+        return {
+            **os.environ,
+            "GIT_SSH_COMMAND": ssh_helper_command(),
+            "GIT_SSH_VARIANT": "ssh",
+            SSH_PAYLOAD_ENV: json.dumps(payload),
+            "GIT_TERMINAL_PROMPT": "0",
+        }
 
     @staticmethod
     def url(repo: shared_pb2.Repository) -> str:
         return f"geogit-storage:{repo.relative_path}"
 
 
-def git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-        check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    result = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, input=input,
-                            timeout=300)
+def git(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    input: bytes | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, input=input, timeout=300
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stderr.decode(errors='replace')}")
+        raise AssertionError(
+            f"git {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stderr.decode(errors='replace')}"
+        )
     return result
 
 
@@ -152,19 +185,36 @@ def make_work_tree(path: Path, commits: int = 3, branch: str = "main") -> Path:
 
 def commit_all(path: Path, message: str) -> str:
     git("add", "-A", cwd=path)
-    git("-c", "user.name=Test", "-c", "user.email=test@example.com", "commit", "-q",
-        "--allow-empty", "-m", message, cwd=path)
+    git(
+        "-c",
+        "user.name=Test",
+        "-c",
+        "user.email=test@example.com",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        message,
+        cwd=path,
+    )
     return git("rev-parse", "HEAD", cwd=path).stdout.decode().strip()
 
 
 def refs_of(repo_path: Path) -> dict[str, str]:
-    out = git("--git-dir", str(repo_path), "for-each-ref",
-              "--format=%(refname) %(objectname)").stdout.decode()
+    out = git(
+        "--git-dir", str(repo_path), "for-each-ref", "--format=%(refname) %(objectname)"
+    ).stdout.decode()
     return dict(line.split(" ", 1) for line in out.splitlines())
 
 
 def loose_and_packed_objects(repo_path: Path) -> set[str]:
     """Every object stored outside quarantine (objects/tmp_objdir-incoming-*)."""
-    out = git("--git-dir", str(repo_path), "cat-file", "--batch-all-objects",
-              "--batch-check=%(objectname)", env={**os.environ, "GIT_QUARANTINE_PATH": ""})
+    out = git(
+        "--git-dir",
+        str(repo_path),
+        "cat-file",
+        "--batch-all-objects",
+        "--batch-check=%(objectname)",
+        env={**os.environ, "GIT_QUARANTINE_PATH": ""},
+    )
     return set(out.stdout.decode().split())

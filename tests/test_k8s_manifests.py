@@ -1,0 +1,47 @@
+"""deploy/k8s stays in step with the code: every GEOGIT_* variable the manifests set is a
+setting of the service that reads it, and every probe points at an endpoint that exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from geogit.common.settings import GeogitSettings
+from geogit.storage.config import StorageSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "deploy" / "k8s"
+SETTINGS_BY_CONTAINER: dict[str, type[GeogitSettings]] = {"storage": StorageSettings}
+
+
+def _setting_name(variable: str) -> str:
+    return variable.removeprefix("GEOGIT_").removesuffix("_FILE").lower()
+
+
+def _documents(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def test_container_variables_are_settings() -> None:
+    checked = 0
+    for manifest in (K8S / "base").glob("*.yaml"):
+        for doc in _documents(manifest):
+            if doc.get("kind") not in ("Deployment", "StatefulSet"):
+                continue
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                fields = SETTINGS_BY_CONTAINER[container["name"]].model_fields
+                for variable in container.get("env", []):
+                    if variable["name"].startswith("GEOGIT_"):
+                        assert _setting_name(variable["name"]) in fields, variable["name"]
+                        checked += 1
+    assert checked >= 5
+
+
+def test_site_config_map_keys_are_settings_of_some_service() -> None:
+    known = set().union(*(s.model_fields for s in SETTINGS_BY_CONTAINER.values()))
+    for kustomization in K8S.rglob("kustomization.yaml"):
+        for generator in yaml.safe_load(kustomization.read_text()).get("configMapGenerator", []):
+            for literal in generator.get("literals", []):
+                name = literal.split("=", 1)[0]
+                assert _setting_name(name) in known, f"{kustomization}: {name}"
