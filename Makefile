@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROTO_OUT := libs/common/src/geogit/common/proto
-DEB_PACKAGES := git openssh-client
+DEB_PACKAGES := git openssh-client postgresql
 
 .PHONY: install deb venv proto test lint bench clean
 
@@ -21,7 +21,8 @@ deb:
 venv:
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e libs/common -e services/storage -e '.[dev]'
+	$(BIN)/pip install -q -e libs/common -e services/storage -e services/internal-api \
+	  -e services/edge-proxy -e libs/devstack -e '.[dev]'
 
 proto:
 	$(BIN)/python tools/gen_protos.py
@@ -34,7 +35,8 @@ test:
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common/src services/storage/src
+	$(BIN)/mypy libs/common/src libs/devstack/src services/storage/src \
+	  services/internal-api/src services/edge-proxy/src
 
 bench:
 	$(BIN)/python -m bench.run

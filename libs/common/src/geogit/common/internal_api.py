@@ -5,9 +5,9 @@ Shapes follow GitLab's /api/v4/internal endpoints so the flow reads the same.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 GitAction = Literal["git-upload-pack", "git-receive-pack", "git-upload-archive"]
 GitProtocolName = Literal["http", "ssh"]
@@ -69,3 +69,62 @@ class PostReceiveMessage(BaseModel):
 class PostReceiveResponse(BaseModel):
     reference_counter_decreased: bool = True
     messages: list[PostReceiveMessage] = []
+
+
+class GitHttpAuthorizeRequest(BaseModel):
+    """What the edge-proxy asks before streaming a smart-HTTP request (DESIGN §3.1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # "namespace/project", as in the URL, without ".git".
+    project: str
+    service: Literal["git-upload-pack", "git-receive-pack"]
+    # The client's Authorization header, verbatim ("" when anonymous).
+    authorization: str = ""
+    git_protocol: str = ""
+
+
+class StorageAccess(BaseModel):
+    name: str
+    address: str
+    # Short-lived storage JWT (audience geogit-storage) minted for this request.
+    token: str
+
+
+class RepositoryRef(BaseModel):
+    storage_name: str
+    relative_path: str
+    gl_repository: str
+    gl_project_path: str
+
+
+class GitHttpServe(BaseModel):
+    action: Literal["serve"] = "serve"
+    storage: StorageAccess
+    repository: RepositoryRef
+    gl_id: str = ""
+    gl_username: str = ""
+    gl_repository: str
+
+
+class GitHttpRedirect(BaseModel):
+    action: Literal["redirect"] = "redirect"
+    location: str
+
+
+GitHttpAuthorizeResponse = Annotated[GitHttpServe | GitHttpRedirect, Field(discriminator="action")]
+
+
+class AuthorizedKey(BaseModel):
+    """GET /api/v4/internal/authorized_keys?key=<base64 blob>: GitLab's shape plus the user."""
+
+    id: int
+    key: str
+    user_id: int
+    username: str
+
+
+class ErrorMessage(BaseModel):
+    """Every 4xx/5xx body, as GitLab shapes it."""
+
+    message: str
