@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from geogit.storage.testing import (
@@ -107,3 +109,23 @@ def test_push_killed_halfway_changes_nothing(storage: StorageProcess, work: Path
         refs_of(path)["refs/heads/main"]
         == git("rev-parse", "HEAD", cwd=tree).stdout.decode().strip()
     )
+
+
+def test_correlation_id_travels_through_the_hooks(storage: StorageProcess, work: Path) -> None:
+    """Caller's id → gRPC metadata → hooks payload → HookService → internal API request."""
+    repo, tree = _seed(storage, work)
+    commit_all(tree, "traced")
+    correlation_id = f"trace-{uuid.uuid4().hex}"
+    env = storage.git_env(repo, correlation_id=correlation_id)
+    git("push", "-q", storage.url(repo), "main", cwd=tree, env=env)
+    lines = [
+        json.loads(line)
+        for line in storage.log_path.read_text().splitlines()
+        if correlation_id in line
+    ]
+    internal_calls = {line["msg"].split()[3] for line in lines if line["logger"] == "httpx"}
+    assert {u.rsplit("/", 1)[1] for u in internal_calls} >= {
+        "allowed",
+        "pre_receive",
+        "post_receive",
+    }

@@ -109,3 +109,19 @@ def test_optimize_then_remove(storage: StorageProcess, seeded) -> None:
             repository_pb2.RemoveRepositoryRequest(repository=repo), metadata=storage.metadata()
         )
     assert failure.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_set_head(storage: StorageProcess, seeded) -> None:
+    repo, _, _, _ = seeded
+    storage.repositories.SetHead(
+        repository_pb2.SetHeadRequest(repository=repo, branch="feature/x"),
+        metadata=storage.metadata(),
+    )
+    assert (storage.path_of(repo) / "HEAD").read_text() == "ref: refs/heads/feature/x\n"
+    for bad in ("bad..name", "-x", ""):
+        with pytest.raises(grpc.RpcError) as failure:
+            storage.repositories.SetHead(
+                repository_pb2.SetHeadRequest(repository=repo, branch=bad),
+                metadata=storage.metadata(),
+            )
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT

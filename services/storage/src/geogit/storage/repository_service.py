@@ -179,6 +179,16 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
     ) -> repository_pb2.ReplicateRepositoryResponse:
         return await self.replicator.replicate(request)
 
+    async def SetHead(
+        self, request: repository_pb2.SetHeadRequest, context: grpc.aio.ServicerContext
+    ) -> repository_pb2.SetHeadResponse:
+        path = self.locator.existing(request.repository)
+        await self._check_branch_name(request.branch)
+        await self.git.check(
+            GitCommand("symbolic-ref", args=["HEAD", f"refs/heads/{request.branch}"], git_dir=path)
+        )
+        return repository_pb2.SetHeadResponse()
+
     async def OptimizeRepository(
         self, request: repository_pb2.OptimizeRepositoryRequest, context: grpc.aio.ServicerContext
     ) -> repository_pb2.OptimizeRepositoryResponse:

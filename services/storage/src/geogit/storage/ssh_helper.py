@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 from pydantic import BaseModel, ValidationError
 
+from geogit.common.logging import bound_correlation_id
 from geogit.common.proto.storage.v1 import shared_pb2, ssh_pb2, ssh_pb2_grpc
 from geogit.common.storage_client import aio_channel, storage_metadata
 
@@ -50,6 +51,7 @@ class SshPayload(BaseModel):
     gl_project_path: str = ""
     gl_id: str = ""
     gl_username: str = ""
+    correlation_id: str = ""
 
 
 class UsageError(Exception):
@@ -140,7 +142,8 @@ def main() -> int:
         print(f"geogit-storage-ssh: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(relay(rpc, payload, path))
+        with bound_correlation_id(payload.correlation_id or None):
+            return asyncio.run(relay(rpc, payload, path))
     except grpc.aio.AioRpcError as exc:
         print(f"geogit-storage-ssh: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1

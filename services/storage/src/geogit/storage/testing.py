@@ -130,6 +130,7 @@ class StorageProcess:
         repo: shared_pb2.Repository | None = None,
         gl_id: str = "user-1",
         username: str = "alice",
+        correlation_id: str = "",
     ) -> dict[str, str]:
         """Environment that makes `git ... geogit-storage:<path>` talk to this storage."""
         payload = {
@@ -138,6 +139,7 @@ class StorageProcess:
             "storage_name": self.name,
             "gl_id": gl_id,
             "gl_username": username,
+            "correlation_id": correlation_id,
         }
         if repo is not None:
             payload |= {
