@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PROTO_OUT := libs/common/src/geogit/common/proto
 DEB_PACKAGES := git openssh-client postgresql
 
-.PHONY: install deb venv proto test lint bench clean
+.PHONY: install deb venv proto test lint bench clean up down status
 
 install: deb venv proto
 
@@ -40,6 +40,18 @@ lint:
 
 bench:
 	$(BIN)/python -m bench.run
+
+# The dev stack (libs/devstack/README.md): installs first if needed, then one primary site with
+# demo data; returns once every service answers its health check. `make down` stops it.
+up:
+	@if [ ! -x $(BIN)/geogit ] || [ ! -d $(PROTO_OUT)/storage ]; then $(MAKE) install; fi
+	$(BIN)/geogit dev up --demo
+
+down:
+	$(BIN)/geogit dev down
+
+status:
+	$(BIN)/geogit dev status
 
 clean:
 	rm -rf $(VENV) $(PROTO_OUT)

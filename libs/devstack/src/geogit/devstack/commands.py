@@ -1,0 +1,262 @@
+"""`geogit dev up|down|status|demo`: the dev stack built from the pieces of this package.
+
+`up` starts, in order: Kafka (Tansu), PostgreSQL (unless GEOGIT_DATABASE_URL names a server),
+then each site (storage, internal API, edge proxy), bootstraps the admin, writes
+`.run/stack.json` and returns once everything answers its health check. If any step fails it
+stops what it started, so a failed `up` leaves nothing running. `down` stops, last started
+first, exactly the processes recorded in `.run/pids/`, then the throwaway cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from geogit.devstack import kafka
+from geogit.devstack.admin import ensure_admin
+from geogit.devstack.api import ApiError
+from geogit.devstack.credentials import CredentialStore
+from geogit.devstack.databases import (
+    DatabaseError,
+    can_connect,
+    ensure_database,
+    site_database_url,
+)
+from geogit.devstack.demo import Demo, DemoError, ensure_demo
+from geogit.devstack.layout import RunLayout
+from geogit.devstack.ports import KAFKA_PORT, POSTGRES_PORT, SitePorts, busy_ports
+from geogit.devstack.postgres import PostgresError, ThrowawayPostgres
+from geogit.devstack.processes import ProcessError, Supervisor
+from geogit.devstack.site import Site, SiteError
+from geogit.devstack.stack import Stack, StackDemo, read_stack, write_stack
+
+DATABASE_URL_VARIABLE = "GEOGIT_DATABASE_URL"
+PRIMARY = "primary"
+_FAILURES = (ProcessError, PostgresError, DatabaseError, SiteError, ApiError, DemoError)
+
+
+@dataclass
+class DevStack:
+    """One dev stack, identified by its run directory."""
+
+    layout: RunLayout
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+
+    def __post_init__(self) -> None:
+        self.supervisor = Supervisor(self.layout.run_dir)
+        self.store = CredentialStore(self.layout.secrets_file)
+        self.postgres = ThrowawayPostgres(self.layout.postgres_dir)
+
+    def _say(self, message: str) -> None:
+        print(message, file=self.out, flush=True)
+
+    def _fail(self, command: str, message: str) -> int:
+        print(f"geogit dev {command}: {message}", file=self.err, flush=True)
+        return 1
+
+    # Wiring --------------------------------------------------------------------------------
+
+    @property
+    def external_database(self) -> str | None:
+        return os.environ.get(DATABASE_URL_VARIABLE) or None
+
+    def sites(self, secondaries: int = 0) -> list[Site]:
+        """The primary and `secondaries` secondaries on their fixed ports and own databases."""
+        server = self.external_database or self.postgres.url("geogit")
+        names = [PRIMARY] + [f"secondary-{index}" for index in range(1, secondaries + 1)]
+        return [
+            Site(
+                name=name,
+                role="primary" if index == 0 else "secondary",
+                base_dir=self.layout.run_dir,
+                ports=SitePorts.fixed(index),
+                database_url=site_database_url(server, name),
+                kafka_bootstrap=kafka.bootstrap(),
+                secrets=self.store.site(name),
+                supervisor=self.supervisor,
+            )
+            for index, name in enumerate(names)
+        ]
+
+    # up ------------------------------------------------------------------------------------
+
+    def up(self, secondaries: int = 0, demo: bool = False) -> int:
+        if secondaries < 0:
+            return self._fail("up", "--secondaries must be 0 or more")
+        if secondaries > 0:
+            return self._fail(
+                "up", f"--secondaries {secondaries}: not yet supported (only the primary for now)"
+            )
+        live = [record for record in self.supervisor.records() if record.is_running()]
+        if live:
+            names = ", ".join(f"{record.name} (pid {record.pid})" for record in live)
+            return self._fail("up", f"already up: {names}; run `geogit dev down` first")
+        self.supervisor.forget_dead()
+        sites = self.sites(secondaries)
+        busy = busy_ports(self._wanted_ports(sites))
+        if busy:
+            taken = ", ".join(f"{port} ({label})" for label, port in busy.items())
+            return self._fail("up", f"ports already in use by another process: {taken}")
+        try:
+            stack = self._start(sites)
+        except KeyboardInterrupt:
+            self._stop_everything()
+            return 130
+        except _FAILURES as exc:
+            self._stop_everything()
+            return self._fail("up", f"{exc}\n(everything started has been stopped)")
+        self._say(next_steps(stack, self.layout))
+        if demo:
+            # The stack is up and usable either way; a demo failure leaves it running.
+            return self.demo()
+        return 0
+
+    def _wanted_ports(self, sites: list[Site]) -> dict[str, int]:
+        wanted = {"kafka": KAFKA_PORT}
+        if self.external_database is None and not self.postgres.running():
+            wanted["postgres"] = POSTGRES_PORT
+        for site in sites:
+            wanted |= {f"{site.name} {role}": port for role, port in site.ports.listening().items()}
+        return wanted
+
+    def _start(self, sites: list[Site]) -> Stack:
+        self._say(f"starting kafka (tansu) on {kafka.bootstrap()}")
+        kafka.start_kafka(self.supervisor)
+        if self.external_database is None:
+            where = f"127.0.0.1:{self.postgres.port} ({self.postgres.root})"
+            self._say(f"starting postgresql on {where}")
+            self.postgres.start()
+        for site in sites:
+            ensure_database(site.database_url)
+            self._say(f"starting site {site.name}: storage, internal API, edge proxy")
+            site.start()
+        primary = sites[0]
+        admin = ensure_admin(primary, self.store)
+        stack = Stack.of(sites, admin, kafka.bootstrap())
+        write_stack(self.layout.stack_file, stack)
+        return stack
+
+    def _stop_everything(self) -> None:
+        for result in self.supervisor.stop_all():
+            if result.outcome == "refused":
+                print(f"warning: {result.name}: {result.detail}", file=self.err)
+        try:
+            self.postgres.stop()
+        except PostgresError as exc:
+            print(f"warning: {exc}", file=self.err)
+
+    # down ----------------------------------------------------------------------------------
+
+    def down(self, purge: bool = False) -> int:
+        for result in self.supervisor.stop_all():
+            detail = f": {result.detail}" if result.detail else ""
+            self._say(f"{result.name} (pid {result.pid}): {result.outcome}{detail}")
+        try:
+            if self.postgres.stop():
+                self._say(f"postgresql ({self.postgres.data_dir}): stopped")
+        except PostgresError as exc:
+            return self._fail("down", str(exc))
+        if purge:
+            if self.layout.stack_file.exists() and self.external_database:
+                self._say(f"databases on {DATABASE_URL_VARIABLE}'s server are kept")
+            shutil.rmtree(self.layout.run_dir, ignore_errors=True)
+            self._say(f"removed {self.layout.run_dir}")
+        else:
+            self.layout.stack_file.unlink(missing_ok=True)
+        return 0
+
+    # status --------------------------------------------------------------------------------
+
+    def status(self) -> int:
+        records = self.supervisor.records()
+        own_postgres = self.postgres.running()
+        if not records and not own_postgres:
+            self._say("the dev stack is down")
+            return 3
+        healthy = True
+        for record in records:
+            if not record.is_running():
+                state, healthy = "not running", False
+            elif record.probe is None or record.probe.check():
+                state = "ready"
+            else:
+                state, healthy = "running, not ready", False
+            probe = record.probe.describe() if record.probe else ""
+            self._say(f"{record.name:<24} pid {record.pid:<8} {state:<20} {probe}")
+        if own_postgres:
+            self._say(f"{'postgresql':<24} {'':<12} {'running':<20} {self.postgres.data_dir}")
+        if self.layout.stack_file.exists():
+            for site in read_stack(self.layout.stack_file).sites:
+                reachable = can_connect(site.database_url)
+                healthy &= reachable
+                state = "ready" if reachable else "unreachable"
+                self._say(f"{site.name + ' database':<24} {'':<12} {state:<20} {site.database_url}")
+        return 0 if healthy else 1
+
+    # demo ----------------------------------------------------------------------------------
+
+    def demo(self) -> int:
+        if not self.layout.stack_file.exists():
+            return self._fail("demo", "the dev stack is not up; run `geogit dev up` first")
+        stack = read_stack(self.layout.stack_file)
+        admin = self.store.user("admin")
+        if admin is None:
+            return self._fail("demo", f"no admin credentials in {self.layout.secrets_file}")
+        self._say("\ncreating demo data: user alice, her token, alice/demo with a few commits")
+        try:
+            stack.demo = _stack_demo(ensure_demo(stack.site(PRIMARY).http_url, admin, self.store))
+        except _FAILURES as exc:
+            return self._fail("demo", f"{exc}\n(the stack stays up; retry with `geogit dev demo`)")
+        write_stack(self.layout.stack_file, stack)
+        self._say(demo_text(stack.demo))
+        return 0
+
+
+def _stack_demo(demo: Demo) -> StackDemo:
+    return StackDemo(
+        username=demo.username, token=demo.token, project=demo.project, clone_url=demo.clone_url
+    )
+
+
+def demo_text(demo: StackDemo) -> str:
+    return (
+        f"demo: {demo.project} (private), {demo.username}'s token (read_repository,"
+        f" write_repository): {demo.token}\n"
+        f"  git clone {demo.clone_url}"
+    )
+
+
+def next_steps(stack: Stack, layout: RunLayout) -> str:
+    primary = stack.site(PRIMARY)
+    host = primary.http_url.removeprefix("http://")
+    lines = [
+        f"geogit dev stack is up; state in {layout.run_dir} (logs in {layout.logs_dir})",
+        "",
+    ]
+    for site in stack.sites:
+        lines.append(
+            f"  {site.name:<12} {site.http_url}  internal API {site.internal_api_url}"
+            f"  storage {site.storage_address}"
+        )
+    lines += [
+        f"  {'kafka':<12} {stack.kafka_bootstrap}",
+        f"  {'admin':<12} {stack.admin.username}, token {stack.admin.token} (scope api)",
+        f"  {'stack file':<12} {layout.stack_file}",
+        "",
+        "next steps:",
+        f"  export GEOGIT_TOKEN={stack.admin.token}",
+        '  curl -H "PRIVATE-TOKEN: $GEOGIT_TOKEN" -H "Content-Type: application/json" \\',
+        f'       -d \'{{"name": "hello"}}\' {primary.http_url}/api/v4/projects',
+        f"  git clone http://{stack.admin.username}:$GEOGIT_TOKEN@{host}/"
+        f"{stack.admin.username}/hello.git",
+        "  geogit dev demo      # user alice, project alice/demo with commits, its clone command",
+        "  geogit dev status    # every process and its health check",
+        "  geogit dev down      # stop everything (--purge also deletes .run/)",
+    ]
+    if stack.demo is not None:
+        lines += ["", demo_text(stack.demo)]
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""The dev stack's secrets, generated once and kept in `<run>/secrets.json` (mode 0600).
+
+Random rather than well-known values, so a dev stack reachable from elsewhere on the machine is
+not open to anyone who read the docs, and so the services' refusal of placeholder secrets holds
+even in development. Kept across `down`/`up` because the database and the tokens outlive a
+restart; `down --purge` removes them with everything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SiteSecrets:
+    """What one site's services share: the internal API's JWT secret and storage's."""
+
+    internal_api_secret: str
+    storage_secret: str
+
+    @classmethod
+    def generate(cls) -> SiteSecrets:
+        return cls(
+            internal_api_secret=secrets.token_urlsafe(32),
+            storage_secret=secrets.token_urlsafe(32),
+        )
+
+
+@dataclass(frozen=True)
+class UserCredentials:
+    """A user the dev stack created, and the personal access token it uses for them."""
+
+    username: str
+    token: str
+    password: str = ""
+
+
+class CredentialStore:
+    """Read-modify-write access to secrets.json; each change is written at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        data: dict[str, Any] = json.loads(self.path.read_text())
+        return data
+
+    def _save(self, data: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(data, file, indent=2)
+            file.write("\n")
+        temporary.replace(self.path)
+
+    def site(self, name: str) -> SiteSecrets:
+        """The site's secrets, generated and saved on first use."""
+        data = self._load()
+        sites = data.setdefault("sites", {})
+        if name not in sites:
+            sites[name] = asdict(SiteSecrets.generate())
+            self._save(data)
+        return SiteSecrets(**sites[name])
+
+    def password(self, username: str) -> str:
+        """A generated password for `username`, stable across runs."""
+        data = self._load()
+        passwords = data.setdefault("passwords", {})
+        if username not in passwords:
+            passwords[username] = secrets.token_urlsafe(18)
+            self._save(data)
+        return str(passwords[username])
+
+    def user(self, role: str) -> UserCredentials | None:
+        """The saved credentials for `role` ("admin", "demo"), if any."""
+        entry = self._load().get("users", {}).get(role)
+        return None if entry is None else UserCredentials(**entry)
+
+    def save_user(self, role: str, credentials: UserCredentials) -> None:
+        data = self._load()
+        data.setdefault("users", {})[role] = asdict(credentials)
+        self._save(data)

@@ -1,0 +1,92 @@
+"""Fixed loopback ports of the dev stack, so URLs in docs, scripts and muscle memory stay put.
+
+| what                         | primary | secondary N        |
+|------------------------------|---------|--------------------|
+| edge proxy (HTTP front door) | 8080    | 8080 + 100*N       |
+| internal API                 | 8081    | 8081 + 100*N       |
+| storage gRPC                 | 8082    | 8082 + 100*N       |
+| storage ops (health/metrics) | 8083    | 8083 + 100*N       |
+| SSH gateway (reserved)       | 2222    | 2222 + 100*N       |
+| Kafka (Tansu), shared        | 19092   |                    |
+| PostgreSQL (throwaway), shared | 15432 | (one database per site) |
+
+Tests never use these: they take `SitePorts.free()` so they run beside a dev stack.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from geogit.common.net import free_port
+
+LOOPBACK = "127.0.0.1"
+KAFKA_PORT = 19092
+POSTGRES_PORT = 15432
+_PRIMARY_HTTP_PORT = 8080
+_PRIMARY_SSH_PORT = 2222
+_SITE_STRIDE = 100
+
+
+@dataclass(frozen=True)
+class SitePorts:
+    """The ports one site listens on; the SSH port is reserved until the SSH gateway exists."""
+
+    http: int
+    internal_api: int
+    storage: int
+    storage_ops: int
+    ssh: int
+
+    @classmethod
+    def fixed(cls, index: int) -> SitePorts:
+        """Site `index` of the dev stack: 0 is the primary, N the N-th secondary."""
+        if index < 0:
+            raise ValueError(f"site index must be >= 0, not {index}")
+        base = _PRIMARY_HTTP_PORT + _SITE_STRIDE * index
+        return cls(
+            http=base,
+            internal_api=base + 1,
+            storage=base + 2,
+            storage_ops=base + 3,
+            ssh=_PRIMARY_SSH_PORT + _SITE_STRIDE * index,
+        )
+
+    @classmethod
+    def free(cls) -> SitePorts:
+        """Ports the OS just had free, for tests that run beside a dev stack or each other."""
+        return cls(
+            http=free_port(),
+            internal_api=free_port(),
+            storage=free_port(),
+            storage_ops=free_port(),
+            ssh=free_port(),
+        )
+
+    def listening(self) -> dict[str, int]:
+        """The ports a started site binds today, by role (SSH is not started yet)."""
+        return {
+            "edge proxy": self.http,
+            "internal API": self.internal_api,
+            "storage gRPC": self.storage,
+            "storage ops": self.storage_ops,
+        }
+
+
+def busy_ports(wanted: Mapping[str, int], host: str = LOOPBACK) -> dict[str, int]:
+    """The subset of `wanted` some other process already listens on.
+
+    Checked before anything starts so `up` can name the culprit port instead of failing later
+    with a service's "address already in use" buried in its log. SO_REUSEADDR mirrors what the
+    servers themselves do, so lingering TIME_WAIT connections do not count as busy.
+    """
+    busy = {}
+    for label, port in wanted.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                busy[label] = port
+    return busy

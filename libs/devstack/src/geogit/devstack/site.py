@@ -1,0 +1,265 @@
+"""One geogit site as real processes: storage, then the internal API, then the edge proxy.
+
+The dev stack runs one `Site` per site on the fixed ports of `geogit.devstack.ports` (primary:
+edge proxy 8080, internal API 8081, storage gRPC 8082, storage ops 8083, SSH 2222 reserved;
+secondary N: the same plus 100*N). End-to-end tests build a `Site` on a temporary directory
+with `SitePorts.free()` and a fresh database, so they start exactly what the dev stack starts,
+wired the same way.
+
+Start order follows the dependencies: storage answers readiness without the API; the internal
+API's schema is migrated before it serves, and it needs storage to create repositories; the
+edge proxy is the front door and comes last, so a site that answers on its HTTP port is whole.
+Stop is the reverse. Every variable a service reads is set here; inherited `GEOGIT_*` variables
+are dropped (except the log level) so a stray export cannot cross-wire two sites.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from geogit.devstack.credentials import SiteSecrets, UserCredentials
+from geogit.devstack.ports import LOOPBACK, SitePorts
+from geogit.devstack.probes import HttpProbe
+from geogit.devstack.processes import StopResult, Supervisor, log_tail
+
+Role = Literal["primary", "secondary"]
+SERVICES = ("storage", "internal-api", "edge-proxy")
+"""Start order; stop order is the reverse."""
+
+STORAGE_NAME = "default"
+_PASSED_THROUGH = frozenset({"GEOGIT_LOG_LEVEL"})
+_SHUTDOWN_GRACE_SECONDS = "5"  # dev: `down` should not wait the production 30 s drain
+
+
+class SiteError(RuntimeError):
+    """A site could not be started, migrated or bootstrapped; the message quotes the output."""
+
+
+def console_script(name: str) -> str:
+    """An entry point of this virtualenv (beside our interpreter), else one on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise SiteError(f"{name} is not installed; run `make install`")
+    return found
+
+
+def _base_env() -> dict[str, str]:
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("GEOGIT_") or key in _PASSED_THROUGH
+    }
+
+
+class Site:
+    """A site's processes under one supervisor; `start()` returns once its front door is ready."""
+
+    def __init__(
+        self,
+        name: str,
+        role: Role,
+        base_dir: Path,
+        ports: SitePorts,
+        database_url: str,
+        kafka_bootstrap: str,
+        secrets: SiteSecrets | None = None,
+        supervisor: Supervisor | None = None,
+        kafka_idempotent: bool = False,
+        extra_env: Mapping[str, str] | None = None,
+        host: str = LOOPBACK,
+    ) -> None:
+        self.name = name
+        self.role: Role = role
+        self.base_dir = base_dir
+        self.ports = ports
+        self.database_url = database_url
+        self.kafka_bootstrap = kafka_bootstrap
+        self.secrets = secrets or SiteSecrets.generate()
+        self.supervisor = supervisor or Supervisor(base_dir)
+        self.kafka_idempotent = kafka_idempotent
+        # For what later issues add (the primary's URL on a secondary, the Geo secret).
+        self.extra_env = dict(extra_env or {})
+        self.host = host
+
+    # Addresses -----------------------------------------------------------------------------
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.ports.http}"
+
+    @property
+    def internal_api_url(self) -> str:
+        return f"http://{self.host}:{self.ports.internal_api}"
+
+    @property
+    def storage_address(self) -> str:
+        return f"{self.host}:{self.ports.storage}"
+
+    @property
+    def storage_ops_url(self) -> str:
+        return f"http://{self.host}:{self.ports.storage_ops}"
+
+    @property
+    def repositories_dir(self) -> Path:
+        return self.base_dir / "sites" / self.name / "repositories"
+
+    def process_name(self, service: str) -> str:
+        return f"{self.name}-{service}"
+
+    # Environment ---------------------------------------------------------------------------
+
+    def _env(self, variables: Mapping[str, str]) -> dict[str, str]:
+        return {
+            **_base_env(),
+            "GEOGIT_ENVIRONMENT": "development",
+            "GEOGIT_SITE_NAME": self.name,
+            "GEOGIT_SHUTDOWN_GRACE_SECONDS": _SHUTDOWN_GRACE_SECONDS,
+            **variables,
+            **self.extra_env,
+        }
+
+    def storage_env(self) -> dict[str, str]:
+        return self._env(
+            {
+                "GEOGIT_STORAGE_NAME": STORAGE_NAME,
+                "GEOGIT_STORAGE_ROOT": str(self.repositories_dir),
+                "GEOGIT_LISTEN_ADDRESS": self.storage_address,
+                "GEOGIT_OPS_ADDRESS": f"{self.host}:{self.ports.storage_ops}",
+                "GEOGIT_STORAGE_SECRET": self.secrets.storage_secret,
+                "GEOGIT_INTERNAL_API_URL": self.internal_api_url,
+                "GEOGIT_INTERNAL_API_SECRET": self.secrets.internal_api_secret,
+            }
+        )
+
+    def internal_api_env(self) -> dict[str, str]:
+        return self._env(
+            {
+                "GEOGIT_DATABASE_URL": self.database_url,
+                "GEOGIT_HTTP_ADDRESS": f"{self.host}:{self.ports.internal_api}",
+                "GEOGIT_INTERNAL_API_SECRET": self.secrets.internal_api_secret,
+                "GEOGIT_STORAGE_SECRET": self.secrets.storage_secret,
+                "GEOGIT_STORAGES": json.dumps({STORAGE_NAME: self.storage_address}),
+                "GEOGIT_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+                "GEOGIT_KAFKA_IDEMPOTENT": "true" if self.kafka_idempotent else "false",
+                "GEOGIT_SITE_ROLE": self.role,
+                "GEOGIT_EXTERNAL_URL": self.http_url,
+            }
+        )
+
+    def edge_proxy_env(self) -> dict[str, str]:
+        return self._env(
+            {
+                "GEOGIT_HTTP_ADDRESS": f"{self.host}:{self.ports.http}",
+                "GEOGIT_INTERNAL_API_URL": self.internal_api_url,
+                "GEOGIT_INTERNAL_API_SECRET": self.secrets.internal_api_secret,
+            }
+        )
+
+    # Lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every service in order; if one fails, stop the ones already started."""
+        try:
+            self.start_storage()
+            self.migrate()
+            self.start_internal_api()
+            self.start_edge_proxy()
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_storage(self, timeout: float = 30.0) -> None:
+        self.repositories_dir.mkdir(parents=True, exist_ok=True)
+        self.supervisor.start(
+            self.process_name("storage"),
+            [console_script("geogit-storage")],
+            self.storage_env(),
+            HttpProbe(f"{self.storage_ops_url}/-/readiness"),
+            timeout,
+        )
+
+    def start_internal_api(self, timeout: float = 60.0) -> None:
+        self.supervisor.start(
+            self.process_name("internal-api"),
+            [console_script("geogit-internal-api"), "serve"],
+            self.internal_api_env(),
+            HttpProbe(f"{self.internal_api_url}/-/readiness"),
+            timeout,
+        )
+
+    def start_edge_proxy(self, timeout: float = 30.0) -> None:
+        self.supervisor.start(
+            self.process_name("edge-proxy"),
+            [console_script("geogit-edge-proxy")],
+            self.edge_proxy_env(),
+            HttpProbe(f"{self.http_url}/-/readiness"),
+            timeout,
+        )
+
+    def stop(self) -> list[StopResult]:
+        """Stop the site's services, front door first."""
+        return [self.supervisor.stop(self.process_name(service)) for service in reversed(SERVICES)]
+
+    # One-shot internal API commands --------------------------------------------------------
+
+    def migrate(self, timeout: float = 120.0) -> None:
+        """Bring the site's database schema up to date (Alembic, through the service's CLI)."""
+        self._internal_api_command(["migrate"], "migrate", timeout)
+
+    def bootstrap_admin(
+        self, username: str, email: str, password: str, timeout: float = 60.0
+    ) -> UserCredentials:
+        """Create the administrator and an `api`-scoped token; the CLI prints them as JSON."""
+        output = self._internal_api_command(
+            ["bootstrap-admin", "--username", username, "--email", email, "--password", password],
+            "bootstrap-admin",
+            timeout,
+            log_stdout=False,  # it carries the token
+        )
+        for line in reversed(output.splitlines()):
+            if line.startswith("{"):
+                try:
+                    answer = json.loads(line)
+                    return UserCredentials(str(answer["username"]), str(answer["token"]), password)
+                except (ValueError, KeyError) as exc:
+                    raise SiteError(f"bootstrap-admin printed {line!r}: {exc}") from exc
+        raise SiteError(f"bootstrap-admin printed no JSON line:\n{output[-2000:]}")
+
+    def _internal_api_command(
+        self, args: list[str], what: str, timeout: float, log_stdout: bool = True
+    ) -> str:
+        """Run `geogit-internal-api <args>` to completion; its stderr goes to the site's log."""
+        log_path = self.supervisor.log_path(self.process_name(f"internal-api-{what}"))
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            result = subprocess.run(
+                [console_script("geogit-internal-api"), *args],
+                env=self.internal_api_env(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            message = f"{self.name}: geogit-internal-api {what} took over {timeout:.0f}s"
+            raise SiteError(message) from exc
+        with open(log_path, "a") as log:
+            log.write(f"=== geogit-internal-api {what}: status {result.returncode}\n")
+            log.write((result.stdout if log_stdout else "") + result.stderr)
+        if result.returncode != 0:
+            raise SiteError(
+                f"{self.name}: geogit-internal-api {what} failed (status {result.returncode});"
+                f" {log_path}:\n{log_tail(log_path)}"
+            )
+        return result.stdout

@@ -1,0 +1,60 @@
+"""The edge-proxy ASGI application: clients, routes and the wrapper, built from settings.
+
+Built by `create_app` (never at import time), so tests and the dev stack can run several
+edges with their own settings; ASGI lifespan shutdown closes the pooled connections.
+"""
+
+from __future__ import annotations
+
+from geogit.edge_proxy.asgi import Receive, Scope, Send
+from geogit.edge_proxy.clients.internal_api import ApiPassthroughClient, InternalApiClient
+from geogit.edge_proxy.clients.storage import StorageClient
+from geogit.edge_proxy.config import EdgeProxySettings
+from geogit.edge_proxy.git_http import GitHttp
+from geogit.edge_proxy.instrument import Instrumented
+from geogit.edge_proxy.metrics import Metrics
+from geogit.edge_proxy.ops import Ops
+from geogit.edge_proxy.passthrough import ApiPassthrough
+from geogit.edge_proxy.routes import build_routes
+
+
+class EdgeProxyApp:
+    def __init__(self, settings: EdgeProxySettings) -> None:
+        self.metrics = Metrics()
+        self.internal_api = InternalApiClient(settings)
+        self.passthrough = ApiPassthroughClient(settings)
+        self.storage = StorageClient(settings.git_timeout_seconds)
+        routes = build_routes(
+            GitHttp(self.internal_api, self.storage),
+            ApiPassthrough(self.passthrough, settings.max_api_body_bytes),
+            Ops(self.internal_api, self.metrics),
+        )
+        self._http = Instrumented(routes, settings, self.metrics)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        await self.internal_api.aclose()
+        await self.passthrough.aclose()
+        await self.storage.aclose()
+
+
+def create_app(settings: EdgeProxySettings) -> EdgeProxyApp:
+    if not settings.internal_api_secret:
+        raise ValueError("GEOGIT_INTERNAL_API_SECRET must be set: every Git request needs it")
+    settings.check_secrets("internal_api_secret")
+    return EdgeProxyApp(settings)

@@ -1,0 +1,1 @@
+"""Clients for the services behind the edge: the internal API and storage."""

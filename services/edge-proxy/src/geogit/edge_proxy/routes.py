@@ -1,0 +1,88 @@
+"""Every entry point of the edge, in one ordered table (Workhorse's routes.go).
+
+The first route whose pattern matches the (decoded) path and whose methods include the
+request's answers it; a matching path with another method gets 405; anything unmatched
+gets 404. Internal API endpoints are never reachable through the front door.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from geogit.common.internal_api import ErrorMessage
+from geogit.edge_proxy.asgi import JSON, Request, Send, respond
+from geogit.edge_proxy.git_http import GitHttp
+from geogit.edge_proxy.ops import Ops
+from geogit.edge_proxy.passthrough import ApiPassthrough
+
+Handler = Callable[[Request, Send], Awaitable[None]]
+
+GET = frozenset({"GET"})
+POST = frozenset({"POST"})
+ANY: frozenset[str] = frozenset()
+
+# "namespace/project", with or without ".git"; validated further by the Git routes.
+_PROJECT = r"/(?P<project>[^/]+/[^/]+?)(?:\.git)?"
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    methods: frozenset[str]  # empty: any method
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+def route(name: str, methods: frozenset[str], pattern: str, handler: Handler) -> Route:
+    return Route(name, methods, re.compile(pattern), handler)
+
+
+def build_routes(git: GitHttp, api: ApiPassthrough, ops: Ops) -> list[Route]:
+    return [
+        route("git_info_refs", GET, rf"\A{_PROJECT}/info/refs\Z", git.info_refs),
+        route("git_upload_pack", POST, rf"\A{_PROJECT}/git-upload-pack\Z", git.upload_pack),
+        route("git_receive_pack", POST, rf"\A{_PROJECT}/git-receive-pack\Z", git.receive_pack),
+        route("api_internal", ANY, r"\A/api/v4/internal(?:/|\Z)", not_found_json),
+        route("api", ANY, r"\A/api/v4(?:/|\Z)", api.handle),
+        route("liveness", GET, r"\A/-/liveness\Z", ops.liveness),
+        route("readiness", GET, r"\A/-/readiness\Z", ops.readiness),
+        route("metrics", GET, r"\A/metrics\Z", ops.metrics_page),
+    ]
+
+
+async def not_found_json(request: Request, send: Send) -> None:
+    await respond(send, 404, ErrorMessage(message="404 Not Found").model_dump_json(), JSON)
+
+
+def answer(
+    name: str, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()
+) -> Route:
+    """A route that only answers with a fixed text response (404, 405, refusals)."""
+
+    async def fixed(request: Request, send: Send) -> None:
+        await respond(send, status, message + "\n", headers=headers)
+
+    return Route(name, ANY, re.compile(""), fixed)
+
+
+NOT_FOUND = answer("not_found", 404, "404 Not Found")
+
+
+def resolve(routes: list[Route], method: str, path: str) -> tuple[Route, dict[str, str]]:
+    """The route for a request and its path parameters; a 404 or 405 route if none fits."""
+    allowed: set[str] = set()
+    for candidate in routes:
+        match = candidate.pattern.match(path)
+        if match is None:
+            continue
+        if candidate.methods and method not in candidate.methods:
+            allowed |= candidate.methods
+            continue
+        return candidate, match.groupdict()
+    if not allowed:
+        return NOT_FOUND, {}
+    allow = ", ".join(sorted(allowed))
+    message = f"Method {method} is not allowed here; use {allow}."
+    return answer("method_not_allowed", 405, message, (("allow", allow),)), {}
