@@ -1,0 +1,1 @@
+"""Clients for the other services the internal API calls."""

@@ -1,0 +1,58 @@
+"""Internal API settings, from GEOGIT_* environment variables (secrets also from *_FILE)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from geogit.common.settings import GeogitSettings
+
+MIB = 1024 * 1024
+
+
+class InternalApiSettings(GeogitSettings):
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/geogit"
+    http_address: str = "127.0.0.1:8081"
+    # Verifies the JWT the gateways, storage and hooks send in Geogit-Api-Request.
+    internal_api_secret: str = ""
+    # Signs the short-lived tokens handed to callers of storage (and used by our own calls).
+    storage_secret: str = ""
+    # Storage shard name -> gRPC "host:port" (GEOGIT_STORAGES is a JSON object).
+    storages: dict[str, str] = Field(default_factory=lambda: {"default": "127.0.0.1:9999"})
+    # Shard that new projects are created on.
+    default_storage: str = "default"
+    # Kafka bootstrap servers; empty disables the outbox relay (events wait in the outbox).
+    kafka_bootstrap: str = ""
+    kafka_idempotent: bool = False
+    topic_prefix: str = "geogit"
+    # The site's front door, as users see it: clone URLs and messages printed after a push.
+    external_url: str = "http://127.0.0.1:8080"
+    external_ssh_url: str = "ssh://git@127.0.0.1:2222"
+    shutdown_grace_seconds: int = 30
+    site_role: Literal["primary", "secondary"] = "primary"
+    max_body_bytes: int = MIB
+    # The hooks' calls carry a push's ref changes: storage accepts up to 64 MiB of them.
+    max_internal_body_bytes: int = 64 * MIB
+    # Outbox relay pacing: how often an idle relay looks for new rows, how far it backs off
+    # while Kafka is unreachable, and how long one publish may take before it counts as failed.
+    relay_poll_seconds: float = 0.2
+    relay_batch_size: int = 200
+    relay_max_backoff_seconds: float = 10.0
+    relay_publish_timeout_seconds: float = 15.0
+
+    @property
+    def http_host_port(self) -> tuple[str, int]:
+        host, _, port = self.http_address.rpartition(":")
+        return host or "127.0.0.1", int(port)
+
+    def check_required_secrets(self) -> None:
+        """Both secrets must exist even in development: nothing internal works without them."""
+        self.check_secrets("internal_api_secret", "storage_secret")
+        missing = [
+            f"GEOGIT_{name.upper()}"
+            for name in ("internal_api_secret", "storage_secret")
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} must be set")

@@ -1,0 +1,138 @@
+"""Failures and the one place they become HTTP answers, shaped as GitLab shapes them.
+
+Every error body is `{"message": ...}`: a string, or for a model that failed validation a
+mapping of field to problems (`{"message": {"fingerprint_sha256": ["has already been taken"]}}`),
+as GitLab answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from geogit.internal_api.clients.storage import StorageError
+
+log = logging.getLogger(__name__)
+
+Message = str | dict[str, list[str]]
+
+
+class ApiError(Exception):
+    """An answer other than success, decided by a handler; `message` is shown to the caller."""
+
+    def __init__(self, status: int, message: Message) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def bad_request(message: Message) -> ApiError:
+    return ApiError(400, message)
+
+
+def not_found(what: str = "") -> ApiError:
+    return ApiError(404, f"404 {what} Not Found" if what else "404 Not Found")
+
+
+def forbidden(reason: str = "") -> ApiError:
+    return ApiError(403, f"403 Forbidden - {reason}" if reason else "403 Forbidden")
+
+
+def conflict(message: Message) -> ApiError:
+    return ApiError(409, message)
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, "401 Unauthorized")
+
+
+def field_error(field: str, problem: str) -> ApiError:
+    return ApiError(400, {field: [problem]})
+
+
+def _json(status: int, message: Message) -> JSONResponse:
+    return JSONResponse({"message": message}, status_code=status)
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> str:
+    """One readable line from pydantic's errors, e.g. "username is missing"."""
+    parts = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
+        field = ".".join(location) or "body"
+        kind = error.get("type", "")
+        if kind == "missing":
+            parts.append(f"{field} is missing")
+        elif kind == "extra_forbidden":
+            parts.append(f"{field} is not a known parameter")
+        elif kind in ("json_invalid", "model_attributes_type", "dict_type"):
+            parts.append("the body must be a JSON object")
+        else:
+            parts.append(f"{field} is invalid: {error.get('msg', kind)}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _json(exc.status, exc.message)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _json(400, f"400 Bad request - {describe_validation_errors(exc.errors())}")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else "error"
+    if exc.status_code == 404 and message == "Not Found":
+        message = "404 Not Found"
+    elif exc.status_code == 405:
+        message = "405 Method Not Allowed"
+    return JSONResponse({"message": message}, exc.status_code, headers=exc.headers)
+
+
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    # Handlers check uniqueness first and answer precisely; this is the race between two
+    # requests that both passed that check.
+    log.info("integrity error: %s", str(exc.__cause__ or exc)[:500])
+    return _json(409, "409 Conflict - the resource was changed concurrently or already exists")
+
+
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StorageError)
+    log.error("storage call failed", extra={"error": str(exc)})
+    status = (
+        503 if exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) else 502
+    )
+    return _json(status, f"{status} storage error: {exc}")
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The database (or a connection to it) is down: the caller may retry, it is not a bug.
+    log.error("dependency unavailable", extra={"error": repr(exc)})
+    return _json(503, "503 Service Unavailable")
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return _json(500, "500 Internal Server Error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(StorageError, _storage_error)
+    for unavailable in (OperationalError, InterfaceError, OSError):
+        app.add_exception_handler(unavailable, _unavailable)
+    app.add_exception_handler(Exception, _unexpected)

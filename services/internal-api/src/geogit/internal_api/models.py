@@ -1,0 +1,201 @@
+"""The site's database, as typed SQLAlchemy mappings.
+
+The Alembic migrations are the schema's source of truth; these mappings mirror them (a test
+compares the two). Times are timezone-aware UTC; defaults are set on the Python side as well
+as in the database, so a freshly flushed row can be read without another round trip.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), str: Text, int: BigInteger}
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(default=utcnow, server_default=func.now())
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        Index("users_username_key", func.lower(text("username")), unique=True),
+        Index("users_email_key", func.lower(text("email")), unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    username: Mapped[str]
+    email: Mapped[str]
+    name: Mapped[str]
+    password_hash: Mapped[str]
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    state: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    created_at: Mapped[datetime] = _created_at()
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+
+class PersonalAccessToken(Base):
+    """Only the SHA-256 digest of a token is kept; the token itself is shown once."""
+
+    __tablename__ = "personal_access_tokens"
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str]
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    expires_at: Mapped[date | None] = mapped_column(Date)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    created_at: Mapped[datetime] = _created_at()
+
+    def active_on(self, today: date) -> bool:
+        # GitLab: a token expiring on a date stops working at the start of that day (UTC).
+        return not self.revoked and (self.expires_at is None or today < self.expires_at)
+
+
+class SshKey(Base):
+    __tablename__ = "ssh_keys"
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str]
+    # The OpenSSH line as uploaded ("<type> <base64> [comment]").
+    key: Mapped[str]
+    key_type: Mapped[str]
+    fingerprint_sha256: Mapped[str] = mapped_column(unique=True)
+    expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    __table_args__ = (
+        Index(
+            "projects_full_path_key",
+            func.lower(text("namespace")),
+            func.lower(text("path")),
+            unique=True,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    # The owner's username: every namespace is a user's personal namespace for now.
+    namespace: Mapped[str]
+    path: Mapped[str]
+    name: Mapped[str]
+    description: Mapped[str] = mapped_column(default="", server_default="")
+    visibility: Mapped[str] = mapped_column(String(16))
+    default_branch: Mapped[str]
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    storage_shard: Mapped[str]
+    # Hashed path on the shard: derived from the id, so renames never move the repository.
+    disk_path: Mapped[str] = mapped_column(unique=True)
+    # Sequence of the project's repository events (created = 1, then one per push).
+    repository_seq: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    created_at: Mapped[datetime] = _created_at()
+    last_activity_at: Mapped[datetime] = _created_at()
+
+    @property
+    def full_path(self) -> str:
+        return f"{self.namespace}/{self.path}"
+
+    @property
+    def gl_repository(self) -> str:
+        return f"project-{self.id}"
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    access_level: Mapped[int] = mapped_column(SmallInteger)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class ProtectedBranch(Base):
+    __tablename__ = "protected_branches"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    # An exact branch name or a wildcard such as "release/*".
+    name: Mapped[str]
+    push_access_level: Mapped[int] = mapped_column(SmallInteger)
+    allow_force_push: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
+    created_at: Mapped[datetime] = _created_at()
+
+
+class GeoSite(Base):
+    __tablename__ = "geo_sites"
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(unique=True)
+    url: Mapped[str]
+    internal_url: Mapped[str] = mapped_column(default="", server_default="")
+    primary: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class OutboxEvent(Base):
+    """The event store (DESIGN §4): append-only, `id` is the global sequence, rows are kept.
+
+    `sent_at` is the only column ever updated: the relay sets it once Kafka has the event.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("stream", "aggregate_id", "aggregate_seq"),
+        Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    event_id: Mapped[str] = mapped_column(UUID(as_uuid=False), unique=True)
+    # "domain" or "repository": which topic the relay publishes the event on.
+    stream: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str]
+    schema_version: Mapped[int] = mapped_column(Integer)
+    aggregate_id: Mapped[str]
+    aggregate_seq: Mapped[int]
+    # The serialized payload message (the envelope is rebuilt with `id` as global_seq).
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    occurred_at: Mapped[datetime]
+    origin_site: Mapped[str]
+    correlation_id: Mapped[str] = mapped_column(default="", server_default="")
+    sent_at: Mapped[datetime | None]

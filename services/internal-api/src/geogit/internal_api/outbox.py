@@ -1,0 +1,126 @@
+"""The transactional outbox: the only way events leave the internal API (DESIGN §4).
+
+A change and its event are written in one transaction. Before inserting, `append` takes a
+transaction-scoped advisory lock that every writer of the outbox shares, so outbox ids are
+assigned in commit order: a row with a lower id can never become visible after a higher one.
+Without that, the relay (or a reader of `/geo/events?after=N`) could pass id 11 while id 10 was
+still uncommitted, and a consumer that dedupes by global sequence would then skip 10 forever.
+The lock is held only from the insert to the commit, so callers append last, after any slow
+call (storage RPCs) is done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from google.protobuf.message import Message
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from geogit.common.events import EVENT_TYPES, Event, Topics, new_event
+from geogit.common.proto.events.v1 import repository_pb2
+from geogit.internal_api.models import OutboxEvent
+
+Stream = Literal["domain", "repository"]
+# Any constant shared by every writer; pg_advisory_xact_lock takes a bigint key.
+OUTBOX_LOCK_KEY = 0x6765_6F67_6974_01  # "geogit" 1
+
+
+def stream_of(payload: Message) -> Stream:
+    return "repository" if payload.DESCRIPTOR.file is repository_pb2.DESCRIPTOR else "domain"
+
+
+def topic_of(stream: str, topics: Topics) -> str:
+    return topics.repository if stream == "repository" else topics.domain
+
+
+def user_aggregate(user_id: int) -> str:
+    return f"user-{user_id}"
+
+
+def project_aggregate(project_id: int) -> str:
+    return f"project-{project_id}"
+
+
+def site_aggregate(site_id: int) -> str:
+    return f"site-{site_id}"
+
+
+class Outbox:
+    """Appends events for one site; `origin_site` goes into every envelope."""
+
+    def __init__(self, origin_site: str) -> None:
+        self.origin_site = origin_site
+
+    async def append(
+        self,
+        session: AsyncSession,
+        payload: Message,
+        *,
+        aggregate_id: str,
+        aggregate_seq: int | None = None,
+    ) -> OutboxEvent:
+        """Add the event to the session's transaction; the caller commits.
+
+        Repository events pass the project's `repository_seq`; domain events get the next
+        sequence of their aggregate, which the lock makes race-free.
+        """
+        await session.execute(select(func.pg_advisory_xact_lock(OUTBOX_LOCK_KEY)))
+        stream = stream_of(payload)
+        if aggregate_seq is None:
+            aggregate_seq = await _next_aggregate_seq(session, stream, aggregate_id)
+        event = new_event(
+            payload,
+            aggregate_id=aggregate_id,
+            aggregate_seq=aggregate_seq,
+            origin_site=self.origin_site,
+        )
+        row = OutboxEvent(
+            event_id=event.event_id,
+            stream=stream,
+            type=event.type,
+            schema_version=event.schema_version,
+            aggregate_id=aggregate_id,
+            aggregate_seq=aggregate_seq,
+            payload=payload.SerializeToString(),
+            occurred_at=event.occurred_at,
+            origin_site=event.origin_site,
+            correlation_id=event.correlation_id,
+        )
+        session.add(row)
+        await session.flush()
+        return row
+
+
+async def _next_aggregate_seq(session: AsyncSession, stream: str, aggregate_id: str) -> int:
+    last = await session.scalar(
+        select(func.max(OutboxEvent.aggregate_seq)).where(
+            OutboxEvent.stream == stream, OutboxEvent.aggregate_id == aggregate_id
+        )
+    )
+    return (last or 0) + 1
+
+
+def to_event(row: OutboxEvent) -> Event:
+    """The stored row as the event consumers see, its outbox id as the global sequence."""
+    payload = EVENT_TYPES[row.type].FromString(row.payload)
+    return Event(
+        event_id=row.event_id,
+        type=row.type,
+        schema_version=row.schema_version,
+        aggregate_id=row.aggregate_id,
+        aggregate_seq=row.aggregate_seq,
+        global_seq=row.id,
+        occurred_at=row.occurred_at,
+        origin_site=row.origin_site,
+        payload=payload,
+        correlation_id=row.correlation_id,
+    )
+
+
+async def events_after(session: AsyncSession, after: int, limit: int) -> Sequence[OutboxEvent]:
+    rows = await session.scalars(
+        select(OutboxEvent).where(OutboxEvent.id > after).order_by(OutboxEvent.id).limit(limit)
+    )
+    return rows.all()

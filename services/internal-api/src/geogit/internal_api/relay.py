@@ -1,0 +1,159 @@
+"""The outbox relay: publishes outbox rows to Kafka in global order and marks them sent.
+
+One relay publishes at a time across all replicas of the internal API: each batch runs in a
+transaction holding a transaction-scoped advisory lock, and a replica that cannot take it
+waits for the next round. Within a batch rows go out one by one, in id order, each awaited
+until the broker has it (acks=all); the rows published before a failure are marked sent, the
+rest stay for the next attempt. While Kafka is unreachable the relay backs off exponentially
+and keeps trying, forever: events wait in the outbox, nothing is lost. A publish that timed out
+may still have reached the broker, so delivery is at-least-once; consumers dedupe by global
+sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from geogit.common.events import Topics
+from geogit.common.kafka import EventProducer, KafkaConfig, PublishError, ensure_topics
+from geogit.internal_api.db import SessionMaker
+from geogit.internal_api.models import OutboxEvent, utcnow
+from geogit.internal_api.outbox import to_event, topic_of
+
+log = logging.getLogger(__name__)
+
+RELAY_LOCK_KEY = 0x6765_6F67_6974_02  # "geogit" 2
+INITIAL_BACKOFF_SECONDS = 0.2
+PUBLISHED = Counter("geogit_outbox_published_total", "Outbox events published to Kafka")
+FAILURES = Counter("geogit_outbox_relay_failures_total", "Relay rounds that failed", ["reason"])
+
+_KAFKA_ERRORS = (KafkaError, PublishError, OSError, TimeoutError)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        sessions: SessionMaker,
+        kafka: KafkaConfig,
+        topics: Topics,
+        *,
+        batch_size: int = 200,
+        poll_seconds: float = 0.2,
+        max_backoff_seconds: float = 10.0,
+        publish_timeout_seconds: float = 15.0,
+    ) -> None:
+        self._sessions = sessions
+        self._kafka = kafka
+        self._topics = topics
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._max_backoff = max_backoff_seconds
+        self._publish_timeout = publish_timeout_seconds
+        self._producer: EventProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._disconnect()
+
+    async def run(self) -> None:
+        backoff = INITIAL_BACKOFF_SECONDS
+        while True:
+            try:
+                published = await self.relay_once()
+            except _KAFKA_ERRORS as exc:
+                FAILURES.labels("kafka").inc()
+                log.warning("outbox relay: Kafka unavailable, retrying", extra={"error": repr(exc)})
+                await self._disconnect()
+            except SQLAlchemyError as exc:
+                FAILURES.labels("database").inc()
+                log.warning("outbox relay: database error, retrying", extra={"error": repr(exc)})
+            else:
+                backoff = INITIAL_BACKOFF_SECONDS
+                if published < self._batch_size:
+                    await asyncio.sleep(self._poll_seconds)
+                continue
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._max_backoff)
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unsent rows; returns how many were published."""
+        published: list[int] = []
+        failure: BaseException | None = None
+        async with self._sessions() as session, session.begin():
+            if not await session.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))):
+                return 0  # another replica is relaying
+            rows = await session.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.sent_at.is_(None))
+                .order_by(OutboxEvent.id)
+                .limit(self._batch_size)
+            )
+            try:
+                await self._publish(rows.all(), published)
+            except _KAFKA_ERRORS as exc:
+                failure = exc
+            if published:
+                await session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.id.in_(published))
+                    .values(sent_at=utcnow())
+                )
+        PUBLISHED.inc(len(published))
+        if failure is not None:
+            raise failure
+        return len(published)
+
+    async def _publish(self, rows: Sequence[OutboxEvent], published: list[int]) -> None:
+        if not rows:
+            return
+        # Checked before every batch, not only when connecting: a broker restarted behind a
+        # live connection may have lost its topics, and Tansu then acknowledges produce
+        # requests for the missing topic while keeping nothing.
+        async with asyncio.timeout(self._publish_timeout):
+            await ensure_topics(self._kafka, [self._topics.domain, self._topics.repository])
+        producer = await self._connect()
+        for row in rows:
+            async with asyncio.timeout(self._publish_timeout):
+                await producer.publish(topic_of(row.stream, self._topics), to_event(row))
+            published.append(row.id)
+
+    async def _connect(self) -> EventProducer:
+        if self._producer is not None:
+            return self._producer
+        producer = EventProducer(self._kafka)
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                await producer.start()
+        except BaseException:
+            await self._stop(producer)
+            raise
+        self._producer = producer
+        log.info("outbox relay connected", extra={"bootstrap": self._kafka.bootstrap})
+        return producer
+
+    async def _disconnect(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await self._stop(producer)
+
+    async def _stop(self, producer: EventProducer) -> None:
+        # Stopping flushes what is still queued, which waits for a broker that may be gone.
+        with contextlib.suppress(*_KAFKA_ERRORS):
+            async with asyncio.timeout(self._publish_timeout):
+                await producer.stop()

@@ -1,0 +1,102 @@
+"""POST /api/v4/internal/allowed: may this user run this Git command on this project?
+
+Asked by the SSH gateway before it runs a command (changes "_any") and by storage's
+pre-receive hook with the push's real ref changes. For SSH the answer also says where the
+repository lives and carries a storage token, so the gateway can stream to it directly.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from geogit.common.internal_api import ANY_CHANGES, AllowedRequest, AllowedResponse
+from geogit.common.paths import InvalidPathError
+from geogit.internal_api.deps import InternalCaller, SessionDep, StorageDep
+from geogit.internal_api.git_access import (
+    PROJECT_NOT_FOUND,
+    Access,
+    Denied,
+    access_for,
+    check_download,
+    check_push,
+    repository_ref,
+    resolve_actor,
+    storage_access,
+)
+from geogit.internal_api.lookup import project_by_gl_repository, project_by_path
+from geogit.internal_api.models import Project
+from geogit.internal_api.push_rules import check_updates, parse_changes
+
+router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[InternalCaller])
+
+
+def _ssh_project_path(path: str) -> str:
+    """`'/alice/demo.git'` as a client typed it in `git clone git@host:/alice/demo.git`."""
+    return path.strip("/").removesuffix(".git")
+
+
+async def _project(session: AsyncSession, body: AllowedRequest) -> Project | None:
+    if body.gl_repository:
+        return await project_by_gl_repository(session, body.gl_repository)
+    try:
+        return await project_by_path(session, _ssh_project_path(body.project))
+    except InvalidPathError as exc:
+        raise Denied(404, PROJECT_NOT_FOUND) from exc
+
+
+@router.post(
+    "/allowed",
+    response_model=AllowedResponse,
+    responses={401: {}, 403: {}, 404: {}},
+    summary="Git access check for the SSH gateway and the pre-receive hook",
+)
+async def allowed(
+    body: AllowedRequest, session: SessionDep, storage: StorageDep
+) -> AllowedResponse | JSONResponse:
+    try:
+        user = await resolve_actor(session, body.gl_id, body.key_id, body.username)
+        access = await access_for(session, await _project(session, body), user)
+        await _check_action(session, storage, access, body)
+    except Denied as denial:
+        return JSONResponse({"status": False, "message": denial.message}, denial.status)
+    except ValueError as exc:
+        return JSONResponse({"status": False, "message": str(exc)}, 400)
+    return _answer(access, body, storage)
+
+
+async def _check_action(
+    session: AsyncSession, storage: StorageDep, access: Access, body: AllowedRequest
+) -> None:
+    if body.action != "git-receive-pack":
+        check_download(access)
+        return
+    check_push(access)
+    if body.changes != ANY_CHANGES:
+        quarantine = (
+            [body.git_object_directory, *body.git_alternate_object_directories]
+            if body.git_object_directory
+            else []
+        )
+        await check_updates(session, storage, access, parse_changes(body.changes), quarantine)
+
+
+def _answer(access: Access, body: AllowedRequest, storage: StorageDep) -> AllowedResponse:
+    project = access.project
+    answer = AllowedResponse(
+        status=True,
+        gl_repository=project.gl_repository,
+        gl_project_path=project.full_path,
+        gl_id=access.gl_id,
+        gl_username=access.gl_username,
+    )
+    if body.protocol == "ssh":
+        answer = AllowedResponse.model_validate(
+            {
+                **answer.model_dump(),
+                "storage": storage_access(project, storage).model_dump(),
+                "repository": repository_ref(project).model_dump(),
+            }
+        )
+    return answer

@@ -1,0 +1,130 @@
+"""POST /api/v4/internal/pre_receive and /post_receive: the hooks' calls around a push.
+
+post_receive records the push: the project's next repository sequence number and a
+`RepositoryUpdated` event (changes and refs checksum) are committed together, so the event
+exists if and only if the sequence moved. A first push that creates only branches other than
+the default makes the first of them the default (default_branch.py). Nothing is published
+from here; the outbox relay does that, so a Kafka outage never fails or slows a push.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import quote
+
+from fastapi import APIRouter
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from geogit.common.internal_api import (
+    PostReceiveMessage,
+    PostReceiveRequest,
+    PostReceiveResponse,
+    PreReceiveRequest,
+    PreReceiveResponse,
+)
+from geogit.common.proto.events.v1 import repository_pb2
+from geogit.internal_api import project_events
+from geogit.internal_api.default_branch import adopt_pushed_branch
+from geogit.internal_api.deps import (
+    InternalCaller,
+    OutboxDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+)
+from geogit.internal_api.errors import ApiError, bad_request
+from geogit.internal_api.git_access import PROJECT_NOT_FOUND, storage_repository
+from geogit.internal_api.lookup import project_by_gl_repository
+from geogit.internal_api.models import Project
+from geogit.internal_api.outbox import project_aggregate
+from geogit.internal_api.push_rules import RefUpdate, parse_changes
+
+router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[InternalCaller])
+
+
+async def _project(session: AsyncSession, gl_repository: str) -> Project:
+    project = await project_by_gl_repository(session, gl_repository)
+    if project is None:
+        raise ApiError(404, PROJECT_NOT_FOUND)
+    return project
+
+
+@router.post("/pre_receive", response_model=PreReceiveResponse)
+async def pre_receive(body: PreReceiveRequest, session: SessionDep) -> PreReceiveResponse:
+    await _project(session, body.gl_repository)
+    return PreReceiveResponse(reference_counter_increased=True)
+
+
+@router.post("/post_receive", response_model=PostReceiveResponse)
+async def post_receive(
+    body: PostReceiveRequest,
+    session: SessionDep,
+    storage: StorageDep,
+    outbox: OutboxDep,
+    settings: SettingsDep,
+) -> PostReceiveResponse:
+    project = await _project(session, body.gl_repository)
+    try:
+        updates = parse_changes(body.changes)
+    except ValueError as exc:
+        raise bad_request(f"400 Bad request - {exc}") from exc
+    pushed_at = datetime.now(UTC)
+    seq = await session.scalar(
+        update(Project)
+        .where(Project.id == project.id)
+        .values(repository_seq=Project.repository_seq + 1, last_activity_at=pushed_at)
+        .returning(Project.repository_seq)
+    )
+    assert seq is not None
+    # Storage is asked while this transaction holds the project's row lock: of two concurrent
+    # pushes, the one with the higher sequence carries the checksum computed later. The outbox
+    # lock is taken only after these slow calls, from the first append to the commit.
+    new_default = await adopt_pushed_branch(storage, project, updates)
+    if new_default is not None:
+        project.default_branch = new_default
+    checksum = await storage.checksum(storage_repository(project))
+    event = repository_pb2.RepositoryUpdated(
+        project_id=project.id,
+        seq=seq,
+        changes=[u.to_proto() for u in updates],
+        checksum=checksum,
+        pushed_at=_timestamp(pushed_at),
+    )
+    await outbox.append(
+        session, event, aggregate_id=project_aggregate(project.id), aggregate_seq=seq
+    )
+    if new_default is not None:
+        await project_events.updated(session, outbox, project)
+    await session.commit()
+    return PostReceiveResponse(messages=_messages(project, updates, settings.external_url))
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _messages(
+    project: Project, updates: list[RefUpdate], external_url: str
+) -> list[PostReceiveMessage]:
+    """GitLab's hint after a new branch is pushed: where to open its merge request."""
+    messages = []
+    for change in updates:
+        branch = change.branch
+        if branch is None or not change.created or change.deleted:
+            continue
+        if branch == project.default_branch:
+            continue
+        url = (
+            f"{external_url.rstrip('/')}/{project.full_path}/-/merge_requests/new"
+            f"?merge_request%5Bsource_branch%5D={quote(branch, safe='')}"
+        )
+        messages.append(
+            PostReceiveMessage(
+                type="basic", message=f"To create a merge request for {branch}, visit:\n  {url}"
+            )
+        )
+    return messages

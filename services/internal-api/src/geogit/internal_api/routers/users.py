@@ -1,0 +1,195 @@
+"""Users: GET /user, GET/POST /users, GET/DELETE /users/:id, POST /users/:id/(un)block."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from google.protobuf.message import Message
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from geogit.common.paths import InvalidPathError, validate_project_full_path
+from geogit.common.proto.events.v1 import domain_pb2
+from geogit.internal_api.credentials import hash_password
+from geogit.internal_api.deps import AdminUser, CurrentUser, OutboxDep, SessionDep, SettingsDep
+from geogit.internal_api.errors import conflict, field_error, forbidden, not_found
+from geogit.internal_api.lookup import user_by_username
+from geogit.internal_api.models import Project, User
+from geogit.internal_api.outbox import user_aggregate
+from geogit.internal_api.pagination import PageDep
+from geogit.internal_api.params import Id
+
+router = APIRouter(prefix="/api/v4", tags=["users"])
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=255)
+    email: str = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str = Field(min_length=1, max_length=255)
+    password: str = Field(min_length=8, max_length=128)
+    admin: bool = False
+    # Accepted because GitLab tooling sends it; geogit sends no confirmation mails.
+    skip_confirmation: bool = True
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    name: str
+    state: str
+    web_url: str
+    created_at: datetime
+    # Shown to admins and to the user themselves only, as on GitLab.
+    email: str | None = None
+    is_admin: bool | None = None
+
+    @classmethod
+    def of(cls, user: User, external_url: str, *, private: bool) -> UserOut:
+        return cls(
+            id=user.id,
+            username=user.username,
+            name=user.name,
+            state=user.state,
+            web_url=f"{external_url.rstrip('/')}/{user.username}",
+            created_at=user.created_at,
+            email=user.email if private else None,
+            is_admin=user.is_admin if private else None,
+        )
+
+
+def user_payload(
+    user: User, kind: type[domain_pb2.UserCreated] | type[domain_pb2.UserUpdated]
+) -> Message:
+    return kind(
+        user_id=user.id,
+        username=user.username,
+        email=user.email,
+        name=user.name,
+        is_admin=user.is_admin,
+        state=user.state,
+    )
+
+
+async def get_user(session: AsyncSession, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise not_found("User")
+    return user
+
+
+@router.get("/user", response_model=UserOut, response_model_exclude_none=True)
+async def whoami(user: CurrentUser, settings: SettingsDep) -> UserOut:
+    return UserOut.of(user, settings.external_url, private=True)
+
+
+@router.get("/users", response_model=list[UserOut], response_model_exclude_none=True)
+async def list_users(
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    page: PageDep,
+    username: Annotated[str | None, Query(max_length=255)] = None,
+    search: Annotated[str | None, Query(max_length=255)] = None,
+) -> list[UserOut]:
+    statement = select(User).order_by(User.id)
+    if username is not None:
+        statement = statement.where(func.lower(User.username) == username.lower())
+    if search:
+        pattern = f"%{search.lower()}%"
+        statement = statement.where(
+            or_(func.lower(User.username).like(pattern), func.lower(User.name).like(pattern))
+        )
+    users = await page.fetch(session, statement)
+    return [UserOut.of(u, settings.external_url, private=user.is_admin) for u in users]
+
+
+@router.get("/users/{user_id}", response_model=UserOut, response_model_exclude_none=True)
+async def show_user(
+    user_id: Id, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> UserOut:
+    found = await get_user(session, user_id)
+    private = user.is_admin or user.id == found.id
+    return UserOut.of(found, settings.external_url, private=private)
+
+
+def _check_username(username: str) -> None:
+    try:
+        validate_project_full_path(f"{username}/x")  # a username is a namespace path segment
+    except InvalidPathError as exc:
+        raise field_error("username", str(exc)) from exc
+
+
+@router.post("/users", response_model=UserOut, status_code=201, response_model_exclude_none=True)
+async def create_user(
+    body: UserCreate, _: AdminUser, session: SessionDep, outbox: OutboxDep, settings: SettingsDep
+) -> UserOut:
+    _check_username(body.username)
+    if await user_by_username(session, body.username):
+        raise conflict("Username has already been taken")
+    if await session.scalar(select(User.id).where(func.lower(User.email) == body.email.lower())):
+        raise conflict("Email has already been taken")
+    user = User(
+        username=body.username,
+        email=body.email,
+        name=body.name,
+        password_hash=await hash_password(body.password),
+        is_admin=body.admin,
+    )
+    session.add(user)
+    await session.flush()
+    await outbox.append(
+        session, user_payload(user, domain_pb2.UserCreated), aggregate_id=user_aggregate(user.id)
+    )
+    await session.commit()
+    return UserOut.of(user, settings.external_url, private=True)
+
+
+@router.post("/users/{user_id}/block", status_code=201)
+async def block_user(user_id: Id, admin: AdminUser, session: SessionDep, outbox: OutboxDep) -> bool:
+    user = await get_user(session, user_id)
+    if user.id == admin.id:
+        raise forbidden("you cannot block yourself")
+    if user.state != "blocked":
+        user.state = "blocked"
+        await outbox.append(
+            session, domain_pb2.UserBlocked(user_id=user.id), aggregate_id=user_aggregate(user.id)
+        )
+        await session.commit()
+    return True
+
+
+@router.post("/users/{user_id}/unblock", status_code=201)
+async def unblock_user(user_id: Id, _: AdminUser, session: SessionDep, outbox: OutboxDep) -> bool:
+    user = await get_user(session, user_id)
+    if user.state != "active":
+        user.state = "active"
+        await outbox.append(
+            session,
+            user_payload(user, domain_pb2.UserUpdated),
+            aggregate_id=user_aggregate(user.id),
+        )
+        await session.commit()
+    return True
+
+
+@router.delete("/users/{user_id}", status_code=204)
+async def delete_user(
+    user_id: Id, admin: AdminUser, session: SessionDep, outbox: OutboxDep
+) -> Response:
+    """Tokens, keys and memberships go with the user; their projects must be deleted first."""
+    user = await get_user(session, user_id)
+    if user.id == admin.id:
+        raise forbidden("you cannot delete yourself")
+    if await session.scalar(select(Project.id).where(Project.owner_id == user.id).limit(1)):
+        raise conflict("409 Conflict - the user still owns projects; delete them first")
+    await session.delete(user)
+    await outbox.append(
+        session, domain_pb2.UserDeleted(user_id=user.id), aggregate_id=user_aggregate(user.id)
+    )
+    await session.commit()
+    return Response(status_code=204)
