@@ -23,7 +23,10 @@ from geogit.edge_proxy.testing import EdgeProxyProcess
 from geogit.storage.testing import API_SECRET, StorageProcess, commit_all, make_work_tree
 
 MIB = 1024 * 1024
-PACK_MIB = 16
+PACK_MIB = 48
+# Fixed buffers (gRPC flow-control windows, 256 KiB storage messages, socket buffers) are
+# allowed; anything proportional to the pack is not: a third of it is far above the former.
+GROWTH_LIMIT_MIB = PACK_MIB / 3
 
 
 def start_edge(edge_logs: Path, internal_api: FakeInternalApi) -> EdgeProxyProcess:
@@ -79,8 +82,8 @@ def test_memory_does_not_grow_with_pack_size(
     assert (tmp_path / "clone" / "random.bin").stat().st_size == PACK_MIB * MIB
     push_growth = (big.after_push_kib - big.baseline_kib) / 1024
     clone_growth = (memory_kib(big.edge, "VmHWM") - big.baseline_kib) / 1024
-    assert push_growth < PACK_MIB / 2, f"a {PACK_MIB} MiB push grew the edge {push_growth:.1f} MiB"
-    assert clone_growth < PACK_MIB / 2, f"a clone grew the edge {clone_growth:.1f} MiB"
+    assert push_growth < GROWTH_LIMIT_MIB, f"a {PACK_MIB} MiB push grew the edge {push_growth:.1f} MiB"
+    assert clone_growth < GROWTH_LIMIT_MIB, f"a clone grew the edge {clone_growth:.1f} MiB"
 
 
 @pytest.fixture
