@@ -24,6 +24,7 @@ CHUNK_SIZE = 64 * 1024
 # being sent goes out as one message, which costs far less CPU per byte (DESIGN §9).
 STDOUT_CHUNK_SIZE = 256 * 1024
 _STREAM_LIMIT = 1024 * 1024
+CORK_SECONDS = 0.001
 STDERR_TAIL_BYTES = 8 * 1024
 
 ALLOWED_SUBCOMMANDS = frozenset(
@@ -182,9 +183,26 @@ class GitProcess:
         return bytes(self._stderr_tail)
 
     async def stdout_chunks(self, size: int = STDOUT_CHUNK_SIZE) -> AsyncIterator[bytes]:
-        assert self.proc.stdout is not None
-        while chunk := await self.proc.stdout.read(size):
-            yield chunk
+        """Output in messages of up to `size`, gathering pieces that follow within CORK_SECONDS.
+
+        upload-pack writes a pack in pieces of at most 8 KiB; sent one by one they cost the
+        relay more CPU than index-pack leaves it. A negotiation reply still goes out after at
+        most one cork interval.
+        """
+        stdout = self.proc.stdout
+        assert stdout is not None
+        while first := await stdout.read(size):
+            pieces, length = [first], len(first)
+            while length < size:
+                try:
+                    more = await asyncio.wait_for(stdout.read(size - length), CORK_SECONDS)
+                except TimeoutError:
+                    break
+                if not more:
+                    break
+                pieces.append(more)
+                length += len(more)
+            yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def stderr_chunks(self, size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
         """Stream stderr while remembering its tail for error messages."""

@@ -70,7 +70,7 @@ class FetchSource:
             "GIT_SSH_COMMAND": ssh_helper_command(),
             # Makes git pass GIT_PROTOCOL to the helper, so protocol v2 is used.
             "GIT_SSH_VARIANT": "ssh",
-            SSH_PAYLOAD_ENV: payload.model_dump_json(),
+            SSH_PAYLOAD_ENV: payload.to_json(),
         }
         return cls(f"{STORAGE_URL_HOST}:{source.repository.relative_path}", [], env)
 

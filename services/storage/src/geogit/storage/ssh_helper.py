@@ -13,15 +13,16 @@ tests use it to drive storage with the real git client:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shlex
 import sys
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import grpc
-from pydantic import BaseModel, ValidationError
 
 from geogit.common.logging import bound_correlation_id
 from geogit.common.proto.storage.v1 import shared_pb2, ssh_pb2, ssh_pb2_grpc
@@ -41,7 +42,11 @@ _REQUESTS: dict[str, Any] = {
 }
 
 
-class SshPayload(BaseModel):
+@dataclass(frozen=True)
+class SshPayload:
+    """GEOGIT_SSH_PAYLOAD. A dataclass, not pydantic: the helper starts once per git command
+    and every import is felt (DESIGN §9: fixed per-operation costs)."""
+
     address: str
     token: str
     storage_name: str = ""
@@ -52,6 +57,19 @@ class SshPayload(BaseModel):
     gl_id: str = ""
     gl_username: str = ""
     correlation_id: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> SshPayload:
+        try:
+            payload = cls(**json.loads(text))
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"invalid {SSH_PAYLOAD_ENV}: {exc}") from exc
+        if not all(isinstance(value, str) for value in asdict(payload).values()):
+            raise UsageError(f"invalid {SSH_PAYLOAD_ENV}: every field must be a string")
+        return payload
 
 
 class UsageError(Exception):
@@ -115,8 +133,34 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+class _Stdout:
+    """stdout as an asyncio pipe when it is one: no thread hand-off per message."""
+
+    def __init__(self, writer: asyncio.StreamWriter | None) -> None:
+        self._writer = writer
+
+    @classmethod
+    async def open(cls) -> _Stdout:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, protocol = await loop.connect_write_pipe(
+                asyncio.streams.FlowControlMixin, os.fdopen(1, "wb", buffering=0, closefd=False)
+            )
+        except ValueError:  # a regular file: plain blocking writes in a thread
+            return cls(None)
+        return cls(asyncio.StreamWriter(transport, protocol, None, loop))
+
+    async def write(self, data: bytes) -> None:
+        if self._writer is None:
+            await asyncio.get_running_loop().run_in_executor(None, _write_all, 1, data)
+            return
+        self._writer.write(data)
+        await self._writer.drain()
+
+
 async def relay(rpc: str, payload: SshPayload, path: str) -> int:
     loop = asyncio.get_running_loop()
+    stdout = await _Stdout.open()
     async with aio_channel(payload.address) as channel:
         call = getattr(ssh_pb2_grpc.SSHServiceStub(channel), rpc)(
             _requests(rpc, _first_request(rpc, payload, path)),
@@ -124,7 +168,7 @@ async def relay(rpc: str, payload: SshPayload, path: str) -> int:
         )
         async for response in call:
             if response.stdout:
-                await loop.run_in_executor(None, _write_all, 1, response.stdout)
+                await stdout.write(response.stdout)
             if response.stderr:
                 await loop.run_in_executor(None, _write_all, 2, response.stderr)
             if response.HasField("exit_status"):
@@ -137,8 +181,8 @@ async def relay(rpc: str, payload: SshPayload, path: str) -> int:
 def main() -> int:
     try:
         rpc, path = parse_command(sys.argv[1:])
-        payload = SshPayload.model_validate_json(os.environ.get(SSH_PAYLOAD_ENV, ""))
-    except (UsageError, ValidationError, ValueError) as exc:
+        payload = SshPayload.from_json(os.environ.get(SSH_PAYLOAD_ENV, ""))
+    except UsageError as exc:
         print(f"geogit-storage-ssh: {exc}", file=sys.stderr)
         return 2
     try:
