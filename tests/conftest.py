@@ -15,7 +15,7 @@ from geogit.devstack.testing import running_site
 @pytest.fixture(scope="session")
 def primary(
     tmp_path_factory: pytest.TempPathFactory,
-    tansu: TansuBroker,  # noqa: F811
+    tansu: TansuBroker,
 ) -> Iterator[tuple[Site, str]]:
     """One real site (storage, internal API, edge proxy) and its admin's token."""
     with running_site(tmp_path_factory.mktemp("primary"), tansu.bootstrap) as (site, admin):

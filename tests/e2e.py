@@ -1,4 +1,7 @@
-"""Helpers for end-to-end tests: the admin API through a site's front door, and the git CLI."""
+"""Helpers for end-to-end tests: the admin API through a site's front door, and the git CLI.
+
+Work trees come from geogit.storage.testing (make_work_tree, commit_all).
+"""
 
 from __future__ import annotations
 
@@ -109,28 +112,3 @@ def git(
     if check and result.returncode != 0:
         raise AssertionError(f"git {' '.join(args)}: {result.returncode}\n{result.stderr}")
     return result
-
-
-def work_tree(path: Path, commits: int = 3, branch: str = "main") -> Path:
-    git("init", "-q", "-b", branch, str(path))
-    for i in range(commits):
-        (path / f"f{i}.txt").write_text(f"line {i}\n" * (i + 1))
-        commit(path, f"commit {i}")
-    return path
-
-
-def commit(path: Path, message: str) -> str:
-    git("add", "-A", cwd=path)
-    git(
-        "-c",
-        "user.name=E2E",
-        "-c",
-        "user.email=e2e@example.com",
-        "commit",
-        "-q",
-        "--allow-empty",
-        "-m",
-        message,
-        cwd=path,
-    )
-    return git("rev-parse", "HEAD", cwd=path).stdout.strip()

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from e2e import Api, clone_url, commit, git, work_tree
+from e2e import Api, clone_url, git
 
 from geogit.common.events import Event, Topics, decode_event
 from geogit.common.net import free_port
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.site import Site
 from geogit.devstack.testing import running_site
+from geogit.storage.testing import commit_all, make_work_tree
 
 
 async def _collect(
@@ -57,11 +58,11 @@ def test_push_emits_repository_updated(
 ) -> None:
     owner = api.account()
     project = api.project(owner)
-    tree = work_tree(work / "src")
+    tree = make_work_tree(work / "src")
     url = clone_url(site.http_url, project, owner)
     git("push", "-q", url, "main", cwd=tree)
     git("checkout", "-q", "-b", "topic", cwd=tree)
-    head = commit(tree, "topic")
+    head = commit_all(tree, "topic")
     git("push", "-q", url, "topic", cwd=tree)
 
     topic = Topics().repository
@@ -102,7 +103,7 @@ def test_events_survive_a_broker_outage(lonely_site, work: Path) -> None:
     owner = api.account()
     project = api.project(owner)
     url = clone_url(site.http_url, project, owner)
-    tree = work_tree(work / "src")
+    tree = make_work_tree(work / "src")
 
     broker.stop()
     git("push", "-q", url, "main", cwd=tree)  # the push does not depend on Kafka

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e import Api, clone_url, commit, git, work_tree
+from e2e import Api, clone_url, git
 
 from geogit.devstack.site import Site
+from geogit.storage.testing import commit_all, make_work_tree
 
 DEVELOPER, REPORTER, MAINTAINER = 30, 20, 40
 
@@ -17,7 +18,7 @@ DEVELOPER, REPORTER, MAINTAINER = 30, 20, 40
 def pushed(api: Api, site: Site, work: Path):
     owner = api.account()
     project = api.project(owner)
-    tree = work_tree(work / "src", commits=4)
+    tree = make_work_tree(work / "src", commits=4)
     git("push", "-q", clone_url(site.http_url, project, owner), "main", cwd=tree)
     return owner, project, tree
 
@@ -48,7 +49,7 @@ def test_shallow_and_partial_clones(pushed, site: Site, work: Path) -> None:
     git("clone", "-q", "--depth", "1", url, str(work / "shallow"))
     assert git("rev-list", "--count", "HEAD", cwd=work / "shallow").stdout.strip() == "1"
     git("clone", "-q", "--filter=blob:none", url, str(work / "partial"))
-    assert (work / "partial" / "f3.txt").read_text() == "line 3\n" * 4
+    assert (work / "partial" / "file3.txt").read_text() == "content 3\n" * 4
 
 
 def test_responses_say_who_served_them(pushed, site: Site) -> None:
@@ -69,10 +70,10 @@ def test_responses_say_who_served_them(pushed, site: Site) -> None:
 def test_anonymous_clone_of_public_project(api: Api, site: Site, work: Path) -> None:
     owner = api.account()
     project = api.project(owner, visibility="public")
-    tree = work_tree(work / "src")
+    tree = make_work_tree(work / "src")
     git("push", "-q", clone_url(site.http_url, project, owner), "main", cwd=tree)
     git("clone", "-q", clone_url(site.http_url, project), str(work / "anon"))
-    assert (work / "anon" / "f0.txt").exists()
+    assert (work / "anon" / "file0.txt").exists()
     push = git("push", clone_url(site.http_url, project), "main", cwd=work / "anon", check=False)
     assert push.returncode != 0
 
@@ -98,7 +99,7 @@ def test_reporter_can_clone_but_not_push(pushed, api: Api, site: Site, work: Pat
     api.member(project, reporter, REPORTER)
     url = clone_url(site.http_url, project, reporter)
     git("clone", "-q", url, str(work / "r"))
-    commit(work / "r", "reporter change")
+    commit_all(work / "r", "reporter change")
     push = git("push", url, "main", cwd=work / "r", check=False)
     assert push.returncode != 0
     assert "You are not allowed to push code to this project." in push.stderr
@@ -111,14 +112,14 @@ def test_protected_branch_rules(pushed, api: Api, site: Site, work: Path) -> Non
     api.protect(project, "main", push_level=MAINTAINER)
     dev_url = clone_url(site.http_url, project, developer)
     git("clone", "-q", dev_url, str(work / "d"))
-    commit(work / "d", "developer change")
+    commit_all(work / "d", "developer change")
     push = git("push", dev_url, "main", cwd=work / "d", check=False)
     assert push.returncode != 0
     assert "You are not allowed to push code to protected branches on this project." in push.stderr
 
     owner_url = clone_url(site.http_url, project, owner)
     git("reset", "-q", "--hard", "HEAD~1", cwd=tree)
-    commit(tree, "rewrite")
+    commit_all(tree, "rewrite")
     force = git("push", "--force", owner_url, "main", cwd=tree, check=False)
     assert force.returncode != 0
     assert "You are not allowed to force push code to a protected branch" in force.stderr

@@ -6,32 +6,10 @@ from pathlib import Path
 import pytest
 from edge_harness import API_BODY_LIMIT, Project, git, git_env, new_project, serving
 from fake_internal_api import FakeInternalApi
+from storage_fixtures import _reset_policy, internal_api, storage  # noqa: F401 (fixtures)
 
 from geogit.edge_proxy.testing import EdgeProxyProcess
 from geogit.storage.testing import API_SECRET, StorageProcess, make_work_tree
-
-
-@pytest.fixture(scope="session")
-def internal_api() -> Iterator[FakeInternalApi]:
-    api = FakeInternalApi(API_SECRET)
-    api.start()
-    yield api
-    api.stop()
-
-
-@pytest.fixture(autouse=True)
-def _reset_policy(internal_api: FakeInternalApi) -> None:
-    internal_api.reset()
-
-
-@pytest.fixture(scope="session")
-def storage(
-    tmp_path_factory: pytest.TempPathFactory, internal_api: FakeInternalApi
-) -> Iterator[StorageProcess]:
-    server = StorageProcess(tmp_path_factory.mktemp("storage") / "repositories", internal_api.url)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -82,7 +82,9 @@ def test_memory_does_not_grow_with_pack_size(
     assert (tmp_path / "clone" / "random.bin").stat().st_size == PACK_MIB * MIB
     push_growth = (big.after_push_kib - big.baseline_kib) / 1024
     clone_growth = (memory_kib(big.edge, "VmHWM") - big.baseline_kib) / 1024
-    assert push_growth < GROWTH_LIMIT_MIB, f"a {PACK_MIB} MiB push grew the edge {push_growth:.1f} MiB"
+    assert push_growth < GROWTH_LIMIT_MIB, (
+        f"a {PACK_MIB} MiB push grew the edge {push_growth:.1f} MiB"
+    )
     assert clone_growth < GROWTH_LIMIT_MIB, f"a clone grew the edge {clone_growth:.1f} MiB"
 
 

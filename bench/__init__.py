@@ -1,0 +1,1 @@
+"""geogit benchmarks (`make bench`): measurements against plain-git anchors, not tests."""
