@@ -22,7 +22,7 @@ venv:
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e libs/common -e services/storage -e services/internal-api \
-	  -e services/edge-proxy -e libs/devstack -e '.[dev]'
+	  -e services/edge-proxy -e services/ssh-gateway -e libs/devstack -e '.[dev]'
 
 proto:
 	$(BIN)/python tools/gen_protos.py
@@ -36,7 +36,7 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/src libs/devstack/src services/storage/src \
-	  services/internal-api/src services/edge-proxy/src
+	  services/internal-api/src services/edge-proxy/src services/ssh-gateway/src
 
 bench:
 	$(BIN)/python -m bench.run

@@ -243,8 +243,12 @@ class ForeignCpu:
     """CPU used by processes outside this benchmark while it ran (a shared-machine check).
 
     The machine's busy time minus our own and our reaped children's, so it is only exact once
-    every child (the storage server included) has been waited for.
+    every child (the storage server included) has been waited for. Descendants whose CPU
+    reaches no reaped parent (children of a process that ignores SIGCHLD, like fcgiwrap's
+    workers) must be measured another way and added to `unreaped` before the block ends.
     """
+
+    unreaped: float = 0.0
 
     def __enter__(self) -> ForeignCpu:
         self._start = (self._machine_busy(), self._own(), time.monotonic())
@@ -252,7 +256,7 @@ class ForeignCpu:
 
     def __exit__(self, *exc: object) -> None:
         busy, own, started = self._start
-        self.seconds = (self._machine_busy() - busy) - (self._own() - own)
+        self.seconds = (self._machine_busy() - busy) - (self._own() - own) - self.unreaped
         self.share = self.seconds / ((time.monotonic() - started) * (os.cpu_count() or 1))
 
     @staticmethod

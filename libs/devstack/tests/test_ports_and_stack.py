@@ -15,10 +15,10 @@ from geogit.devstack.stack import Stack, StackDemo, read_stack, write_stack
 
 def test_fixed_ports_are_the_documented_ones() -> None:
     assert SitePorts.fixed(0) == SitePorts(
-        http=8080, internal_api=8081, storage=8082, storage_ops=8083, ssh=2222
+        http=8080, internal_api=8081, storage=8082, storage_ops=8083, ssh=2222, ssh_ops=8084
     )
     assert SitePorts.fixed(2) == SitePorts(
-        http=8280, internal_api=8281, storage=8282, storage_ops=8283, ssh=2422
+        http=8280, internal_api=8281, storage=8282, storage_ops=8283, ssh=2422, ssh_ops=8284
     )
 
 

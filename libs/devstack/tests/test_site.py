@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,7 +15,9 @@ from geogit.devstack.procfs import identity_of
 from geogit.devstack.site import Site
 from geogit.devstack.testing import running_site
 
-PORTS = SitePorts(http=18080, internal_api=18081, storage=18082, storage_ops=18083, ssh=12222)
+PORTS = SitePorts(
+    http=18080, internal_api=18081, storage=18082, storage_ops=18083, ssh=12222, ssh_ops=18084
+)
 API_URL = "http://127.0.0.1:18081"
 SECRETS = SiteSecrets(internal_api_secret="api-secret-" + "x" * 32, storage_secret="st-" + "y" * 40)
 
@@ -80,6 +81,7 @@ def test_real_storage_starts_ready_and_stops(tmp_path: Path) -> None:
     results = site.stop()
 
     assert [(r.name, r.outcome) for r in results] == [
+        ("secondary-1-ssh-gateway", "not running"),
         ("secondary-1-edge-proxy", "not running"),
         ("secondary-1-internal-api", "not running"),
         ("secondary-1-storage", "stopped"),
@@ -87,14 +89,6 @@ def test_real_storage_starts_ready_and_stops(tmp_path: Path) -> None:
     assert identity_of(record.pid) is None
 
 
-def _services_exist() -> bool:
-    return all(
-        importlib.util.find_spec(module) is not None
-        for module in ("geogit.internal_api.cli", "geogit.edge_proxy.server")
-    )
-
-
-@pytest.mark.skipif(not _services_exist(), reason="internal API / edge proxy not built yet")
 def test_a_whole_site_serves_the_admin_api_through_its_front_door(
     open_tmp_path: Path, tansu: TansuBroker, test_server: str
 ) -> None:
@@ -108,3 +102,6 @@ def test_a_whole_site_serves_the_admin_api_through_its_front_door(
         assert response.status_code == 200
         assert response.json()["username"] == "root"
         assert response.headers["Geogit-Served-By"] == site.name
+        gateway = httpx.get(f"{site.ssh_ops_url}/-/readiness", trust_env=False)
+        assert gateway.status_code == 200
+        assert (site.host_keys_dir / "ssh_host_ed25519_key").exists()

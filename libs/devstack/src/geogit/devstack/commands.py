@@ -132,7 +132,7 @@ class DevStack:
             self.postgres.start()
         for site in sites:
             ensure_database(site.database_url)
-            self._say(f"starting site {site.name}: storage, internal API, edge proxy")
+            self._say(f"starting site {site.name}: storage, internal API, edge proxy, SSH gateway")
             site.start()
         primary = sites[0]
         admin = ensure_admin(primary, self.store)
@@ -240,7 +240,7 @@ def next_steps(stack: Stack, layout: RunLayout) -> str:
     for site in stack.sites:
         lines.append(
             f"  {site.name:<12} {site.http_url}  internal API {site.internal_api_url}"
-            f"  storage {site.storage_address}"
+            f"  storage {site.storage_address}  ssh {site.ssh_host}:{site.ssh_port}"
         )
     lines += [
         f"  {'kafka':<12} {stack.kafka_bootstrap}",

@@ -6,7 +6,8 @@
 | internal API                 | 8081    | 8081 + 100*N       |
 | storage gRPC                 | 8082    | 8082 + 100*N       |
 | storage ops (health/metrics) | 8083    | 8083 + 100*N       |
-| SSH gateway (reserved)       | 2222    | 2222 + 100*N       |
+| SSH gateway                  | 2222    | 2222 + 100*N       |
+| SSH gateway ops              | 8084    | 8084 + 100*N       |
 | Kafka (Tansu), shared        | 19092   |                    |
 | PostgreSQL (throwaway), shared | 15432 | (one database per site) |
 
@@ -31,13 +32,14 @@ _SITE_STRIDE = 100
 
 @dataclass(frozen=True)
 class SitePorts:
-    """The ports one site listens on; the SSH port is reserved until the SSH gateway exists."""
+    """The ports one site listens on."""
 
     http: int
     internal_api: int
     storage: int
     storage_ops: int
     ssh: int
+    ssh_ops: int
 
     @classmethod
     def fixed(cls, index: int) -> SitePorts:
@@ -51,6 +53,7 @@ class SitePorts:
             storage=base + 2,
             storage_ops=base + 3,
             ssh=_PRIMARY_SSH_PORT + _SITE_STRIDE * index,
+            ssh_ops=base + 4,
         )
 
     @classmethod
@@ -62,15 +65,18 @@ class SitePorts:
             storage=free_port(),
             storage_ops=free_port(),
             ssh=free_port(),
+            ssh_ops=free_port(),
         )
 
     def listening(self) -> dict[str, int]:
-        """The ports a started site binds today, by role (SSH is not started yet)."""
+        """The ports a started site binds, by role."""
         return {
             "edge proxy": self.http,
             "internal API": self.internal_api,
             "storage gRPC": self.storage,
             "storage ops": self.storage_ops,
+            "SSH gateway": self.ssh,
+            "SSH gateway ops": self.ssh_ops,
         }
 
 

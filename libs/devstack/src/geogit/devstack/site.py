@@ -1,14 +1,14 @@
-"""One geogit site as real processes: storage, then the internal API, then the edge proxy.
+"""One geogit site as real processes: storage, the internal API, the edge proxy, SSH gateway.
 
 The dev stack runs one `Site` per site on the fixed ports of `geogit.devstack.ports` (primary:
-edge proxy 8080, internal API 8081, storage gRPC 8082, storage ops 8083, SSH 2222 reserved;
-secondary N: the same plus 100*N). End-to-end tests build a `Site` on a temporary directory
+edge proxy 8080, internal API 8081, storage gRPC 8082, storage ops 8083, SSH 2222, SSH ops
+8084; secondary N: the same plus 100*N). End-to-end tests build a `Site` on a temporary directory
 with `SitePorts.free()` and a fresh database, so they start exactly what the dev stack starts,
 wired the same way.
 
 Start order follows the dependencies: storage answers readiness without the API; the internal
 API's schema is migrated before it serves, and it needs storage to create repositories; the
-edge proxy is the front door and comes last, so a site that answers on its HTTP port is whole.
+edge proxy and the SSH gateway are the front doors and come last.
 Stop is the reverse. Every variable a service reads is set here; inherited `GEOGIT_*` variables
 are dropped (except the log level) so a stray export cannot cross-wire two sites.
 """
@@ -30,7 +30,7 @@ from geogit.devstack.probes import HttpProbe
 from geogit.devstack.processes import StopResult, Supervisor, log_tail
 
 Role = Literal["primary", "secondary"]
-SERVICES = ("storage", "internal-api", "edge-proxy")
+SERVICES = ("storage", "internal-api", "edge-proxy", "ssh-gateway")
 """Start order; stop order is the reverse."""
 
 STORAGE_NAME = "default"
@@ -110,8 +110,16 @@ class Site:
         return f"http://{self.host}:{self.ports.storage_ops}"
 
     @property
+    def ssh_ops_url(self) -> str:
+        return f"http://{self.host}:{self.ports.ssh_ops}"
+
+    @property
     def repositories_dir(self) -> Path:
         return self.base_dir / "sites" / self.name / "repositories"
+
+    @property
+    def host_keys_dir(self) -> Path:
+        return self.base_dir / "sites" / self.name / "ssh-host-keys"
 
     def process_name(self, service: str) -> str:
         return f"{self.name}-{service}"
@@ -165,6 +173,17 @@ class Site:
             }
         )
 
+    def ssh_gateway_env(self) -> dict[str, str]:
+        return self._env(
+            {
+                "GEOGIT_SSH_ADDRESS": f"{self.host}:{self.ports.ssh}",
+                "GEOGIT_OPS_ADDRESS": f"{self.host}:{self.ports.ssh_ops}",
+                "GEOGIT_HOST_KEYS_DIR": str(self.host_keys_dir),
+                "GEOGIT_INTERNAL_API_URL": self.internal_api_url,
+                "GEOGIT_INTERNAL_API_SECRET": self.secrets.internal_api_secret,
+            }
+        )
+
     # Lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -174,6 +193,7 @@ class Site:
             self.migrate()
             self.start_internal_api()
             self.start_edge_proxy()
+            self.start_ssh_gateway()
         except BaseException:
             self.stop()
             raise
@@ -203,6 +223,16 @@ class Site:
             [console_script("geogit-edge-proxy")],
             self.edge_proxy_env(),
             HttpProbe(f"{self.http_url}/-/readiness"),
+            timeout,
+        )
+
+    def start_ssh_gateway(self, timeout: float = 60.0) -> None:
+        # The first start generates an RSA host key, which takes a moment.
+        self.supervisor.start(
+            self.process_name("ssh-gateway"),
+            [console_script("geogit-ssh-gateway")],
+            self.ssh_gateway_env(),
+            HttpProbe(f"{self.ssh_ops_url}/-/readiness"),
             timeout,
         )
 

@@ -133,14 +133,14 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-class _Stdout:
+class StdoutPipe:
     """stdout as an asyncio pipe when it is one: no thread hand-off per message."""
 
     def __init__(self, writer: asyncio.StreamWriter | None) -> None:
         self._writer = writer
 
     @classmethod
-    async def open(cls) -> _Stdout:
+    async def open(cls) -> StdoutPipe:
         loop = asyncio.get_running_loop()
         try:
             transport, protocol = await loop.connect_write_pipe(
@@ -157,10 +157,19 @@ class _Stdout:
         self._writer.write(data)
         await self._writer.drain()
 
+    async def flush(self) -> None:
+        """Wait until the pipe took every byte: `drain()` returns with up to the high-water
+        mark still buffered, and whatever is buffered when the loop closes is lost, which git
+        sees as a pack cut short."""
+        if self._writer is None:
+            return
+        self._writer.transport.set_write_buffer_limits(high=0)
+        await self._writer.drain()
+
 
 async def relay(rpc: str, payload: SshPayload, path: str) -> int:
     loop = asyncio.get_running_loop()
-    stdout = await _Stdout.open()
+    stdout = await StdoutPipe.open()
     async with aio_channel(payload.address) as channel:
         call = getattr(ssh_pb2_grpc.SSHServiceStub(channel), rpc)(
             _requests(rpc, _first_request(rpc, payload, path)),
@@ -174,7 +183,9 @@ async def relay(rpc: str, payload: SshPayload, path: str) -> int:
             if response.HasField("exit_status"):
                 # The last message: our stdin may still be open, so end the call here.
                 call.cancel()
+                await stdout.flush()
                 return int(response.exit_status.value)
+        await stdout.flush()
         return 1
 
 

@@ -1,0 +1,817 @@
+"""Clone over HTTP through geogit's edge proxy versus `git http-backend` behind nginx + fcgiwrap.
+
+Both sides serve the very same bare repository on disk: a real geogit site (storage, internal
+API, edge proxy, with its own fresh database and a Tansu broker) holds a public project loaded
+with the generated repository, and nginx + fcgiwrap run `git http-backend` with the site's
+storage root as GIT_PROJECT_ROOT. Only the transport differs: nginx forks http-backend, which
+runs upload-pack; the edge authorizes every request through the internal API and streams the
+pack from storage over gRPC.
+
+DESIGN §9: a full clone is bound by the client's index-pack, so throughput should be at parity;
+a proxy's cost shows up as fixed per-operation time (the shallow clone of a tiny repository), as
+behaviour under load (50 concurrent clones) and as memory (the edge proxy's peak RSS).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil  # type: ignore[import-untyped]
+
+from bench.common import (
+    CACHE_DIR,
+    MIB,
+    CloneRun,
+    ForeignCpu,
+    Options,
+    PeakSampler,
+    RepoSpec,
+    Timing,
+    clean_env,
+    cpu_seconds,
+    generated_repo,
+    git,
+    load_average,
+    log,
+    pack_bytes,
+    print_table,
+    rss,
+    timed_clone,
+)
+from geogit.common.net import free_port
+from geogit.common.paths import hashed_repository_path
+from geogit.common.tansu import TansuBroker
+from geogit.devstack.site import Site
+from geogit.devstack.testing import running_site
+
+TARGET = 0.9
+LARGE = RepoSpec()
+QUICK = RepoSpec(commits=500, binary_mb=10)
+# No binaries, a handful of files: cloning it is almost all per-operation cost.
+TINY = RepoSpec(commits=5, files=10, binary_mb=0)
+CONCURRENCY = 50
+# fcgiwrap serves one request per process: with Debian's default of one process, 50 clients
+# would queue behind each other. One per concurrent client gives the anchor its best case.
+FCGI_CHILDREN = CONCURRENCY
+CLONE_TIMEOUT = 600.0
+LOOPBACK = "127.0.0.1"
+
+
+# Processes and their accounting ------------------------------------------------------------
+
+
+def _tree(roots: Sequence[psutil.Process]) -> list[psutil.Process]:
+    procs = []
+    for root in roots:
+        with suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            procs.extend([root, *root.children(recursive=True)])
+    return procs
+
+
+def _cpu(procs: Sequence[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        with suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            total += cpu_seconds(proc)
+    return total
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return str(proc.name())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return ""
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Side:
+    """One way of serving the repositories: its clone URLs, a CPU meter, a memory probe.
+
+    `cpu` returns the cumulative CPU seconds of each server part (deltas are what count).
+    """
+
+    name: str
+    urls: dict[str, str]  # spec key -> clone URL
+    cpu: Callable[[], dict[str, float]]
+    probe: Callable[[], dict[str, int]]
+
+    def server_cpu(self) -> float:
+        return sum(self.cpu().values())
+
+    def clone(self, spec: RepoSpec, *args: str, sample: bool = False) -> CloneRun:
+        before = self.server_cpu()
+        argv = ["clone", "-q", *args, self.urls[spec.key]]
+        run = timed_clone(argv, clean_env(), (lambda _pid: self.probe()) if sample else None)
+        return CloneRun(run.seconds, run.cpu + self.server_cpu() - before, run.peaks)
+
+
+def _tree_cpu(**roots: psutil.Process) -> Callable[[], dict[str, float]]:
+    """Each root with its live descendants, each with the CPU of the children it reaped."""
+    return lambda: {name: _cpu(_tree([root])) for name, root in roots.items()}
+
+
+# Anchor: nginx + fcgiwrap + git http-backend -----------------------------------------------
+
+
+def _binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found is None and Path(f"/usr/sbin/{name}").exists():
+        found = f"/usr/sbin/{name}"
+    return found
+
+
+def ensure_nginx() -> tuple[str, str]:
+    """nginx and fcgiwrap, installed from Debian's packages if either is missing."""
+    nginx, fcgiwrap = _binary("nginx"), _binary("fcgiwrap")
+    if nginx and fcgiwrap:
+        return nginx, fcgiwrap
+    if os.geteuid() != 0:
+        raise RuntimeError("nginx and fcgiwrap are needed: apt-get install nginx fcgiwrap")
+    log("nginx/fcgiwrap missing: installing Debian's packages (apt-get install nginx fcgiwrap)")
+    subprocess.run(
+        ["sh", "-c", "apt-get update -qq && apt-get install -y -qq nginx fcgiwrap"],
+        env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    nginx, fcgiwrap = _binary("nginx"), _binary("fcgiwrap")
+    if not (nginx and fcgiwrap):
+        raise RuntimeError("apt-get installed nginx and fcgiwrap but they are not on PATH")
+    return nginx, fcgiwrap
+
+
+_NGINX_CONF = """\
+daemon off;
+master_process on;
+worker_processes auto;
+{user}
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    client_max_body_size 0;
+    server {{
+        listen {host}:{port};
+        location ~ /(.*\\.git/(info/refs|git-upload-pack|git-receive-pack))$ {{
+            fastcgi_pass unix:{socket};
+            fastcgi_buffering off;
+            fastcgi_param SCRIPT_FILENAME {backend};
+            fastcgi_param GIT_PROJECT_ROOT {root};
+            fastcgi_param GIT_HTTP_EXPORT_ALL "";
+            fastcgi_param PATH_INFO /$1;
+            fastcgi_param QUERY_STRING $query_string;
+            fastcgi_param REQUEST_METHOD $request_method;
+            fastcgi_param CONTENT_TYPE $content_type;
+            fastcgi_param CONTENT_LENGTH $content_length;
+            fastcgi_param HTTP_GIT_PROTOCOL $http_git_protocol;
+            fastcgi_param REMOTE_ADDR $remote_addr;
+            fastcgi_param SERVER_PROTOCOL $server_protocol;
+            fastcgi_param GATEWAY_INTERFACE CGI/1.1;
+        }}
+    }}
+}}
+"""
+
+
+class CpuGroup:
+    """A cgroup of our own whose CPU counter covers every process that ever ran in it.
+
+    fcgiwrap's workers ignore SIGCHLD, so the kernel reaps http-backend, upload-pack and
+    pack-objects and their CPU reaches no parent's rusage (and the workers themselves are
+    orphaned when the master stops): psutil cannot see it. A process started through `wrap`
+    joins the group before it execs, so all its descendants are counted. Created under our
+    own cgroup (v1 cpuacct, else v2), so whatever limits apply to us still apply; None when
+    cgroups are not writable here.
+    """
+
+    def __init__(self, path: Path, usage: Callable[[Path], float]) -> None:
+        self.path = path
+        self._usage = usage
+
+    @classmethod
+    def create(cls, name: str) -> CpuGroup | None:
+        mounts = {}  # "cpuacct" / "cgroup2" -> mount point
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            fields, _, tail = line.partition(" - ")
+            fstype, _, options = tail.split()[:3]
+            if fstype == "cgroup" and "cpuacct" in options.split(","):
+                mounts["cpuacct"] = fields.split()[4]
+            elif fstype == "cgroup2":
+                mounts["cgroup2"] = fields.split()[4]
+        ours = {}  # "cpuacct" / "cgroup2" -> our path in that hierarchy
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if "cpuacct" in controllers.split(","):
+                ours["cpuacct"] = path
+            elif controllers == "":
+                ours["cgroup2"] = path
+        for kind, usage in (("cpuacct", _cpuacct_usage), ("cgroup2", _cgroup2_usage)):
+            if kind in mounts and kind in ours:
+                where = Path(mounts[kind]) / ours[kind].lstrip("/") / name
+                try:
+                    where.mkdir()
+                    group = cls(where, usage)
+                    group.seconds()
+                    return group
+                except OSError:
+                    with suppress(OSError):
+                        where.rmdir()
+        return None
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        join = f'echo $$ > "{self.path}/cgroup.procs" && exec "$@"'
+        return ["sh", "-c", join, "sh", *argv]
+
+    def seconds(self) -> float:
+        return self._usage(self.path)
+
+    def remove(self) -> None:
+        """Once its processes are gone (orphans wait for init to reap them: retry a while)."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.path.rmdir()
+                return
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    log(f"could not remove cgroup {self.path}: {exc}")
+                    return
+                time.sleep(0.1)
+
+
+def _cpuacct_usage(path: Path) -> float:
+    return int((path / "cpuacct.usage").read_text()) / 1e9
+
+
+def _cgroup2_usage(path: Path) -> float:
+    stats = dict(line.split() for line in (path / "cpu.stat").read_text().splitlines())
+    return int(stats["usage_usec"]) / 1e6
+
+
+@contextmanager
+def nginx_git(
+    root: Path, work: Path, projects: Sequence[Project], foreign: ForeignCpu
+) -> Iterator[Side]:
+    """nginx in front of fcgiwrap in front of `git http-backend`, serving `root` on loopback.
+
+    Yields the anchor side for `projects` (under `root`); nginx and fcgiwrap are stopped on
+    the way out, and the CPU of fcgiwrap's orphaned descendants is handed to `foreign`.
+    """
+    nginx_bin, fcgiwrap_bin = ensure_nginx()
+    work.mkdir(parents=True, exist_ok=True)
+    sock, port = work / "fcgiwrap.sock", free_port(LOOPBACK)
+    backend = Path(git("--exec-path").strip()) / "git-http-backend"
+    conf = work / "nginx.conf"
+    conf.write_text(
+        _NGINX_CONF.format(
+            user="user root;" if os.geteuid() == 0 else "",
+            dir=work,
+            host=LOOPBACK,
+            port=port,
+            socket=sock,
+            backend=backend,
+            root=root,
+        )
+    )
+    url = f"http://{LOOPBACK}:{port}"
+    with ExitStack() as stack:
+        log_file = stack.enter_context(open(work / "processes.log", "ab"))
+        group = CpuGroup.create(f"geogit-bench-fcgiwrap-{os.getpid()}")
+        argv = [fcgiwrap_bin, "-c", str(FCGI_CHILDREN), "-s", f"unix:{sock}"]
+        if group is None:
+            log("WARNING: no writable cgroup: http-backend's CPU is not counted (and shows up as")
+            log("foreign CPU), since fcgiwrap's workers leave their children to the kernel")
+        else:
+            stack.callback(group.remove)
+            argv = group.wrap(argv)
+        fcgiwrap = _start(stack, argv, log_file)
+        master = psutil.Process(fcgiwrap.pid)
+        if group is not None:
+            # Runs before fcgiwrap is stopped: all but the master's own CPU is never reaped.
+            stack.callback(lambda: setattr(foreign, "unreaped", group.seconds() - _cpu([master])))
+        _wait(lambda: sock.exists(), fcgiwrap, "fcgiwrap socket", work)
+        nginx = _start(
+            stack,
+            [nginx_bin, "-p", str(work), "-c", str(conf), "-e", str(work / "error.log")],
+            log_file,
+        )
+        urls = {p.spec.key: f"{url}/{p.relative_path}" for p in projects}
+        probe_url = f"{urls[projects[0].spec.key]}/info/refs"
+        _wait(lambda: _answers(probe_url), nginx, "nginx", work)
+        nginx_proc = psutil.Process(nginx.pid)
+
+        def cpu() -> dict[str, float]:
+            fcgi = group.seconds() if group is not None else _cpu(_tree([master]))
+            return {"nginx": _cpu(_tree([nginx_proc])), "fcgiwrap_git": fcgi}
+
+        yield Side("nginx", urls, cpu, _nginx_probe(nginx_proc, master))
+
+
+def _start(stack: ExitStack, argv: list[str], log_file: Any) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a Ctrl-C reaches us, and we stop it in order
+    )
+    stack.callback(_stop, proc)
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process we started and whatever it forked, then SIGKILL what remains."""
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for child in children:
+        with suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=5)
+    for child in alive:
+        with suppress(psutil.NoSuchProcess):
+            child.kill()
+
+
+def _wait(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, work: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            logs = "".join(
+                p.read_text(errors="replace")[-2000:]
+                for p in (work / "processes.log", work / "error.log")
+                if p.exists()
+            )
+            raise RuntimeError(f"{what} did not come up (status {proc.poll()}):\n{logs}")
+        time.sleep(0.05)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+# Subject: a geogit site ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Project:
+    spec: RepoSpec
+    relative_path: str  # under the storage root, as nginx sees it
+    full_path: str  # namespace/path, as the edge sees it
+    path: Path
+
+
+def _load_project(site: Site, token: str, spec: RepoSpec) -> Project:
+    """A public project holding the spec's repository, loaded on disk behind storage's back.
+
+    Fetched from the cached generated repository and repacked with bitmaps, as storage_clone
+    does, so both sides serve one well-kept pack.
+    """
+    response = httpx.post(
+        f"{site.http_url}/api/v4/projects",
+        headers={"PRIVATE-TOKEN": token},
+        json={"path": f"bench-{spec.key}", "visibility": "public"},
+        timeout=60,
+    )
+    if response.status_code >= 300:
+        raise RuntimeError(f"creating the project failed: {response.status_code} {response.text}")
+    project = response.json()
+    relative = hashed_repository_path(int(project["id"]))
+    path = site.repositories_dir / relative
+    source = generated_repo(spec)
+    log(f"loading {spec.key} into project {project['path_with_namespace']} and repacking")
+    started = time.monotonic()
+    git("--git-dir", str(path), "fetch", "-q", str(source), "+refs/*:refs/*")
+    head = git("--git-dir", str(source), "symbolic-ref", "HEAD").strip()
+    git("--git-dir", str(path), "symbolic-ref", "HEAD", head)
+    git("--git-dir", str(path), "repack", "-adbq")
+    log(f"loaded in {time.monotonic() - started:.0f} s")
+    return Project(spec, relative, str(project["path_with_namespace"]), path)
+
+
+def _site_process(site: Site, service: str) -> psutil.Process:
+    record = site.supervisor.record(site.process_name(service))
+    if record is None:
+        raise RuntimeError(f"{service} of the site is not running")
+    return psutil.Process(record.pid)
+
+
+# Probes --------------------------------------------------------------------------------------
+
+
+def _edge_probe(
+    edge: psutil.Process, api: psutil.Process, storage: psutil.Process
+) -> Callable[[], dict[str, int]]:
+    def probe() -> dict[str, int]:
+        return {
+            "edge": rss(edge),
+            "internal_api": rss(api),
+            "storage": rss(storage),
+            "storage_children": sum(rss(p) for p in _tree([storage])[1:]),
+        }
+
+    return probe
+
+
+def _nginx_probe(nginx: psutil.Process, fcgiwrap: psutil.Process) -> Callable[[], dict[str, int]]:
+    def probe() -> dict[str, int]:
+        workers = _tree([fcgiwrap])
+        return {
+            "nginx": sum(rss(p) for p in _tree([nginx])),
+            "fcgiwrap": sum(rss(p) for p in workers if _name(p) == "fcgiwrap"),
+            "git_children": sum(rss(p) for p in workers if _name(p) != "fcgiwrap"),
+        }
+
+    return probe
+
+
+# Measurements --------------------------------------------------------------------------------
+
+
+def compare(
+    anchor: Side, subject: Side, spec: RepoSpec, repeat: int, *args: str
+) -> tuple[Timing, Timing]:
+    """Median of `repeat` runs each, interleaved so drift (cache, CPU clock) hits both."""
+    log(f"warming: {spec.key} clone {' '.join(args)}")
+    anchor.clone(spec, *args)
+    subject.clone(spec, *args)
+    timings = Timing(), Timing()
+    for i in range(repeat):
+        for side, timing in zip((anchor, subject), timings, strict=True):
+            timing.runs.append(side.clone(spec, *args))
+        a, s = timings[0].runs[-1], timings[1].runs[-1]
+        log(
+            f"run {i + 1}/{repeat}: {anchor.name} {a.seconds:.3f} s ({a.cpu:.2f} CPU s), "
+            f"{subject.name} {s.seconds:.3f} s ({s.cpu:.2f} CPU s)"
+        )
+    return timings
+
+
+@dataclass
+class Burst:
+    """Rounds of CONCURRENCY clones started at once against one side."""
+
+    walls: list[float] = field(default_factory=list)
+    per_clone: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    server_cpu: list[dict[str, float]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    peaks: dict[str, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rounds": len(self.walls),
+            "clones": len(self.per_clone),
+            "wall_median_s": round(statistics.median(self.walls), 3),
+            "walls_s": [round(w, 3) for w in self.walls],
+            "per_clone_median_s": round(statistics.median(self.per_clone), 3),
+            "per_clone_max_s": round(max(self.per_clone), 3),
+            "cpu_median_s": round(statistics.median(self.cpu), 2),
+            "server_cpu_median_s": {
+                name: round(statistics.median(parts[name] for parts in self.server_cpu), 2)
+                for name in self.server_cpu[0]
+            },
+            "errors": len(self.failures),
+            "error_samples": self.failures[:5],
+            "peak_mb": {name: round(value / MIB, 1) for name, value in self.peaks.items()},
+        }
+
+
+def burst(side: Side, spec: RepoSpec, expected_head: str, result: Burst) -> None:
+    """CONCURRENCY `git clone`s at once from a thread pool; each checked for the right HEAD."""
+    url = side.urls[spec.key]
+    with tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="burst-") as tmp:
+
+        def one(i: int) -> tuple[float, str | None]:
+            dest = f"{tmp}/{i}"
+            started = time.perf_counter()
+            try:
+                done = subprocess.run(
+                    ["git", "clone", "-q", url, dest],
+                    env=clean_env(),
+                    capture_output=True,
+                    text=True,
+                    timeout=CLONE_TIMEOUT,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                return time.perf_counter() - started, f"timed out after {CLONE_TIMEOUT:.0f} s"
+            elapsed = time.perf_counter() - started
+            if done.returncode != 0:
+                return elapsed, f"status {done.returncode}: {done.stderr.strip()[-500:]}"
+            return elapsed, None
+
+        client_before, server_before = _children_cpu(), side.cpu()
+        with PeakSampler(side.probe) as sampler, ThreadPoolExecutor(CONCURRENCY) as pool:
+            started = time.perf_counter()
+            outcomes = list(pool.map(one, range(CONCURRENCY)))
+            wall = time.perf_counter() - started
+        server = _delta(side.cpu(), server_before)
+        result.server_cpu.append(server)
+        result.cpu.append(_children_cpu() - client_before + sum(server.values()))
+        for i, (_, error) in enumerate(outcomes):
+            if error is None:
+                head = subprocess.run(
+                    ["git", "-C", f"{tmp}/{i}", "rev-parse", "HEAD"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout.strip()
+                if head != expected_head:
+                    result.failures.append(f"clone {i}: HEAD {head!r}, expected {expected_head}")
+            else:
+                result.failures.append(f"clone {i}: {error}")
+    result.walls.append(wall)
+    result.per_clone.extend(seconds for seconds, _ in outcomes)
+    for name, value in sampler.peaks.items():
+        result.peaks[name] = max(result.peaks.get(name, 0), value)
+
+
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in after}
+
+
+def run(options: Options) -> dict[str, Any]:
+    spec = QUICK if options.quick else LARGE
+    ensure_nginx()
+    for s in (spec, TINY):
+        generated_repo(s)
+    load_before = load_average()
+    # Every process is stopped and reaped before ForeignCpu reads the machine's counters.
+    with ForeignCpu() as foreign:
+        results = _run_stack(spec, options.repeat, foreign)
+    results |= {
+        "preset": "quick" if options.quick else "default",
+        "load_average": {"before": load_before, "after": load_average()},
+        "foreign_cpu": {"seconds": round(foreign.seconds, 1), "share": round(foreign.share, 3)},
+    }
+    _report(results)
+    return results
+
+
+def _run_stack(spec: RepoSpec, repeat: int, foreign: ForeignCpu) -> dict[str, Any]:
+    """Broker, site and nginx up, both projects loaded; everything stopped on the way out."""
+    with (
+        tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="edge-") as tmp,
+        TansuBroker() as broker,
+        running_site(Path(tmp) / "site", broker.bootstrap) as (site, admin),
+    ):
+        assert admin is not None
+        main = _load_project(site, admin.token, spec)
+        tiny = _load_project(site, admin.token, TINY)
+        with nginx_git(site.repositories_dir, Path(tmp) / "nginx", [tiny, main], foreign) as anchor:
+            edge = _site_process(site, "edge-proxy")
+            api, storage = _site_process(site, "internal-api"), _site_process(site, "storage")
+            subject = Side(
+                "edge",
+                {p.spec.key: f"{site.http_url}/{p.full_path}.git" for p in (main, tiny)},
+                _tree_cpu(edge=edge, internal_api=api, storage=storage),
+                _edge_probe(edge, api, storage),
+            )
+            return _measure(anchor, subject, main, tiny, edge, repeat)
+
+
+def _measure(
+    anchor: Side, subject: Side, main: Project, tiny: Project, edge: psutil.Process, repeat: int
+) -> dict[str, Any]:
+    size, spec = pack_bytes(main.path), main.spec
+    log(f"{spec.key}: pack {size / MIB:.1f} MiB")
+    edge_idle = rss(edge)
+    full = compare(anchor, subject, spec, repeat)
+    shallow_tiny = compare(anchor, subject, TINY, repeat, "--depth", "1")
+    log("memory run: one more full clone each way, sampling RSS every 50 ms")
+    memory, memory_cpu = {}, {}
+    for side in (anchor, subject):
+        before = side.cpu()
+        memory[side.name] = side.clone(spec, sample=True).peaks
+        memory_cpu[side.name] = {k: round(v, 2) for k, v in _delta(side.cpu(), before).items()}
+    log(f"{CONCURRENCY} concurrent clones of {TINY.key}, {repeat} rounds each way")
+    tiny_head = git("--git-dir", str(tiny.path), "rev-parse", "HEAD").strip()
+    bursts = Burst(), Burst()
+    for i in range(repeat):
+        for side, result in zip((anchor, subject), bursts, strict=True):
+            burst(side, TINY, tiny_head, result)
+        log(
+            f"round {i + 1}/{repeat}: {anchor.name} {bursts[0].walls[-1]:.2f} s, "
+            f"{subject.name} {bursts[1].walls[-1]:.2f} s"
+        )
+    return {
+        "repository": spec.key,
+        "pack_bytes": size,
+        "git_version": git("--version").strip(),
+        "cpus": psutil.cpu_count(),
+        "repeat": repeat,
+        "fcgiwrap_children": FCGI_CHILDREN,
+        "full_clone": _comparison(*full, size),
+        "shallow_clone_tiny": _comparison(*shallow_tiny),
+        "concurrent_clones_tiny": {
+            "concurrency": CONCURRENCY,
+            "nginx": bursts[0].as_json(),
+            "edge": bursts[1].as_json(),
+            "ratio": round(
+                statistics.median(bursts[0].walls) / statistics.median(bursts[1].walls), 3
+            ),
+        },
+        # Server CPU by process for the memory run's full clone.
+        "full_clone_server_cpu_s": memory_cpu,
+        "memory_mb": {
+            "edge_idle": round(edge_idle / MIB, 1),
+            **{
+                f"{side}_{name}_peak": round(value / MIB, 1)
+                for side, peaks in memory.items()
+                for name, value in peaks.items()
+            },
+        },
+    }
+
+
+def _comparison(anchor: Timing, subject: Timing, size: int | None = None) -> dict[str, Any]:
+    """Ratio is nginx-time / edge-time: edge speed relative to nginx, 1.0 is parity."""
+    out: dict[str, Any] = {
+        "nginx": anchor.as_json(),
+        "edge": subject.as_json(),
+        "ratio": round(anchor.median / subject.median, 3),
+        "overhead_ms": round((subject.median - anchor.median) * 1000, 1),
+        "cpu_ratio": round(subject.median_cpu / anchor.median_cpu, 2),
+    }
+    if size is not None:
+        out["nginx"]["mib_per_s"] = round(size / MIB / anchor.median, 1)
+        out["edge"]["mib_per_s"] = round(size / MIB / subject.median, 1)
+    return out
+
+
+def _report(r: dict[str, Any]) -> None:
+    full, tiny, conc = r["full_clone"], r["shallow_clone_tiny"], r["concurrent_clones_tiny"]
+    print(
+        f"\nedge clone benchmark: {r['repository']} (pack {r['pack_bytes'] / MIB:.1f} MiB), "
+        f"{r['git_version']}, {r['cpus']} CPUs, median of {r['repeat']}, load average "
+        f"{r['load_average']['before']} before, {r['load_average']['after']} after\n"
+    )
+    print_table(
+        [
+            "operation",
+            "nginx s",
+            "edge s",
+            "ratio",
+            "overhead ms",
+            "nginx CPU s",
+            "edge CPU s",
+            "nginx MiB/s",
+            "edge MiB/s",
+        ],
+        [
+            [
+                "full clone",
+                *_cells(full),
+                f"{full['nginx']['mib_per_s']:.1f}",
+                f"{full['edge']['mib_per_s']:.1f}",
+            ],
+            [f"shallow clone --depth 1 ({TINY.key})", *_cells(tiny), "", ""],
+        ],
+    )
+    print()
+    n, e = conc["nginx"], conc["edge"]
+    print_table(
+        [
+            f"{conc['concurrency']} concurrent clones ({TINY.key})",
+            "wall s",
+            "per-clone median s",
+            "per-clone max s",
+            "CPU s",
+            "errors",
+        ],
+        [
+            [
+                name,
+                f"{b['wall_median_s']:.2f}",
+                f"{b['per_clone_median_s']:.3f}",
+                f"{b['per_clone_max_s']:.3f}",
+                f"{b['cpu_median_s']:.2f}",
+                f"{b['errors']}/{b['clones']}",
+            ]
+            for name, b in (
+                (f"nginx + fcgiwrap (-c {r['fcgiwrap_children']})", n),
+                ("edge proxy", e),
+            )
+        ],
+    )
+    mem, cpu, count = r["memory_mb"], r["full_clone_server_cpu_s"], conc["concurrency"]
+    rows = []
+    for side, key, label in _PROCESSES:
+        burst, full_peak = conc[side], mem.get(f"{side}_{key}_peak")
+        burst_peak = burst["peak_mb"].get(key)
+        if burst_peak == 0 and "children" in key:
+            burst_peak = "-"  # sampling every 50 ms rarely catches a tiny clone's git processes
+        rows.append(
+            [
+                label,
+                *(
+                    "" if v is None else v if isinstance(v, str) else f"{v:.1f}"
+                    for v in (full_peak, burst_peak)
+                ),
+                *(
+                    f"{parts[key]:.2f}" if key in parts else ""
+                    for parts in (cpu[side], burst["server_cpu_median_s"])
+                ),
+            ]
+        )
+    rows[0][1] += f" (idle {mem['edge_idle']:.1f})"
+    print()
+    print_table(
+        [
+            "server process",
+            "peak RSS MB full clone",
+            f"peak RSS MB {count} clones",
+            "CPU s full clone",
+            f"CPU s {count} clones",
+        ],
+        rows,
+    )
+    print(
+        "(ratio = nginx time / edge time, 1.0 is parity; CPU s in the first tables = client git"
+        " plus every server process below; PostgreSQL, behind the internal API, is not counted)"
+    )
+    print()
+    foreign = r["foreign_cpu"]
+    if foreign["share"] > 0.1:
+        print(
+            f"WARNING: other processes used {foreign['seconds']:.0f} CPU s "
+            f"({foreign['share']:.0%} of the machine) during this run: timings are skewed"
+        )
+    print(f"ratio clone throughput edge/nginx: {full['ratio']:.2f} (target >= {TARGET})")
+    print(
+        f"ratio clone CPU edge/nginx: {full['cpu_ratio']:.2f} "
+        f"({full['nginx']['median_cpu_s']:.2f} vs {full['edge']['median_cpu_s']:.2f} CPU s)"
+    )
+    print(
+        f"ratio shallow clone tiny edge/nginx: {tiny['ratio']:.2f} "
+        f"({tiny['overhead_ms']:+.0f} ms per clone)"
+    )
+    print(
+        f"ratio {conc['concurrency']} concurrent clones edge/nginx: {conc['ratio']:.2f} "
+        f"(wall {n['wall_median_s']:.2f} s vs {e['wall_median_s']:.2f} s)"
+    )
+    print(
+        f"errors in {conc['concurrency']} concurrent clones: edge {e['errors']}, "
+        f"nginx {n['errors']} (target 0; {e['rounds']} rounds each)"
+    )
+    peak = max(mem["edge_edge_peak"], e["peak_mb"]["edge"])
+    print(f"edge peak RSS: {peak:.0f} MB (idle {mem['edge_idle']:.0f} MB)")
+
+
+# (side, probe/CPU key, label); CPU keys that no probe has (and vice versa) print blank.
+_PROCESSES = [
+    ("edge", "edge", "edge proxy (python)"),
+    ("edge", "internal_api", "internal API (python)"),
+    ("edge", "storage", "storage server (python; CPU with its git children)"),
+    ("edge", "storage_children", "storage git children"),
+    ("nginx", "nginx", "nginx (master + workers)"),
+    ("nginx", "fcgiwrap", "fcgiwrap (master + workers)"),
+    ("nginx", "git_children", "http-backend git children"),
+    ("nginx", "fcgiwrap_git", "fcgiwrap + http-backend git children (CPU)"),
+]
+
+
+def _cells(c: dict[str, Any]) -> list[str]:
+    return [
+        f"{c['nginx']['median_s']:.3f}",
+        f"{c['edge']['median_s']:.3f}",
+        f"{c['ratio']:.2f}",
+        f"{c['overhead_ms']:+.0f}",
+        f"{c['nginx']['median_cpu_s']:.2f}",
+        f"{c['edge']['median_cpu_s']:.2f}",
+    ]

@@ -1,0 +1,51 @@
+"""`make bench`: run each benchmark area and save its results beside the cached repositories.
+
+Areas are independent modules with a `run(Options) -> dict` entry point, so the edge proxy and
+SSH gateway benchmarks can be added to AREAS without touching the others.
+
+    python -m bench.run [--quick] [--repeat N] [AREA ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from bench import edge_clone, storage_clone
+from bench.common import Options, log, warn_if_busy, write_results
+
+AREAS: dict[str, Callable[[Options], dict[str, Any]]] = {
+    "storage": storage_clone.run,
+    "edge": edge_clone.run,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "areas",
+        nargs="*",
+        metavar="AREA",
+        help=f"benchmarks to run (default: all of {', '.join(AREAS)})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small repositories: a smoke test of the benchmark, not figures",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="measured runs per operation")
+    args = parser.parse_args(argv)
+    if unknown := set(args.areas) - set(AREAS):
+        parser.error(f"unknown area(s): {', '.join(sorted(unknown))}")
+    options = Options(quick=args.quick, repeat=args.repeat)
+    for area in args.areas or AREAS:
+        warn_if_busy()
+        results = AREAS[area](options)
+        path = write_results(f"{area}-quick" if options.quick else area, results)
+        log(f"results written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""SSH gateway settings, from GEOGIT_* environment variables (secrets also from *_FILE)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+
+from geogit.common.settings import GeogitSettings
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class SshGatewaySettings(GeogitSettings):
+    # Where git clients connect ("host:port"; port 0 picks a free one).
+    ssh_address: str = "127.0.0.1:2222"
+    # /metrics, /-/liveness, /-/readiness.
+    ops_address: str = "127.0.0.1:9122"
+    # ed25519 and RSA host keys, generated on first start and reused (share it between replicas).
+    host_keys_dir: Path = Path("ssh-host-keys")
+    internal_api_url: str = "http://127.0.0.1:8081"
+    # Signs the Geogit-Api-Request JWT on every internal API call (DESIGN §3.4).
+    internal_api_secret: str = ""
+
+    max_sessions: Annotated[int, Field(ge=1)] = 1000
+    max_sessions_per_user: Annotated[int, Field(ge=1)] = 100
+    # Time a connection gets to authenticate.
+    login_grace_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # A session whose client neither sends nor reads for this long is ended (and its RPC).
+    idle_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
+    # After SIGTERM, running Git sessions get this long to finish.
+    shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
+    internal_api_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+
+    @property
+    def ssh_host_and_port(self) -> tuple[str, int]:
+        return split_address(self.ssh_address)
+
+    @property
+    def ops_host_and_port(self) -> tuple[str, int]:
+        return split_address(self.ops_address)

@@ -1,0 +1,132 @@
+"""Relays one Git command between an SSH channel and the storage RPC serving it.
+
+The same relay as storage's ssh_helper, with the SSH channel in place of a process's stdio.
+Every wait on the client (a read of its stdin, a drain of its stdout) is bounded by the idle
+timeout, so a stalled client cannot hold a storage RPC forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncssh
+
+from geogit.common.proto.storage.v1 import shared_pb2, ssh_pb2, ssh_pb2_grpc
+from geogit.common.storage_client import aio_channel, storage_metadata
+from geogit.ssh_gateway.commands import Command
+from geogit.ssh_gateway.internal_client import Grant
+
+CHUNK_SIZE = 64 * 1024
+_REQUESTS: dict[str, Any] = {
+    "SSHUploadPack": ssh_pb2.SSHUploadPackRequest,
+    "SSHReceivePack": ssh_pb2.SSHReceivePackRequest,
+    "SSHUploadArchive": ssh_pb2.SSHUploadArchiveRequest,
+}
+
+
+class ClientIdle(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+def first_request(command: Command, grant: Grant, git_protocol: str) -> Any:
+    repository = grant.repository
+    fields: dict[str, Any] = {
+        "repository": shared_pb2.Repository(
+            storage_name=repository.storage_name,
+            relative_path=repository.relative_path,
+            gl_repository=repository.gl_repository,
+            gl_project_path=repository.gl_project_path,
+        ),
+    }
+    if command.rpc != "SSHUploadArchive":
+        fields["git_protocol"] = git_protocol
+    if command.rpc == "SSHReceivePack":
+        fields["user"] = shared_pb2.User(
+            gl_id=grant.gl_id, gl_username=grant.gl_username, protocol="ssh"
+        )
+    return _REQUESTS[command.rpc](**fields)
+
+
+class GitRelay:
+    def __init__(
+        self,
+        process: asyncssh.SSHServerProcess[bytes],
+        command: Command,
+        grant: Grant,
+        git_protocol: str,
+        idle_timeout: float,
+        connection_lost: Callable[[], bool],
+    ) -> None:
+        self._connection_lost = connection_lost
+        self._process = process
+        self._command = command
+        self._grant = grant
+        self._git_protocol = git_protocol
+        self._idle = idle_timeout
+        self._client_error: Exception | None = None
+
+    async def _requests(self) -> AsyncIterator[Any]:
+        make = _REQUESTS[self._command.rpc]
+        yield first_request(self._command, self._grant, self._git_protocol)
+        while True:
+            try:
+                chunk = await asyncio.wait_for(self._process.stdin.read(CHUNK_SIZE), self._idle)
+            except TimeoutError:
+                self._client_error = ClientIdle()
+                raise
+            except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged):
+                continue
+            except (asyncssh.Error, ConnectionError) as exc:
+                self._client_error = ClientGone()
+                raise ClientGone() from exc
+            if not chunk:
+                await asyncio.sleep(0)  # let a lost connection finish its cleanup first
+                if self._connection_lost():
+                    # A killed client sends no EOF; half a pack must never be applied.
+                    self._client_error = ClientGone()
+                    raise ClientGone()
+                break
+            yield make(stdin=chunk)
+        yield make(stdin_eof=True)
+
+    async def _write(self, writer: asyncssh.SSHWriter[bytes], data: bytes) -> None:
+        writer.write(data)
+        try:
+            await asyncio.wait_for(writer.drain(), self._idle)
+        except TimeoutError as exc:
+            raise ClientIdle() from exc
+
+    async def run(self) -> int:
+        """The storage command's exit status; raises ClientIdle / ClientGone / AioRpcError."""
+        storage = self._grant.storage
+        async with aio_channel(storage.address) as channel:
+            call = getattr(ssh_pb2_grpc.SSHServiceStub(channel), self._command.rpc)(
+                self._requests(), metadata=storage_metadata(storage.token)
+            )
+            try:
+                async for response in call:
+                    if response.stdout:
+                        await self._write(self._process.stdout, response.stdout)
+                    if response.stderr:
+                        await self._write(self._process.stderr, response.stderr)
+                    if response.HasField("exit_status"):
+                        if self._client_error is not None:
+                            # Storage saw our side end early: the client's fault, say so.
+                            raise self._client_error
+                        return int(response.exit_status.value)
+            except BaseException:
+                if self._client_error is not None:
+                    raise self._client_error from None
+                raise
+            finally:
+                # Ends the RPC (and so the storage's git) whatever happened to the client.
+                call.cancel()
+            if self._client_error is not None:
+                raise self._client_error
+            return 1

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+
+from geogit.ssh_gateway.commands import Command, CommandRefused, parse_command
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "git-upload-pack 'alice/demo.git'",
+        "git-upload-pack '/alice/demo.git'",
+        "git-upload-pack alice/demo",
+        "git upload-pack '/alice/demo'",
+        'git-upload-pack "alice/demo.git/"',
+    ],
+)
+def test_upload_pack_spellings(line: str) -> None:
+    assert parse_command(line) == Command("git", "git-upload-pack", "SSHUploadPack", "alice/demo")
+
+
+def test_receive_pack_and_archive() -> None:
+    assert parse_command("git-receive-pack 'a/b.git'").rpc == "SSHReceivePack"
+    assert parse_command("git upload-archive 'a/b'").rpc == "SSHUploadArchive"
+
+
+@pytest.mark.parametrize("line", [None, "", "   "])
+def test_no_command_is_the_welcome(line: str | None) -> None:
+    assert parse_command(line).kind == "welcome"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "ls",
+        "bash -c id",
+        "git-upload-pack",
+        "git-upload-pack a b",
+        "git-upload-pack '/'",
+        "git-upload-pack 'unterminated",
+        "git status 'a/b'",
+        "scp -t /tmp",
+    ],
+)
+def test_anything_else_is_refused(line: str) -> None:
+    with pytest.raises(CommandRefused):
+        parse_command(line)
