@@ -22,7 +22,7 @@ venv:
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e libs/common -e services/storage -e services/internal-api \
-	  -e services/edge-proxy -e services/ssh-gateway -e libs/devstack -e '.[dev]'
+	  -e services/edge-proxy -e services/ssh-gateway -e services/replicator -e libs/devstack -e '.[dev]'
 
 proto:
 	$(BIN)/python tools/gen_protos.py
@@ -36,15 +36,17 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/src libs/devstack/src services/storage/src \
-	  services/internal-api/src services/edge-proxy/src services/ssh-gateway/src
+	  services/internal-api/src services/edge-proxy/src services/ssh-gateway/src \
+	  services/replicator/src
 
 bench:
 	$(BIN)/python -m bench.run
 
-# The dev stack (libs/devstack/README.md): installs first if needed, then one primary site with
-# demo data; returns once every service answers its health check. `make down` stops it.
+# The dev stack (libs/devstack/README.md): installs first if needed, then a primary and a
+# secondary with demo data, and the push-through-the-secondary story; returns once every
+# service answers its health check. `make down` stops it.
 up:
-	@if [ ! -x $(BIN)/geogit ] || [ ! -d $(PROTO_OUT)/storage ]; then $(MAKE) install; fi
+	@if [ ! -x $(BIN)/geogit-replicator ] || [ ! -d $(PROTO_OUT)/storage ]; then $(MAKE) install; fi
 	$(BIN)/geogit dev up --demo
 
 down:
@@ -52,6 +54,7 @@ down:
 
 status:
 	$(BIN)/geogit dev status
+	$(BIN)/geogit status
 
 clean:
 	rm -rf $(VENV) $(PROTO_OUT)

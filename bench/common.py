@@ -17,11 +17,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
+import httpx
 import psutil  # type: ignore[import-untyped]
+
+from geogit.common.paths import hashed_repository_path
+
+if TYPE_CHECKING:
+    from geogit.devstack.site import Site
 
 BENCH_DIR = Path(__file__).resolve().parent
 CACHE_DIR = BENCH_DIR / ".cache"
@@ -49,6 +56,12 @@ class RepoSpec:
             f"--binary-mb={self.binary_mb}",
             f"--seed={self.seed}",
         ]
+
+
+LARGE = RepoSpec()
+QUICK = RepoSpec(commits=500, binary_mb=10)
+# No binaries, a handful of files: cloning it is almost all per-operation cost.
+TINY = RepoSpec(commits=5, files=10, binary_mb=0)
 
 
 @dataclass(frozen=True)
@@ -191,7 +204,8 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return float(t.user + t.system + t.children_user + t.children_system)
 
 
-def _children_cpu() -> float:
+def children_cpu() -> float:
+    """CPU seconds of every child this process has waited for."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -211,7 +225,7 @@ def timed_clone(
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="clone-") as tmp:
         dest = str(Path(tmp) / "c")
-        cpu_before = _children_cpu() + (cpu_seconds(server) if server else 0.0)
+        cpu_before = children_cpu() + (cpu_seconds(server) if server else 0.0)
         started = time.perf_counter()
         proc = subprocess.Popen(["git", *argv, dest], env=dict(env), stderr=subprocess.PIPE)
         if probe is None:
@@ -222,7 +236,7 @@ def timed_clone(
                 _, stderr = proc.communicate()
             peaks = sampler.peaks
         elapsed = time.perf_counter() - started
-        cpu = _children_cpu() + (cpu_seconds(server) if server else 0.0) - cpu_before
+        cpu = children_cpu() + (cpu_seconds(server) if server else 0.0) - cpu_before
         if proc.returncode != 0:
             raise RuntimeError(f"git {' '.join(argv)} failed: {stderr.decode(errors='replace')}")
     return CloneRun(elapsed, cpu, peaks)
@@ -267,7 +281,7 @@ class ForeignCpu:
     @staticmethod
     def _own() -> float:
         me = resource.getrusage(resource.RUSAGE_SELF)
-        return me.ru_utime + me.ru_stime + _children_cpu()
+        return me.ru_utime + me.ru_stime + children_cpu()
 
 
 def write_results(name: str, results: Mapping[str, Any]) -> Path:
@@ -281,3 +295,267 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
     for row in [headers, ["-" * w for w in widths], *rows]:
         print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+# Processes the benchmarks start and measure -------------------------------------------------
+
+
+def process_tree(roots: Sequence[psutil.Process]) -> list[psutil.Process]:
+    """Each root followed by its live descendants; roots that have gone are skipped."""
+    procs = []
+    for root in roots:
+        with suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            procs.extend([root, *root.children(recursive=True)])
+    return procs
+
+
+def total_cpu(procs: Sequence[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        with suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            total += cpu_seconds(proc)
+    return total
+
+
+def process_name(proc: psutil.Process) -> str:
+    """The name, or "" for a process that ended while being looked at."""
+    try:
+        return str(proc.name())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return ""
+
+
+def tree_cpu(**roots: psutil.Process) -> Callable[[], dict[str, float]]:
+    """Each root with its live descendants, each with the CPU of the children it reaped."""
+    return lambda: {name: total_cpu(process_tree([root])) for name, root in roots.items()}
+
+
+def cpu_delta(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in after}
+
+
+def installed_binary(name: str) -> str | None:
+    """`name` on PATH or in /usr/sbin (daemons live there and root's PATH may lack it)."""
+    found = shutil.which(name)
+    if found is None and Path(f"/usr/sbin/{name}").exists():
+        found = f"/usr/sbin/{name}"
+    return found
+
+
+def ensure_installed(binaries: Mapping[str, str]) -> dict[str, str]:
+    """Paths of `binaries` (binary -> Debian package), installing the packages of missing ones.
+
+    The anchors are stock Debian daemons; installing them on demand keeps a benchmark one
+    command on a fresh machine. Needs root for apt-get.
+    """
+    missing = sorted({pkg for name, pkg in binaries.items() if installed_binary(name) is None})
+    if missing:
+        install = f"apt-get install -y -qq {' '.join(missing)}"
+        if os.geteuid() != 0:
+            raise RuntimeError(f"{', '.join(binaries)} needed: {install}")
+        log(f"{', '.join(binaries)}: installing Debian's packages ({install})")
+        subprocess.run(
+            ["sh", "-c", f"apt-get update -qq && {install}"],
+            env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"},
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    found = {name: installed_binary(name) for name in binaries}
+    paths = {name: path for name, path in found.items() if path is not None}
+    if len(paths) != len(found):
+        raise RuntimeError(f"apt-get installed {' '.join(missing)} but {found} is incomplete")
+    return paths
+
+
+def start_process(
+    stack: ExitStack, argv: list[str], log_file: IO[bytes]
+) -> subprocess.Popen[bytes]:
+    """Start a server, logging to `log_file`; `stack` stops it (and what it forked) on exit."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a Ctrl-C reaches us, and we stop it in order
+    )
+    stack.callback(stop_process, proc)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process we started and whatever it forked, then SIGKILL what remains."""
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for child in children:
+        with suppress(psutil.NoSuchProcess):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=5)
+    for child in alive:
+        with suppress(psutil.NoSuchProcess):
+            child.kill()
+
+
+def wait_until(
+    ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, work: Path
+) -> None:
+    """Until `ready()`; if `proc` dies or 30 s pass, fail quoting the logs in `work`."""
+    deadline = time.monotonic() + 30
+    while not ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            logs = "".join(
+                p.read_text(errors="replace")[-2000:]
+                for p in (work / "processes.log", work / "error.log")
+                if p.exists()
+            )
+            raise RuntimeError(f"{what} did not come up (status {proc.poll()}):\n{logs}")
+        time.sleep(0.05)
+
+
+# The two sides of a comparison --------------------------------------------------------------
+
+
+@dataclass
+class Side:
+    """One way of serving the repositories: its clone URLs, a CPU meter, a memory probe.
+
+    `cpu` returns the cumulative CPU seconds of each server part (deltas are what count);
+    `env` is added to the clean environment of every git run (an SSH command, say).
+    """
+
+    name: str
+    urls: dict[str, str]  # spec key -> clone URL
+    cpu: Callable[[], dict[str, float]]
+    probe: Callable[[], dict[str, int]]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def server_cpu(self) -> float:
+        return sum(self.cpu().values())
+
+    def clone(self, spec: RepoSpec, *args: str, sample: bool = False) -> CloneRun:
+        before = self.server_cpu()
+        argv = ["clone", "-q", *args, self.urls[spec.key]]
+        probe = (lambda _pid: self.probe()) if sample else None
+        run = timed_clone(argv, clean_env(**self.env), probe)
+        return CloneRun(run.seconds, run.cpu + self.server_cpu() - before, run.peaks)
+
+
+def compare(
+    anchor: Side, subject: Side, spec: RepoSpec, repeat: int, *args: str
+) -> tuple[Timing, Timing]:
+    """Median of `repeat` runs each, interleaved so drift (cache, CPU clock) hits both."""
+    log(f"warming: {spec.key} clone {' '.join(args)}")
+    anchor.clone(spec, *args)
+    subject.clone(spec, *args)
+    timings = Timing(), Timing()
+    for i in range(repeat):
+        for side, timing in zip((anchor, subject), timings, strict=True):
+            timing.runs.append(side.clone(spec, *args))
+        a, s = timings[0].runs[-1], timings[1].runs[-1]
+        log(
+            f"run {i + 1}/{repeat}: {anchor.name} {a.seconds:.3f} s ({a.cpu:.2f} CPU s), "
+            f"{subject.name} {s.seconds:.3f} s ({s.cpu:.2f} CPU s)"
+        )
+    return timings
+
+
+def comparison(
+    names: tuple[str, str], anchor: Timing, subject: Timing, size: int | None = None
+) -> dict[str, Any]:
+    """Timings keyed by side name; ratio is anchor time / subject time, 1.0 is parity."""
+    anchor_name, subject_name = names
+    out: dict[str, Any] = {
+        anchor_name: anchor.as_json(),
+        subject_name: subject.as_json(),
+        "ratio": round(anchor.median / subject.median, 3),
+        "overhead_ms": round((subject.median - anchor.median) * 1000, 1),
+        "cpu_ratio": round(subject.median_cpu / anchor.median_cpu, 2),
+    }
+    if size is not None:
+        out[anchor_name]["mib_per_s"] = round(size / MIB / anchor.median, 1)
+        out[subject_name]["mib_per_s"] = round(size / MIB / subject.median, 1)
+    return out
+
+
+def comparison_cells(c: Mapping[str, Any], names: tuple[str, str]) -> list[str]:
+    """Seconds, ratio, overhead and CPU of a `comparison`, formatted for print_table."""
+    anchor, subject = (c[name] for name in names)
+    return [
+        f"{anchor['median_s']:.3f}",
+        f"{subject['median_s']:.3f}",
+        f"{c['ratio']:.2f}",
+        f"{c['overhead_ms']:+.0f}",
+        f"{anchor['median_cpu_s']:.2f}",
+        f"{subject['median_cpu_s']:.2f}",
+    ]
+
+
+# A geogit site as the subject ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Project:
+    spec: RepoSpec
+    relative_path: str  # under the storage root, as a plain-git anchor sees it
+    full_path: str  # namespace/path, as the site's front doors see it
+    path: Path
+
+
+def load_project(
+    site: Site,
+    token: str,
+    spec: RepoSpec,
+    owner_id: int | None = None,
+    visibility: str = "public",
+) -> Project:
+    """A project holding the spec's repository, loaded on disk behind storage's back.
+
+    Created by the admin (`token`), in the namespace of user `owner_id` if given. Fetched from
+    the cached generated repository and repacked with bitmaps, as storage_clone does, so both
+    sides of a comparison serve one well-kept pack.
+    """
+    endpoint = "/projects" if owner_id is None else f"/projects/user/{owner_id}"
+    project = api_call(
+        site,
+        token,
+        endpoint,
+        {"path": f"bench-{spec.key}", "visibility": visibility},
+    )
+    relative = hashed_repository_path(int(project["id"]))
+    path = site.repositories_dir / relative
+    source = generated_repo(spec)
+    log(f"loading {spec.key} into project {project['path_with_namespace']} and repacking")
+    started = time.monotonic()
+    git("--git-dir", str(path), "fetch", "-q", str(source), "+refs/*:refs/*")
+    head = git("--git-dir", str(source), "symbolic-ref", "HEAD").strip()
+    git("--git-dir", str(path), "symbolic-ref", "HEAD", head)
+    git("--git-dir", str(path), "repack", "-adbq")
+    log(f"loaded in {time.monotonic() - started:.0f} s")
+    return Project(spec, relative, str(project["path_with_namespace"]), path)
+
+
+def api_call(site: Site, token: str, endpoint: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """POST to the site's REST API (`/api/v4` + endpoint) and return the created object."""
+    response = httpx.post(
+        f"{site.http_url}/api/v4{endpoint}",
+        headers={"PRIVATE-TOKEN": token},
+        json=dict(body),
+        timeout=60,
+    )
+    if response.status_code >= 300:
+        raise RuntimeError(f"POST {endpoint} failed: {response.status_code} {response.text}")
+    return dict(response.json())
+
+
+def site_process(site: Site, service: str) -> psutil.Process:
+    record = site.supervisor.record(site.process_name(service))
+    if record is None:
+        raise RuntimeError(f"{service} of the site is not running")
+    return psutil.Process(record.pid)

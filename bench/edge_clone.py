@@ -15,8 +15,6 @@ behaviour under load (50 concurrent clones) and as memory (the edge proxy's peak
 from __future__ import annotations
 
 import os
-import resource
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -33,129 +31,55 @@ import psutil  # type: ignore[import-untyped]
 
 from bench.common import (
     CACHE_DIR,
+    LARGE,
     MIB,
-    CloneRun,
+    QUICK,
+    TINY,
     ForeignCpu,
     Options,
     PeakSampler,
+    Project,
     RepoSpec,
-    Timing,
+    Side,
+    children_cpu,
     clean_env,
-    cpu_seconds,
+    compare,
+    comparison,
+    comparison_cells,
+    cpu_delta,
+    ensure_installed,
     generated_repo,
     git,
     load_average,
+    load_project,
     log,
     pack_bytes,
     print_table,
+    process_name,
+    process_tree,
     rss,
-    timed_clone,
+    site_process,
+    start_process,
+    total_cpu,
+    tree_cpu,
+    wait_until,
 )
 from geogit.common.net import free_port
-from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
-from geogit.devstack.site import Site
 from geogit.devstack.testing import running_site
 
 TARGET = 0.9
-LARGE = RepoSpec()
-QUICK = RepoSpec(commits=500, binary_mb=10)
-# No binaries, a handful of files: cloning it is almost all per-operation cost.
-TINY = RepoSpec(commits=5, files=10, binary_mb=0)
 CONCURRENCY = 50
 # fcgiwrap serves one request per process: with Debian's default of one process, 50 clients
 # would queue behind each other. One per concurrent client gives the anchor its best case.
 FCGI_CHILDREN = CONCURRENCY
 CLONE_TIMEOUT = 600.0
 LOOPBACK = "127.0.0.1"
-
-
-# Processes and their accounting ------------------------------------------------------------
-
-
-def _tree(roots: Sequence[psutil.Process]) -> list[psutil.Process]:
-    procs = []
-    for root in roots:
-        with suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-            procs.extend([root, *root.children(recursive=True)])
-    return procs
-
-
-def _cpu(procs: Sequence[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
-        with suppress(psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-            total += cpu_seconds(proc)
-    return total
-
-
-def _name(proc: psutil.Process) -> str:
-    try:
-        return str(proc.name())
-    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-        return ""
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-@dataclass
-class Side:
-    """One way of serving the repositories: its clone URLs, a CPU meter, a memory probe.
-
-    `cpu` returns the cumulative CPU seconds of each server part (deltas are what count).
-    """
-
-    name: str
-    urls: dict[str, str]  # spec key -> clone URL
-    cpu: Callable[[], dict[str, float]]
-    probe: Callable[[], dict[str, int]]
-
-    def server_cpu(self) -> float:
-        return sum(self.cpu().values())
-
-    def clone(self, spec: RepoSpec, *args: str, sample: bool = False) -> CloneRun:
-        before = self.server_cpu()
-        argv = ["clone", "-q", *args, self.urls[spec.key]]
-        run = timed_clone(argv, clean_env(), (lambda _pid: self.probe()) if sample else None)
-        return CloneRun(run.seconds, run.cpu + self.server_cpu() - before, run.peaks)
-
-
-def _tree_cpu(**roots: psutil.Process) -> Callable[[], dict[str, float]]:
-    """Each root with its live descendants, each with the CPU of the children it reaped."""
-    return lambda: {name: _cpu(_tree([root])) for name, root in roots.items()}
+NAMES = ("nginx", "edge")  # anchor, subject: the keys of every comparison
+NGINX_PACKAGES = {"nginx": "nginx", "fcgiwrap": "fcgiwrap"}  # binary -> package
 
 
 # Anchor: nginx + fcgiwrap + git http-backend -----------------------------------------------
-
-
-def _binary(name: str) -> str | None:
-    found = shutil.which(name)
-    if found is None and Path(f"/usr/sbin/{name}").exists():
-        found = f"/usr/sbin/{name}"
-    return found
-
-
-def ensure_nginx() -> tuple[str, str]:
-    """nginx and fcgiwrap, installed from Debian's packages if either is missing."""
-    nginx, fcgiwrap = _binary("nginx"), _binary("fcgiwrap")
-    if nginx and fcgiwrap:
-        return nginx, fcgiwrap
-    if os.geteuid() != 0:
-        raise RuntimeError("nginx and fcgiwrap are needed: apt-get install nginx fcgiwrap")
-    log("nginx/fcgiwrap missing: installing Debian's packages (apt-get install nginx fcgiwrap)")
-    subprocess.run(
-        ["sh", "-c", "apt-get update -qq && apt-get install -y -qq nginx fcgiwrap"],
-        env=os.environ | {"DEBIAN_FRONTEND": "noninteractive"},
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    nginx, fcgiwrap = _binary("nginx"), _binary("fcgiwrap")
-    if not (nginx and fcgiwrap):
-        raise RuntimeError("apt-get installed nginx and fcgiwrap but they are not on PATH")
-    return nginx, fcgiwrap
 
 
 _NGINX_CONF = """\
@@ -281,7 +205,8 @@ def nginx_git(
     Yields the anchor side for `projects` (under `root`); nginx and fcgiwrap are stopped on
     the way out, and the CPU of fcgiwrap's orphaned descendants is handed to `foreign`.
     """
-    nginx_bin, fcgiwrap_bin = ensure_nginx()
+    binaries = ensure_installed(NGINX_PACKAGES)
+    nginx_bin, fcgiwrap_bin = binaries["nginx"], binaries["fcgiwrap"]
     work.mkdir(parents=True, exist_ok=True)
     sock, port = work / "fcgiwrap.sock", free_port(LOOPBACK)
     backend = Path(git("--exec-path").strip()) / "git-http-backend"
@@ -308,73 +233,29 @@ def nginx_git(
         else:
             stack.callback(group.remove)
             argv = group.wrap(argv)
-        fcgiwrap = _start(stack, argv, log_file)
+        fcgiwrap = start_process(stack, argv, log_file)
         master = psutil.Process(fcgiwrap.pid)
         if group is not None:
             # Runs before fcgiwrap is stopped: all but the master's own CPU is never reaped.
-            stack.callback(lambda: setattr(foreign, "unreaped", group.seconds() - _cpu([master])))
-        _wait(lambda: sock.exists(), fcgiwrap, "fcgiwrap socket", work)
-        nginx = _start(
+            stack.callback(
+                lambda: setattr(foreign, "unreaped", group.seconds() - total_cpu([master]))
+            )
+        wait_until(lambda: sock.exists(), fcgiwrap, "fcgiwrap socket", work)
+        nginx = start_process(
             stack,
             [nginx_bin, "-p", str(work), "-c", str(conf), "-e", str(work / "error.log")],
             log_file,
         )
         urls = {p.spec.key: f"{url}/{p.relative_path}" for p in projects}
         probe_url = f"{urls[projects[0].spec.key]}/info/refs"
-        _wait(lambda: _answers(probe_url), nginx, "nginx", work)
+        wait_until(lambda: _answers(probe_url), nginx, "nginx", work)
         nginx_proc = psutil.Process(nginx.pid)
 
         def cpu() -> dict[str, float]:
-            fcgi = group.seconds() if group is not None else _cpu(_tree([master]))
-            return {"nginx": _cpu(_tree([nginx_proc])), "fcgiwrap_git": fcgi}
+            fcgi = group.seconds() if group is not None else total_cpu(process_tree([master]))
+            return {"nginx": total_cpu(process_tree([nginx_proc])), "fcgiwrap_git": fcgi}
 
         yield Side("nginx", urls, cpu, _nginx_probe(nginx_proc, master))
-
-
-def _start(stack: ExitStack, argv: list[str], log_file: Any) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # a Ctrl-C reaches us, and we stop it in order
-    )
-    stack.callback(_stop, proc)
-    return proc
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process we started and whatever it forked, then SIGKILL what remains."""
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    for child in children:
-        with suppress(psutil.NoSuchProcess):
-            child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=5)
-    for child in alive:
-        with suppress(psutil.NoSuchProcess):
-            child.kill()
-
-
-def _wait(ready: Callable[[], bool], proc: subprocess.Popen[bytes], what: str, work: Path) -> None:
-    deadline = time.monotonic() + 30
-    while not ready():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            logs = "".join(
-                p.read_text(errors="replace")[-2000:]
-                for p in (work / "processes.log", work / "error.log")
-                if p.exists()
-            )
-            raise RuntimeError(f"{what} did not come up (status {proc.poll()}):\n{logs}")
-        time.sleep(0.05)
 
 
 def _answers(url: str) -> bool:
@@ -382,52 +263,6 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=5).status_code == 200
     except httpx.TransportError:
         return False
-
-
-# Subject: a geogit site ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Project:
-    spec: RepoSpec
-    relative_path: str  # under the storage root, as nginx sees it
-    full_path: str  # namespace/path, as the edge sees it
-    path: Path
-
-
-def _load_project(site: Site, token: str, spec: RepoSpec) -> Project:
-    """A public project holding the spec's repository, loaded on disk behind storage's back.
-
-    Fetched from the cached generated repository and repacked with bitmaps, as storage_clone
-    does, so both sides serve one well-kept pack.
-    """
-    response = httpx.post(
-        f"{site.http_url}/api/v4/projects",
-        headers={"PRIVATE-TOKEN": token},
-        json={"path": f"bench-{spec.key}", "visibility": "public"},
-        timeout=60,
-    )
-    if response.status_code >= 300:
-        raise RuntimeError(f"creating the project failed: {response.status_code} {response.text}")
-    project = response.json()
-    relative = hashed_repository_path(int(project["id"]))
-    path = site.repositories_dir / relative
-    source = generated_repo(spec)
-    log(f"loading {spec.key} into project {project['path_with_namespace']} and repacking")
-    started = time.monotonic()
-    git("--git-dir", str(path), "fetch", "-q", str(source), "+refs/*:refs/*")
-    head = git("--git-dir", str(source), "symbolic-ref", "HEAD").strip()
-    git("--git-dir", str(path), "symbolic-ref", "HEAD", head)
-    git("--git-dir", str(path), "repack", "-adbq")
-    log(f"loaded in {time.monotonic() - started:.0f} s")
-    return Project(spec, relative, str(project["path_with_namespace"]), path)
-
-
-def _site_process(site: Site, service: str) -> psutil.Process:
-    record = site.supervisor.record(site.process_name(service))
-    if record is None:
-        raise RuntimeError(f"{service} of the site is not running")
-    return psutil.Process(record.pid)
 
 
 # Probes --------------------------------------------------------------------------------------
@@ -441,7 +276,7 @@ def _edge_probe(
             "edge": rss(edge),
             "internal_api": rss(api),
             "storage": rss(storage),
-            "storage_children": sum(rss(p) for p in _tree([storage])[1:]),
+            "storage_children": sum(rss(p) for p in process_tree([storage])[1:]),
         }
 
     return probe
@@ -449,36 +284,17 @@ def _edge_probe(
 
 def _nginx_probe(nginx: psutil.Process, fcgiwrap: psutil.Process) -> Callable[[], dict[str, int]]:
     def probe() -> dict[str, int]:
-        workers = _tree([fcgiwrap])
+        workers = process_tree([fcgiwrap])
         return {
-            "nginx": sum(rss(p) for p in _tree([nginx])),
-            "fcgiwrap": sum(rss(p) for p in workers if _name(p) == "fcgiwrap"),
-            "git_children": sum(rss(p) for p in workers if _name(p) != "fcgiwrap"),
+            "nginx": sum(rss(p) for p in process_tree([nginx])),
+            "fcgiwrap": sum(rss(p) for p in workers if process_name(p) == "fcgiwrap"),
+            "git_children": sum(rss(p) for p in workers if process_name(p) != "fcgiwrap"),
         }
 
     return probe
 
 
 # Measurements --------------------------------------------------------------------------------
-
-
-def compare(
-    anchor: Side, subject: Side, spec: RepoSpec, repeat: int, *args: str
-) -> tuple[Timing, Timing]:
-    """Median of `repeat` runs each, interleaved so drift (cache, CPU clock) hits both."""
-    log(f"warming: {spec.key} clone {' '.join(args)}")
-    anchor.clone(spec, *args)
-    subject.clone(spec, *args)
-    timings = Timing(), Timing()
-    for i in range(repeat):
-        for side, timing in zip((anchor, subject), timings, strict=True):
-            timing.runs.append(side.clone(spec, *args))
-        a, s = timings[0].runs[-1], timings[1].runs[-1]
-        log(
-            f"run {i + 1}/{repeat}: {anchor.name} {a.seconds:.3f} s ({a.cpu:.2f} CPU s), "
-            f"{subject.name} {s.seconds:.3f} s ({s.cpu:.2f} CPU s)"
-        )
-    return timings
 
 
 @dataclass
@@ -535,14 +351,14 @@ def burst(side: Side, spec: RepoSpec, expected_head: str, result: Burst) -> None
                 return elapsed, f"status {done.returncode}: {done.stderr.strip()[-500:]}"
             return elapsed, None
 
-        client_before, server_before = _children_cpu(), side.cpu()
+        client_before, server_before = children_cpu(), side.cpu()
         with PeakSampler(side.probe) as sampler, ThreadPoolExecutor(CONCURRENCY) as pool:
             started = time.perf_counter()
             outcomes = list(pool.map(one, range(CONCURRENCY)))
             wall = time.perf_counter() - started
-        server = _delta(side.cpu(), server_before)
+        server = cpu_delta(side.cpu(), server_before)
         result.server_cpu.append(server)
-        result.cpu.append(_children_cpu() - client_before + sum(server.values()))
+        result.cpu.append(children_cpu() - client_before + sum(server.values()))
         for i, (_, error) in enumerate(outcomes):
             if error is None:
                 head = subprocess.run(
@@ -561,13 +377,9 @@ def burst(side: Side, spec: RepoSpec, expected_head: str, result: Burst) -> None
         result.peaks[name] = max(result.peaks.get(name, 0), value)
 
 
-def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
-    return {name: after[name] - before[name] for name in after}
-
-
 def run(options: Options) -> dict[str, Any]:
     spec = QUICK if options.quick else LARGE
-    ensure_nginx()
+    ensure_installed(NGINX_PACKAGES)
     for s in (spec, TINY):
         generated_repo(s)
     load_before = load_average()
@@ -591,15 +403,15 @@ def _run_stack(spec: RepoSpec, repeat: int, foreign: ForeignCpu) -> dict[str, An
         running_site(Path(tmp) / "site", broker.bootstrap) as (site, admin),
     ):
         assert admin is not None
-        main = _load_project(site, admin.token, spec)
-        tiny = _load_project(site, admin.token, TINY)
+        main = load_project(site, admin.token, spec)
+        tiny = load_project(site, admin.token, TINY)
         with nginx_git(site.repositories_dir, Path(tmp) / "nginx", [tiny, main], foreign) as anchor:
-            edge = _site_process(site, "edge-proxy")
-            api, storage = _site_process(site, "internal-api"), _site_process(site, "storage")
+            edge = site_process(site, "edge-proxy")
+            api, storage = site_process(site, "internal-api"), site_process(site, "storage")
             subject = Side(
                 "edge",
                 {p.spec.key: f"{site.http_url}/{p.full_path}.git" for p in (main, tiny)},
-                _tree_cpu(edge=edge, internal_api=api, storage=storage),
+                tree_cpu(edge=edge, internal_api=api, storage=storage),
                 _edge_probe(edge, api, storage),
             )
             return _measure(anchor, subject, main, tiny, edge, repeat)
@@ -618,7 +430,7 @@ def _measure(
     for side in (anchor, subject):
         before = side.cpu()
         memory[side.name] = side.clone(spec, sample=True).peaks
-        memory_cpu[side.name] = {k: round(v, 2) for k, v in _delta(side.cpu(), before).items()}
+        memory_cpu[side.name] = {k: round(v, 2) for k, v in cpu_delta(side.cpu(), before).items()}
     log(f"{CONCURRENCY} concurrent clones of {TINY.key}, {repeat} rounds each way")
     tiny_head = git("--git-dir", str(tiny.path), "rev-parse", "HEAD").strip()
     bursts = Burst(), Burst()
@@ -636,8 +448,8 @@ def _measure(
         "cpus": psutil.cpu_count(),
         "repeat": repeat,
         "fcgiwrap_children": FCGI_CHILDREN,
-        "full_clone": _comparison(*full, size),
-        "shallow_clone_tiny": _comparison(*shallow_tiny),
+        "full_clone": comparison(NAMES, *full, size),
+        "shallow_clone_tiny": comparison(NAMES, *shallow_tiny),
         "concurrent_clones_tiny": {
             "concurrency": CONCURRENCY,
             "nginx": bursts[0].as_json(),
@@ -657,21 +469,6 @@ def _measure(
             },
         },
     }
-
-
-def _comparison(anchor: Timing, subject: Timing, size: int | None = None) -> dict[str, Any]:
-    """Ratio is nginx-time / edge-time: edge speed relative to nginx, 1.0 is parity."""
-    out: dict[str, Any] = {
-        "nginx": anchor.as_json(),
-        "edge": subject.as_json(),
-        "ratio": round(anchor.median / subject.median, 3),
-        "overhead_ms": round((subject.median - anchor.median) * 1000, 1),
-        "cpu_ratio": round(subject.median_cpu / anchor.median_cpu, 2),
-    }
-    if size is not None:
-        out["nginx"]["mib_per_s"] = round(size / MIB / anchor.median, 1)
-        out["edge"]["mib_per_s"] = round(size / MIB / subject.median, 1)
-    return out
 
 
 def _report(r: dict[str, Any]) -> None:
@@ -696,11 +493,11 @@ def _report(r: dict[str, Any]) -> None:
         [
             [
                 "full clone",
-                *_cells(full),
+                *comparison_cells(full, NAMES),
                 f"{full['nginx']['mib_per_s']:.1f}",
                 f"{full['edge']['mib_per_s']:.1f}",
             ],
-            [f"shallow clone --depth 1 ({TINY.key})", *_cells(tiny), "", ""],
+            [f"shallow clone --depth 1 ({TINY.key})", *comparison_cells(tiny, NAMES), "", ""],
         ],
     )
     print()
@@ -804,14 +601,3 @@ _PROCESSES = [
     ("nginx", "git_children", "http-backend git children"),
     ("nginx", "fcgiwrap_git", "fcgiwrap + http-backend git children (CPU)"),
 ]
-
-
-def _cells(c: dict[str, Any]) -> list[str]:
-    return [
-        f"{c['nginx']['median_s']:.3f}",
-        f"{c['edge']['median_s']:.3f}",
-        f"{c['ratio']:.2f}",
-        f"{c['overhead_ms']:+.0f}",
-        f"{c['nginx']['median_cpu_s']:.2f}",
-        f"{c['edge']['median_cpu_s']:.2f}",
-    ]

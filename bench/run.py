@@ -1,7 +1,7 @@
 """`make bench`: run each benchmark area and save its results beside the cached repositories.
 
-Areas are independent modules with a `run(Options) -> dict` entry point, so the edge proxy and
-SSH gateway benchmarks can be added to AREAS without touching the others.
+Areas are independent modules with a `run(Options) -> dict` entry point, so a new one is
+added to AREAS without touching the others.
 
     python -m bench.run [--quick] [--repeat N] [AREA ...]
 """
@@ -12,12 +12,14 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from bench import edge_clone, storage_clone
+from bench import edge_clone, geo, ssh_clone, storage_clone
 from bench.common import Options, log, warn_if_busy, write_results
 
 AREAS: dict[str, Callable[[Options], dict[str, Any]]] = {
     "storage": storage_clone.run,
     "edge": edge_clone.run,
+    "ssh": ssh_clone.run,
+    "geo": geo.run,
 }
 
 

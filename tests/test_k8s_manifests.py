@@ -10,6 +10,8 @@ import yaml
 from geogit.common.settings import GeogitSettings
 from geogit.edge_proxy.config import EdgeProxySettings
 from geogit.internal_api.config import InternalApiSettings
+from geogit.replicator.config import ReplicatorSettings
+from geogit.ssh_gateway.config import SshGatewaySettings
 from geogit.storage.config import StorageSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,6 +21,8 @@ SETTINGS_BY_CONTAINER: dict[str, type[GeogitSettings]] = {
     "internal-api": InternalApiSettings,
     "migrate": InternalApiSettings,
     "edge-proxy": EdgeProxySettings,
+    "ssh-gateway": SshGatewaySettings,
+    "replicator": ReplicatorSettings,
 }
 
 
@@ -30,9 +34,14 @@ def _documents(path: Path) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
+def _manifests() -> list[Path]:
+    """Base and overlay resources and patches; kustomization files are checked apart."""
+    return [path for path in K8S.rglob("*.yaml") if path.name != "kustomization.yaml"]
+
+
 def test_container_variables_are_settings() -> None:
     checked = 0
-    for manifest in (K8S / "base").glob("*.yaml"):
+    for manifest in _manifests():
         for doc in _documents(manifest):
             if doc.get("kind") not in ("Deployment", "StatefulSet"):
                 continue
@@ -49,12 +58,12 @@ def test_container_variables_are_settings() -> None:
 def test_every_service_has_a_manifest() -> None:
     names = {
         container["name"]
-        for manifest in (K8S / "base").glob("*.yaml")
+        for manifest in _manifests()
         for doc in _documents(manifest)
         if doc.get("kind") in ("Deployment", "StatefulSet")
         for container in doc["spec"]["template"]["spec"]["containers"]
     }
-    assert names == {"storage", "internal-api", "edge-proxy"}
+    assert names == {"storage", "internal-api", "edge-proxy", "ssh-gateway", "replicator"}
 
 
 def test_site_config_map_keys_are_settings_of_some_service() -> None:

@@ -14,12 +14,20 @@ from geogit.devstack.layout import LayoutError, repository_root
 from geogit.devstack.processes import Supervisor
 
 
-def test_secondaries_are_not_supported_yet(
+@pytest.mark.parametrize("count", ["-1", "10"])
+def test_secondaries_out_of_range_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], count: str
+) -> None:
+    assert main(["dev", "--run-dir", str(tmp_path), "up", "--secondaries", count]) == 1
+    assert "--secondaries must be 0 to 9" in capsys.readouterr().err
+    assert not (tmp_path / "pids").exists()  # nothing started
+
+
+def test_geo_status_of_a_stack_that_is_not_up(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["dev", "--run-dir", str(tmp_path), "up", "--secondaries", "1"]) == 1
-    assert "not yet supported" in capsys.readouterr().err
-    assert not (tmp_path / "pids").exists()  # nothing started
+    assert main(["status", "--run-dir", str(tmp_path)]) == 1
+    assert "not up" in capsys.readouterr().err
 
 
 def test_status_and_down_of_a_stack_that_is_not_up(

@@ -15,10 +15,22 @@ from geogit.devstack.stack import Stack, StackDemo, read_stack, write_stack
 
 def test_fixed_ports_are_the_documented_ones() -> None:
     assert SitePorts.fixed(0) == SitePorts(
-        http=8080, internal_api=8081, storage=8082, storage_ops=8083, ssh=2222, ssh_ops=8084
+        http=8080,
+        internal_api=8081,
+        storage=8082,
+        storage_ops=8083,
+        ssh=2222,
+        ssh_ops=8084,
+        replicator_ops=8085,
     )
     assert SitePorts.fixed(2) == SitePorts(
-        http=8280, internal_api=8281, storage=8282, storage_ops=8283, ssh=2422, ssh_ops=8284
+        http=8280,
+        internal_api=8281,
+        storage=8282,
+        storage_ops=8283,
+        ssh=2422,
+        ssh_ops=8284,
+        replicator_ops=8285,
     )
 
 
@@ -35,7 +47,15 @@ def test_stack_file_has_the_shape_design_promises(tmp_path: Path) -> None:
     db = "postgresql+asyncpg://postgres@127.0.0.1:15432"
     sites = [
         Site("primary", "primary", tmp_path, SitePorts.fixed(0), f"{db}/geogit_primary", "k:1"),
-        Site("secondary-1", "secondary", tmp_path, SitePorts.fixed(1), f"{db}/g_s_1", "k:1"),
+        Site(
+            "secondary-1",
+            "secondary",
+            tmp_path,
+            SitePorts.fixed(1),
+            f"{db}/g_s_1",
+            "k:1",
+            primary_url="http://127.0.0.1:8080",
+        ),
     ]
     stack = Stack.of(sites, UserCredentials("root", "glpat-xyz"), "127.0.0.1:19092")
     path = tmp_path / "stack.json"

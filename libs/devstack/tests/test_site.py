@@ -16,7 +16,13 @@ from geogit.devstack.site import Site
 from geogit.devstack.testing import running_site
 
 PORTS = SitePorts(
-    http=18080, internal_api=18081, storage=18082, storage_ops=18083, ssh=12222, ssh_ops=18084
+    http=18080,
+    internal_api=18081,
+    storage=18082,
+    storage_ops=18083,
+    ssh=12222,
+    ssh_ops=18084,
+    replicator_ops=18085,
 )
 API_URL = "http://127.0.0.1:18081"
 SECRETS = SiteSecrets(internal_api_secret="api-secret-" + "x" * 32, storage_secret="st-" + "y" * 40)
@@ -31,6 +37,7 @@ def make_site(base: Path, ports: SitePorts = PORTS) -> Site:
         "postgresql+asyncpg://postgres@127.0.0.1:15432/geogit_secondary_1",
         "127.0.0.1:19092",
         SECRETS,
+        primary_url="http://127.0.0.1:8080",
     )
 
 
@@ -81,6 +88,7 @@ def test_real_storage_starts_ready_and_stops(tmp_path: Path) -> None:
     results = site.stop()
 
     assert [(r.name, r.outcome) for r in results] == [
+        ("secondary-1-replicator", "not running"),
         ("secondary-1-ssh-gateway", "not running"),
         ("secondary-1-edge-proxy", "not running"),
         ("secondary-1-internal-api", "not running"),

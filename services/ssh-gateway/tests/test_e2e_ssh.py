@@ -220,9 +220,10 @@ def test_local_port_forwarding_refused(user: SshUser, gateway: GatewayProcess) -
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # generous: a loaded machine is slow to log in
         while not port_open(local_port) and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert port_open(local_port), "ssh -L never listened"
         # The local end accepts, but the gateway refuses the channel: nothing gets through.
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{local_port}/-/liveness", timeout=5)

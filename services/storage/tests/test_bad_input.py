@@ -44,24 +44,30 @@ def _exists(storage: StorageProcess, metadata: tuple[tuple[str, str], ...]) -> N
     )
 
 
+def _bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+# Factories, not values: a token minted at collection time would have expired by the time a
+# long suite reaches this test, and fail for the wrong reason.
 @pytest.mark.parametrize(
     ("metadata", "reason"),
     [
-        ((), "missing storage token"),
-        ((("authorization", "Basic dXNlcjpwYXNz"),), "must be 'Bearer <token>'"),
-        ((("authorization", "Bearer not-a-jwt"),), "malformed token"),
+        (lambda: (), "missing storage token"),
+        (lambda: (("authorization", "Basic dXNlcjpwYXNz"),), "must be 'Bearer <token>'"),
+        (lambda: _bearer("not-a-jwt"), "malformed token"),
         (
-            (("authorization", f"Bearer {_token(secret='forged-secret-0123456789abcdef0123')}"),),
+            lambda: _bearer(_token(secret="forged-secret-0123456789abcdef0123")),
             "signature invalid",
         ),
-        ((("authorization", f"Bearer {_token(iat_offset=-3600)}"),), "expired"),
-        ((("authorization", f"Bearer {_token(ttl=3600)}"),), "lifetime exceeds"),
-        ((("authorization", f"Bearer {_token(audience=HOOKS_AUDIENCE)}"),), "audience"),
+        (lambda: _bearer(_token(iat_offset=-3600)), "expired"),
+        (lambda: _bearer(_token(ttl=3600)), "lifetime exceeds"),
+        (lambda: _bearer(_token(audience=HOOKS_AUDIENCE)), "audience"),
     ],
 )
 def test_bad_tokens_are_refused(storage: StorageProcess, metadata, reason: str) -> None:
     with pytest.raises(grpc.RpcError) as failure:
-        _exists(storage, metadata)
+        _exists(storage, metadata())
     assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert reason in failure.value.details()
 

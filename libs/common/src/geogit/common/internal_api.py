@@ -5,6 +5,7 @@ Shapes follow GitLab's /api/v4/internal endpoints so the flow reads the same.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -82,6 +83,10 @@ class GitHttpAuthorizeRequest(BaseModel):
     # The client's Authorization header, verbatim ("" when anonymous).
     authorization: str = ""
     git_protocol: str = ""
+    # The request's Geogit-Geo-Token header: another site relaying or replicating (DESIGN §3.4).
+    geo_token: str = ""
+    # The request's path and query as received, for a secondary's redirect answer.
+    path: str = ""
 
 
 class StorageAccess(BaseModel):
@@ -112,7 +117,121 @@ class GitHttpRedirect(BaseModel):
     location: str
 
 
-GitHttpAuthorizeResponse = Annotated[GitHttpServe | GitHttpRedirect, Field(discriminator="action")]
+class GitHttpProxy(BaseModel):
+    """A secondary's answer when it must not serve: relay the request to the primary as is."""
+
+    action: Literal["proxy"] = "proxy"
+    reason: str = ""
+    # The secondary's own refusal, for the edge to give if the primary cannot be reached:
+    # the read model may lag a grant, so a denial goes to the primary first.
+    denied_status: int | None = None
+    denied_message: str = ""
+
+
+GitHttpAuthorizeResponse = Annotated[
+    GitHttpServe | GitHttpRedirect | GitHttpProxy, Field(discriminator="action")
+]
+
+
+class GeoProxyInfo(BaseModel):
+    """GET /api/v4/geo/proxy: `{}` on a primary; on a secondary where to proxy and how to sign."""
+
+    geo_proxy_url: str = ""
+    # A Geo JWT (scope `proxy`) naming this site, sent as Geogit-Geo-Token on proxied requests.
+    geo_proxy_extra_data: str = ""
+    # "transparent" or "redirect" (DESIGN §3.2).
+    geo_proxy_mode: str = ""
+    site_id: int | None = None
+
+
+class GeoProxyData(BaseModel):
+    primary_repo: str
+    request_headers: dict[str, str]
+    gl_id: str = ""
+    gl_username: str = ""
+
+
+class GeoProxyPayload(BaseModel):
+    action: Literal["geo_proxy_to_primary"] = "geo_proxy_to_primary"
+    data: GeoProxyData
+
+
+class GeoProxyToPrimary(BaseModel):
+    """`/internal/allowed`'s 300 answer on a secondary: the gateway speaks to the primary."""
+
+    status: bool = True
+    message: str = ""
+    payload: GeoProxyPayload
+
+
+class ProxiedPush(BaseModel):
+    """A secondary's edge tells its internal API that a push it relayed succeeded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: Annotated[str, Field(max_length=1024)]
+
+
+class RepositoryState(BaseModel):
+    """The primary's view of a repository: its latest sequence and refs checksum."""
+
+    project_id: int
+    seq: int
+    checksum: str
+
+
+_BIGINT = 2**63 - 1
+
+
+class RegistryEntry(BaseModel):
+    """A secondary's replication registry row for one project (DESIGN §5)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: Literal["pending", "syncing", "synced", "failed"] = "pending"
+    synced_seq: Annotated[int, Field(ge=0, le=_BIGINT)] = 0
+    checksum: Annotated[str, Field(max_length=128)] = ""
+    last_synced_at: datetime | None = None
+    retry_count: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    next_retry_at: datetime | None = None
+    last_error: Annotated[str, Field(max_length=4000)] = ""
+    verified_at: datetime | None = None
+    verification_state: Literal["pending", "verified", "failed"] = "pending"
+
+
+class Replicable(BaseModel):
+    """A project as the replicator needs it: where it lives and what it should be."""
+
+    project_id: int
+    full_path: str
+    storage_shard: str
+    disk_path: str
+    default_branch: str
+    seq: int
+    checksum: str
+    pushed_at: datetime | None = None
+    registry: RegistryEntry | None = None
+
+
+class ReplicablePage(BaseModel):
+    replicables: list[Replicable]
+    # Registry rows whose project no longer exists: replicas to delete.
+    orphans: list[int] = []
+    next_after: int | None = None
+
+
+class GeoSiteStatus(BaseModel):
+    """A secondary's own view of itself: event feed position and replication counts."""
+
+    site: str
+    role: str
+    last_global_seq: int
+    caught_up_at: datetime | None
+    fresh: bool
+    projects: int
+    synced: int
+    failed: int
+    verified: int
 
 
 class AuthorizedKey(BaseModel):

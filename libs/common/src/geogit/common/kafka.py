@@ -7,6 +7,7 @@ is harmless; a skipped one would not be.
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from aiokafka.errors import (
     for_code,
 )
 
+from geogit.common.background import Background
 from geogit.common.events import Event, EventDecodeError, decode_event, encode_event
 
 log = logging.getLogger(__name__)
@@ -182,6 +184,9 @@ class EventConsumer:
         # stop() waits for a commit in flight: aiokafka retries a commit whose connection
         # stop() closed, forever.
         self._commit_lock = asyncio.Lock()
+        # Records fetched but not handled yet: with positions(), tells "caught up" apart from
+        # "fetched everything, still applying it".
+        self._unhandled = 0
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -216,6 +221,26 @@ class EventConsumer:
     ) -> None:
         await self.stop()
 
+    async def positions(self) -> dict[TopicPartition, tuple[int, int]]:
+        """(next offset to read, end offset) of each assigned partition: equal means caught up.
+
+        A partition whose end offset fell below what was read before belongs to a topic that
+        was recreated (a broker that lost its data), which only the event store can make up for.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("EventConsumer.positions() called before start()")
+        assigned = list(consumer.assignment())
+        if not assigned:
+            return {}
+        ends = await consumer.end_offsets(assigned)
+        return {tp: (await consumer.position(tp), ends[tp]) for tp in assigned}
+
+    @property
+    def idle(self) -> bool:
+        """No fetched record is waiting for the handler (read it after `positions()`)."""
+        return self._unhandled == 0
+
     async def run(self) -> None:
         """Consume until `stop()`; a handler's exception propagates (see the class docstring)."""
         consumer = self._consumer
@@ -226,17 +251,22 @@ class EventConsumer:
                 batches = await consumer.getmany(timeout_ms=_POLL_TIMEOUT_MS)
             except ConsumerStoppedError:
                 return
-            for tp, records in batches.items():
-                try:
-                    for record in records:
-                        if self._consumer is not consumer:
-                            return  # stop() was called: the rest is for the next consumer
-                        if tp not in consumer.assignment():
-                            break  # moved in a rebalance: the new owner resumes after our commit
-                        await self._handle(record)
-                        self._handled[tp] = record.offset + 1
-                finally:
-                    await self._commit_handled([tp])
+            self._unhandled = sum(len(records) for records in batches.values())
+            try:
+                for tp, records in batches.items():
+                    try:
+                        for record in records:
+                            if self._consumer is not consumer:
+                                return  # stop() was called: the rest is for the next consumer
+                            if tp not in consumer.assignment():
+                                break  # moved in a rebalance: the new owner resumes after us
+                            await self._handle(record)
+                            self._handled[tp] = record.offset + 1
+                            self._unhandled -= 1
+                    finally:
+                        await self._commit_handled([tp])
+            finally:
+                self._unhandled = 0
 
     async def _handle(self, record: Any) -> None:
         try:
@@ -269,3 +299,53 @@ class EventConsumer:
                 # Whoever reads the partition next starts at the last commit and sees these
                 # records again; idempotent handlers absorb the repeats.
                 log.warning("offsets %s not committed: %r", offsets, exc)
+
+
+class ConsumerLoop:
+    """An `EventConsumer` kept running for a service's lifetime.
+
+    A consumer stops when its handler raises or the broker goes away; the loop logs why and
+    starts a new one (which resumes from the last committed offset) a moment later, creating
+    the topics first so a broker that lost its data is usable again. `consumer` is the live
+    one, for callers that watch its lag.
+    """
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        topics: Sequence[str],
+        group_id: str,
+        handler: EventHandler,
+        retry_seconds: float = 2.0,
+    ) -> None:
+        self._config = config
+        self._topics = list(topics)
+        self._group_id = group_id
+        self._handler = handler
+        self._retry_seconds = retry_seconds
+        self.consumer: EventConsumer | None = None
+        self._loop = Background(f"consume-{group_id}", self._run_forever)
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+
+    async def _run_forever(self) -> None:
+        while True:
+            consumer = EventConsumer(self._config, self._topics, self._group_id, self._handler)
+            try:
+                await ensure_topics(self._config, self._topics)
+                await consumer.start()
+                self.consumer = consumer
+                await consumer.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consumer %s stopped, restarting: %r", self._group_id, exc)
+            finally:
+                self.consumer = None
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+            await asyncio.sleep(self._retry_seconds)

@@ -13,3 +13,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def split_address(address: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
+    """`host:port` (`[::]:8080` for IPv6) as a host and a port; an empty host binds all."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or default_host, int(port)

@@ -1,14 +1,15 @@
 """The operations endpoint of a non-HTTP service: /metrics, /-/liveness, /-/readiness.
 
 Kubernetes probes and Prometheus need only these three GETs, so a few lines over asyncio
-streams do, instead of a web framework in services that otherwise speak gRPC or SSH.
+streams do, instead of a web framework in services that otherwise speak gRPC or SSH. A service
+may add operator actions as POST paths without a body (the replicator's `POST /backfill`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -16,10 +17,17 @@ MAX_REQUEST_HEAD = 8192
 
 
 class OpsServer:
-    def __init__(self, host: str, port: int, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ready: Callable[[], bool],
+        actions: Mapping[str, Callable[[], None]] | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self._ready = ready
+        self._actions = dict(actions or {})
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -32,6 +40,9 @@ class OpsServer:
             await self._server.wait_closed()
 
     def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
+        if method == "POST" and path in self._actions:
+            self._actions[path]()
+            return 202, "application/json", b'{"status":"accepted"}\n'
         if method != "GET":
             return 405, "text/plain", b"method not allowed\n"
         if path == "/metrics":

@@ -1,7 +1,8 @@
 """The slice of the admin REST API (GitLab v4 shapes, DESIGN §6) the dev stack drives.
 
-Only what `up` and `demo` need: who am I, find/create a user, give them a token, find/create a
-project. Errors carry GitLab's `{"message": ...}` so a refusal reads the same as on GitLab.
+Only what `up`, `demo` and `status` need: who am I, find/create a user, give them a token,
+find/create a project, register Geo sites and read their status. Errors carry GitLab's
+`{"message": ...}` so a refusal reads the same as on GitLab.
 """
 
 from __future__ import annotations
@@ -102,3 +103,25 @@ class AdminApi:
         body = {"name": name, "path": name, "visibility": visibility}
         project: dict[str, Any] = self._request("POST", path, json=body)
         return project
+
+    def user_keys(self, user_id: int) -> list[dict[str, Any]]:
+        keys: list[dict[str, Any]] = self._request("GET", f"/users/{user_id}/keys")
+        return keys
+
+    def add_key(self, user_id: int, title: str, key: str) -> None:
+        self._request("POST", f"/users/{user_id}/keys", json={"title": title, "key": key})
+
+    def sites(self) -> list[dict[str, Any]]:
+        sites: list[dict[str, Any]] = self._request("GET", "/geo/sites")
+        return sites
+
+    def add_site(self, name: str, url: str, *, primary: bool, secret: str = "") -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "url": url, "primary": primary}
+        if secret:
+            body["secret"] = secret
+        site: dict[str, Any] = self._request("POST", "/geo/sites", json=body)
+        return site
+
+    def site_status(self, site_id: int) -> dict[str, Any]:
+        status: dict[str, Any] = self._request("GET", f"/geo/sites/{site_id}/status")
+        return status

@@ -1,4 +1,5 @@
-"""The `geogit` command. One dispatch table: `geogit dev up|down|status|demo`.
+"""The `geogit` command. One dispatch table: `geogit dev up|down|status|demo`, and
+`geogit status` (replication per site).
 
 Exit status: 0 success, 1 failure (the reason on stderr), 2 usage, 3 `status` of a stack
 that is down, 130 interrupted.
@@ -38,15 +39,27 @@ DEV_COMMANDS: dict[str, tuple[Callable[[DevStack, argparse.Namespace], int], str
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="geogit", description="geogit developer tools")
-    commands = parser.add_subparsers(dest="command", required=True)
-    dev = commands.add_parser("dev", help="the local dev stack (state in .run/)")
-    dev.add_argument(
+def _geo_status(stack: DevStack, args: argparse.Namespace) -> int:
+    return stack.geo_status()
+
+
+def _run_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--run-dir",
         type=Path,
         help="where the stack keeps its state (default: .run/ at the checkout's root)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geogit", description="geogit developer tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    status = commands.add_parser(
+        "status", help="replication per site: repositories, lag, event feed"
+    )
+    _run_dir_option(status)
+    dev = commands.add_parser("dev", help="the local dev stack (state in .run/)")
+    _run_dir_option(dev)
     actions = dev.add_subparsers(dest="action", required=True)
     for name, (_, summary) in DEV_COMMANDS.items():
         actions.add_parser(name, help=summary, description=summary)
@@ -54,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--secondaries",
         type=int,
-        default=0,
+        default=1,
         metavar="N",
-        help="secondary sites besides the primary (not yet supported: 0 only)",
+        help="secondary sites besides the primary (default 1)",
     )
     up.add_argument("--demo", action="store_true", help="also create the demo data (see `demo`)")
     actions.choices["down"].add_argument(
@@ -72,5 +85,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LayoutError as exc:
         print(f"geogit dev: {exc}")
         return 1
-    handler, _ = DEV_COMMANDS[args.action]
+    handler = _geo_status if args.command == "status" else DEV_COMMANDS[args.action][0]
     return handler(DevStack(layout), args)

@@ -1,10 +1,11 @@
 """`geogit dev up|down|status|demo`: the dev stack built from the pieces of this package.
 
 `up` starts, in order: Kafka (Tansu), PostgreSQL (unless GEOGIT_DATABASE_URL names a server),
-then each site (storage, internal API, edge proxy), bootstraps the admin, writes
-`.run/stack.json` and returns once everything answers its health check. If any step fails it
-stops what it started, so a failed `up` leaves nothing running. `down` stops, last started
-first, exactly the processes recorded in `.run/pids/`, then the throwaway cluster.
+the primary site (storage, internal API, edge proxy, SSH gateway), bootstraps the admin,
+registers the secondaries on the primary, starts them (the same plus a replicator each),
+writes `.run/stack.json` and returns once everything answers its health check. If any step
+fails it stops what it started, so a failed `up` leaves nothing running. `down` stops, last
+started first, exactly the processes recorded in `.run/pids/`, then the throwaway cluster.
 """
 
 from __future__ import annotations
@@ -25,16 +26,20 @@ from geogit.devstack.databases import (
     ensure_database,
     site_database_url,
 )
-from geogit.devstack.demo import Demo, DemoError, ensure_demo
+from geogit.devstack.demo import Demo, DemoError, ensure_demo, geo_story, ssh_clone_command
+from geogit.devstack.geo_sites import register_sites
+from geogit.devstack.geo_status import StatusError, print_status
 from geogit.devstack.layout import RunLayout
 from geogit.devstack.ports import KAFKA_PORT, POSTGRES_PORT, SitePorts, busy_ports
 from geogit.devstack.postgres import PostgresError, ThrowawayPostgres
 from geogit.devstack.processes import ProcessError, Supervisor
 from geogit.devstack.site import Site, SiteError
-from geogit.devstack.stack import Stack, StackDemo, read_stack, write_stack
+from geogit.devstack.stack import Stack, StackDemo, StackSite, read_stack, write_stack
 
 DATABASE_URL_VARIABLE = "GEOGIT_DATABASE_URL"
 PRIMARY = "primary"
+# Ports of secondary N are the primary's plus 100*N; past 9 they would collide with others.
+MAX_SECONDARIES = 9
 _FAILURES = (ProcessError, PostgresError, DatabaseError, SiteError, ApiError, DemoError)
 
 
@@ -64,10 +69,11 @@ class DevStack:
     def external_database(self) -> str | None:
         return os.environ.get(DATABASE_URL_VARIABLE) or None
 
-    def sites(self, secondaries: int = 0) -> list[Site]:
+    def sites(self, secondaries: int = 1) -> list[Site]:
         """The primary and `secondaries` secondaries on their fixed ports and own databases."""
         server = self.external_database or self.postgres.url("geogit")
         names = [PRIMARY] + [f"secondary-{index}" for index in range(1, secondaries + 1)]
+        primary_url = f"http://127.0.0.1:{SitePorts.fixed(0).http}"
         return [
             Site(
                 name=name,
@@ -78,19 +84,16 @@ class DevStack:
                 kafka_bootstrap=kafka.bootstrap(),
                 secrets=self.store.site(name),
                 supervisor=self.supervisor,
+                primary_url="" if index == 0 else primary_url,
             )
             for index, name in enumerate(names)
         ]
 
     # up ------------------------------------------------------------------------------------
 
-    def up(self, secondaries: int = 0, demo: bool = False) -> int:
-        if secondaries < 0:
-            return self._fail("up", "--secondaries must be 0 or more")
-        if secondaries > 0:
-            return self._fail(
-                "up", f"--secondaries {secondaries}: not yet supported (only the primary for now)"
-            )
+    def up(self, secondaries: int = 1, demo: bool = False) -> int:
+        if not 0 <= secondaries <= MAX_SECONDARIES:
+            return self._fail("up", f"--secondaries must be 0 to {MAX_SECONDARIES}")
         live = [record for record in self.supervisor.records() if record.is_running()]
         if live:
             names = ", ".join(f"{record.name} (pid {record.pid})" for record in live)
@@ -120,7 +123,8 @@ class DevStack:
         if self.external_database is None and not self.postgres.running():
             wanted["postgres"] = POSTGRES_PORT
         for site in sites:
-            wanted |= {f"{site.name} {role}": port for role, port in site.ports.listening().items()}
+            listening = site.ports.listening(secondary=site.role == "secondary")
+            wanted |= {f"{site.name} {role}": port for role, port in listening.items()}
         return wanted
 
     def _start(self, sites: list[Site]) -> Stack:
@@ -130,15 +134,20 @@ class DevStack:
             where = f"127.0.0.1:{self.postgres.port} ({self.postgres.root})"
             self._say(f"starting postgresql on {where}")
             self.postgres.start()
-        for site in sites:
-            ensure_database(site.database_url)
-            self._say(f"starting site {site.name}: storage, internal API, edge proxy, SSH gateway")
-            site.start()
-        primary = sites[0]
+        primary, secondaries = sites[0], sites[1:]
+        self._start_site(primary)
         admin = ensure_admin(primary, self.store)
+        register_sites(primary, admin.token, secondaries)
+        for site in secondaries:
+            self._start_site(site)
         stack = Stack.of(sites, admin, kafka.bootstrap())
         write_stack(self.layout.stack_file, stack)
         return stack
+
+    def _start_site(self, site: Site) -> None:
+        ensure_database(site.database_url)
+        self._say(f"starting {site.role} site {site.name}: {', '.join(site.services)}")
+        site.start()
 
     def _stop_everything(self) -> None:
         for result in self.supervisor.stop_all():
@@ -197,6 +206,16 @@ class DevStack:
                 self._say(f"{site.name + ' database':<24} {'':<12} {state:<20} {site.database_url}")
         return 0 if healthy else 1
 
+    def geo_status(self) -> int:
+        """`geogit status`: replication per site (geo_status.py)."""
+        if not self.layout.stack_file.exists():
+            return self._fail("status", "the dev stack is not up; run `geogit dev up` first")
+        try:
+            print_status(read_stack(self.layout.stack_file), self.store, self._say)
+        except StatusError as exc:
+            return self._fail("status", str(exc))
+        return 0
+
     # demo ----------------------------------------------------------------------------------
 
     def demo(self) -> int:
@@ -208,17 +227,27 @@ class DevStack:
             return self._fail("demo", f"no admin credentials in {self.layout.secrets_file}")
         self._say("\ncreating demo data: user alice, her token, alice/demo with a few commits")
         try:
-            stack.demo = _stack_demo(ensure_demo(stack.site(PRIMARY).http_url, admin, self.store))
+            demo = ensure_demo(
+                stack.site(PRIMARY).http_url, admin, self.store, self.layout.run_dir / "demo"
+            )
+            stack.demo = _stack_demo(demo, stack.site(PRIMARY))
+            write_stack(self.layout.stack_file, stack)
+            self._say(demo_text(stack.demo))
+            secondaries = [site for site in stack.sites if site.role == "secondary"]
+            if secondaries:
+                geo_story(stack.site(PRIMARY), secondaries[0], stack.demo, self._say)
         except _FAILURES as exc:
             return self._fail("demo", f"{exc}\n(the stack stays up; retry with `geogit dev demo`)")
-        write_stack(self.layout.stack_file, stack)
-        self._say(demo_text(stack.demo))
         return 0
 
 
-def _stack_demo(demo: Demo) -> StackDemo:
+def _stack_demo(demo: Demo, primary: StackSite) -> StackDemo:
     return StackDemo(
-        username=demo.username, token=demo.token, project=demo.project, clone_url=demo.clone_url
+        username=demo.username,
+        token=demo.token,
+        project=demo.project,
+        clone_url=demo.clone_url,
+        ssh_clone=ssh_clone_command(demo.ssh_key, primary, demo.project),
     )
 
 
@@ -226,7 +255,8 @@ def demo_text(demo: StackDemo) -> str:
     return (
         f"demo: {demo.project} (private), {demo.username}'s token (read_repository,"
         f" write_repository): {demo.token}\n"
-        f"  git clone {demo.clone_url}"
+        f"  git clone {demo.clone_url}\n"
+        f"  {demo.ssh_clone}"
     )
 
 

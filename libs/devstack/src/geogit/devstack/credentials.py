@@ -11,17 +11,21 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 
 @dataclass(frozen=True)
 class SiteSecrets:
-    """What one site's services share: the internal API's JWT secret and storage's."""
+    """What one site's services share: the internal API's JWT secret and storage's; and the
+    Geo secret a secondary signs its Geo tokens with (the primary is given it at registration).
+    """
 
     internal_api_secret: str
     storage_secret: str
+    # A default, so a secrets.json written before secondaries existed still loads.
+    geo_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     @classmethod
     def generate(cls) -> SiteSecrets:
@@ -65,8 +69,8 @@ class CredentialStore:
         """The site's secrets, generated and saved on first use."""
         data = self._load()
         sites = data.setdefault("sites", {})
-        if name not in sites:
-            sites[name] = asdict(SiteSecrets.generate())
+        if name not in sites or "geo_secret" not in sites[name]:
+            sites[name] = asdict(SiteSecrets(**sites.get(name, asdict(SiteSecrets.generate()))))
             self._save(data)
         return SiteSecrets(**sites[name])
 

@@ -8,6 +8,7 @@
 | storage ops (health/metrics) | 8083    | 8083 + 100*N       |
 | SSH gateway                  | 2222    | 2222 + 100*N       |
 | SSH gateway ops              | 8084    | 8084 + 100*N       |
+| replicator ops (secondaries) |         | 8085 + 100*N       |
 | Kafka (Tansu), shared        | 19092   |                    |
 | PostgreSQL (throwaway), shared | 15432 | (one database per site) |
 
@@ -40,6 +41,7 @@ class SitePorts:
     storage_ops: int
     ssh: int
     ssh_ops: int
+    replicator_ops: int
 
     @classmethod
     def fixed(cls, index: int) -> SitePorts:
@@ -54,6 +56,7 @@ class SitePorts:
             storage_ops=base + 3,
             ssh=_PRIMARY_SSH_PORT + _SITE_STRIDE * index,
             ssh_ops=base + 4,
+            replicator_ops=base + 5,
         )
 
     @classmethod
@@ -66,11 +69,12 @@ class SitePorts:
             storage_ops=free_port(),
             ssh=free_port(),
             ssh_ops=free_port(),
+            replicator_ops=free_port(),
         )
 
-    def listening(self) -> dict[str, int]:
-        """The ports a started site binds, by role."""
-        return {
+    def listening(self, secondary: bool = False) -> dict[str, int]:
+        """The ports a started site binds, by role; only secondaries run a replicator."""
+        ports = {
             "edge proxy": self.http,
             "internal API": self.internal_api,
             "storage gRPC": self.storage,
@@ -78,6 +82,9 @@ class SitePorts:
             "SSH gateway": self.ssh,
             "SSH gateway ops": self.ssh_ops,
         }
+        if secondary:
+            ports["replicator ops"] = self.replicator_ops
+        return ports
 
 
 def busy_ports(wanted: Mapping[str, int], host: str = LOOPBACK) -> dict[str, int]:

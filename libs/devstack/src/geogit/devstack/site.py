@@ -1,4 +1,5 @@
-"""One geogit site as real processes: storage, the internal API, the edge proxy, SSH gateway.
+"""One geogit site as real processes: storage, the internal API, the edge proxy, the SSH
+gateway, and on a secondary the replicator.
 
 The dev stack runs one `Site` per site on the fixed ports of `geogit.devstack.ports` (primary:
 edge proxy 8080, internal API 8081, storage gRPC 8082, storage ops 8083, SSH 2222, SSH ops
@@ -30,8 +31,8 @@ from geogit.devstack.probes import HttpProbe
 from geogit.devstack.processes import StopResult, Supervisor, log_tail
 
 Role = Literal["primary", "secondary"]
-SERVICES = ("storage", "internal-api", "edge-proxy", "ssh-gateway")
-"""Start order; stop order is the reverse."""
+SERVICES = ("storage", "internal-api", "edge-proxy", "ssh-gateway", "replicator")
+"""Start order (the replicator only on secondaries); stop order is the reverse."""
 
 STORAGE_NAME = "default"
 _PASSED_THROUGH = frozenset({"GEOGIT_LOG_LEVEL"})
@@ -77,6 +78,7 @@ class Site:
         kafka_idempotent: bool = False,
         extra_env: Mapping[str, str] | None = None,
         host: str = LOOPBACK,
+        primary_url: str = "",
     ) -> None:
         self.name = name
         self.role: Role = role
@@ -87,9 +89,13 @@ class Site:
         self.secrets = secrets or SiteSecrets.generate()
         self.supervisor = supervisor or Supervisor(base_dir)
         self.kafka_idempotent = kafka_idempotent
-        # For what later issues add (the primary's URL on a secondary, the Geo secret).
+        # Tuning for tests (shorter polls and intervals); wins over everything set here.
         self.extra_env = dict(extra_env or {})
         self.host = host
+        # A secondary: the primary's front door, where it proxies, catches up and fetches.
+        self.primary_url = primary_url
+        if role == "secondary" and not primary_url:
+            raise SiteError(f"{name}: a secondary needs the primary's URL")
 
     # Addresses -----------------------------------------------------------------------------
 
@@ -120,6 +126,14 @@ class Site:
     @property
     def host_keys_dir(self) -> Path:
         return self.base_dir / "sites" / self.name / "ssh-host-keys"
+
+    @property
+    def replicator_ops_url(self) -> str:
+        return f"http://{self.host}:{self.ports.replicator_ops}"
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return SERVICES if self.role == "secondary" else SERVICES[:-1]
 
     def process_name(self, service: str) -> str:
         return f"{self.name}-{service}"
@@ -161,8 +175,18 @@ class Site:
                 "GEOGIT_KAFKA_IDEMPOTENT": "true" if self.kafka_idempotent else "false",
                 "GEOGIT_SITE_ROLE": self.role,
                 "GEOGIT_EXTERNAL_URL": self.http_url,
+                "GEOGIT_EXTERNAL_SSH_URL": f"ssh://git@{self.host}:{self.ports.ssh}",
+                **self._secondary_env(),
             }
         )
+
+    def _secondary_env(self) -> dict[str, str]:
+        if self.role != "secondary":
+            return {}
+        return {
+            "GEOGIT_PRIMARY_URL": self.primary_url,
+            "GEOGIT_GEO_SECRET": self.secrets.geo_secret,
+        }
 
     def edge_proxy_env(self) -> dict[str, str]:
         return self._env(
@@ -184,6 +208,20 @@ class Site:
             }
         )
 
+    def replicator_env(self) -> dict[str, str]:
+        return self._env(
+            {
+                "GEOGIT_OPS_ADDRESS": f"{self.host}:{self.ports.replicator_ops}",
+                "GEOGIT_INTERNAL_API_URL": self.internal_api_url,
+                "GEOGIT_INTERNAL_API_SECRET": self.secrets.internal_api_secret,
+                "GEOGIT_STORAGES": json.dumps({STORAGE_NAME: self.storage_address}),
+                "GEOGIT_STORAGE_SECRET": self.secrets.storage_secret,
+                "GEOGIT_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+                "GEOGIT_KAFKA_IDEMPOTENT": "true" if self.kafka_idempotent else "false",
+                **self._secondary_env(),
+            }
+        )
+
     # Lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -194,6 +232,8 @@ class Site:
             self.start_internal_api()
             self.start_edge_proxy()
             self.start_ssh_gateway()
+            if self.role == "secondary":
+                self.start_replicator()
         except BaseException:
             self.stop()
             raise
@@ -236,9 +276,20 @@ class Site:
             timeout,
         )
 
+    def start_replicator(self, timeout: float = 30.0) -> None:
+        self.supervisor.start(
+            self.process_name("replicator"),
+            [console_script("geogit-replicator")],
+            self.replicator_env(),
+            HttpProbe(f"{self.replicator_ops_url}/-/readiness"),
+            timeout,
+        )
+
     def stop(self) -> list[StopResult]:
-        """Stop the site's services, front door first."""
-        return [self.supervisor.stop(self.process_name(service)) for service in reversed(SERVICES)]
+        """Stop the site's services, last started first."""
+        return [
+            self.supervisor.stop(self.process_name(service)) for service in reversed(self.services)
+        ]
 
     # One-shot internal API commands --------------------------------------------------------
 

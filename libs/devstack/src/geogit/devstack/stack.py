@@ -58,6 +58,8 @@ class StackDemo(StackUser):
 
     project: str
     clone_url: str
+    # With GIT_SSH_COMMAND naming the demo's key: Git over SSH to the primary.
+    ssh_clone: str = ""
 
 
 class Stack(BaseModel):

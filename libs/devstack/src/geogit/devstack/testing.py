@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from geogit.devstack.credentials import UserCredentials
 from geogit.devstack.databases import drop_database, ensure_database, with_database
+from geogit.devstack.geo_sites import register_sites
 from geogit.devstack.ports import SitePorts
 from geogit.devstack.site import Role, Site
+
+# Short polls and intervals, so tests see a secondary converge in seconds, not minutes.
+FAST_GEO = {
+    "GEOGIT_EVENT_STORE_POLL_SECONDS": "1",
+    "GEOGIT_FEED_HEARTBEAT_SECONDS": "0.5",
+    "GEOGIT_GEO_POLL_SECONDS": "2",
+    "GEOGIT_BACKFILL_INTERVAL_SECONDS": "5",
+    "GEOGIT_RETRY_BASE_SECONDS": "0.5",
+    "GEOGIT_RETRY_MAX_SECONDS": "5",
+    "GEOGIT_KAFKA_SESSION_TIMEOUT_MS": "2000",
+}
 
 TEST_SERVER_VARIABLE = "GEOGIT_TEST_DATABASE_URL"
 DEFAULT_TEST_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -61,3 +73,50 @@ def running_site(
             yield site, credentials
         finally:
             site.stop()
+
+
+@contextmanager
+def running_sites(
+    base_dir: Path,
+    kafka_bootstrap: str,
+    secondaries: int = 1,
+    extra_env: Mapping[str, str] | None = None,
+    secondary_env: Mapping[int, Mapping[str, str]] | None = None,
+) -> Iterator[tuple[Site, list[Site], UserCredentials]]:
+    """A primary with its admin, and `secondaries` secondaries registered on it and started,
+    each with its own fresh database (DESIGN §5: one database per site). `secondary_env[N]`
+    adds settings for secondary N only (say, GEOGIT_GEO_PROXY_MODE=redirect)."""
+    env = {**FAST_GEO, **(extra_env or {})}
+    own_env = secondary_env or {}
+    with ExitStack() as stack:
+        primary_db = stack.enter_context(fresh_database())
+        primary = Site(
+            "primary",
+            "primary",
+            base_dir,
+            SitePorts.free(),
+            primary_db,
+            kafka_bootstrap,
+            extra_env=env,
+        )
+        primary.start()
+        stack.callback(primary.stop)
+        admin = primary.bootstrap_admin("root", "root@example.com", uuid.uuid4().hex)
+        sites = [
+            Site(
+                f"secondary-{index}",
+                "secondary",
+                base_dir,
+                SitePorts.free(),
+                stack.enter_context(fresh_database()),
+                kafka_bootstrap,
+                extra_env={**env, **own_env.get(index, {})},
+                primary_url=primary.http_url,
+            )
+            for index in range(1, secondaries + 1)
+        ]
+        register_sites(primary, admin.token, sites)
+        for site in sites:
+            site.start()
+            stack.callback(site.stop)
+        yield primary, sites, admin

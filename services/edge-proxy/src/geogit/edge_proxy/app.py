@@ -7,14 +7,16 @@ edges with their own settings; ASGI lifespan shutdown closes the pooled connecti
 from __future__ import annotations
 
 from geogit.edge_proxy.asgi import Receive, Scope, Send
-from geogit.edge_proxy.clients.internal_api import ApiPassthroughClient, InternalApiClient
+from geogit.edge_proxy.clients.internal_api import InternalApiClient, RelayClient
 from geogit.edge_proxy.clients.storage import StorageClient
 from geogit.edge_proxy.config import EdgeProxySettings
+from geogit.edge_proxy.geo_state import GeoState
 from geogit.edge_proxy.git_http import GitHttp
 from geogit.edge_proxy.instrument import Instrumented
 from geogit.edge_proxy.metrics import Metrics
 from geogit.edge_proxy.ops import Ops
-from geogit.edge_proxy.passthrough import ApiPassthrough
+from geogit.edge_proxy.passthrough import ApiPassthrough, HttpRelay, Upstream
+from geogit.edge_proxy.primary_proxy import PrimaryProxy
 from geogit.edge_proxy.routes import build_routes
 
 
@@ -22,11 +24,19 @@ class EdgeProxyApp:
     def __init__(self, settings: EdgeProxySettings) -> None:
         self.metrics = Metrics()
         self.internal_api = InternalApiClient(settings)
-        self.passthrough = ApiPassthroughClient(settings)
+        self.relay_client = RelayClient(settings)
         self.storage = StorageClient(settings.git_timeout_seconds)
+        self.geo = GeoState(self.internal_api, settings.geo_poll_seconds)
+        relay = HttpRelay(self.relay_client)
+        primary = PrimaryProxy(relay, self.geo, self.internal_api)
+        own_api = Upstream(settings.internal_api_url, "the internal API")
         routes = build_routes(
-            GitHttp(self.internal_api, self.storage),
-            ApiPassthrough(self.passthrough, settings.max_api_body_bytes),
+            GitHttp(self.internal_api, self.storage, primary),
+            # On a secondary the whole API is the primary's (DESIGN §3.2).
+            ApiPassthrough(
+                relay, lambda: primary.upstream() or own_api, settings.max_api_body_bytes
+            ),
+            primary,
             Ops(self.internal_api, self.metrics),
         )
         self._http = Instrumented(routes, settings, self.metrics)
@@ -41,6 +51,7 @@ class EdgeProxyApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await self.geo.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -48,8 +59,9 @@ class EdgeProxyApp:
                 return
 
     async def aclose(self) -> None:
+        await self.geo.stop()
         await self.internal_api.aclose()
-        await self.passthrough.aclose()
+        await self.relay_client.aclose()
         await self.storage.aclose()
 
 

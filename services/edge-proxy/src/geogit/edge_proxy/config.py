@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from geogit.common.net import split_address
 from geogit.common.settings import GeogitSettings
 
 
@@ -35,8 +36,9 @@ class EdgeProxySettings(GeogitSettings):
     # Upper bound for one clone, fetch or push streamed to storage.
     git_timeout_seconds: Annotated[float, Field(gt=0)] = 3600.0
     api_max_connections: Annotated[int, Field(ge=1)] = 256
+    # How often to ask the internal API whether this site proxies to a primary (DESIGN §3.4).
+    geo_poll_seconds: Annotated[float, Field(gt=0)] = 10.0
 
     @property
     def host_and_port(self) -> tuple[str, int]:
-        host, _, port = self.http_address.rpartition(":")
-        return host.strip("[]") or "0.0.0.0", int(port)
+        return split_address(self.http_address)

@@ -3,23 +3,38 @@
 Nothing reaches storage before the internal API said `serve`, and nothing but one of the
 contract's answers is acted on (Workhorse's rule): a 401/403/404 is passed to the client as
 text git prints, a redirect becomes a 302, and anything else is a gateway error.
+
+On a secondary (DESIGN §3.2) the answer may also be `proxy`: the request goes to the primary
+as is. An upload-pack POST the secondary may serve still passes the wants check first, and a
+secondary whose internal API cannot be asked sends its Git traffic to the primary rather than
+failing it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
 from typing import get_args
 from urllib.parse import parse_qs
 
-from geogit.common.internal_api import GitHttpAuthorizeRequest, GitHttpRedirect, GitHttpServe
+from geogit.common.geo import GEO_TOKEN_HEADER
+from geogit.common.internal_api import (
+    GitHttpAuthorizeRequest,
+    GitHttpProxy,
+    GitHttpRedirect,
+    GitHttpServe,
+)
 from geogit.common.logging import get_correlation_id
 from geogit.common.paths import InvalidPathError, validate_project_full_path
-from geogit.edge_proxy.asgi import TEXT, Request, Send, media_type, respond
-from geogit.edge_proxy.body import decoded, is_supported_encoding
-from geogit.edge_proxy.clients.internal_api import Denied, InternalApiClient, InternalApiError
-from geogit.edge_proxy.clients.storage import GitService, StorageClient
+from geogit.edge_proxy.asgi import TEXT, ClientDisconnected, Request, Send, media_type, respond
+from geogit.edge_proxy.body import BodyError, decoded, is_supported_encoding
+from geogit.edge_proxy.clients.internal_api import Denied, InternalApiClient, UpstreamError
+from geogit.edge_proxy.clients.storage import GitService, StorageCallError, StorageClient
 from geogit.edge_proxy.git_stream import NO_CACHE, relay
+from geogit.edge_proxy.passthrough import ErrorWriter, raw_target
+from geogit.edge_proxy.primary_proxy import PrimaryProxy, primary_error
+from geogit.edge_proxy.wants import read_want_section, replayed
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +43,17 @@ SERVICES: tuple[GitService, ...] = get_args(GitService)
 _GIT_PROTOCOL = re.compile(r"[A-Za-z0-9=:._-]{0,256}")
 _REDIRECT_PATH = re.compile(r"/(?!/)[\x21-\x7e]*")
 BASIC_CHALLENGE = 'Basic realm="geogit"'
+# A request body replayed after the wants check is the decoded one.
+_DECODED_BODY_DROPS = (b"content-encoding", b"content-length")
 
 
 class GitHttp:
-    def __init__(self, internal_api: InternalApiClient, storage: StorageClient) -> None:
+    def __init__(
+        self, internal_api: InternalApiClient, storage: StorageClient, primary: PrimaryProxy
+    ) -> None:
         self.internal_api = internal_api
         self.storage = storage
+        self.primary = primary
 
     async def info_refs(self, request: Request, send: Send) -> None:
         services = parse_qs(request.scope["query_string"].decode("latin-1")).get("service")
@@ -45,7 +65,9 @@ class GitHttp:
             await respond(send, 400, f"Unknown git service {services[0][:80]!r}.\n")
             return
         serve = await self._authorize(request, send, service)
-        if serve is not None:
+        if isinstance(serve, GitHttpProxy):
+            await self.primary.git(request, send, None, unreachable=self._fallback(serve))
+        elif serve is not None:
             chunks = self.storage.info_refs(serve, service, request.header("git-protocol") or "")
             content_type = f"application/x-{service}-advertisement"
             await relay(request, send, chunks, content_type, after_body=False)
@@ -66,17 +88,65 @@ class GitHttp:
             await respond(send, 415, f"Content-Encoding {encoding[:40]!r} is not supported.\n")
             return
         serve = await self._authorize(request, send, service)
-        if serve is not None:
-            body = decoded(request.body(), encoding)
-            git_protocol = request.header("git-protocol") or ""
-            chunks = self.storage.post(serve, service, git_protocol, body)
-            content_type = f"application/x-{service}-result"
-            await relay(request, send, chunks, content_type, after_body=True)
+        if isinstance(serve, GitHttpProxy):
+            pushed = request.params["project"] if service == "git-receive-pack" else None
+            await self.primary.git(
+                request,
+                send,
+                request.body(),
+                pushed_project=pushed,
+                unreachable=self._fallback(serve),
+            )
+            return
+        if serve is None:
+            return
+        decoded_body = decoded(request.body(), encoding)
+        body: AsyncIterator[bytes] | None = decoded_body
+        if service == "git-upload-pack" and self.primary.geo.primary_url is not None:
+            try:
+                body = await self._checked_wants(request, send, serve, decoded_body)
+            except (BodyError, StorageCallError) as exc:
+                await respond(send, 400 if isinstance(exc, BodyError) else 502, f"{exc}\n")
+                return
+            except ClientDisconnected:
+                return
+        if body is None:
+            return  # relayed to the primary
+        git_protocol = request.header("git-protocol") or ""
+        chunks = self.storage.post(serve, service, git_protocol, body)
+        content_type = f"application/x-{service}-result"
+        await relay(request, send, chunks, content_type, after_body=True)
+
+    @staticmethod
+    def _fallback(answer: GitHttpProxy) -> ErrorWriter:
+        """With the primary unreachable, a request this site refused gets its own refusal
+        (a 401 challenge makes git retry with credentials, which this site may accept)."""
+        if answer.denied_status is None:
+            return primary_error
+        status, message = answer.denied_status, answer.denied_message
+
+        async def deny(send: Send, _status: int, _message: str) -> None:
+            await _deny(send, Denied(status, message))
+
+        return deny
+
+    async def _checked_wants(
+        self, request: Request, send: Send, serve: GitHttpServe, body: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes] | None:
+        """The body to serve locally, or None if the request had to go to the primary."""
+        section = await read_want_section(body)
+        missing = await self.storage.missing_objects(serve, section.wants) if section.wants else []
+        rest = replayed(section.prefix, body)
+        if section.wants is not None and not missing:
+            return rest
+        request.log.update(wants_check="missing" if missing else "unchecked")
+        await self.primary.git(request, send, rest, dropped_headers=_DECODED_BODY_DROPS)
+        return None
 
     async def _authorize(
         self, request: Request, send: Send, service: GitService
-    ) -> GitHttpServe | None:
-        """The internal API's `serve` answer, or None once the client has had its answer."""
+    ) -> GitHttpServe | GitHttpProxy | None:
+        """`serve` or `proxy`, or None once the client has had its answer."""
         project = request.params["project"]
         git_protocol = request.header("git-protocol") or ""
         request.log.update(project=project, git_service=service)
@@ -93,10 +163,15 @@ class GitHttp:
             service=service,
             authorization=request.header("authorization") or "",
             git_protocol=git_protocol,
+            geo_token=request.header(GEO_TOKEN_HEADER.lower()) or "",
+            path=raw_target(request).decode("latin-1"),
         )
         try:
             answer = await self.internal_api.authorize(question)
-        except InternalApiError as exc:
+        except UpstreamError as exc:
+            if self.primary.geo.primary_url is not None:
+                request.log.update(internal_api_error=str(exc))
+                return GitHttpProxy(reason="internal API unavailable")
             request.log.update(outcome="internal_api_error", error=str(exc))
             log.warning("authorization failed", extra={"kind": exc.kind, "error": str(exc)})
             message = (
@@ -107,12 +182,14 @@ class GitHttp:
             return None
         if isinstance(answer, Denied):
             request.log.update(outcome=f"denied_{answer.status}")
-            challenge = [("www-authenticate", BASIC_CHALLENGE)] if answer.status == 401 else []
-            await respond(send, answer.status, answer.message + "\n", TEXT, [*NO_CACHE, *challenge])
+            await _deny(send, answer)
             return None
         if isinstance(answer, GitHttpRedirect):
             await self._redirect(request, send, answer)
             return None
+        if isinstance(answer, GitHttpProxy):
+            request.log.update(proxy_reason=answer.reason)
+            return answer
         request.log.update(
             outcome="serve", gl_repository=answer.gl_repository, gl_id=answer.gl_id or None
         )
@@ -127,3 +204,8 @@ class GitHttp:
             return
         request.log.update(outcome="redirect", location=answer.location)
         await respond(send, 302, "Redirecting.\n", TEXT, [*NO_CACHE, ("location", answer.location)])
+
+
+async def _deny(send: Send, denial: Denied) -> None:
+    challenge = [("www-authenticate", BASIC_CHALLENGE)] if denial.status == 401 else []
+    await respond(send, denial.status, denial.message + "\n", TEXT, [*NO_CACHE, *challenge])

@@ -16,6 +16,7 @@ from geogit.edge_proxy.asgi import JSON, Request, Send, respond
 from geogit.edge_proxy.git_http import GitHttp
 from geogit.edge_proxy.ops import Ops
 from geogit.edge_proxy.passthrough import ApiPassthrough
+from geogit.edge_proxy.primary_proxy import PrimaryProxy
 
 Handler = Callable[[Request, Send], Awaitable[None]]
 
@@ -39,8 +40,10 @@ def route(name: str, methods: frozenset[str], pattern: str, handler: Handler) ->
     return Route(name, methods, re.compile(pattern), handler)
 
 
-def build_routes(git: GitHttp, api: ApiPassthrough, ops: Ops) -> list[Route]:
+def build_routes(git: GitHttp, api: ApiPassthrough, primary: PrimaryProxy, ops: Ops) -> list[Route]:
     return [
+        # GitLab's redirect mode; on a primary it 404s.
+        route("from_secondary", ANY, r"\A/-/from_secondary/[0-9]+/", primary.from_secondary),
         route("git_info_refs", GET, rf"\A{_PROJECT}/info/refs\Z", git.info_refs),
         route("git_upload_pack", POST, rf"\A{_PROJECT}/git-upload-pack\Z", git.upload_pack),
         route("git_receive_pack", POST, rf"\A{_PROJECT}/git-receive-pack\Z", git.receive_pack),

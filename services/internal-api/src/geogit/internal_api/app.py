@@ -1,25 +1,31 @@
 """The internal API's wiring: `create_app(settings)` and the one table of route families.
 
-Nothing is built at import time. The lifespan builds the database engine, the storage client
-and the outbox relay (when Kafka is configured), and tears them down in reverse order when the
-server drains.
+Nothing is built at import time. The lifespan builds the database engine and the storage
+client, then what the site's role needs: on the primary the outbox relay and the consumer of
+its secondaries' replication reports (when Kafka is configured); on a secondary the client for
+the primary and the event feed that keeps the read model current. It tears them down in
+reverse order when the server drains.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 
 from geogit.common.events import Topics
 from geogit.common.kafka import KafkaConfig
 from geogit.internal_api import health
+from geogit.internal_api.clients.primary import PrimaryClient
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.db import make_engine, make_sessionmaker
 from geogit.internal_api.deps import Services
-from geogit.internal_api.errors import install_error_handlers
+from geogit.internal_api.errors import ApiError, install_error_handlers
+from geogit.internal_api.geo.event_feed import EventFeed
+from geogit.internal_api.geo.replication_status import ReplicationStatusConsumer
+from geogit.internal_api.geo_auth import geo_gate
 from geogit.internal_api.middleware import BodyLimit, EncodedPathSegments, RequestContext
 from geogit.internal_api.outbox import Outbox
 from geogit.internal_api.relay import OutboxRelay
@@ -27,6 +33,7 @@ from geogit.internal_api.routers import (
     events,
     geo,
     internal_allowed,
+    internal_geo,
     internal_git_http,
     internal_hooks,
     internal_keys,
@@ -47,6 +54,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     internal_hooks.router,
     internal_git_http.router,
     internal_keys.router,
+    internal_geo.router,
     geo.router,
     events.router,
     # Admin REST API (personal access tokens), GitLab v4 shapes.
@@ -60,22 +68,58 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 
 
-def _relay(settings: InternalApiSettings, services: Services) -> OutboxRelay | None:
+def _kafka(settings: InternalApiSettings) -> KafkaConfig | None:
     if not settings.kafka_bootstrap:
         return None
-    return OutboxRelay(
-        services.sessions,
-        KafkaConfig(
-            bootstrap=settings.kafka_bootstrap,
-            idempotent=settings.kafka_idempotent,
-            client_id=f"geogit-internal-api-{settings.site_name}",
-        ),
-        Topics(settings.topic_prefix),
-        batch_size=settings.relay_batch_size,
-        poll_seconds=settings.relay_poll_seconds,
-        max_backoff_seconds=settings.relay_max_backoff_seconds,
-        publish_timeout_seconds=settings.relay_publish_timeout_seconds,
+    return KafkaConfig(
+        bootstrap=settings.kafka_bootstrap,
+        idempotent=settings.kafka_idempotent,
+        client_id=f"geogit-internal-api-{settings.site_name}",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
     )
+
+
+class _Background:
+    """What runs beside the request handlers, by role; started and stopped as one."""
+
+    def __init__(self, settings: InternalApiSettings, services: Services) -> None:
+        self._parts: list[OutboxRelay | EventFeed | ReplicationStatusConsumer] = []
+        kafka, topics = _kafka(settings), Topics(settings.topic_prefix)
+        if services.primary is not None:
+            self._parts.append(
+                EventFeed(
+                    services.sessions,
+                    services.primary,
+                    kafka,
+                    topics,
+                    settings.site_name,
+                    poll_seconds=settings.event_store_poll_seconds,
+                    heartbeat_seconds=settings.feed_heartbeat_seconds,
+                )
+            )
+        elif kafka is not None:
+            self._parts.append(
+                OutboxRelay(
+                    services.sessions,
+                    kafka,
+                    topics,
+                    batch_size=settings.relay_batch_size,
+                    poll_seconds=settings.relay_poll_seconds,
+                    max_backoff_seconds=settings.relay_max_backoff_seconds,
+                    publish_timeout_seconds=settings.relay_publish_timeout_seconds,
+                )
+            )
+            self._parts.append(
+                ReplicationStatusConsumer(services.sessions, kafka, topics, settings.site_name)
+            )
+
+    def start(self) -> None:
+        for part in self._parts:
+            part.start()
+
+    async def stop(self) -> None:
+        for part in reversed(self._parts):
+            await part.stop()
 
 
 def _lifespan(
@@ -83,26 +127,52 @@ def _lifespan(
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
-        services = Services(
-            settings=settings,
-            sessions=make_sessionmaker(engine),
-            storage=StorageClient(settings.storages, settings.storage_secret),
-            outbox=Outbox(settings.site_name),
-        )
-        app.state.services = services
-        relay = _relay(settings, services)
-        if relay is not None:
-            relay.start()
-        try:
+        async with AsyncExitStack() as stack:
+            engine = make_engine(settings.database_url)
+            stack.push_async_callback(engine.dispose)
+            storage = StorageClient(settings.storages, settings.storage_secret)
+            stack.push_async_callback(storage.close)
+            primary = None
+            if settings.is_secondary:
+                primary = PrimaryClient(
+                    settings.primary_url,
+                    settings.site_name,
+                    settings.geo_secret,
+                    settings.primary_timeout_seconds,
+                )
+                stack.push_async_callback(primary.aclose)
+            services = Services(
+                settings=settings,
+                sessions=make_sessionmaker(engine),
+                storage=storage,
+                outbox=Outbox(settings.site_name),
+                primary=primary,
+            )
+            app.state.services = services
+            background = _Background(settings, services)
+            background.start()
+            stack.push_async_callback(background.stop)
             yield
-        finally:
-            if relay is not None:
-                await relay.stop()
-            await services.storage.close()
-            await engine.dispose()
 
     return lifespan
+
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _read_only_on_secondary(request: Request) -> None:
+    """A secondary's tables follow the primary's events; a write here would fork them."""
+    services: Services = request.app.state.services
+    path = request.url.path
+    if (
+        services.settings.is_secondary
+        and request.method not in _READS
+        and path.startswith("/api/v4/")
+        and not path.startswith("/api/v4/internal/")
+    ):
+        raise ApiError(
+            403, "403 Forbidden - this is a read-only Geo secondary; write through the primary"
+        )
 
 
 def create_app(settings: InternalApiSettings) -> FastAPI:
@@ -118,6 +188,7 @@ def create_app(settings: InternalApiSettings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=_lifespan(settings),
+        dependencies=[Depends(geo_gate), Depends(_read_only_on_secondary)],
     )
     for router in ROUTERS:
         app.include_router(router)

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from geogit.common.net import split_address
 from geogit.common.settings import GeogitSettings
 
 MIB = 1024 * 1024
@@ -25,12 +26,30 @@ class InternalApiSettings(GeogitSettings):
     # Kafka bootstrap servers; empty disables the outbox relay (events wait in the outbox).
     kafka_bootstrap: str = ""
     kafka_idempotent: bool = False
+    # Consumer group session timeout; Tansu holds a group join for about half of it.
+    kafka_session_timeout_ms: int = 10_000
     topic_prefix: str = "geogit"
     # The site's front door, as users see it: clone URLs and messages printed after a push.
     external_url: str = "http://127.0.0.1:8080"
     external_ssh_url: str = "ssh://git@127.0.0.1:2222"
     shutdown_grace_seconds: int = 30
     site_role: Literal["primary", "secondary"] = "primary"
+    # A secondary: the primary's front door (its edge proxy), for proxied traffic, the event
+    # store and read-your-writes checks; and this site's Geo secret, which signs its Geo
+    # tokens (the primary holds the same secret, given when the site was registered).
+    primary_url: str = ""
+    geo_secret: str = ""
+    # A secondary: relay in place (`transparent`) or send git a 302 to /-/from_secondary/ first.
+    geo_proxy_mode: Literal["transparent", "redirect"] = "transparent"
+    # The freshness rule (DESIGN §5): reads are served locally only while the event feed has
+    # confirmed it is caught up within this many seconds.
+    freshness_max_lag_seconds: float = 15.0
+    # How often a secondary asks the primary's event store for events it may have missed, and
+    # how often it checks its Kafka consumer's lag for the heartbeat.
+    event_store_poll_seconds: float = 5.0
+    feed_heartbeat_seconds: float = 1.0
+    # Timeout of one call to the primary.
+    primary_timeout_seconds: float = 10.0
     max_body_bytes: int = MIB
     # The hooks' calls carry a push's ref changes: storage accepts up to 64 MiB of them.
     max_internal_body_bytes: int = 64 * MIB
@@ -43,8 +62,7 @@ class InternalApiSettings(GeogitSettings):
 
     @property
     def http_host_port(self) -> tuple[str, int]:
-        host, _, port = self.http_address.rpartition(":")
-        return host or "127.0.0.1", int(port)
+        return split_address(self.http_address, "127.0.0.1")
 
     def check_required_secrets(self) -> None:
         """Both secrets must exist even in development: nothing internal works without them."""
@@ -54,5 +72,16 @@ class InternalApiSettings(GeogitSettings):
             for name in ("internal_api_secret", "storage_secret")
             if not getattr(self, name)
         ]
+        if self.site_role == "secondary":
+            self.check_secrets("geo_secret")
+            missing += [
+                f"GEOGIT_{name.upper()}"
+                for name in ("primary_url", "geo_secret")
+                if not getattr(self, name)
+            ]
         if missing:
             raise ValueError(f"{', '.join(missing)} must be set")
+
+    @property
+    def is_secondary(self) -> bool:
+        return self.site_role == "secondary"

@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, TokenError, verify_token
+from geogit.internal_api.clients.primary import PrimaryClient
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.credentials import active_token
@@ -32,6 +33,8 @@ class Services:
     sessions: SessionMaker
     storage: StorageClient
     outbox: Outbox
+    # A secondary's client for the primary's front door; None on the primary.
+    primary: PrimaryClient | None = None
 
 
 def get_services(request: Request) -> Services:

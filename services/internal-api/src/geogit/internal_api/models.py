@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     ForeignKey,
@@ -121,6 +122,12 @@ class Project(Base):
     disk_path: Mapped[str] = mapped_column(unique=True)
     # Sequence of the project's repository events (created = 1, then one per push).
     repository_seq: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # The refs checksum and time of the latest push (on a secondary: the latest it has seen).
+    repository_checksum: Mapped[str] = mapped_column(default="", server_default="")
+    repository_pushed_at: Mapped[datetime | None]
+    # A secondary's read-your-writes floor: after a push it relayed, the sequence that push
+    # reached on the primary; the replica must get there before reads are served locally.
+    geo_min_seq: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     created_at: Mapped[datetime] = _created_at()
     last_activity_at: Mapped[datetime] = _created_at()
 
@@ -171,6 +178,8 @@ class GeoSite(Base):
     primary: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[datetime] = _created_at()
+    # Verifies the site's Geo tokens (geogit.common.geo); on the primary only, never in events.
+    secret: Mapped[str] = mapped_column(default="", server_default="")
 
 
 class OutboxEvent(Base):
@@ -199,3 +208,64 @@ class OutboxEvent(Base):
     origin_site: Mapped[str]
     correlation_id: Mapped[str] = mapped_column(default="", server_default="")
     sent_at: Mapped[datetime | None]
+
+
+class GeoEventFeed(Base):
+    """A secondary's position in the primary's event store (one row): the last global
+    sequence applied to the read model, and when the feed last knew it had everything."""
+
+    __tablename__ = "geo_event_feed"
+    __table_args__ = (CheckConstraint("id = 1", name="geo_event_feed_single_row"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    last_global_seq: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    caught_up_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class ReplicaRegistry(Base):
+    """A secondary's replica of one project (DESIGN §5); written by the replicator through
+    the internal API, read by the freshness rule. No foreign key: the row outlives a deleted
+    project until the replicator has removed the replica."""
+
+    __tablename__ = "replica_registry"
+
+    project_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    synced_seq: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    checksum: Mapped[str] = mapped_column(default="", server_default="")
+    last_synced_at: Mapped[datetime | None]
+    retry_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_retry_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(default="", server_default="")
+    verified_at: Mapped[datetime | None]
+    verification_state: Mapped[str] = mapped_column(
+        String(16), default="pending", server_default="pending"
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class ReplicationStatus(Base):
+    """The primary's view of each secondary's replicas, from the geogit.replication topic."""
+
+    __tablename__ = "replication_status"
+
+    site: Mapped[str] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(String(16))
+    seq: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    verified: Mapped[bool | None] = mapped_column(Boolean)
+    error: Mapped[str] = mapped_column(default="", server_default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class ReplicationLagSample(Base):
+    """Push-to-replica lag reported by a secondary's replicator, for percentiles."""
+
+    __tablename__ = "replication_lag_samples"
+    __table_args__ = (Index("replication_lag_samples_site", "site", "recorded_at"),)
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    site: Mapped[str]
+    lag_ms: Mapped[int]
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())

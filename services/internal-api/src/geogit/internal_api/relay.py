@@ -22,6 +22,7 @@ from prometheus_client import Counter
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from geogit.common.background import Background
 from geogit.common.events import Topics
 from geogit.common.kafka import EventProducer, KafkaConfig, PublishError, ensure_topics
 from geogit.internal_api.db import SessionMaker
@@ -58,17 +59,13 @@ class OutboxRelay:
         self._max_backoff = max_backoff_seconds
         self._publish_timeout = publish_timeout_seconds
         self._producer: EventProducer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Background("outbox-relay", self.run)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="outbox-relay")
+        self._loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._loop.stop()
         await self._disconnect()
 
     async def run(self) -> None:

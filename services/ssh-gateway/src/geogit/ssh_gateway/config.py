@@ -7,12 +7,8 @@ from typing import Annotated
 
 from pydantic import Field
 
+from geogit.common.net import split_address
 from geogit.common.settings import GeogitSettings
-
-
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 class SshGatewaySettings(GeogitSettings):

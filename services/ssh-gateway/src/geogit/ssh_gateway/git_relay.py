@@ -1,37 +1,24 @@
-"""Relays one Git command between an SSH channel and the storage RPC serving it.
+"""Relays one Git command between an SSH client and the storage RPC serving it.
 
 The same relay as storage's ssh_helper, with the SSH channel in place of a process's stdio.
-Every wait on the client (a read of its stdin, a drain of its stdout) is bounded by the idle
-timeout, so a stalled client cannot hold a storage RPC forever.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
-
-import asyncssh
 
 from geogit.common.proto.storage.v1 import shared_pb2, ssh_pb2, ssh_pb2_grpc
 from geogit.common.storage_client import aio_channel, storage_metadata
+from geogit.ssh_gateway.client import ClientGone, ClientIdle, SshClient
 from geogit.ssh_gateway.commands import Command
 from geogit.ssh_gateway.internal_client import Grant
 
-CHUNK_SIZE = 64 * 1024
 _REQUESTS: dict[str, Any] = {
     "SSHUploadPack": ssh_pb2.SSHUploadPackRequest,
     "SSHReceivePack": ssh_pb2.SSHReceivePackRequest,
     "SSHUploadArchive": ssh_pb2.SSHUploadArchiveRequest,
 }
-
-
-class ClientIdle(Exception):
-    pass
-
-
-class ClientGone(Exception):
-    pass
 
 
 def first_request(command: Command, grant: Grant, git_protocol: str) -> Any:
@@ -55,20 +42,12 @@ def first_request(command: Command, grant: Grant, git_protocol: str) -> Any:
 
 class GitRelay:
     def __init__(
-        self,
-        process: asyncssh.SSHServerProcess[bytes],
-        command: Command,
-        grant: Grant,
-        git_protocol: str,
-        idle_timeout: float,
-        connection_lost: Callable[[], bool],
+        self, client: SshClient, command: Command, grant: Grant, git_protocol: str
     ) -> None:
-        self._connection_lost = connection_lost
-        self._process = process
+        self._client = client
         self._command = command
         self._grant = grant
         self._git_protocol = git_protocol
-        self._idle = idle_timeout
         self._client_error: Exception | None = None
 
     async def _requests(self) -> AsyncIterator[Any]:
@@ -76,31 +55,14 @@ class GitRelay:
         yield first_request(self._command, self._grant, self._git_protocol)
         while True:
             try:
-                chunk = await asyncio.wait_for(self._process.stdin.read(CHUNK_SIZE), self._idle)
-            except TimeoutError:
-                self._client_error = ClientIdle()
+                chunk = await self._client.read()
+            except (ClientIdle, ClientGone) as exc:
+                self._client_error = exc
                 raise
-            except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged):
-                continue
-            except (asyncssh.Error, ConnectionError) as exc:
-                self._client_error = ClientGone()
-                raise ClientGone() from exc
             if not chunk:
-                await asyncio.sleep(0)  # let a lost connection finish its cleanup first
-                if self._connection_lost():
-                    # A killed client sends no EOF; half a pack must never be applied.
-                    self._client_error = ClientGone()
-                    raise ClientGone()
                 break
             yield make(stdin=chunk)
         yield make(stdin_eof=True)
-
-    async def _write(self, writer: asyncssh.SSHWriter[bytes], data: bytes) -> None:
-        writer.write(data)
-        try:
-            await asyncio.wait_for(writer.drain(), self._idle)
-        except TimeoutError as exc:
-            raise ClientIdle() from exc
 
     async def run(self) -> int:
         """The storage command's exit status; raises ClientIdle / ClientGone / AioRpcError."""
@@ -112,9 +74,9 @@ class GitRelay:
             try:
                 async for response in call:
                     if response.stdout:
-                        await self._write(self._process.stdout, response.stdout)
+                        await self._client.write_stdout(response.stdout)
                     if response.stderr:
-                        await self._write(self._process.stderr, response.stderr)
+                        await self._client.write_stderr(response.stderr)
                     if response.HasField("exit_status"):
                         if self._client_error is not None:
                             # Storage saw our side end early: the client's fault, say so.

@@ -12,7 +12,9 @@ from geogit.common.internal_api import (
     AllowedRequest,
     AllowedResponse,
     AuthorizedKey,
+    GeoProxyToPrimary,
     GitAction,
+    ProxiedPush,
     RepositoryRef,
     StorageAccess,
 )
@@ -20,6 +22,8 @@ from geogit.common.logging import CORRELATION_HEADER, get_correlation_id
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issue_token
 
 ISSUER = "geogit-ssh-gateway"
+# GitLab's status for a "custom action": on a secondary, serve the command from the primary.
+STATUS_CUSTOM_ACTION = 300
 
 
 class InternalApiError(Exception):
@@ -73,7 +77,9 @@ class InternalApiClient:
         except ValidationError as exc:
             raise InternalApiError("authorized_keys answered an unexpected body") from exc
 
-    async def allowed(self, action: GitAction, key_id: int, project: str) -> Grant | Denial:
+    async def allowed(
+        self, action: GitAction, key_id: int, project: str
+    ) -> Grant | Denial | GeoProxyToPrimary:
         body = AllowedRequest(action=action, protocol="ssh", key_id=key_id, project=project)
         try:
             response = await self._http.post(
@@ -83,6 +89,11 @@ class InternalApiClient:
             )
         except httpx.HTTPError as exc:
             raise InternalApiError(f"internal API unreachable: {exc}") from exc
+        if response.status_code == STATUS_CUSTOM_ACTION:
+            try:
+                return GeoProxyToPrimary.model_validate_json(response.content)
+            except ValidationError as exc:
+                raise InternalApiError("allowed answered 300 without a Geo proxy action") from exc
         try:
             answer = AllowedResponse.model_validate_json(response.content)
         except ValidationError as exc:
@@ -98,5 +109,19 @@ class InternalApiClient:
                 gl_username=answer.gl_username,
             )
         except ValidationError as exc:
-            # Only an answer of the expected type counts (a 300 Geo proxy is not served yet).
+            # Only an answer of the expected type counts.
             raise InternalApiError("allowed answered without storage and repository") from exc
+
+    async def proxied_push(self, project: str) -> None:
+        """Report a push relayed to the primary: this site's next read of the project must
+        wait for a replica that has it (read-your-writes)."""
+        try:
+            response = await self._http.post(
+                "/api/v4/internal/geo/proxied_push",
+                content=ProxiedPush(project=project).model_dump_json(),
+                headers={**self._headers(), "Content-Type": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            raise InternalApiError(f"internal API unreachable: {exc}") from exc
+        if response.status_code != 204:
+            raise InternalApiError(f"proxied_push answered {response.status_code}")

@@ -19,6 +19,7 @@ from geogit.common.logging import configure_logging
 from geogit.common.ops_http import OpsServer
 from geogit.ssh_gateway import metrics
 from geogit.ssh_gateway.config import SshGatewaySettings
+from geogit.ssh_gateway.geo_proxy import new_http_client
 from geogit.ssh_gateway.host_keys import load_or_create_host_keys
 from geogit.ssh_gateway.internal_client import InternalApiClient, InternalApiError
 from geogit.ssh_gateway.limits import SessionLimits
@@ -116,7 +117,10 @@ class SshGateway:
         )
         self.limits = SessionLimits(settings.max_sessions, settings.max_sessions_per_user)
         self.connections: dict[asyncssh.SSHServerConnection, _Connection] = {}
-        self._handler = SessionHandler(self.api, self.limits, settings.idle_timeout_seconds)
+        self.primary_http = new_http_client(settings.idle_timeout_seconds)
+        self._handler = SessionHandler(
+            self.api, self.limits, settings.idle_timeout_seconds, self.primary_http
+        )
         self._acceptor: asyncssh.SSHAcceptor | None = None
         ops_host, ops_port = settings.ops_host_and_port
         self.ops = OpsServer(ops_host, ops_port, lambda: self.state is State.READY)
@@ -165,6 +169,7 @@ class SshGateway:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._acceptor.wait_closed(), 5)
         await self.api.close()
+        await self.primary_http.aclose()
         await self.ops.stop()
         self.state = State.CLOSED
 

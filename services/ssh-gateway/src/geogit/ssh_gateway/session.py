@@ -11,11 +11,15 @@ from dataclasses import dataclass
 
 import asyncssh
 import grpc
+import httpx
 
+from geogit.common.internal_api import GeoProxyToPrimary
 from geogit.common.logging import bound_correlation_id
 from geogit.ssh_gateway import metrics
-from geogit.ssh_gateway.commands import CommandRefused, parse_command
-from geogit.ssh_gateway.git_relay import ClientGone, ClientIdle, GitRelay
+from geogit.ssh_gateway.client import ClientGone, ClientIdle, SshClient
+from geogit.ssh_gateway.commands import Command, CommandRefused, parse_command
+from geogit.ssh_gateway.geo_proxy import proxy_to_primary
+from geogit.ssh_gateway.git_relay import GitRelay
 from geogit.ssh_gateway.internal_client import Denial, InternalApiClient, InternalApiError
 from geogit.ssh_gateway.limits import SessionLimits, TooManySessions
 
@@ -35,10 +39,18 @@ class Identity:
 
 
 class SessionHandler:
-    def __init__(self, api: InternalApiClient, limits: SessionLimits, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        api: InternalApiClient,
+        limits: SessionLimits,
+        idle_timeout: float,
+        primary_http: httpx.AsyncClient,
+    ) -> None:
         self._api = api
         self._limits = limits
         self._idle = idle_timeout
+        # For commands a secondary serves from the primary (the 300 answer).
+        self._primary_http = primary_http
 
     async def __call__(
         self,
@@ -97,10 +109,13 @@ class SessionHandler:
                 "correlation_id": correlation_id,
             },
         )
-        relay = GitRelay(process, command, answer, git_protocol, self._idle, connection_lost)
+        client = SshClient(process, self._idle, connection_lost)
         started = time.monotonic()
         try:
-            status = await relay.run()
+            if isinstance(answer, GeoProxyToPrimary):
+                status = await self._from_primary(command, answer, git_protocol, client)
+            else:
+                status = await GitRelay(client, command, answer, git_protocol).run()
         except ClientIdle:
             return _refuse(process, "idle timeout: the client stopped sending or reading", "idle")
         except ClientGone:
@@ -112,6 +127,33 @@ class SessionHandler:
         finally:
             metrics.SESSION_SECONDS.labels(command.action).observe(time.monotonic() - started)
         metrics.SESSIONS.labels(command.action, "ok" if status == 0 else "failed").inc()
+        return status
+
+    async def _from_primary(
+        self, command: Command, answer: GeoProxyToPrimary, git_protocol: str, client: SshClient
+    ) -> int:
+        """A secondary's stale replica, or any push there: the primary serves it over HTTP."""
+        if command.action not in ("git-upload-pack", "git-receive-pack"):
+            await client.write_stderr(
+                f"{PRODUCT}: {command.action} cannot be relayed to the primary\n".encode()
+            )
+            return 1
+        data = answer.payload.data
+        log.info("serving from the primary", extra={"primary_repo": data.primary_repo})
+        status = await proxy_to_primary(
+            command.action,
+            data.primary_repo,
+            data.request_headers,
+            git_protocol,
+            client,
+            self._primary_http,
+        )
+        if status == 0 and command.action == "git-receive-pack":
+            # Before the client hears the exit status, so its next read here cannot be stale.
+            try:
+                await self._api.proxied_push(command.project)
+            except InternalApiError as exc:
+                log.warning("could not report a relayed push", extra={"error": str(exc)})
         return status
 
 

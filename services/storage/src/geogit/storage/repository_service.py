@@ -13,13 +13,13 @@ from pathlib import Path
 import grpc
 
 from geogit.common.proto.storage.v1 import repository_pb2, repository_pb2_grpc
+from geogit.common.storage_client import EMPTY_CHECKSUM
 from geogit.storage.errors import AlreadyExists, InvalidArgument
 from geogit.storage.git import Git, GitCommand, GitError
 from geogit.storage.locator import RepositoryLocator, check_object_id
 from geogit.storage.replication import Replicator
 
 REFS_PER_MESSAGE = 1000
-EMPTY_CHECKSUM = "0" * 40
 STALE_QUARANTINE_SECONDS = 24 * 3600
 _REF_FORMAT = "--format=%(objectname) %(refname)"
 

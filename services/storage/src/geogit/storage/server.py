@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from geogit.common.logging import configure_logging
+from geogit.common.net import split_address
 from geogit.common.ops_http import OpsServer
 from geogit.common.proto.storage.v1 import (
     hook_pb2_grpc,
@@ -66,8 +67,7 @@ class StorageServer:
             interceptors=[StorageInterceptor(settings.storage_secret)], options=CHANNEL_OPTIONS
         )
         self._register()
-        host, _, port = settings.ops_address.rpartition(":")
-        self.ops = OpsServer(host, int(port), ready=lambda: self.serving)
+        self.ops = OpsServer(*split_address(settings.ops_address), ready=lambda: self.serving)
         self.serving = False
 
     def _register(self) -> None:

@@ -1,9 +1,11 @@
-"""Calls to this site's internal API: Git HTTP authorization and the /api/v4/ passthrough.
+"""Calls to this site's internal API (Git HTTP authorization, Geo proxy detection, relayed
+push reports) and the streaming client of every relay (the /api/v4/ passthrough, and on a
+secondary everything proxied to the primary).
 
-Two pooled clients, because the two uses want different limits: authorization is a small
-JSON call on every Git request and must fail fast; the passthrough streams arbitrary API
-bodies and may idle for minutes between chunks. Neither trusts proxy variables from the
-environment, follows redirects or keeps cookies: the edge relays, it is not a browser.
+Two pooled clients, because the two uses want different limits: the internal calls are small
+JSON calls that must fail fast; a relay streams arbitrary bodies and may idle for minutes
+between chunks. Neither trusts proxy variables from the environment, follows redirects or
+keeps cookies: the edge relays, it is not a browser.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ from pydantic import TypeAdapter, ValidationError
 
 from geogit.common.internal_api import (
     ErrorMessage,
+    GeoProxyInfo,
     GitHttpAuthorizeRequest,
     GitHttpAuthorizeResponse,
+    GitHttpProxy,
     GitHttpRedirect,
     GitHttpServe,
+    ProxiedPush,
 )
 from geogit.common.logging import CORRELATION_HEADER, get_correlation_id
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issue_token
@@ -32,10 +37,12 @@ log = logging.getLogger(__name__)
 
 ISSUER = "geogit-edge-proxy"
 AUTHORIZE_PATH = "/api/v4/internal/git_http/authorize"
+GEO_PROXY_PATH = "/api/v4/geo/proxy"
+PROXIED_PUSH_PATH = "/api/v4/internal/geo/proxied_push"
 LIVENESS_PATH = "/-/liveness"
 DENIAL_STATUSES = frozenset({401, 403, 404})
 
-_AUTHORIZE_ANSWER: TypeAdapter[GitHttpServe | GitHttpRedirect] = TypeAdapter(
+_AUTHORIZE_ANSWER: TypeAdapter[GitHttpServe | GitHttpRedirect | GitHttpProxy] = TypeAdapter(
     GitHttpAuthorizeResponse
 )
 
@@ -48,7 +55,7 @@ class Denied:
     message: str
 
 
-AuthorizeOutcome = GitHttpServe | GitHttpRedirect | Denied
+AuthorizeOutcome = GitHttpServe | GitHttpRedirect | GitHttpProxy | Denied
 
 
 FailureKind = Literal["unavailable", "timeout", "bad_answer"]
@@ -60,8 +67,9 @@ _GATEWAY_ANSWERS: dict[FailureKind, tuple[int, str]] = {
 }
 
 
-class InternalApiError(Exception):
-    """The internal API could not be asked, or did not answer as the contract says.
+class UpstreamError(Exception):
+    """An upstream (the internal API; on a secondary also the primary) could not be asked, or
+    did not answer as the contract says.
 
     `kind`: `unavailable` (cannot connect), `timeout`, `bad_answer` (broken connection,
     unexpected status or body). The detail is for the log; clients get `status` and `summary`.
@@ -73,12 +81,12 @@ class InternalApiError(Exception):
         self.status, self.summary = _GATEWAY_ANSWERS[kind]
 
 
-def _failure(exc: httpx.HTTPError) -> InternalApiError:
+def _failure(exc: httpx.HTTPError, upstream: str = "the internal API") -> UpstreamError:
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return InternalApiError("unavailable", f"cannot reach the internal API: {exc!r}")
+        return UpstreamError("unavailable", f"cannot reach {upstream}: {exc!r}")
     if isinstance(exc, httpx.TimeoutException):
-        return InternalApiError("timeout", f"internal API timed out: {exc!r}")
-    return InternalApiError("bad_answer", f"internal API connection failed: {exc!r}")
+        return UpstreamError("timeout", f"{upstream} timed out: {exc!r}")
+    return UpstreamError("bad_answer", f"{upstream}: connection failed: {exc!r}")
 
 
 def _is_json(response: httpx.Response) -> bool:
@@ -103,16 +111,18 @@ class InternalApiClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def authorize(self, request: GitHttpAuthorizeRequest) -> AuthorizeOutcome:
-        """Ask whether to serve a Git request; only an answer of the contract's shape counts."""
-        headers = {
+    def _headers(self) -> dict[str, str]:
+        return {
             API_REQUEST_HEADER: issue_token(self._secret, ISSUER, INTERNAL_API_AUDIENCE),
             CORRELATION_HEADER: get_correlation_id(),
             "content-type": "application/json",
         }
+
+    async def authorize(self, request: GitHttpAuthorizeRequest) -> AuthorizeOutcome:
+        """Ask whether to serve a Git request; only an answer of the contract's shape counts."""
         try:
             response = await self._client.post(
-                AUTHORIZE_PATH, content=request.model_dump_json(), headers=headers
+                AUTHORIZE_PATH, content=request.model_dump_json(), headers=self._headers()
             )
         except httpx.HTTPError as exc:
             raise _failure(exc) from exc
@@ -120,19 +130,44 @@ class InternalApiClient:
             try:
                 return _AUTHORIZE_ANSWER.validate_json(response.content)
             except ValidationError as exc:
-                raise InternalApiError("bad_answer", f"authorize answer invalid: {exc}") from exc
+                raise UpstreamError("bad_answer", f"authorize answer invalid: {exc}") from exc
         if response.status_code in DENIAL_STATUSES and _is_json(response):
             try:
                 message = ErrorMessage.model_validate_json(response.content).message
             except ValidationError as exc:
-                raise InternalApiError("bad_answer", f"authorize denial invalid: {exc}") from exc
+                raise UpstreamError("bad_answer", f"authorize denial invalid: {exc}") from exc
             return Denied(response.status_code, message)
-        raise InternalApiError(
+        raise UpstreamError(
             "bad_answer",
             f"authorize answered {response.status_code}"
             f" ({response.headers.get('content-type', 'no content type')}):"
             f" {response.text[:200]!r}",
         )
+
+    async def geo_proxy(self) -> GeoProxyInfo:
+        """Whether this site proxies to a primary, where, and the token to send (DESIGN §3.4)."""
+        try:
+            response = await self._client.get(GEO_PROXY_PATH, headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise _failure(exc) from exc
+        if response.status_code != 200 or not _is_json(response):
+            raise UpstreamError("bad_answer", f"geo/proxy answered {response.status_code}")
+        try:
+            return GeoProxyInfo.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise UpstreamError("bad_answer", f"geo/proxy answer invalid: {exc}") from exc
+
+    async def proxied_push(self, project: str) -> None:
+        """Report a push relayed to the primary, so the next read waits for its replica."""
+        body = ProxiedPush(project=project).model_dump_json()
+        try:
+            response = await self._client.post(
+                PROXIED_PUSH_PATH, content=body, headers=self._headers()
+            )
+        except httpx.HTTPError as exc:
+            raise _failure(exc) from exc
+        if response.status_code != 204:
+            raise UpstreamError("bad_answer", f"proxied_push answered {response.status_code}")
 
     async def reachable(self) -> bool:
         try:
@@ -150,11 +185,11 @@ class _NoCookies(http.cookiejar.DefaultCookiePolicy):
         return False
 
 
-class ApiPassthroughClient:
-    """Streams one request to the internal API and its response back, bytes untouched."""
+class RelayClient:
+    """Streams one request to an upstream (the internal API, or the primary's front door) and
+    its response back, bytes untouched."""
 
     def __init__(self, settings: EdgeProxySettings) -> None:
-        self._base = httpx.URL(settings.internal_api_url)
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 settings.api_timeout_seconds,
@@ -177,18 +212,21 @@ class ApiPassthroughClient:
     async def open(
         self,
         method: str,
+        base_url: str,
         target: bytes,
         headers: list[tuple[bytes, bytes]],
         body: AsyncIterator[bytes] | None,
+        upstream: str = "the internal API",
     ) -> httpx.Response:
         """Send the request; the caller reads the streamed response and must close it.
 
         `target` is the client's raw path and query, so percent-encoding such as GitLab's
-        `namespace%2Fproject` reaches the internal API as the client wrote it.
+        `namespace%2Fproject` reaches the upstream as the client wrote it.
         """
-        url = self._base.copy_with(raw_path=self._base.raw_path.rstrip(b"/") + target)
+        base = httpx.URL(base_url)
+        url = base.copy_with(raw_path=base.raw_path.rstrip(b"/") + target)
         request = self._client.build_request(method, url, headers=headers, content=body)
         try:
             return await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise _failure(exc) from exc
+            raise _failure(exc, upstream) from exc

@@ -16,7 +16,13 @@ from typing import Any, Literal
 import grpc
 
 from geogit.common.internal_api import GitHttpServe
-from geogit.common.proto.storage.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
+from geogit.common.proto.storage.v1 import (
+    repository_pb2,
+    repository_pb2_grpc,
+    shared_pb2,
+    smarthttp_pb2,
+    smarthttp_pb2_grpc,
+)
 from geogit.common.storage_client import aio_channel, storage_metadata
 
 GitService = Literal["git-upload-pack", "git-receive-pack"]
@@ -46,11 +52,28 @@ class StorageClient:
         self._timeout = timeout_seconds
         self._channels: dict[str, grpc.aio.Channel] = {}
 
-    def _stub(self, address: str) -> smarthttp_pb2_grpc.SmartHTTPServiceStub:
+    def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
             channel = self._channels[address] = aio_channel(address)
-        return smarthttp_pb2_grpc.SmartHTTPServiceStub(channel)
+        return channel
+
+    def _stub(self, address: str) -> smarthttp_pb2_grpc.SmartHTTPServiceStub:
+        return smarthttp_pb2_grpc.SmartHTTPServiceStub(self._channel(address))
+
+    async def missing_objects(self, serve: GitHttpServe, object_ids: list[str]) -> list[str]:
+        """The ids of `object_ids` the repository lacks (the wants check)."""
+        stub = repository_pb2_grpc.RepositoryServiceStub(self._channel(serve.storage.address))
+        request = repository_pb2.HasObjectsRequest(
+            repository=_repository(serve), object_ids=object_ids
+        )
+        try:
+            response = await stub.HasObjects(
+                request, metadata=storage_metadata(serve.storage.token), timeout=30
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise StorageCallError(exc.code(), exc.details() or "") from exc
+        return list(response.missing)
 
     async def aclose(self) -> None:
         channels, self._channels = list(self._channels.values()), {}

@@ -3,7 +3,10 @@
 A consumer that sees a gap in the global sequence, or a Kafka topic that lost its data, reads
 from here until it is current, then resumes from Kafka (DESIGN §4). `last` is the global
 sequence to pass as `after` next time (`after` itself when nothing newer exists yet).
-Authenticated with the internal JWT for now; secondaries will present a Geo JWT.
+Secondaries present a Geo token; this site's own tools its internal JWT.
+
+GET /api/v4/geo/projects/:id/repository: a repository's latest sequence and refs checksum, which
+a secondary asks for after relaying a push (read-your-writes) and replicators compare with.
 """
 
 from __future__ import annotations
@@ -14,12 +17,17 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from geogit.common.events import event_to_json
-from geogit.internal_api.deps import InternalCaller, SessionDep
+from geogit.common.internal_api import RepositoryState
+from geogit.internal_api.deps import SessionDep
+from geogit.internal_api.errors import not_found
+from geogit.internal_api.geo_auth import GeoReader
+from geogit.internal_api.models import Project
 from geogit.internal_api.outbox import events_after, to_event
+from geogit.internal_api.params import Id
 
 MAX_LIMIT = 1000
 
-router = APIRouter(prefix="/api/v4/geo", tags=["geo"], dependencies=[InternalCaller])
+router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
 
 
 class EventPage(BaseModel):
@@ -29,6 +37,7 @@ class EventPage(BaseModel):
 
 @router.get("/events", response_model=EventPage)
 async def events(
+    _: GeoReader,
     session: SessionDep,
     after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
@@ -37,4 +46,14 @@ async def events(
     return EventPage(
         events=[event_to_json(to_event(row)) for row in rows],
         last=rows[-1].id if rows else after,
+    )
+
+
+@router.get("/projects/{project_id}/repository", response_model=RepositoryState)
+async def repository_state(project_id: Id, _: GeoReader, session: SessionDep) -> RepositoryState:
+    project = await session.get(Project, project_id)
+    if project is None:
+        raise not_found("Project")
+    return RepositoryState(
+        project_id=project.id, seq=project.repository_seq, checksum=project.repository_checksum
     )

@@ -1,11 +1,17 @@
-"""Geo: the proxy-detection answer for this site's edge-proxy, and the list of sites.
+"""Geo: the proxy-detection answer for this site's edge-proxy, and the sites of the deployment.
 
 GET /api/v4/geo/proxy (internal JWT) answers `{}` on a primary: there is nothing to proxy to.
-/geo/sites is the admin API for the sites of the deployment (GitLab's shape).
+On a secondary it names the primary and carries a fresh Geo token (scope `proxy`) for the
+edge to send with everything it relays (DESIGN §3.4).
+
+/geo/sites is the admin API for the sites (GitLab's shape). A secondary is registered with
+the secret it signs its Geo tokens with: given in the request, or generated and shown once in
+the answer, like a personal access token.
 """
 
 from __future__ import annotations
 
+import secrets as secrets_module
 from datetime import datetime
 from typing import Any
 
@@ -13,14 +19,18 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from geogit.common.geo import issue_geo_token
+from geogit.common.internal_api import GeoProxyInfo
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.internal_api.deps import (
     AdminUser,
     InternalCaller,
     OutboxDep,
     SessionDep,
+    SettingsDep,
 )
 from geogit.internal_api.errors import conflict, not_found
+from geogit.internal_api.geo.status import SiteStatusOut, site_status
 from geogit.internal_api.models import GeoSite
 from geogit.internal_api.outbox import site_aggregate
 from geogit.internal_api.pagination import PageDep
@@ -29,10 +39,25 @@ from geogit.internal_api.params import Id
 router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
 
 
-@router.get("/proxy", dependencies=[InternalCaller])
-async def proxy() -> dict[str, Any]:
-    # A secondary will answer geo_proxy_url and its signed site token here (DESIGN §3.4).
-    return {}
+@router.get(
+    "/proxy",
+    dependencies=[InternalCaller],
+    response_model=GeoProxyInfo,
+    response_model_exclude_defaults=True,
+)
+async def proxy(session: SessionDep, settings: SettingsDep) -> GeoProxyInfo:
+    if not settings.is_secondary:
+        return GeoProxyInfo()
+    site_id = await session.scalar(select(GeoSite.id).where(GeoSite.name == settings.site_name))
+    return GeoProxyInfo(
+        geo_proxy_url=settings.primary_url,
+        geo_proxy_extra_data=issue_geo_token(settings.geo_secret, settings.site_name, "proxy"),
+        geo_proxy_mode=settings.geo_proxy_mode,
+        site_id=site_id,
+    )
+
+
+MIN_SECRET_LENGTH = 32
 
 
 class SiteIn(BaseModel):
@@ -43,6 +68,8 @@ class SiteIn(BaseModel):
     internal_url: str = Field("", max_length=2048, pattern=r"^(https?://.*)?$")
     primary: bool = False
     enabled: bool = True
+    # A secondary's Geo secret; generated when omitted.
+    secret: str | None = Field(None, min_length=MIN_SECRET_LENGTH, max_length=512)
 
 
 class SiteUpdate(BaseModel):
@@ -65,6 +92,12 @@ class SiteOut(BaseModel):
     @classmethod
     def of(cls, site: GeoSite) -> SiteOut:
         return cls.model_validate(site, from_attributes=True)
+
+
+class NewSiteOut(SiteOut):
+    """The creation answer: the only time a secondary's secret is shown."""
+
+    secret: str | None = None
 
 
 def _role(site: GeoSite) -> str:
@@ -90,25 +123,33 @@ async def list_sites(_: AdminUser, session: SessionDep, page: PageDep) -> list[S
     return [SiteOut.of(site) for site in sites]
 
 
-@router.post("/sites", response_model=SiteOut, status_code=201)
-async def add_site(body: SiteIn, _: AdminUser, session: SessionDep, outbox: OutboxDep) -> SiteOut:
+@router.post("/sites", response_model=NewSiteOut, status_code=201, response_model_exclude_none=True)
+async def add_site(
+    body: SiteIn, _: AdminUser, session: SessionDep, outbox: OutboxDep
+) -> NewSiteOut:
     if await session.scalar(select(GeoSite.id).where(GeoSite.name == body.name)):
         raise conflict({"name": ["has already been taken"]})
     if body.primary and await session.scalar(select(GeoSite.id).where(GeoSite.primary)):
         raise conflict({"primary": ["a primary site already exists"]})
-    site = GeoSite(**body.model_dump())
+    secret = "" if body.primary else body.secret or secrets_module.token_urlsafe(32)
+    site = GeoSite(**body.model_dump(exclude={"secret"}), secret=secret)
     session.add(site)
     await session.flush()
     await outbox.append(
         session, _site_event(site, domain_pb2.SiteAdded), aggregate_id=site_aggregate(site.id)
     )
     await session.commit()
-    return SiteOut.of(site)
+    return NewSiteOut(**SiteOut.of(site).model_dump(), secret=secret or None)
 
 
 @router.get("/sites/{site_id}", response_model=SiteOut)
 async def get_site(site_id: Id, _: AdminUser, session: SessionDep) -> SiteOut:
     return SiteOut.of(await _site(session, site_id))
+
+
+@router.get("/sites/{site_id}/status", response_model=SiteStatusOut)
+async def get_site_status(site_id: Id, _: AdminUser, session: SessionDep) -> SiteStatusOut:
+    return await site_status(session, await _site(session, site_id))
 
 
 @router.put("/sites/{site_id}", response_model=SiteOut)

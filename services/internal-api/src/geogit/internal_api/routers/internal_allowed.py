@@ -3,6 +3,11 @@
 Asked by the SSH gateway before it runs a command (changes "_any") and by storage's
 pre-receive hook with the push's real ref changes. For SSH the answer also says where the
 repository lives and carries a storage token, so the gateway can stream to it directly.
+
+On a secondary the SSH gateway may instead get GitLab's `300` custom action
+`geo_proxy_to_primary` (DESIGN §3.3): every push, and every fetch the freshness rule or the
+read model does not allow here. An archive cannot travel over smart HTTP, so a stale replica
+refuses `git-upload-archive` with a message pointing at the primary.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.internal_api import ANY_CHANGES, AllowedRequest, AllowedResponse
 from geogit.common.paths import InvalidPathError
-from geogit.internal_api.deps import InternalCaller, SessionDep, StorageDep
+from geogit.internal_api.deps import InternalCaller, Services, ServicesDep, SessionDep, StorageDep
+from geogit.internal_api.geo import routing
 from geogit.internal_api.git_access import (
     PROJECT_NOT_FOUND,
     Access,
@@ -26,7 +32,7 @@ from geogit.internal_api.git_access import (
     storage_access,
 )
 from geogit.internal_api.lookup import project_by_gl_repository, project_by_path
-from geogit.internal_api.models import Project
+from geogit.internal_api.models import Project, User
 from geogit.internal_api.push_rules import check_updates, parse_changes
 
 router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[InternalCaller])
@@ -53,10 +59,12 @@ async def _project(session: AsyncSession, body: AllowedRequest) -> Project | Non
     summary="Git access check for the SSH gateway and the pre-receive hook",
 )
 async def allowed(
-    body: AllowedRequest, session: SessionDep, storage: StorageDep
+    body: AllowedRequest, session: SessionDep, storage: StorageDep, services: ServicesDep
 ) -> AllowedResponse | JSONResponse:
     try:
         user = await resolve_actor(session, body.gl_id, body.key_id, body.username)
+        if services.settings.is_secondary and body.protocol == "ssh":
+            return await _on_secondary(session, services, body, user)
         access = await access_for(session, await _project(session, body), user)
         await _check_action(session, storage, access, body)
     except Denied as denial:
@@ -80,6 +88,39 @@ async def _check_action(
             else []
         )
         await check_updates(session, storage, access, parse_changes(body.changes), quarantine)
+
+
+ARCHIVE_ON_PRIMARY = (
+    "This secondary's copy of the project is not current and git-upload-archive cannot be"
+    " relayed to the primary; run it against the primary site."
+)
+STATUS_GEO_PROXY = 300
+
+
+async def _on_secondary(
+    session: AsyncSession, services: Services, body: AllowedRequest, user: User | None
+) -> AllowedResponse | JSONResponse:
+    if user is None:
+        raise Denied(401, "Access denied: unknown user or key.")
+    if body.action != "git-receive-pack":
+        try:
+            access = await access_for(session, await _project(session, body), user)
+            check_download(access)
+            if await routing.ssh_read_is_local(session, services, access):
+                return _answer(access, body, services.storage)
+        except Denied:
+            if body.action == "git-upload-archive":
+                raise
+        if body.action == "git-upload-archive":
+            raise Denied(503, ARCHIVE_ON_PRIMARY)
+    answer = await routing.ssh_proxy_answer(
+        session,
+        services.settings,
+        _ssh_project_path(body.project),
+        f"user-{user.id}",
+        user.username,
+    )
+    return JSONResponse(answer.model_dump(), STATUS_GEO_PROXY)
 
 
 def _answer(access: Access, body: AllowedRequest, storage: StorageDep) -> AllowedResponse:

@@ -5,6 +5,11 @@ a personal access token (the username is not checked, as on GitLab), or a Bearer
 Anonymous clients may fetch public projects; for anything else they get a 401, which makes git
 ask for credentials — also for projects that do not exist, so existence is not revealed. An
 authenticated user who cannot see a project gets a 404.
+
+Two Geo cases (DESIGN §3.2, §3.4): on the primary, a request relayed or made by a secondary
+carries its Geo token (verified first; a replication token may fetch any project and do
+nothing else, an SSH-proxy token stands for the user it names); on a secondary, the answer may
+be `proxy` (or `redirect`) instead of `serve` — see geo/routing.py.
 """
 
 from __future__ import annotations
@@ -15,21 +20,30 @@ import binascii
 from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from geogit.common.internal_api import GitHttpAuthorizeRequest, GitHttpServe
+from geogit.common.geo import GeoClaims
+from geogit.common.internal_api import (
+    GitHttpAuthorizeRequest,
+    GitHttpProxy,
+    GitHttpRedirect,
+    GitHttpServe,
+)
 from geogit.common.paths import InvalidPathError
+from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.credentials import READ_SCOPES, WRITE_SCOPES, active_token
-from geogit.internal_api.deps import InternalCaller, SessionDep, StorageDep
+from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep, StorageDep
 from geogit.internal_api.errors import ApiError
+from geogit.internal_api.geo import routing
+from geogit.internal_api.geo_auth import verify_geo
 from geogit.internal_api.git_access import (
     ACCOUNT_BLOCKED,
     PROJECT_NOT_FOUND,
     PUSH_DENIED,
+    Access,
     Denied,
     access_for,
     check_download,
     check_push,
-    repository_ref,
-    storage_access,
+    resolve_actor,
 )
 from geogit.internal_api.lookup import project_by_path
 from geogit.internal_api.models import Project, User
@@ -79,34 +93,68 @@ async def _project(session: AsyncSession, path: str) -> Project | None:
         raise Denied(404, PROJECT_NOT_FOUND) from exc
 
 
+async def _geo_access(
+    session: AsyncSession, body: GitHttpAuthorizeRequest, claims: GeoClaims
+) -> Access:
+    """What a verified Geo token allows on the primary."""
+    project = await _project(session, body.project)
+    if claims.scope == "replication":
+        if body.service != "git-upload-pack" or project is None:
+            raise Denied(403 if project else 404, "Geo replication may only fetch projects.")
+        return Access(project, None, 0)
+    if claims.scope == "ssh_proxy":
+        access = await access_for(
+            session, project, await resolve_actor(session, claims.gl_id, None, "")
+        )
+        check_download(access)
+        if body.service == "git-receive-pack":
+            check_push(access)
+        return access
+    return await _user_access(session, body, project)
+
+
+async def _user_access(
+    session: AsyncSession, body: GitHttpAuthorizeRequest, project: Project | None
+) -> Access:
+    user, may_write = await _authenticate(session, body.authorization)
+    if user is None and (
+        project is None or project.visibility != "public" or body.service == "git-receive-pack"
+    ):
+        raise Denied(401, ACCESS_DENIED)
+    access = await access_for(session, project, user)
+    check_download(access)
+    if body.service == "git-receive-pack":
+        check_push(access)
+        if not may_write:
+            raise Denied(403, PUSH_DENIED)
+    return access
+
+
+async def local_serve(
+    session: AsyncSession, storage: StorageClient, body: GitHttpAuthorizeRequest
+) -> GitHttpServe:
+    """This site's own decision from its own tables; raises Denied."""
+    if body.geo_token:
+        access = await _geo_access(session, body, await verify_geo(session, body.geo_token))
+    else:
+        access = await _user_access(session, body, await _project(session, body.project))
+    return routing.serve_answer(access, storage)
+
+
 @router.post(
     "/git_http/authorize",
-    response_model=GitHttpServe,
+    response_model=GitHttpServe | GitHttpProxy | GitHttpRedirect,
     responses={401: {}, 403: {}, 404: {}},
     summary="Authorize a smart-HTTP Git request for the edge-proxy",
 )
 async def authorize(
-    body: GitHttpAuthorizeRequest, session: SessionDep, storage: StorageDep
-) -> GitHttpServe:
+    body: GitHttpAuthorizeRequest, session: SessionDep, storage: StorageDep, services: ServicesDep
+) -> GitHttpServe | GitHttpProxy | GitHttpRedirect:
     try:
-        user, may_write = await _authenticate(session, body.authorization)
-        project = await _project(session, body.project)
-        if user is None and (
-            project is None or project.visibility != "public" or body.service == "git-receive-pack"
-        ):
-            raise Denied(401, ACCESS_DENIED)
-        access = await access_for(session, project, user)
-        check_download(access)
-        if body.service == "git-receive-pack":
-            check_push(access)
-            if not may_write:
-                raise Denied(403, PUSH_DENIED)
+        if services.settings.is_secondary:
+            return await routing.git_http_answer(
+                session, services, body, lambda: local_serve(session, storage, body)
+            )
+        return await local_serve(session, storage, body)
     except Denied as denial:
         raise ApiError(denial.status, denial.message) from denial
-    return GitHttpServe(
-        storage=storage_access(access.project, storage),
-        repository=repository_ref(access.project),
-        gl_id=access.gl_id,
-        gl_username=access.gl_username,
-        gl_repository=access.project.gl_repository,
-    )

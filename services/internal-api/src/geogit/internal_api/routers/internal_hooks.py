@@ -85,6 +85,7 @@ async def post_receive(
     if new_default is not None:
         project.default_branch = new_default
     checksum = await storage.checksum(storage_repository(project))
+    project.repository_checksum, project.repository_pushed_at = checksum, pushed_at
     event = repository_pb2.RepositoryUpdated(
         project_id=project.id,
         seq=seq,

@@ -18,9 +18,9 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.paths import hashed_repository_path
+from geogit.common.storage_client import EMPTY_CHECKSUM, StorageError
 from geogit.internal_api import project_events
 from geogit.internal_api.access import AccessLevel
-from geogit.internal_api.clients.storage import StorageError
 from geogit.internal_api.default_branch import move_head
 from geogit.internal_api.deps import (
     AdminUser,
@@ -108,6 +108,7 @@ async def _create(
         storage_shard=services.settings.default_storage,
         disk_path=hashed_repository_path(project_id),
         repository_seq=1,
+        repository_checksum=EMPTY_CHECKSUM,
     )
     session.add(project)
     await session.flush()  # rows of different tables are flushed in no particular order

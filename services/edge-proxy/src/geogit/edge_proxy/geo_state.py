@@ -1,0 +1,53 @@
+"""Whether this edge fronts a secondary, and how to reach its primary (DESIGN §3.4).
+
+Polled from the site's own internal API (`GET /api/v4/geo/proxy`), as Workhorse polls Rails:
+once at startup and every GEOGIT_GEO_POLL_SECONDS after. The answer carries the primary's
+URL and a fresh Geo token; a token lives 60 s and the poll is every 10 s by default, so the one
+in hand is always valid. A failed poll keeps the last answer rather than forgetting the primary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from geogit.common.background import Background
+from geogit.common.internal_api import GeoProxyInfo
+from geogit.edge_proxy.clients.internal_api import InternalApiClient, UpstreamError
+
+log = logging.getLogger(__name__)
+
+
+class GeoState:
+    def __init__(self, internal_api: InternalApiClient, poll_seconds: float) -> None:
+        self._internal_api = internal_api
+        self._poll_seconds = poll_seconds
+        self.info = GeoProxyInfo()
+        self._poller = Background("geo-proxy-poll", self._poll_forever)
+
+    @property
+    def primary_url(self) -> str | None:
+        """The primary's front door when this site is a secondary, else None."""
+        return self.info.geo_proxy_url or None
+
+    @property
+    def token(self) -> str:
+        return self.info.geo_proxy_extra_data
+
+    async def poll(self) -> None:
+        try:
+            self.info = await self._internal_api.geo_proxy()
+        except UpstreamError as exc:
+            log.warning("geo proxy poll failed, keeping the last answer", extra={"error": str(exc)})
+
+    async def start(self) -> None:
+        await self.poll()
+        self._poller.start()
+
+    async def stop(self) -> None:
+        await self._poller.stop()
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_seconds)
+            await self.poll()

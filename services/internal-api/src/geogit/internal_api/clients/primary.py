@@ -1,0 +1,71 @@
+"""A secondary's calls to the primary's front door: the event store and repository states.
+
+Every call carries a fresh Geo token (scope `events`) naming this site; the primary verifies
+it against the secret it holds for us.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from geogit.common.events import Event, EventDecodeError, event_from_json
+from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
+from geogit.common.internal_api import RepositoryState
+from geogit.common.logging import CORRELATION_HEADER, get_correlation_id
+
+
+class PrimaryUnavailable(Exception):
+    """The primary could not be asked, or answered something other than the contract."""
+
+
+class _EventPage(BaseModel):
+    events: list[dict[str, Any]]
+    last: int
+
+
+class PrimaryClient:
+    def __init__(self, primary_url: str, site_name: str, geo_secret: str, timeout: float) -> None:
+        self._site = site_name
+        self._secret = geo_secret
+        self._http = httpx.AsyncClient(
+            base_url=primary_url.rstrip("/"), timeout=timeout, trust_env=False
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            GEO_TOKEN_HEADER: issue_geo_token(self._secret, self._site, "events"),
+            CORRELATION_HEADER: get_correlation_id(),
+        }
+
+    async def _get(self, path: str, params: dict[str, int] | None = None) -> bytes:
+        try:
+            response = await self._http.get(path, params=params, headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise PrimaryUnavailable(f"the primary is unreachable: {exc!r}") from exc
+        if response.status_code != 200:
+            raise PrimaryUnavailable(
+                f"the primary answered {response.status_code} to {path}: {response.text[:200]!r}"
+            )
+        return response.content
+
+    async def events_after(self, after: int, limit: int) -> tuple[list[Event], int]:
+        """Events with a global sequence above `after`, in order, and the last one's."""
+        body = await self._get("/api/v4/geo/events", {"after": after, "limit": limit})
+        try:
+            page = _EventPage.model_validate_json(body)
+            return [event_from_json(item) for item in page.events], page.last
+        except (ValidationError, EventDecodeError) as exc:
+            raise PrimaryUnavailable(f"the primary's event store answered nonsense: {exc}") from exc
+
+    async def repository_state(self, project_id: int) -> RepositoryState:
+        body = await self._get(f"/api/v4/geo/projects/{project_id}/repository")
+        try:
+            return RepositoryState.model_validate_json(body)
+        except ValidationError as exc:
+            raise PrimaryUnavailable(f"the primary answered nonsense: {exc}") from exc

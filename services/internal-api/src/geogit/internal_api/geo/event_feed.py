@@ -1,0 +1,193 @@
+"""A secondary's event feed: the primary's events, in global order, into the read model.
+
+Kafka is the fast path and the event store is the truth (DESIGN §4). An event whose global
+sequence is the next one is applied at once. Anything else — a sequence that skips ahead,
+which is either an event this site never received or a number the primary's sequence skipped
+when a transaction rolled back — sends the feed to the primary's event store, which answers
+with exactly the events that exist after our position. The store is also polled on a timer,
+so events lost with a broker's data are found even when no new event follows them.
+
+The heartbeat is the freshness rule's "the site's event consumers are caught up": it is
+renewed when the store confirms there is nothing newer, or when the Kafka consumer has read
+and applied everything on its partitions while no gap is pending. A partition whose end offset
+went backwards (a topic recreated by a broker that lost its data) counts as a gap until the
+store has been asked. A primary that is down does not stop the heartbeat while Kafka is up:
+the secondary keeps serving the replicas it knows are current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from aiokafka import TopicPartition
+from prometheus_client import Counter, Gauge
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from geogit.common.background import Background
+from geogit.common.events import Event, Topics
+from geogit.common.kafka import ConsumerLoop, ConsumerRecordInfo, KafkaConfig
+from geogit.internal_api.clients.primary import PrimaryClient, PrimaryUnavailable
+from geogit.internal_api.db import SessionMaker
+from geogit.internal_api.geo import read_model
+from geogit.internal_api.models import GeoEventFeed, utcnow
+
+log = logging.getLogger(__name__)
+
+FEED_ROW = 1
+STORE_PAGE = 500
+
+APPLIED = Counter("geogit_geo_events_applied_total", "Events applied to the read model", ["via"])
+CATCH_UPS = Counter("geogit_geo_catch_ups_total", "Event-store catch-ups", ["outcome"])
+POSITION = Gauge("geogit_geo_event_feed_position", "Last global sequence applied")
+
+Outcome = Literal["applied", "duplicate", "gap"]
+
+
+class EventFeed:
+    def __init__(
+        self,
+        sessions: SessionMaker,
+        primary: PrimaryClient,
+        kafka: KafkaConfig | None,
+        topics: Topics,
+        site_name: str,
+        *,
+        poll_seconds: float,
+        heartbeat_seconds: float,
+    ) -> None:
+        self._sessions = sessions
+        self._primary = primary
+        self._poll_seconds = poll_seconds
+        self._heartbeat_seconds = heartbeat_seconds
+        self._lock = asyncio.Lock()
+        self._gap_pending = True  # nothing is known until the store was asked once
+        self._ends: dict[TopicPartition, int] = {}
+        self._kafka_loop = (
+            ConsumerLoop(
+                kafka,
+                [topics.domain, topics.repository],
+                f"geogit-read-model-{site_name}",
+                self._on_kafka_event,
+            )
+            if kafka is not None
+            else None
+        )
+        poll = Background("feed-poll", lambda: _every(self._poll_seconds, self._poll_once))
+        self._loops: list[Background | ConsumerLoop] = [poll]
+        if self._kafka_loop is not None:
+            heartbeat = Background(
+                "feed-heartbeat", lambda: _every(self._heartbeat_seconds, self._heartbeat_once)
+            )
+            self._loops += [heartbeat, self._kafka_loop]
+
+    def start(self) -> None:
+        for loop in self._loops:
+            loop.start()
+
+    async def stop(self) -> None:
+        for loop in self._loops:
+            await loop.stop()
+
+    # Applying, in order ------------------------------------------------------------------
+
+    async def apply(self, event: Event, *, from_store: bool) -> Outcome:
+        """Apply one event if it is the next; the store's events are next by definition."""
+        async with self._lock, self._sessions() as session, session.begin():
+            await session.execute(insert(GeoEventFeed).values(id=FEED_ROW).on_conflict_do_nothing())
+            feed = await session.scalar(
+                select(GeoEventFeed).where(GeoEventFeed.id == FEED_ROW).with_for_update()
+            )
+            assert feed is not None
+            if event.global_seq <= feed.last_global_seq:
+                return "duplicate"
+            if not from_store and event.global_seq != feed.last_global_seq + 1:
+                return "gap"
+            await read_model.apply(session, event)
+            feed.last_global_seq = event.global_seq
+            feed.updated_at = utcnow()
+        APPLIED.labels("store" if from_store else "kafka").inc()
+        POSITION.set(event.global_seq)
+        return "applied"
+
+    async def position(self) -> int:
+        async with self._sessions() as session:
+            last = await session.scalar(
+                select(GeoEventFeed.last_global_seq).where(GeoEventFeed.id == FEED_ROW)
+            )
+        return last or 0
+
+    async def catch_up(self) -> None:
+        """Apply every event the store has after our position; raises PrimaryUnavailable."""
+        while True:
+            events, _ = await self._primary.events_after(await self.position(), STORE_PAGE)
+            for event in events:
+                await self.apply(event, from_store=True)
+            if len(events) < STORE_PAGE:
+                return
+
+    async def _mark_caught_up(self) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(GeoEventFeed)
+                .where(GeoEventFeed.id == FEED_ROW)
+                .values(caught_up_at=func.now())
+            )
+
+    # The three loops ---------------------------------------------------------------------
+
+    async def _poll_once(self) -> None:
+        try:
+            await self.catch_up()
+        except PrimaryUnavailable as exc:
+            CATCH_UPS.labels("unavailable").inc()
+            log.info("event store unreachable", extra={"error": str(exc)})
+            return
+        CATCH_UPS.labels("ok").inc()
+        self._gap_pending = False
+        await self._mark_caught_up()
+
+    async def _on_kafka_event(self, event: Event, info: ConsumerRecordInfo) -> None:
+        if await self.apply(event, from_store=False) != "gap":
+            return
+        try:
+            await self.catch_up()
+        except PrimaryUnavailable as exc:
+            # The event stays in the store; the poll loop applies it once the primary answers.
+            self._gap_pending = True
+            log.warning("gap in the event feed, store unreachable", extra={"error": str(exc)})
+            return
+        CATCH_UPS.labels("gap").inc()
+
+    async def _heartbeat_once(self) -> None:
+        consumer = self._kafka_loop.consumer if self._kafka_loop is not None else None
+        if consumer is None:
+            return
+        positions = await consumer.positions()
+        reset = [tp for tp, (_, end) in positions.items() if end < self._ends.get(tp, 0)]
+        self._ends.update({tp: end for tp, (_, end) in positions.items()})
+        if reset:
+            log.warning(
+                "kafka partitions were reset; asking the event store", extra={"n": len(reset)}
+            )
+            self._gap_pending = True
+            await self._poll_once()
+            return
+        caught_up = bool(positions) and all(pos >= end for pos, end in positions.values())
+        if caught_up and consumer.idle and not self._gap_pending:
+            await self._mark_caught_up()
+
+
+async def _every(seconds: float, step: Callable[[], Awaitable[None]]) -> None:
+    """Run `step` forever, `seconds` apart; a failing step is logged, never fatal."""
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("event feed step failed", extra={"step": step.__name__, "error": repr(exc)})
+        await asyncio.sleep(seconds)

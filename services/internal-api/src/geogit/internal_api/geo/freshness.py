@@ -1,0 +1,47 @@
+"""The freshness rule (DESIGN §5): when a secondary may serve a read from its own replica.
+
+Only if the replica exists and is `synced`, its `synced_seq` has reached the latest sequence
+this site has seen for the project (and the read-your-writes floor a relayed push set), and the
+event feed confirmed it was caught up within the configured bound. Anything else proxies: a
+stale read is a bug, an extra hop is only slower.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from geogit.internal_api.models import GeoEventFeed, Project, ReplicaRegistry, utcnow
+
+# geo_min_seq when a relayed push's sequence could not be learnt from the primary: no replica
+# can satisfy it, so reads proxy until a later check learns the real number.
+UNKNOWN_SEQ = 2**62
+
+
+@dataclass(frozen=True)
+class Verdict:
+    fresh: bool
+    reason: str = ""
+
+
+async def feed_is_current(session: AsyncSession, max_lag_seconds: float) -> bool:
+    feed = await session.get(GeoEventFeed, 1)
+    if feed is None or feed.caught_up_at is None:
+        return False
+    return utcnow() - feed.caught_up_at <= timedelta(seconds=max_lag_seconds)
+
+
+async def replica_verdict(
+    session: AsyncSession, project: Project, max_lag_seconds: float
+) -> Verdict:
+    registry = await session.get(ReplicaRegistry, project.id)
+    if registry is None or registry.state != "synced":
+        return Verdict(False, "replica missing or not synced")
+    wanted = max(project.repository_seq, project.geo_min_seq)
+    if registry.synced_seq < wanted:
+        return Verdict(False, f"replica at {registry.synced_seq}, project at {wanted}")
+    if not await feed_is_current(session, max_lag_seconds):
+        return Verdict(False, "event feed not caught up")
+    return Verdict(True)

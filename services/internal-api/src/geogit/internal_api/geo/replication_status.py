@@ -1,0 +1,64 @@
+"""The primary listens to its secondaries' replicators on `geogit.replication` (DESIGN §4).
+
+Each report updates that site's row for the project and, for a sync, adds a lag sample for
+the percentiles of `/geo/sites/:id/status`. Reports are telemetry, not state: a lost or
+repeated one only blurs a figure, so the handler is a plain upsert.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert
+
+from geogit.common.events import Event, Topics
+from geogit.common.kafka import ConsumerLoop, ConsumerRecordInfo, KafkaConfig
+from geogit.internal_api.db import SessionMaker
+from geogit.internal_api.models import ReplicationLagSample, ReplicationStatus, utcnow
+
+SAMPLE_RETENTION = timedelta(days=1)
+
+
+class ReplicationStatusConsumer:
+    def __init__(
+        self, sessions: SessionMaker, kafka: KafkaConfig, topics: Topics, site_name: str
+    ) -> None:
+        self._sessions = sessions
+        self._loop = ConsumerLoop(
+            kafka, [topics.replication], f"geogit-replication-status-{site_name}", self.handle
+        )
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+
+    async def handle(self, event: Event, info: ConsumerRecordInfo) -> None:
+        payload: Any = event.payload
+        values: dict[str, object] = {"updated_at": utcnow()}
+        if event.type == "ReplicaSynced":
+            values |= {"state": "synced", "seq": payload.seq, "error": ""}
+        elif event.type == "ReplicaFailed":
+            values |= {"state": "failed", "seq": payload.seq, "error": payload.error[:2000]}
+        elif event.type == "ReplicaVerified":
+            values |= {"verified": payload.ok}
+        else:
+            return
+        async with self._sessions() as session, session.begin():
+            statement = insert(ReplicationStatus).values(
+                {"site": payload.site, "project_id": payload.project_id, "state": "pending"}
+                | values
+            )
+            await session.execute(
+                statement.on_conflict_do_update(index_elements=["site", "project_id"], set_=values)
+            )
+            if event.type == "ReplicaSynced":
+                session.add(ReplicationLagSample(site=payload.site, lag_ms=max(payload.lag_ms, 0)))
+                await session.execute(
+                    delete(ReplicationLagSample).where(
+                        ReplicationLagSample.recorded_at < utcnow() - SAMPLE_RETENTION
+                    )
+                )

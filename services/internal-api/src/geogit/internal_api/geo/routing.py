@@ -1,0 +1,137 @@
+"""A secondary's answer to a Git request: serve from its replica, or send it to the primary.
+
+Pushes always go to the primary. A read is served locally only when this site's own tables
+say the user may read it *and* the freshness rule holds; anything else — a denial included,
+since the read model may be a moment behind a grant — goes to the primary, whose answer the
+user then sees unchanged. In `redirect` mode the edge is told to 302 the client to
+`/-/from_secondary/<site-id>/...`, GitLab's way; in `transparent` mode it relays in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
+from geogit.common.internal_api import (
+    GeoProxyData,
+    GeoProxyPayload,
+    GeoProxyToPrimary,
+    GitHttpAuthorizeRequest,
+    GitHttpProxy,
+    GitHttpRedirect,
+    GitHttpServe,
+)
+from geogit.internal_api.clients.primary import PrimaryClient, PrimaryUnavailable
+from geogit.internal_api.clients.storage import StorageClient
+from geogit.internal_api.config import InternalApiSettings
+from geogit.internal_api.deps import Services
+from geogit.internal_api.geo.freshness import UNKNOWN_SEQ, Verdict, replica_verdict
+from geogit.internal_api.git_access import Access, Denied, repository_ref, storage_access
+from geogit.internal_api.lookup import project_by_path
+from geogit.internal_api.models import GeoSite, Project
+
+log = logging.getLogger(__name__)
+
+FROM_SECONDARY = "/-/from_secondary"
+
+
+def serve_answer(access: Access, storage: StorageClient) -> GitHttpServe:
+    return GitHttpServe(
+        storage=storage_access(access.project, storage),
+        repository=repository_ref(access.project),
+        gl_id=access.gl_id,
+        gl_username=access.gl_username,
+        gl_repository=access.project.gl_repository,
+    )
+
+
+async def refresh_min_seq(session: AsyncSession, primary: PrimaryClient, project: Project) -> None:
+    """Read-your-writes: after a relayed push, the replica must reach what the push made."""
+    try:
+        state = await primary.repository_state(project.id)
+    except PrimaryUnavailable as exc:
+        log.warning("push sequence unknown, proxying reads", extra={"error": str(exc)})
+        project.geo_min_seq = UNKNOWN_SEQ
+    else:
+        floor = project.geo_min_seq if project.geo_min_seq != UNKNOWN_SEQ else 0
+        project.geo_min_seq = max(floor, state.seq)
+    await session.commit()
+
+
+async def _verdict(session: AsyncSession, services: Services, project: Project) -> Verdict:
+    if project.geo_min_seq == UNKNOWN_SEQ and services.primary is not None:
+        await refresh_min_seq(session, services.primary, project)
+    return await replica_verdict(session, project, services.settings.freshness_max_lag_seconds)
+
+
+async def _site_id(session: AsyncSession, settings: InternalApiSettings) -> int | None:
+    return await session.scalar(select(GeoSite.id).where(GeoSite.name == settings.site_name))
+
+
+async def _elsewhere(
+    session: AsyncSession,
+    settings: InternalApiSettings,
+    body: GitHttpAuthorizeRequest,
+    why: str,
+    denial: Denied | None = None,
+) -> GitHttpProxy | GitHttpRedirect:
+    if settings.geo_proxy_mode == "redirect" and body.path.startswith("/"):
+        site_id = await _site_id(session, settings)
+        if site_id is not None:
+            return GitHttpRedirect(location=f"{FROM_SECONDARY}/{site_id}{body.path}")
+    if denial is None:
+        return GitHttpProxy(reason=why)
+    return GitHttpProxy(reason=why, denied_status=denial.status, denied_message=denial.message)
+
+
+async def git_http_answer(
+    session: AsyncSession,
+    services: Services,
+    body: GitHttpAuthorizeRequest,
+    local: Callable[[], Awaitable[GitHttpServe]],
+) -> GitHttpServe | GitHttpProxy | GitHttpRedirect:
+    if body.service == "git-receive-pack":
+        return await _elsewhere(session, services.settings, body, "push")
+    try:
+        serve = await local()
+    except Denied as denial:
+        why = f"denied here ({denial.status})"
+        return await _elsewhere(session, services.settings, body, why, denial)
+    project = await session.get(Project, int(serve.gl_repository.removeprefix("project-")))
+    assert project is not None
+    verdict = await _verdict(session, services, project)
+    if not verdict.fresh:
+        return await _elsewhere(session, services.settings, body, verdict.reason)
+    return serve
+
+
+async def ssh_proxy_answer(
+    session: AsyncSession,
+    settings: InternalApiSettings,
+    project_path: str,
+    gl_id: str,
+    username: str,
+) -> GeoProxyToPrimary:
+    """`/allowed`'s 300: the SSH gateway relays to the primary over smart HTTP, as the user."""
+    project = await project_by_path(session, project_path)
+    path = project.full_path if project is not None else project_path
+    token = issue_geo_token(settings.geo_secret, settings.site_name, "ssh_proxy", gl_id=gl_id)
+    return GeoProxyToPrimary(
+        message="proxying to the primary",
+        payload=GeoProxyPayload(
+            data=GeoProxyData(
+                primary_repo=f"{settings.primary_url.rstrip('/')}/{path}.git",
+                request_headers={GEO_TOKEN_HEADER: token},
+                gl_id=gl_id,
+                gl_username=username,
+            )
+        ),
+    )
+
+
+async def ssh_read_is_local(session: AsyncSession, services: Services, access: Access) -> bool:
+    return (await _verdict(session, services, access.project)).fresh

@@ -1,0 +1,72 @@
+"""Who another site is: Geo tokens verified against the sites registered on this primary.
+
+A token names its site; the site must be registered, enabled and a secondary, and the token
+must verify with that site's secret. A secondary that was removed or disabled is refused at
+once, whatever tokens it still holds (DESIGN §3.4).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from geogit.common.geo import GEO_TOKEN_HEADER, GeoClaims, GeoScope, claimed_site, verify_geo_token
+from geogit.common.tokens import TokenError
+from geogit.internal_api.deps import ServicesDep, internal_caller
+from geogit.internal_api.errors import ApiError
+from geogit.internal_api.git_access import Denied
+from geogit.internal_api.models import GeoSite
+
+GEO_REFUSED = "Geo token refused"
+
+
+async def verify_geo(session: AsyncSession, token: str) -> GeoClaims:
+    """The token's claims; `Denied(403)` naming the reason for anything else."""
+    try:
+        name = claimed_site(token)
+        site = await session.scalar(select(GeoSite).where(GeoSite.name == name))
+        if site is None or site.primary or not site.secret:
+            raise TokenError(f"site {name!r} is not a registered secondary")
+        if not site.enabled:
+            raise TokenError(f"site {name!r} is disabled")
+        return verify_geo_token(token, site.secret, name)
+    except TokenError as exc:
+        raise Denied(403, f"{GEO_REFUSED}: {exc}") from exc
+
+
+async def geo_gate(request: Request, services: ServicesDep) -> GeoClaims | None:
+    """Every request that carries a Geo token is checked, whatever the route: a forged,
+    expired or revoked site's token is refused even where the user's own credentials would do."""
+    token = request.headers.get(GEO_TOKEN_HEADER)
+    if token is None:
+        return None
+    if services.settings.is_secondary:
+        raise ApiError(403, f"403 Forbidden - {GEO_REFUSED}: this site is not the primary")
+    async with services.sessions() as session:
+        try:
+            claims = await verify_geo(session, token)
+        except Denied as denial:
+            raise ApiError(denial.status, f"403 Forbidden - {denial.message}") from denial
+    request.state.geo = claims
+    return claims
+
+
+GeoGate = Annotated[GeoClaims | None, Depends(geo_gate)]
+_READER_SCOPES: frozenset[GeoScope] = frozenset({"events", "proxy", "replication"})
+
+
+async def geo_reader(request: Request, services: ServicesDep, claims: GeoGate) -> str:
+    """The calling site's name: a Geo token for routes other sites read, or this site's own
+    internal JWT (its gateways and tools)."""
+    if claims is not None:
+        if claims.scope not in _READER_SCOPES:
+            raise ApiError(403, f"403 Forbidden - {GEO_REFUSED}: scope {claims.scope!r}")
+        return claims.site
+    internal_caller(request, services.settings)
+    return services.settings.site_name
+
+
+GeoReader = Annotated[str, Depends(geo_reader)]

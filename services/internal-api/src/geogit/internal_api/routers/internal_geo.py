@@ -1,0 +1,145 @@
+"""Internal Geo endpoints of a site, for its own services (internal JWT).
+
+- the replicator's view of the site (`replicables`: every project with what its replica should
+  be, and registry rows whose project is gone) and its registry writes (DESIGN §5);
+- the edge-proxy's report of a push it relayed to the primary (read-your-writes);
+- the site's own status: event-feed position and heartbeat, replica counts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from geogit.common.internal_api import (
+    GeoSiteStatus,
+    ProxiedPush,
+    RegistryEntry,
+    Replicable,
+    ReplicablePage,
+)
+from geogit.common.paths import InvalidPathError
+from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep
+from geogit.internal_api.errors import not_found
+from geogit.internal_api.geo.freshness import feed_is_current
+from geogit.internal_api.geo.routing import refresh_min_seq
+from geogit.internal_api.lookup import project_by_path
+from geogit.internal_api.models import GeoEventFeed, Project, ReplicaRegistry, utcnow
+from geogit.internal_api.params import Id
+
+router = APIRouter(prefix="/api/v4/internal/geo", tags=["internal"], dependencies=[InternalCaller])
+MAX_PAGE = 1000
+
+
+def _replicable(project: Project, registry: ReplicaRegistry | None) -> Replicable:
+    return Replicable(
+        project_id=project.id,
+        full_path=project.full_path,
+        storage_shard=project.storage_shard,
+        disk_path=project.disk_path,
+        default_branch=project.default_branch,
+        seq=project.repository_seq,
+        checksum=project.repository_checksum,
+        pushed_at=project.repository_pushed_at,
+        registry=RegistryEntry.model_validate(registry, from_attributes=True) if registry else None,
+    )
+
+
+async def _orphans(session: AsyncSession) -> list[int]:
+    rows = await session.scalars(
+        select(ReplicaRegistry.project_id)
+        .outerjoin(Project, Project.id == ReplicaRegistry.project_id)
+        .where(Project.id.is_(None))
+        .limit(MAX_PAGE)
+    )
+    return list(rows)
+
+
+@router.get("/replicables", response_model=ReplicablePage)
+async def replicables(
+    session: SessionDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 200,
+) -> ReplicablePage:
+    rows = (
+        await session.execute(
+            select(Project, ReplicaRegistry)
+            .outerjoin(ReplicaRegistry, ReplicaRegistry.project_id == Project.id)
+            .where(Project.id > after)
+            .order_by(Project.id)
+            .limit(limit)
+        )
+    ).all()
+    items = [_replicable(project, registry) for project, registry in rows]
+    return ReplicablePage(
+        replicables=items,
+        orphans=await _orphans(session) if after == 0 else [],
+        next_after=items[-1].project_id if len(items) == limit else None,
+    )
+
+
+@router.get("/replicables/{project_id}", response_model=Replicable)
+async def replicable(project_id: Id, session: SessionDep) -> Replicable:
+    project = await session.get(Project, project_id)
+    if project is None:
+        raise not_found("Project")
+    return _replicable(project, await session.get(ReplicaRegistry, project_id))
+
+
+@router.put("/registry/{project_id}", status_code=204)
+async def save_registry(project_id: Id, entry: RegistryEntry, session: SessionDep) -> Response:
+    values = entry.model_dump() | {"updated_at": utcnow()}
+    statement = insert(ReplicaRegistry).values(project_id=project_id, **values)
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=["project_id"], set_=values)
+    )
+    await session.commit()
+    return Response(status_code=204)
+
+
+@router.delete("/registry/{project_id}", status_code=204)
+async def delete_registry(project_id: Id, session: SessionDep) -> Response:
+    registry = await session.get(ReplicaRegistry, project_id)
+    if registry is not None:
+        await session.delete(registry)
+        await session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/proxied_push", status_code=204)
+async def proxied_push(body: ProxiedPush, session: SessionDep, services: ServicesDep) -> Response:
+    """Called by the edge before it ends the response of a push it relayed, so the pusher's
+    next read through this site cannot be served from a replica that lacks the push."""
+    try:
+        project = await project_by_path(session, body.project.removesuffix(".git"))
+    except InvalidPathError:
+        project = None
+    if project is not None and services.primary is not None:
+        await refresh_min_seq(session, services.primary, project)
+    return Response(status_code=204)
+
+
+@router.get("/status", response_model=GeoSiteStatus)
+async def status(session: SessionDep, services: ServicesDep) -> GeoSiteStatus:
+    settings = services.settings
+    feed = await session.get(GeoEventFeed, 1)
+
+    async def count(*conditions: ColumnElement[bool]) -> int:
+        statement = select(func.count()).select_from(ReplicaRegistry).where(*conditions)
+        return int(await session.scalar(statement) or 0)
+
+    return GeoSiteStatus(
+        site=settings.site_name,
+        role=settings.site_role,
+        last_global_seq=feed.last_global_seq if feed else 0,
+        caught_up_at=feed.caught_up_at if feed else None,
+        fresh=await feed_is_current(session, settings.freshness_max_lag_seconds),
+        projects=int(await session.scalar(select(func.count()).select_from(Project)) or 0),
+        synced=await count(ReplicaRegistry.state == "synced"),
+        failed=await count(ReplicaRegistry.state == "failed"),
+        verified=await count(ReplicaRegistry.verification_state == "verified"),
+    )

@@ -1,0 +1,1 @@
+"""geogit replicator: keeps a secondary site's replicas current (DESIGN §5)."""

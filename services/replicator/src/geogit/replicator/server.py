@@ -1,0 +1,134 @@
+"""geogit-replicator: the wiring, the lifecycle and `main`.
+
+Parts: the scheduler (per-project, bounded concurrency) running the replica worker; the
+repository feed from Kafka (the fast path) and the backfill scan (start, interval, on demand)
+feeding it; reports to `geogit.replication`; the ops endpoint. Lifecycle: starting → ready →
+draining (SIGTERM/SIGINT: no new work; running syncs get GEOGIT_SHUTDOWN_GRACE_SECONDS, then
+are cancelled, which storage turns into a killed fetch that changed nothing) → exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from geogit.common.events import Topics
+from geogit.common.kafka import KafkaConfig
+from geogit.common.logging import configure_logging
+from geogit.common.ops_http import OpsServer
+from geogit.replicator.backfill import Backfill
+from geogit.replicator.clients.internal_api import InternalApiClient
+from geogit.replicator.clients.storage import StorageClient
+from geogit.replicator.config import ReplicatorSettings
+from geogit.replicator.feed import RepositoryFeed
+from geogit.replicator.reports import Reports
+from geogit.replicator.scheduler import Scheduler
+from geogit.replicator.worker import ReplicaWorker
+
+log = logging.getLogger(__name__)
+
+
+class Replicator:
+    def __init__(self, settings: ReplicatorSettings) -> None:
+        self.settings = settings
+        kafka = (
+            KafkaConfig(
+                bootstrap=settings.kafka_bootstrap,
+                idempotent=settings.kafka_idempotent,
+                client_id=f"geogit-replicator-{settings.site_name}",
+                session_timeout_ms=settings.kafka_session_timeout_ms,
+            )
+            if settings.kafka_bootstrap
+            else None
+        )
+        topics = Topics(settings.topic_prefix)
+        self.api = InternalApiClient(
+            settings.internal_api_url,
+            settings.internal_api_secret,
+            settings.internal_api_timeout_seconds,
+        )
+        self.storage = StorageClient(
+            settings.storages, settings.storage_secret, settings.sync_timeout_seconds
+        )
+        self.reports = Reports(kafka, topics, settings.site_name)
+        self.worker = ReplicaWorker(
+            self.api,
+            self.storage,
+            self.reports,
+            settings.primary_url,
+            settings.geo_secret,
+            settings.retry_base_seconds,
+            settings.retry_max_seconds,
+        )
+        self.scheduler = Scheduler(
+            self.worker,
+            settings.max_concurrency,
+            settings.retry_base_seconds,
+            settings.retry_max_seconds,
+        )
+        self.backfill = Backfill(
+            self.api,
+            self.scheduler,
+            settings.backfill_interval_seconds,
+            settings.verify_interval_seconds,
+        )
+        self.feed = (
+            RepositoryFeed(kafka, topics, settings.site_name, self.scheduler, self.worker)
+            if kafka is not None
+            else None
+        )
+        self.ready = False
+        self.ops = OpsServer(
+            *settings.ops_host_and_port,
+            ready=lambda: self.ready,
+            actions={"/backfill": self.backfill.now},
+        )
+
+    async def start(self) -> None:
+        await self.ops.start()
+        if self.feed is not None:
+            self.feed.start()
+        self.backfill.start()
+        self.ready = True
+        log.info("replicator ready", extra={"ops_port": self.ops.port})
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self.feed is not None:
+            await self.feed.stop()
+        await self.backfill.stop()
+        await self.scheduler.drain(self.settings.shutdown_grace_seconds)
+        await self.reports.close()
+        await self.storage.close()
+        await self.api.aclose()
+        await self.ops.stop()
+
+
+async def serve(settings: ReplicatorSettings) -> None:
+    replicator = Replicator(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await replicator.start()
+    await stop.wait()
+    log.info("draining", extra={"projects": replicator.scheduler.depth})
+    await replicator.stop()
+    log.info("stopped")
+
+
+def main() -> None:
+    try:
+        settings = ReplicatorSettings()
+        settings.check_required()
+    except ValueError as exc:
+        raise SystemExit(f"geogit-replicator: {exc}") from exc
+    configure_logging("replicator", settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""One project's replication work: sync, verify or delete its replica (DESIGN §5).
+
+A sync aims at the newest state this site knows of: the read model's sequence and checksum,
+or a newer one announced by a repository event the read model has not applied yet. Storage
+fetches every ref from the primary's front door (smart HTTP with a replication Geo token),
+atomically, so a sync cut off — the replicator killed, the primary gone — leaves the replica
+as it was. The replica counts as synced at that sequence only if its refs checksum equals the
+primary's for it; otherwise a newer push is on its way (another round follows) or the replica
+is wrong (the sync is retried and the failure reported).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import grpc
+
+from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
+from geogit.common.internal_api import RegistryEntry, Replicable
+from geogit.common.paths import hashed_repository_path
+from geogit.common.proto.events.v1 import replication_pb2
+from geogit.common.storage_client import StorageError
+from geogit.replicator import metrics
+from geogit.replicator.clients.internal_api import InternalApiClient, InternalApiError
+from geogit.replicator.clients.storage import StorageClient, repository
+from geogit.replicator.reports import Reports
+from geogit.replicator.scheduler import Action, Retry, backoff_ceiling
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hint:
+    """What a repository event said, possibly ahead of the read model."""
+
+    seq: int
+    checksum: str
+    pushed_at: datetime | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ReplicaWorker:
+    def __init__(
+        self,
+        api: InternalApiClient,
+        storage: StorageClient,
+        reports: Reports,
+        primary_url: str,
+        geo_secret: str,
+        retry_base: float,
+        retry_max: float,
+    ) -> None:
+        self._api = api
+        self._storage = storage
+        self._reports = reports
+        self._primary_url = primary_url.rstrip("/")
+        self._geo_secret = geo_secret
+        self._retry_base = retry_base
+        self._retry_max = retry_max
+        self._hints: dict[int, Hint] = {}
+
+    def hint(self, project_id: int, hint: Hint) -> None:
+        known = self._hints.get(project_id)
+        if known is None or hint.seq > known.seq:
+            self._hints[project_id] = hint
+
+    async def __call__(self, project_id: int, action: Action) -> Retry | None:
+        try:
+            replicable = await self._api.replicable(project_id)
+            if action is Action.DELETE or replicable is None:
+                await self._delete(project_id)
+                return None
+            registry = replicable.registry or RegistryEntry()
+            if action is Action.VERIFY and registry.state == "synced":
+                return await self._verify(replicable, registry)
+            return await self._sync(replicable, registry)
+        except InternalApiError as exc:
+            log.warning(
+                "internal API unavailable", extra={"project_id": project_id, "error": str(exc)}
+            )
+            metrics.FAILURES.labels("internal_api").inc()
+            return Retry(1)
+
+    # Sync ----------------------------------------------------------------------------------
+
+    def _target(self, replicable: Replicable) -> Hint:
+        read_model = Hint(replicable.seq, replicable.checksum, replicable.pushed_at)
+        hint = self._hints.get(replicable.project_id)
+        return hint if hint is not None and hint.seq > read_model.seq else read_model
+
+    def _source(self, replicable: Replicable) -> tuple[str, dict[str, str]]:
+        token = issue_geo_token(self._geo_secret, self._reports.site, "replication")
+        return f"{self._primary_url}/{replicable.full_path}.git", {GEO_TOKEN_HEADER: token}
+
+    async def _sync(self, replicable: Replicable, registry: RegistryEntry) -> Retry | None:
+        target = self._target(replicable)
+        if registry.state == "synced" and registry.synced_seq >= target.seq:
+            return None
+        project_id = replicable.project_id
+        await self._api.save(project_id, registry.model_copy(update={"state": "syncing"}))
+        url, headers = self._source(replicable)
+        started = time.monotonic()
+        try:
+            checksum = await self._storage.replicate_over_http(
+                repository(replicable.storage_shard, replicable.disk_path), url, headers
+            )
+        except StorageError as exc:
+            return await self._failed(replicable, registry, target, f"fetch failed: {exc}")
+        finally:
+            metrics.SYNC_SECONDS.observe(time.monotonic() - started)
+        if checksum != target.checksum:
+            newer = await self._api.replicable(project_id)
+            if newer is not None and self._target(newer).seq > target.seq:
+                # A push landed during the fetch; the next round aims at it.
+                await self._api.save(project_id, registry.model_copy(update={"state": "pending"}))
+                return Retry(0)
+            return await self._failed(
+                replicable, registry, target, f"checksum {checksum} != primary's {target.checksum}"
+            )
+        await self._synced(replicable, target, checksum)
+        return None
+
+    async def _synced(self, replicable: Replicable, target: Hint, checksum: str) -> None:
+        now = _now()
+        entry = RegistryEntry(
+            state="synced",
+            synced_seq=target.seq,
+            checksum=checksum,
+            last_synced_at=now,
+            verified_at=now,
+            verification_state="verified",
+        )
+        await self._api.save(replicable.project_id, entry)
+        lag_ms = int((now - target.pushed_at).total_seconds() * 1000) if target.pushed_at else 0
+        metrics.SYNCS.labels("synced").inc()
+        if target.pushed_at is not None:
+            metrics.LAG_SECONDS.observe(lag_ms / 1000)
+        log.info(
+            "replica synced",
+            extra={"project_id": replicable.project_id, "seq": target.seq, "lag_ms": lag_ms},
+        )
+        await self._reports.publish(
+            replicable.project_id,
+            target.seq,
+            replication_pb2.ReplicaSynced(
+                site=self._reports.site,
+                project_id=replicable.project_id,
+                seq=target.seq,
+                lag_ms=lag_ms,
+            ),
+        )
+
+    async def _failed(
+        self, replicable: Replicable, registry: RegistryEntry, target: Hint, error: str
+    ) -> Retry:
+        attempt = registry.retry_count + 1
+        delay = backoff_ceiling(self._retry_base, self._retry_max, attempt)
+        entry = registry.model_copy(
+            update={
+                "state": "failed",
+                "retry_count": attempt,
+                "next_retry_at": _now() + timedelta(seconds=delay),
+                "last_error": error[:4000],
+            }
+        )
+        await self._api.save(replicable.project_id, entry)
+        metrics.SYNCS.labels("failed").inc()
+        log.warning(
+            "replica sync failed",
+            extra={"project_id": replicable.project_id, "attempt": attempt, "error": error},
+        )
+        await self._reports.publish(
+            replicable.project_id,
+            target.seq,
+            replication_pb2.ReplicaFailed(
+                site=self._reports.site,
+                project_id=replicable.project_id,
+                seq=target.seq,
+                error=error[:2000],
+                attempts=attempt,
+            ),
+        )
+        return Retry(attempt)
+
+    # Verify and delete ---------------------------------------------------------------------
+
+    async def _verify(self, replicable: Replicable, registry: RegistryEntry) -> Retry | None:
+        """Compare the replica's checksum with the primary's for the sequence it is at."""
+        if registry.synced_seq < self._target(replicable).seq:
+            return await self._sync(replicable, registry)
+        if registry.synced_seq > replicable.seq:
+            return None  # the read model is behind the replica; verify on a later round
+        try:
+            checksum = await self._storage.checksum(
+                repository(replicable.storage_shard, replicable.disk_path)
+            )
+        except StorageError as exc:
+            checksum = f"unreadable: {exc}"
+        ok = checksum == replicable.checksum
+        metrics.VERIFICATIONS.labels("ok" if ok else "mismatch").inc()
+        await self._reports.publish(
+            replicable.project_id,
+            registry.synced_seq,
+            replication_pb2.ReplicaVerified(
+                site=self._reports.site,
+                project_id=replicable.project_id,
+                checksum=checksum,
+                ok=ok,
+            ),
+        )
+        if ok:
+            await self._api.save(
+                replicable.project_id,
+                registry.model_copy(
+                    update={"verified_at": _now(), "verification_state": "verified"}
+                ),
+            )
+            return None
+        log.warning(
+            "replica failed verification, re-syncing", extra={"project_id": replicable.project_id}
+        )
+        resync = registry.model_copy(update={"state": "pending", "verification_state": "failed"})
+        await self._api.save(replicable.project_id, resync)
+        return await self._sync(replicable, resync)
+
+    async def _delete(self, project_id: int) -> None:
+        """Remove the replica of a deleted project from every shard that may hold it."""
+        disk_path = hashed_repository_path(project_id)
+        for shard in self._storage.shards:
+            try:
+                await self._storage.remove_repository(repository(shard, disk_path))
+            except StorageError as exc:
+                if exc.code != grpc.StatusCode.NOT_FOUND:
+                    raise
+        await self._api.forget(project_id)
+        self._hints.pop(project_id, None)
+        metrics.DELETIONS.inc()
+        log.info("replica removed", extra={"project_id": project_id})

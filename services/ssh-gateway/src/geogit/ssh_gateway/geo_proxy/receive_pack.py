@@ -1,0 +1,85 @@
+"""git-receive-pack over SSH, served by the primary's stateless smart HTTP.
+
+A push is one request either way: the commands, the push options if the client announced
+them, and the pack, answered by the report (and hook messages on side-band). The one thing an
+SSH client does differently is when it stops sending: after a pack it closes its end, but
+when every command deletes a ref there is no pack and it keeps the connection open waiting
+for the report. So the request ends at stdin's EOF or, for a deletion-only push, right after
+the commands and options, as receive-pack itself decides whether to read a pack.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+from geogit.common.pktline import FLUSH_PKT, Packet, PacketKind, encode_packets
+from geogit.ssh_gateway.geo_proxy.primary import GitService, Primary
+from geogit.ssh_gateway.geo_proxy.streams import (
+    ByteReader,
+    ClientStreams,
+    ProxyError,
+    coalesced,
+    relay,
+)
+
+SERVICE: GitService = "git-receive-pack"
+# `<old> <new> <ref>`; in a signed push the same lines sit inside the certificate.
+_COMMAND = re.compile(rb"([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64}) ")
+
+
+async def run(primary: Primary, stdin: ByteReader, client: ClientStreams) -> int:
+    async with primary.advertisement(SERVICE) as advertisement:
+        await relay(advertisement.rest(), client)
+    commands = await _read_commands(stdin)
+    if not any(_COMMAND.match(packet.payload) for packet in commands):
+        return 0  # up to date, or a shallow client's list alone: receive-pack would do nothing
+    async with primary.rpc(SERVICE, _request(commands, stdin)) as response:
+        await relay(response.rest(), client)
+    return 0
+
+
+async def _read_commands(stdin: ByteReader) -> list[Packet]:
+    """The command list up to its flush; empty when the client hangs up or flushes at once."""
+    commands: list[Packet] = []
+    while (packet := await stdin.next_packet()) is not None:
+        if packet.kind is PacketKind.FLUSH:
+            return commands
+        commands.append(packet)
+    if commands:
+        raise ProxyError("the client hung up in the middle of its commands")
+    return commands
+
+
+async def _request(commands: list[Packet], stdin: ByteReader) -> AsyncIterator[bytes]:
+    yield encode_packets(commands) + FLUSH_PKT
+    if b"push-options" in _capabilities(commands):
+        async for chunk in coalesced(_push_options(stdin)):
+            yield chunk
+    if _sends_pack(commands):
+        async for chunk in stdin.rest():
+            yield chunk
+
+
+def _capabilities(commands: list[Packet]) -> list[bytes]:
+    """The capabilities after the NUL of the first command (or of `push-cert`)."""
+    for packet in commands:
+        if b"\0" in packet.payload:
+            return packet.payload.partition(b"\0")[2].split()
+    return []
+
+
+def _sends_pack(commands: list[Packet]) -> bool:
+    """receive-pack reads a pack unless every command deletes a ref (its delete_only())."""
+    return any(
+        match[2].strip(b"0")
+        for packet in commands
+        if (match := _COMMAND.match(packet.payload)) is not None
+    )
+
+
+async def _push_options(stdin: ByteReader) -> AsyncIterator[Packet]:
+    """The push options, one per pkt-line, and their flush."""
+    while (packet := await stdin.read_packet()).kind is not PacketKind.FLUSH:
+        yield packet
+    yield packet
