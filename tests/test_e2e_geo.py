@@ -428,17 +428,23 @@ def test_git_over_ssh_on_a_secondary(
     assert remote_head(clone_url(primary.http_url, project, account)) == head(tmp_path / "local")
 
 
-def _upload_pack(site: Site, project: dict[str, Any], owner: Account, want: str) -> httpx.Response:
-    """A protocol v0 fetch request for one object, as git would POST it."""
+def _upload_pack(
+    site: Site, project: dict[str, Any], owner: Account, want: str
+) -> tuple[str, bytes]:
+    """A protocol v0 fetch of one object, as git would POST it: the route and the first bytes
+    of the answer (an upload-pack that refuses a want ends its response early)."""
     line = f"want {want} multi_ack_detailed side-band-64k ofs-delta\n"
     body = f"{len(line) + 4:04x}{line}".encode() + b"0000" + b"0009done\n"
-    return httpx.post(
+    with httpx.stream(
+        "POST",
         f"{site.http_url}/{project['path_with_namespace']}.git/git-upload-pack",
         content=body,
         headers={"Content-Type": "application/x-git-upload-pack-request"},
         auth=(owner.username, owner.token),
         timeout=30,
-    )
+    ) as response:
+        assert response.status_code == 200
+        return response.headers["Geogit-Route"], next(response.iter_raw(), b"")
 
 
 def test_wants_the_replica_lacks_go_to_the_primary(
@@ -446,12 +452,12 @@ def test_wants_the_replica_lacks_go_to_the_primary(
 ) -> None:
     owner, project, tree = pushed_project(api, primary, tmp_path / "src")
     wait_until(lambda: served_locally(secondary, project, owner, head(tree)), what="a replica")
-    known = _upload_pack(secondary, project, owner, head(tree))
-    assert known.status_code == 200 and known.headers["Geogit-Route"] == "local"
-    assert b"PACK" in known.content
-    # An object the replica does not have (as if the client had read refs elsewhere first).
-    unknown = _upload_pack(secondary, project, owner, "1" * 40)
-    assert unknown.headers["Geogit-Route"] == "proxy"
+    assert _upload_pack(secondary, project, owner, head(tree))[0] == "local"
+    # An object the replica does not have (as if the client had read refs elsewhere first):
+    # the primary answers, here that it has no such object either.
+    route_taken, answer = _upload_pack(secondary, project, owner, "1" * 40)
+    assert route_taken == "proxy"
+    assert b"not our ref" in answer
 
 
 def test_the_primary_and_the_secondary_report_replication(
