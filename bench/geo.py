@@ -296,7 +296,9 @@ def commit_on(repo: Path, parent: str | None, message: str) -> str:
 @dataclass(frozen=True)
 class PushLag:
     """One push: git's time, then how long until the secondary (1) stopped serving the old
-    commit locally — it heard of the push — and (2) served the new one locally."""
+    commit locally — its read model heard of the push, or its replicator began the sync and
+    marked the registry `syncing`; either way it proxies — and (2) served the new one
+    locally. `heard_s` is (1): it tells event delivery from the fetch itself."""
 
     project_id: int
     round: int
@@ -869,7 +871,7 @@ def report_lag(lag: dict[str, Any]) -> None:
     rows = []
     for label, key in (
         ("push acknowledged -> served locally", "lag_ms"),
-        ("push acknowledged -> secondary heard of it", "heard_ms"),
+        ("push acknowledged -> old commit no longer served", "heard_ms"),
         ("git push itself", "push_ms"),
     ):
         d = lag[key]

@@ -470,7 +470,8 @@ def test_the_primary_and_the_secondary_report_replication(
 
     def reported() -> bool:
         status = api.call("GET", f"/geo/sites/{site_id}/status")
-        return status["repositories_synced_count"] >= 1 and status["lag_samples"] >= 1
+        counts = ("repositories_synced_count", "repositories_verified_count", "lag_samples")
+        return all(status[count] >= 1 for count in counts)
 
     wait_until(reported, what="replication reports on the primary")
     status = api.call("GET", f"/geo/sites/{site_id}/status")

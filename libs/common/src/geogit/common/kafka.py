@@ -49,6 +49,9 @@ class KafkaConfig:
     idempotent: bool = False
     client_id: str = "geogit"
     session_timeout_ms: int = 10_000
+    # How long a fetch waits for records that are not there yet. Replication lag is made of
+    # such waits, so it is short; an idle consumer pays with a few more fetch requests.
+    fetch_max_wait_ms: int = 100
 
 
 class PublishError(RuntimeError):
@@ -197,6 +200,7 @@ class EventConsumer:
             auto_offset_reset="earliest",
             session_timeout_ms=self._config.session_timeout_ms,
             heartbeat_interval_ms=self._config.session_timeout_ms // 3,
+            fetch_max_wait_ms=self._config.fetch_max_wait_ms,
         )
         consumer.subscribe(self._topics, listener=_CommitOnRevoke(self._commit_handled))
         await consumer.start()

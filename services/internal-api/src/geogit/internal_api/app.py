@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 
 from geogit.common.events import Topics
 from geogit.common.kafka import KafkaConfig
+from geogit.common.primary_client import PrimaryClient
 from geogit.internal_api import health
-from geogit.internal_api.clients.primary import PrimaryClient
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.db import make_engine, make_sessionmaker

@@ -55,7 +55,7 @@ class InternalApiSettings(GeogitSettings):
     max_internal_body_bytes: int = 64 * MIB
     # Outbox relay pacing: how often an idle relay looks for new rows, how far it backs off
     # while Kafka is unreachable, and how long one publish may take before it counts as failed.
-    relay_poll_seconds: float = 0.2
+    relay_poll_seconds: float = 0.1
     relay_batch_size: int = 200
     relay_max_backoff_seconds: float = 10.0
     relay_publish_timeout_seconds: float = 15.0

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.primary_client import PrimaryClient
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, TokenError, verify_token
-from geogit.internal_api.clients.primary import PrimaryClient
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.credentials import active_token

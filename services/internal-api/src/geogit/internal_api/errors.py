@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from geogit.common.storage_client import StorageError
+from geogit.common.repository_client import StorageError
 
 log = logging.getLogger(__name__)
 

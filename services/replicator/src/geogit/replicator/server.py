@@ -17,6 +17,7 @@ from geogit.common.events import Topics
 from geogit.common.kafka import KafkaConfig
 from geogit.common.logging import configure_logging
 from geogit.common.ops_http import OpsServer
+from geogit.common.primary_client import PrimaryClient
 from geogit.replicator.backfill import Backfill
 from geogit.replicator.clients.internal_api import InternalApiClient
 from geogit.replicator.clients.storage import StorageClient
@@ -52,10 +53,18 @@ class Replicator:
             settings.storages, settings.storage_secret, settings.sync_timeout_seconds
         )
         self.reports = Reports(kafka, topics, settings.site_name)
+        self.primary = PrimaryClient(
+            settings.primary_url,
+            settings.site_name,
+            settings.geo_secret,
+            settings.internal_api_timeout_seconds,
+            scope="replication",
+        )
         self.worker = ReplicaWorker(
             self.api,
             self.storage,
             self.reports,
+            self.primary,
             settings.primary_url,
             settings.geo_secret,
             settings.retry_base_seconds,
@@ -101,6 +110,7 @@ class Replicator:
         await self.scheduler.drain(self.settings.shutdown_grace_seconds)
         await self.reports.close()
         await self.storage.close()
+        await self.primary.aclose()
         await self.api.aclose()
         await self.ops.stop()
 

@@ -4,9 +4,12 @@ A sync aims at the newest state this site knows of: the read model's sequence an
 or a newer one announced by a repository event the read model has not applied yet. Storage
 fetches every ref from the primary's front door (smart HTTP with a replication Geo token),
 atomically, so a sync cut off — the replicator killed, the primary gone — leaves the replica
-as it was. The replica counts as synced at that sequence only if its refs checksum equals the
-primary's for it; otherwise a newer push is on its way (another round follows) or the replica
-is wrong (the sync is retried and the failure reported).
+as it was. The replica counts as synced at a sequence only if its refs checksum equals the
+primary's for it. When it matches neither the target nor what the primary reports now, the
+sync failed: it is retried and the failure reported.
+
+HEAD follows the project's default branch with a local SetHead, not by asking the primary on
+every sync (two more round trips to the other site).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import grpc
 from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
 from geogit.common.internal_api import RegistryEntry, Replicable
 from geogit.common.paths import hashed_repository_path
+from geogit.common.primary_client import PrimaryClient, PrimaryUnavailable
 from geogit.common.proto.events.v1 import replication_pb2
-from geogit.common.storage_client import StorageError
+from geogit.common.repository_client import StorageError
 from geogit.replicator import metrics
 from geogit.replicator.clients.internal_api import InternalApiClient, InternalApiError
 from geogit.replicator.clients.storage import StorageClient, repository
@@ -30,6 +34,10 @@ from geogit.replicator.reports import Reports
 from geogit.replicator.scheduler import Action, Retry, backoff_ceiling
 
 log = logging.getLogger(__name__)
+
+# A sync requested for a project the read model does not know yet (the event outran it) is
+# retried this many times before it is left to backfill.
+UNKNOWN_PROJECT_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class ReplicaWorker:
         api: InternalApiClient,
         storage: StorageClient,
         reports: Reports,
+        primary: PrimaryClient,
         primary_url: str,
         geo_secret: str,
         retry_base: float,
@@ -59,11 +68,14 @@ class ReplicaWorker:
         self._api = api
         self._storage = storage
         self._reports = reports
+        self._primary = primary
         self._primary_url = primary_url.rstrip("/")
         self._geo_secret = geo_secret
         self._retry_base = retry_base
         self._retry_max = retry_max
         self._hints: dict[int, Hint] = {}
+        self._unknown: dict[int, int] = {}
+        self._heads: dict[int, str] = {}
 
     def hint(self, project_id: int, hint: Hint) -> None:
         known = self._hints.get(project_id)
@@ -73,9 +85,12 @@ class ReplicaWorker:
     async def __call__(self, project_id: int, action: Action) -> Retry | None:
         try:
             replicable = await self._api.replicable(project_id)
-            if action is Action.DELETE or replicable is None:
+            if action is Action.DELETE:
                 await self._delete(project_id)
                 return None
+            if replicable is None:
+                return self._not_known_yet(project_id)
+            self._unknown.pop(project_id, None)
             registry = replicable.registry or RegistryEntry()
             if action is Action.VERIFY and registry.state == "synced":
                 return await self._verify(replicable, registry)
@@ -86,6 +101,16 @@ class ReplicaWorker:
             )
             metrics.FAILURES.labels("internal_api").inc()
             return Retry(1)
+
+    def _not_known_yet(self, project_id: int) -> Retry | None:
+        """A deleted project's events may still arrive, and a new one's may come before the
+        read model has it: try again a few times, then leave it to backfill."""
+        attempts = self._unknown[project_id] = self._unknown.get(project_id, 0) + 1
+        if attempts > UNKNOWN_PROJECT_RETRIES:
+            self._unknown.pop(project_id)
+            self._hints.pop(project_id, None)
+            return None
+        return Retry(attempts)
 
     # Sync ----------------------------------------------------------------------------------
 
@@ -115,16 +140,37 @@ class ReplicaWorker:
         finally:
             metrics.SYNC_SECONDS.observe(time.monotonic() - started)
         if checksum != target.checksum:
-            newer = await self._api.replicable(project_id)
-            if newer is not None and self._target(newer).seq > target.seq:
-                # A push landed during the fetch; the next round aims at it.
-                await self._api.save(project_id, registry.model_copy(update={"state": "pending"}))
-                return Retry(0)
-            return await self._failed(
-                replicable, registry, target, f"checksum {checksum} != primary's {target.checksum}"
-            )
+            settled = await self._settle(project_id, checksum)
+            if settled is None:
+                message = f"checksum {checksum} != primary's {target.checksum}"
+                return await self._failed(replicable, registry, target, message)
+            target = Hint(settled, checksum, target.pushed_at)
+        await self._follow_head(replicable)
         await self._synced(replicable, target, checksum)
         return None
+
+    async def _settle(self, project_id: int, checksum: str) -> int | None:
+        """The primary's sequence if the replica equals the primary now (a push landed while
+        this site's view was behind); None if it does not, or the primary cannot say."""
+        try:
+            state = await self._primary.repository_state(project_id)
+        except PrimaryUnavailable as exc:
+            log.info("primary cannot settle a checksum", extra={"error": str(exc)})
+            return None
+        return state.seq if state.checksum == checksum else None
+
+    async def _follow_head(self, replicable: Replicable) -> None:
+        branch = replicable.default_branch
+        if self._heads.get(replicable.project_id) == branch:
+            return
+        try:
+            await self._storage.set_head(
+                repository(replicable.storage_shard, replicable.disk_path), branch
+            )
+        except StorageError as exc:  # an empty repository has no branch to point at yet
+            log.info("HEAD not moved", extra={"branch": branch, "error": str(exc)})
+            return
+        self._heads[replicable.project_id] = branch
 
     async def _synced(self, replicable: Replicable, target: Hint, checksum: str) -> None:
         now = _now()
@@ -153,6 +199,17 @@ class ReplicaWorker:
                 project_id=replicable.project_id,
                 seq=target.seq,
                 lag_ms=lag_ms,
+            ),
+        )
+        # The sync compared checksums: the replica is verified at this sequence too.
+        await self._reports.publish(
+            replicable.project_id,
+            target.seq,
+            replication_pb2.ReplicaVerified(
+                site=self._reports.site,
+                project_id=replicable.project_id,
+                checksum=checksum,
+                ok=True,
             ),
         )
 
@@ -240,5 +297,6 @@ class ReplicaWorker:
                     raise
         await self._api.forget(project_id)
         self._hints.pop(project_id, None)
+        self._heads.pop(project_id, None)
         metrics.DELETIONS.inc()
         log.info("replica removed", extra={"project_id": project_id})

@@ -1,32 +1,53 @@
 """The hooks payload and the hooks directory git is pointed at during a push.
 
 Gitaly's shape: git runs a thin executable for each hook; it reads GEOGIT_HOOKS_PAYLOAD and
-calls HookService back on the storage that spawned git, where the policy calls live.
+calls HookService back on the storage that spawned git, where the policy calls live. The
+payload is a dataclass read with the json module, not pydantic: the executable starts twice
+per push and its imports are a fixed cost of every push (DESIGN §9).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 import shlex
 import sys
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-
-from pydantic import BaseModel, ValidationError
-
-from geogit.common.tokens import HOOKS_AUDIENCE, issue_token
+from typing import Any
 
 PAYLOAD_ENV = "GEOGIT_HOOKS_PAYLOAD"
 HOOK_NAMES = ("pre-receive", "update", "post-receive")
 
 
-class HookRepository(BaseModel):
+def _object(cls: type[Any], data: Any) -> dict[str, Any]:
+    """`data` as keyword arguments for `cls`: a JSON object with no fields `cls` lacks."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} must be a JSON object")
+    if unknown := sorted(set(data) - {item.name for item in fields(cls)}):
+        raise ValueError(f"{cls.__name__}: unknown fields {unknown}")
+    return data
+
+
+def _all_strings(*values: object) -> bool:
+    return all(isinstance(value, str) for value in values)
+
+
+@dataclass(frozen=True)
+class HookRepository:
     storage_name: str
     relative_path: str
     gl_repository: str = ""
     gl_project_path: str = ""
 
+    def __post_init__(self) -> None:
+        if not _all_strings(*asdict(self).values()):
+            raise ValueError("repository fields must be strings")
 
-class HooksPayload(BaseModel):
+
+@dataclass(frozen=True)
+class HooksPayload:
     repository: HookRepository
     storage_address: str
     storage_token: str
@@ -34,22 +55,26 @@ class HooksPayload(BaseModel):
     gl_username: str = ""
     protocol: str = ""
     correlation_id: str = ""
-    requested_hooks: list[str] = list(HOOK_NAMES)
+    requested_hooks: list[str] = field(default_factory=lambda: list(HOOK_NAMES))
+
+    def __post_init__(self) -> None:
+        scalars = (self.storage_address, self.storage_token, self.gl_id, self.gl_username)
+        if not _all_strings(*scalars, self.protocol, self.correlation_id):
+            raise ValueError("payload fields must be strings")
+        if not isinstance(self.requested_hooks, list) or not _all_strings(*self.requested_hooks):
+            raise ValueError("requested_hooks must be a list of strings")
 
     def encode(self) -> str:
-        return base64.b64encode(self.model_dump_json().encode()).decode()
+        return base64.b64encode(json.dumps(asdict(self)).encode()).decode()
 
     @classmethod
     def decode(cls, value: str) -> HooksPayload:
         try:
-            return cls.model_validate_json(base64.b64decode(value, validate=True))
-        except (ValueError, ValidationError) as exc:
+            data = _object(cls, json.loads(base64.b64decode(value, validate=True)))
+            repository = HookRepository(**_object(HookRepository, data.pop("repository", None)))
+            return cls(repository=repository, **data)
+        except (ValueError, TypeError, binascii.Error) as exc:
             raise ValueError(f"invalid {PAYLOAD_ENV}: {exc}") from exc
-
-
-def hooks_token(secret: str, ttl_seconds: float) -> str:
-    """Valid for HookService only, and for as long as one push may run."""
-    return issue_token(secret, "geogit-storage", HOOKS_AUDIENCE, ttl_seconds=int(ttl_seconds))
 
 
 def install_hooks(hooks_dir: Path) -> Path:

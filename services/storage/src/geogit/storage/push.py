@@ -6,7 +6,13 @@ from pathlib import Path
 
 from geogit.common.logging import get_correlation_id
 from geogit.common.proto.storage.v1 import shared_pb2
-from geogit.storage.hooks import PAYLOAD_ENV, HookRepository, HooksPayload, hooks_token
+from geogit.common.tokens import HOOKS_AUDIENCE, issue_token
+from geogit.storage.hooks import PAYLOAD_ENV, HookRepository, HooksPayload
+
+
+def hooks_token(secret: str, ttl_seconds: float) -> str:
+    """Valid for HookService only, and for as long as one push may run."""
+    return issue_token(secret, "geogit-storage", HOOKS_AUDIENCE, ttl_seconds=int(ttl_seconds))
 
 
 class PushEnvironment:

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 import grpc
 
 from geogit.common.proto.storage.v1 import repository_pb2, shared_pb2
-from geogit.common.storage_client import RepositoryClient, storage_failure, storage_metadata
+from geogit.common.repository_client import RepositoryClient, storage_failure
+from geogit.common.storage_client import storage_metadata
 
 ISSUER = "geogit-internal-api"
 

@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import insert
 from geogit.common.background import Background
 from geogit.common.events import Event, Topics
 from geogit.common.kafka import ConsumerLoop, ConsumerRecordInfo, KafkaConfig
-from geogit.internal_api.clients.primary import PrimaryClient, PrimaryUnavailable
+from geogit.common.primary_client import PrimaryClient, PrimaryUnavailable
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.geo import read_model
 from geogit.internal_api.models import GeoEventFeed, utcnow
@@ -94,24 +94,37 @@ class EventFeed:
 
     # Applying, in order ------------------------------------------------------------------
 
-    async def apply(self, event: Event, *, from_store: bool) -> Outcome:
-        """Apply one event if it is the next; the store's events are next by definition."""
+    async def apply(self, event: Event) -> Outcome:
+        """Apply one event from Kafka if it is the next one."""
+        outcomes = await self._apply_in_order([event], from_store=False)
+        return outcomes[0]
+
+    async def _apply_in_order(self, events: list[Event], *, from_store: bool) -> list[Outcome]:
+        """One transaction for a batch: the store's pages replay a new site's history quickly.
+        The store's events are the next ones by definition; Kafka's must follow on."""
+        outcomes: list[Outcome] = []
         async with self._lock, self._sessions() as session, session.begin():
             await session.execute(insert(GeoEventFeed).values(id=FEED_ROW).on_conflict_do_nothing())
             feed = await session.scalar(
                 select(GeoEventFeed).where(GeoEventFeed.id == FEED_ROW).with_for_update()
             )
             assert feed is not None
-            if event.global_seq <= feed.last_global_seq:
-                return "duplicate"
-            if not from_store and event.global_seq != feed.last_global_seq + 1:
-                return "gap"
-            await read_model.apply(session, event)
-            feed.last_global_seq = event.global_seq
+            for event in events:
+                if event.global_seq <= feed.last_global_seq:
+                    outcomes.append("duplicate")
+                    continue
+                if not from_store and event.global_seq != feed.last_global_seq + 1:
+                    outcomes.append("gap")
+                    continue
+                await read_model.apply(session, event)
+                feed.last_global_seq = event.global_seq
+                outcomes.append("applied")
             feed.updated_at = utcnow()
-        APPLIED.labels("store" if from_store else "kafka").inc()
-        POSITION.set(event.global_seq)
-        return "applied"
+        applied = outcomes.count("applied")
+        APPLIED.labels("store" if from_store else "kafka").inc(applied)
+        if applied:
+            POSITION.set(feed.last_global_seq)
+        return outcomes
 
     async def position(self) -> int:
         async with self._sessions() as session:
@@ -124,8 +137,8 @@ class EventFeed:
         """Apply every event the store has after our position; raises PrimaryUnavailable."""
         while True:
             events, _ = await self._primary.events_after(await self.position(), STORE_PAGE)
-            for event in events:
-                await self.apply(event, from_store=True)
+            if events:
+                await self._apply_in_order(events, from_store=True)
             if len(events) < STORE_PAGE:
                 return
 
@@ -151,7 +164,7 @@ class EventFeed:
         await self._mark_caught_up()
 
     async def _on_kafka_event(self, event: Event, info: ConsumerRecordInfo) -> None:
-        if await self.apply(event, from_store=False) != "gap":
+        if await self.apply(event) != "gap":
             return
         try:
             await self.catch_up()

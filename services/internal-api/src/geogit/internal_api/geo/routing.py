@@ -25,7 +25,7 @@ from geogit.common.internal_api import (
     GitHttpRedirect,
     GitHttpServe,
 )
-from geogit.internal_api.clients.primary import PrimaryClient, PrimaryUnavailable
+from geogit.common.primary_client import PrimaryClient, PrimaryUnavailable
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.deps import Services

@@ -18,7 +18,8 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.paths import hashed_repository_path
-from geogit.common.storage_client import EMPTY_CHECKSUM, StorageError
+from geogit.common.repository_client import StorageError
+from geogit.common.storage_client import EMPTY_CHECKSUM
 from geogit.internal_api import project_events
 from geogit.internal_api.access import AccessLevel
 from geogit.internal_api.default_branch import move_head

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from geogit.common.proto.storage.v1 import repository_pb2, shared_pb2
-from geogit.common.storage_client import RepositoryClient
+from geogit.common.repository_client import RepositoryClient
 
 ISSUER = "geogit-replicator"
 
@@ -22,14 +22,18 @@ class StorageClient(RepositoryClient):
     async def replicate_over_http(
         self, repo: shared_pb2.Repository, url: str, headers: Mapping[str, str]
     ) -> str:
-        """Fetch every ref (with prune) from `url`; the replica's checksum afterwards."""
+        """Fetch every ref (with prune) from `url`; the replica's checksum afterwards. A new
+        replica's HEAD is taken from the source; later the caller keeps HEAD in step."""
         request = repository_pb2.ReplicateRepositoryRequest(
             repository=repo,
             http=repository_pb2.HttpSource(
                 url=url,
                 headers=[repository_pb2.HttpHeader(name=k, value=v) for k, v in headers.items()],
             ),
-            sync_head=True,
         )
         response = await self.call("ReplicateRepository", repo, request, self._sync_timeout)
         return str(response.checksum)
+
+    async def set_head(self, repo: shared_pb2.Repository, branch: str) -> None:
+        request = repository_pb2.SetHeadRequest(repository=repo, branch=branch)
+        await self.call("SetHead", repo, request)

@@ -1,7 +1,9 @@
-"""A secondary's calls to the primary's front door: the event store and repository states.
+"""A secondary's calls to the primary's Geo API, through its front door: the event store
+(the internal API catching up) and repository states (read-your-writes; the replicator
+settling a checksum that did not match).
 
-Every call carries a fresh Geo token (scope `events`) naming this site; the primary verifies
-it against the secret it holds for us.
+Every call carries a fresh Geo token naming this site; the primary verifies it against the
+secret it holds for the site.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from geogit.common.events import Event, EventDecodeError, event_from_json
-from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
+from geogit.common.geo import GEO_TOKEN_HEADER, GeoScope, issue_geo_token
 from geogit.common.internal_api import RepositoryState
 from geogit.common.logging import CORRELATION_HEADER, get_correlation_id
 
@@ -27,9 +29,17 @@ class _EventPage(BaseModel):
 
 
 class PrimaryClient:
-    def __init__(self, primary_url: str, site_name: str, geo_secret: str, timeout: float) -> None:
+    def __init__(
+        self,
+        primary_url: str,
+        site_name: str,
+        geo_secret: str,
+        timeout: float,
+        scope: GeoScope = "events",
+    ) -> None:
         self._site = site_name
         self._secret = geo_secret
+        self._scope: GeoScope = scope
         self._http = httpx.AsyncClient(
             base_url=primary_url.rstrip("/"), timeout=timeout, trust_env=False
         )
@@ -39,7 +49,7 @@ class PrimaryClient:
 
     def _headers(self) -> dict[str, str]:
         return {
-            GEO_TOKEN_HEADER: issue_geo_token(self._secret, self._site, "events"),
+            GEO_TOKEN_HEADER: issue_geo_token(self._secret, self._site, self._scope),
             CORRELATION_HEADER: get_correlation_id(),
         }
 

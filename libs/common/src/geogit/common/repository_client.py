@@ -1,0 +1,94 @@
+"""The base of the unary RepositoryService clients the internal API and the replicator use.
+
+Every call carries a freshly minted storage token; one channel per shard is kept for the
+client's lifetime. gRPC failures become `StorageError`, named after the RPC and the shard, so
+the caller decides once what a failure means for its own callers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+
+from geogit.common.proto.storage.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
+from geogit.common.storage_client import aio_channel, storage_metadata
+from geogit.common.tokens import STORAGE_AUDIENCE, issue_token
+
+TOKEN_TTL_SECONDS = 60
+
+
+class StorageError(Exception):
+    def __init__(self, message: str, code: grpc.StatusCode = grpc.StatusCode.UNKNOWN) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RepositoryClient:
+    """RepositoryService on the shards of one site, as `issuer` (the calling service)."""
+
+    def __init__(
+        self, storages: Mapping[str, str], secret: str, issuer: str, timeout: float = 30.0
+    ) -> None:
+        self._storages = dict(storages)
+        self._secret = secret
+        self._issuer = issuer
+        self._timeout = timeout
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    @property
+    def shards(self) -> list[str]:
+        return list(self._storages)
+
+    def address(self, shard: str) -> str:
+        try:
+            return self._storages[shard]
+        except KeyError:
+            raise StorageError(
+                f"storage shard {shard!r} is not configured", grpc.StatusCode.UNAVAILABLE
+            ) from None
+
+    def token(self) -> str:
+        """A storage JWT for one request, also handed to the gateways that stream to storage."""
+        return issue_token(
+            self._secret, self._issuer, STORAGE_AUDIENCE, ttl_seconds=TOKEN_TTL_SECONDS
+        )
+
+    def stub(self, shard: str) -> repository_pb2_grpc.RepositoryServiceStub:
+        if shard not in self._channels:
+            self._channels[shard] = aio_channel(self.address(shard))
+        return repository_pb2_grpc.RepositoryServiceStub(self._channels[shard])
+
+    async def close(self) -> None:
+        channels, self._channels = self._channels, {}
+        for channel in channels.values():
+            await channel.close()
+
+    async def remove_repository(self, repo: shared_pb2.Repository) -> None:
+        request = repository_pb2.RemoveRepositoryRequest(repository=repo)
+        await self.call("RemoveRepository", repo, request)
+
+    async def checksum(self, repo: shared_pb2.Repository) -> str:
+        request = repository_pb2.CalculateChecksumRequest(repository=repo)
+        response = await self.call("CalculateChecksum", repo, request)
+        return str(response.checksum)
+
+    async def call(
+        self, method: str, repo: shared_pb2.Repository, request: object, timeout: float = 0
+    ) -> Any:
+        rpc = getattr(self.stub(repo.storage_name), method)
+        try:
+            return await rpc(
+                request, metadata=storage_metadata(self.token()), timeout=timeout or self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise storage_failure(method, repo, exc) from exc
+
+
+def storage_failure(
+    method: str, repo: shared_pb2.Repository, exc: grpc.aio.AioRpcError
+) -> StorageError:
+    return StorageError(
+        f"{method} on {repo.storage_name}: {exc.code().name}: {exc.details()}", exc.code()
+    )
