@@ -7,6 +7,7 @@ machine in the same run, so figures are ratios that survive a change of hardware
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import shutil
@@ -16,19 +17,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol, TypeVar
 
-import httpx
 import psutil  # type: ignore[import-untyped]
-
-from geogit.common.paths import hashed_repository_path
-
-if TYPE_CHECKING:
-    from geogit.devstack.site import Site
 
 BENCH_DIR = Path(__file__).resolve().parent
 CACHE_DIR = BENCH_DIR / ".cache"
@@ -68,6 +64,11 @@ TINY = RepoSpec(commits=5, files=10, binary_mb=0)
 class Options:
     quick: bool
     repeat: int
+
+    @property
+    def spec(self) -> RepoSpec:
+        """The main repository: the quick one makes a smoke test of the benchmark, not figures."""
+        return QUICK if self.quick else LARGE
 
 
 def log(message: str) -> None:
@@ -160,6 +161,11 @@ def rss(proc: psutil.Process, anonymous: bool = False) -> int:
         return 0
 
 
+def megabytes(sizes: Mapping[str, int], prefix: str = "", suffix: str = "") -> dict[str, float]:
+    """Byte counts (sampled peaks, say) in MB for the results, each name given `prefix`/`suffix`."""
+    return {f"{prefix}{name}{suffix}": round(value / MIB, 1) for name, value in sizes.items()}
+
+
 def descendants(pid: int) -> list[psutil.Process]:
     try:
         return list(psutil.Process(pid).children(recursive=True))
@@ -196,6 +202,12 @@ class Timing:
             "runs_s": [round(r.seconds, 4) for r in self.runs],
             "median_cpu_s": round(self.median_cpu, 3),
         }
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest rank: with fewer than 100 values, p99 is the slowest."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -284,6 +296,45 @@ class ForeignCpu:
         return me.ru_utime + me.ru_stime + children_cpu()
 
 
+def run_area(
+    options: Options,
+    measure: Callable[[ForeignCpu], dict[str, Any]],
+    report: Callable[[dict[str, Any]], None],
+    prebuilt: Sequence[RepoSpec] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An area's run: `measure` under a foreign-CPU check, how the run went added, `report`.
+
+    The `prebuilt` repositories are generated first, so that the load average taken before and
+    the site start-up do not wait on make_repo. Every process `measure` starts must be stopped
+    and reaped by the time it returns: ForeignCpu counts what it cannot attribute as foreign.
+    `extra` goes into the results beside the preset.
+    """
+    for spec in prebuilt:
+        generated_repo(spec)
+    load_before = load_average()
+    with ForeignCpu() as foreign:
+        results = measure(foreign)
+    results |= {
+        "preset": "quick" if options.quick else "default",
+        **(extra or {}),
+        "load_average": {"before": load_before, "after": load_average()},
+        "foreign_cpu": {"seconds": round(foreign.seconds, 1), "share": round(foreign.share, 3)},
+    }
+    report(results)
+    return results
+
+
+def host_facts(repeat: int, **versions: str) -> dict[str, Any]:
+    """What the figures were taken with: git (and other `versions`), CPUs, runs per figure."""
+    return {
+        "git_version": git("--version").strip(),
+        **versions,
+        "cpus": psutil.cpu_count(),
+        "repeat": repeat,
+    }
+
+
 def write_results(name: str, results: Mapping[str, Any]) -> Path:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     path = CACHE_DIR / f"results-{name}.json"
@@ -295,6 +346,37 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
     for row in [headers, ["-" * w for w in widths], *rows]:
         print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def conditions(r: Mapping[str, Any]) -> str:
+    """The end of a report's first line: CPUs, runs per figure, the load before and after."""
+    load = r["load_average"]
+    return (
+        f"{r['cpus']} CPUs, median of {r['repeat']}, load average {load['before']} before, "
+        f"{load['after']} after"
+    )
+
+
+def print_foreign_warning(r: Mapping[str, Any], lead: str = "") -> None:
+    """Timings taken while other processes used over a tenth of the machine are not figures."""
+    foreign = r["foreign_cpu"]
+    if foreign["share"] > 0.1:
+        print(
+            f"{lead}WARNING: other processes used {foreign['seconds']:.0f} CPU s "
+            f"({foreign['share']:.0%} of the machine) during this run: timings are skewed"
+        )
+
+
+def mb_cell(value: float | str | None) -> str:
+    """A peak RSS in MB; blank for a process the probe does not have, a placeholder as given."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else f"{value:.1f}"
+
+
+def cpu_cell(parts: Mapping[str, float], key: str) -> str:
+    """CPU seconds of one server part; blank where the side has no such part."""
+    return f"{parts[key]:.2f}" if key in parts else ""
 
 
 # Processes the benchmarks start and measure -------------------------------------------------
@@ -332,6 +414,15 @@ def tree_cpu(**roots: psutil.Process) -> Callable[[], dict[str, float]]:
 
 def cpu_delta(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, float]:
     return {name: after[name] - before[name] for name in after}
+
+
+def rss_by_name(root: psutil.Process, name: str) -> dict[str, int]:
+    """RSS of `root`'s tree: its processes called `name`, and the rest (the git children)."""
+    procs = process_tree([root])
+    return {
+        name: sum(rss(p) for p in procs if process_name(p) == name),
+        "git_children": sum(rss(p) for p in procs if process_name(p) != name),
+    }
 
 
 def installed_binary(name: str) -> str | None:
@@ -421,6 +512,29 @@ def wait_until(
 
 # The two sides of a comparison --------------------------------------------------------------
 
+T = TypeVar("T")
+
+
+def alternate(
+    anchor: Callable[[], T], subject: Callable[[], T], repeat: int, warm: bool = True
+) -> Iterator[tuple[T, T]]:
+    """`repeat` rounds of one anchor run then one subject run, so that drift (page cache, CPU
+    clock, other load) hits both alike; with `warm`, one unmeasured run of each goes first."""
+    if warm:
+        anchor()
+        subject()
+    for _ in range(repeat):
+        yield anchor(), subject()
+
+
+class CloneSide(Protocol):
+    """What `compare` needs of a side: a name for the log, and one clone of a spec's repository."""
+
+    @property
+    def name(self) -> str: ...
+
+    def clone(self, spec: RepoSpec, *args: str) -> CloneRun: ...
+
 
 @dataclass
 class Side:
@@ -448,22 +562,40 @@ class Side:
 
 
 def compare(
-    anchor: Side, subject: Side, spec: RepoSpec, repeat: int, *args: str
+    anchor: CloneSide, subject: CloneSide, spec: RepoSpec, repeat: int, *args: str
 ) -> tuple[Timing, Timing]:
-    """Median of `repeat` runs each, interleaved so drift (cache, CPU clock) hits both."""
+    """Median of `repeat` clones each way, after one unmeasured each that warms the page cache."""
     log(f"warming: {spec.key} clone {' '.join(args)}")
-    anchor.clone(spec, *args)
-    subject.clone(spec, *args)
     timings = Timing(), Timing()
-    for i in range(repeat):
-        for side, timing in zip((anchor, subject), timings, strict=True):
-            timing.runs.append(side.clone(spec, *args))
-        a, s = timings[0].runs[-1], timings[1].runs[-1]
+    runs = alternate(
+        partial(anchor.clone, spec, *args), partial(subject.clone, spec, *args), repeat
+    )
+    for i, (a, s) in enumerate(runs, 1):
+        timings[0].runs.append(a)
+        timings[1].runs.append(s)
         log(
-            f"run {i + 1}/{repeat}: {anchor.name} {a.seconds:.3f} s ({a.cpu:.2f} CPU s), "
+            f"run {i}/{repeat}: {anchor.name} {a.seconds:.3f} s ({a.cpu:.2f} CPU s), "
             f"{subject.name} {s.seconds:.3f} s ({s.cpu:.2f} CPU s)"
         )
     return timings
+
+
+def memory_run(
+    sides: Sequence[Side], spec: RepoSpec
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """One more full clone each way with RSS sampled every 50 ms.
+
+    Returns the peaks in MB keyed `<side>_<process>_peak`, and each side's server CPU for that
+    clone by part.
+    """
+    log("memory run: one more full clone each way, sampling RSS every 50 ms")
+    peaks: dict[str, float] = {}
+    cpu: dict[str, dict[str, float]] = {}
+    for side in sides:
+        before = side.cpu()
+        peaks |= megabytes(side.clone(spec, sample=True).peaks, f"{side.name}_", "_peak")
+        cpu[side.name] = {k: round(v, 2) for k, v in cpu_delta(side.cpu(), before).items()}
+    return peaks, cpu
 
 
 def comparison(
@@ -484,78 +616,54 @@ def comparison(
     return out
 
 
-def comparison_cells(c: Mapping[str, Any], names: tuple[str, str]) -> list[str]:
-    """Seconds, ratio, overhead and CPU of a `comparison`, formatted for print_table."""
-    anchor, subject = (c[name] for name in names)
+def clone_headers(
+    first: str, anchor: str, subject: str, anchor_seconds: str | None = None
+) -> list[str]:
+    """Column headers for `clone_row`s; `anchor_seconds` names the anchor's seconds column."""
     return [
+        first,
+        f"{anchor_seconds or anchor} s",
+        f"{subject} s",
+        "ratio",
+        "overhead ms",
+        f"{anchor} CPU s",
+        f"{subject} CPU s",
+        f"{anchor} MiB/s",
+        f"{subject} MiB/s",
+    ]
+
+
+def clone_row(label: str, c: Mapping[str, Any], names: tuple[str, str]) -> list[str]:
+    """A `comparison` as a table row: seconds, ratio, overhead, CPU, and MiB/s if it has a size."""
+    anchor, subject = (c[name] for name in names)
+    rates = ["", ""]
+    if "mib_per_s" in anchor:
+        rates = [f"{anchor['mib_per_s']:.1f}", f"{subject['mib_per_s']:.1f}"]
+    return [
+        label,
         f"{anchor['median_s']:.3f}",
         f"{subject['median_s']:.3f}",
         f"{c['ratio']:.2f}",
         f"{c['overhead_ms']:+.0f}",
         f"{anchor['median_cpu_s']:.2f}",
         f"{subject['median_cpu_s']:.2f}",
+        *rates,
     ]
 
 
-# A geogit site as the subject ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Project:
-    spec: RepoSpec
-    relative_path: str  # under the storage root, as a plain-git anchor sees it
-    full_path: str  # namespace/path, as the site's front doors see it
-    path: Path
-
-
-def load_project(
-    site: Site,
-    token: str,
-    spec: RepoSpec,
-    owner_id: int | None = None,
-    visibility: str = "public",
-) -> Project:
-    """A project holding the spec's repository, loaded on disk behind storage's back.
-
-    Created by the admin (`token`), in the namespace of user `owner_id` if given. Fetched from
-    the cached generated repository and repacked with bitmaps, as storage_clone does, so both
-    sides of a comparison serve one well-kept pack.
-    """
-    endpoint = "/projects" if owner_id is None else f"/projects/user/{owner_id}"
-    project = api_call(
-        site,
-        token,
-        endpoint,
-        {"path": f"bench-{spec.key}", "visibility": visibility},
+def print_clone_ratios(full: Mapping[str, Any], names: tuple[str, str], target: float) -> None:
+    """The full clone's throughput ratio against its target, and its CPU ratio."""
+    anchor, subject = names
+    print(f"ratio clone throughput {subject}/{anchor}: {full['ratio']:.2f} (target >= {target})")
+    print(
+        f"ratio clone CPU {subject}/{anchor}: {full['cpu_ratio']:.2f} "
+        f"({full[anchor]['median_cpu_s']:.2f} vs {full[subject]['median_cpu_s']:.2f} CPU s)"
     )
-    relative = hashed_repository_path(int(project["id"]))
-    path = site.repositories_dir / relative
-    source = generated_repo(spec)
-    log(f"loading {spec.key} into project {project['path_with_namespace']} and repacking")
-    started = time.monotonic()
-    git("--git-dir", str(path), "fetch", "-q", str(source), "+refs/*:refs/*")
-    head = git("--git-dir", str(source), "symbolic-ref", "HEAD").strip()
-    git("--git-dir", str(path), "symbolic-ref", "HEAD", head)
-    git("--git-dir", str(path), "repack", "-adbq")
-    log(f"loaded in {time.monotonic() - started:.0f} s")
-    return Project(spec, relative, str(project["path_with_namespace"]), path)
 
 
-def api_call(site: Site, token: str, endpoint: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    """POST to the site's REST API (`/api/v4` + endpoint) and return the created object."""
-    response = httpx.post(
-        f"{site.http_url}/api/v4{endpoint}",
-        headers={"PRIVATE-TOKEN": token},
-        json=dict(body),
-        timeout=60,
+def print_overhead(what: str, c: Mapping[str, Any], names: tuple[str, str]) -> None:
+    """The ratio of a clone that is mostly fixed cost, with that cost per clone."""
+    anchor, subject = names
+    print(
+        f"ratio {what} {subject}/{anchor}: {c['ratio']:.2f} ({c['overhead_ms']:+.0f} ms per clone)"
     )
-    if response.status_code >= 300:
-        raise RuntimeError(f"POST {endpoint} failed: {response.status_code} {response.text}")
-    return dict(response.json())
-
-
-def site_process(site: Site, service: str) -> psutil.Process:
-    record = site.supervisor.record(site.process_name(service))
-    if record is None:
-        raise RuntimeError(f"{service} of the site is not running")
-    return psutil.Process(record.pid)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,42 +32,46 @@ import psutil  # type: ignore[import-untyped]
 
 from bench.common import (
     CACHE_DIR,
-    LARGE,
     MIB,
-    QUICK,
     TINY,
     ForeignCpu,
     Options,
     PeakSampler,
-    Project,
     RepoSpec,
     Side,
+    alternate,
     children_cpu,
     clean_env,
+    clone_headers,
+    clone_row,
     compare,
     comparison,
-    comparison_cells,
+    conditions,
+    cpu_cell,
     cpu_delta,
     ensure_installed,
-    generated_repo,
     git,
-    load_average,
-    load_project,
+    host_facts,
     log,
+    mb_cell,
+    megabytes,
+    memory_run,
     pack_bytes,
+    print_clone_ratios,
+    print_foreign_warning,
+    print_overhead,
     print_table,
-    process_name,
     process_tree,
     rss,
-    site_process,
+    rss_by_name,
+    run_area,
     start_process,
     total_cpu,
-    tree_cpu,
     wait_until,
 )
+from bench.sites import Project, bench_site, load_project, site_side
 from geogit.common.net import free_port
-from geogit.common.tansu import TansuBroker
-from geogit.devstack.testing import running_site
+from geogit.devstack.ports import LOOPBACK
 
 TARGET = 0.9
 CONCURRENCY = 50
@@ -74,7 +79,6 @@ CONCURRENCY = 50
 # would queue behind each other. One per concurrent client gives the anchor its best case.
 FCGI_CHILDREN = CONCURRENCY
 CLONE_TIMEOUT = 600.0
-LOOPBACK = "127.0.0.1"
 NAMES = ("nginx", "edge")  # anchor, subject: the keys of every comparison
 NGINX_PACKAGES = {"nginx": "nginx", "fcgiwrap": "fcgiwrap"}  # binary -> package
 
@@ -265,30 +269,13 @@ def _answers(url: str) -> bool:
         return False
 
 
-# Probes --------------------------------------------------------------------------------------
-
-
-def _edge_probe(
-    edge: psutil.Process, api: psutil.Process, storage: psutil.Process
-) -> Callable[[], dict[str, int]]:
-    def probe() -> dict[str, int]:
-        return {
-            "edge": rss(edge),
-            "internal_api": rss(api),
-            "storage": rss(storage),
-            "storage_children": sum(rss(p) for p in process_tree([storage])[1:]),
-        }
-
-    return probe
-
-
 def _nginx_probe(nginx: psutil.Process, fcgiwrap: psutil.Process) -> Callable[[], dict[str, int]]:
+    """nginx's master and workers; fcgiwrap's, and the git children of http-backend."""
+
     def probe() -> dict[str, int]:
-        workers = process_tree([fcgiwrap])
         return {
             "nginx": sum(rss(p) for p in process_tree([nginx])),
-            "fcgiwrap": sum(rss(p) for p in workers if process_name(p) == "fcgiwrap"),
-            "git_children": sum(rss(p) for p in workers if process_name(p) != "fcgiwrap"),
+            **rss_by_name(fcgiwrap, "fcgiwrap"),
         }
 
     return probe
@@ -323,7 +310,7 @@ class Burst:
             },
             "errors": len(self.failures),
             "error_samples": self.failures[:5],
-            "peak_mb": {name: round(value / MIB, 1) for name, value in self.peaks.items()},
+            "peak_mb": megabytes(self.peaks),
         }
 
 
@@ -378,75 +365,54 @@ def burst(side: Side, spec: RepoSpec, expected_head: str, result: Burst) -> None
 
 
 def run(options: Options) -> dict[str, Any]:
-    spec = QUICK if options.quick else LARGE
     ensure_installed(NGINX_PACKAGES)
-    for s in (spec, TINY):
-        generated_repo(s)
-    load_before = load_average()
-    # Every process is stopped and reaped before ForeignCpu reads the machine's counters.
-    with ForeignCpu() as foreign:
-        results = _run_stack(spec, options.repeat, foreign)
-    results |= {
-        "preset": "quick" if options.quick else "default",
-        "load_average": {"before": load_before, "after": load_average()},
-        "foreign_cpu": {"seconds": round(foreign.seconds, 1), "share": round(foreign.share, 3)},
-    }
-    _report(results)
-    return results
+    spec = options.spec
+    return run_area(
+        options,
+        lambda foreign: _run_stack(spec, options.repeat, foreign),
+        _report,
+        prebuilt=(spec, TINY),
+    )
 
 
 def _run_stack(spec: RepoSpec, repeat: int, foreign: ForeignCpu) -> dict[str, Any]:
     """Broker, site and nginx up, both projects loaded; everything stopped on the way out."""
-    with (
-        tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="edge-") as tmp,
-        TansuBroker() as broker,
-        running_site(Path(tmp) / "site", broker.bootstrap) as (site, admin),
-    ):
-        assert admin is not None
-        main = load_project(site, admin.token, spec)
-        tiny = load_project(site, admin.token, TINY)
-        with nginx_git(site.repositories_dir, Path(tmp) / "nginx", [tiny, main], foreign) as anchor:
-            edge = site_process(site, "edge-proxy")
-            api, storage = site_process(site, "internal-api"), site_process(site, "storage")
-            subject = Side(
-                "edge",
-                {p.spec.key: f"{site.http_url}/{p.full_path}.git" for p in (main, tiny)},
-                tree_cpu(edge=edge, internal_api=api, storage=storage),
-                _edge_probe(edge, api, storage),
-            )
-            return _measure(anchor, subject, main, tiny, edge, repeat)
+    with bench_site("edge-") as (tmp, site, token):
+        main = load_project(site, token, spec)
+        tiny = load_project(site, token, TINY)
+        with nginx_git(site.repositories_dir, tmp / "nginx", [tiny, main], foreign) as anchor:
+            urls = {p.spec.key: f"{site.http_url}/{p.full_path}.git" for p in (main, tiny)}
+            subject = site_side(site, "edge", "edge-proxy", urls)
+            return _measure(anchor, subject, main, tiny, repeat)
 
 
 def _measure(
-    anchor: Side, subject: Side, main: Project, tiny: Project, edge: psutil.Process, repeat: int
+    anchor: Side, subject: Side, main: Project, tiny: Project, repeat: int
 ) -> dict[str, Any]:
     size, spec = pack_bytes(main.path), main.spec
     log(f"{spec.key}: pack {size / MIB:.1f} MiB")
-    edge_idle = rss(edge)
+    edge_idle = subject.probe()["edge"]
     full = compare(anchor, subject, spec, repeat)
     shallow_tiny = compare(anchor, subject, TINY, repeat, "--depth", "1")
-    log("memory run: one more full clone each way, sampling RSS every 50 ms")
-    memory, memory_cpu = {}, {}
-    for side in (anchor, subject):
-        before = side.cpu()
-        memory[side.name] = side.clone(spec, sample=True).peaks
-        memory_cpu[side.name] = {k: round(v, 2) for k, v in cpu_delta(side.cpu(), before).items()}
+    peaks, memory_cpu = memory_run((anchor, subject), spec)
     log(f"{CONCURRENCY} concurrent clones of {TINY.key}, {repeat} rounds each way")
     tiny_head = git("--git-dir", str(tiny.path), "rev-parse", "HEAD").strip()
     bursts = Burst(), Burst()
-    for i in range(repeat):
-        for side, result in zip((anchor, subject), bursts, strict=True):
-            burst(side, TINY, tiny_head, result)
+    rounds = alternate(
+        partial(burst, anchor, TINY, tiny_head, bursts[0]),
+        partial(burst, subject, TINY, tiny_head, bursts[1]),
+        repeat,
+        warm=False,
+    )
+    for i, _ in enumerate(rounds, 1):
         log(
-            f"round {i + 1}/{repeat}: {anchor.name} {bursts[0].walls[-1]:.2f} s, "
+            f"round {i}/{repeat}: {anchor.name} {bursts[0].walls[-1]:.2f} s, "
             f"{subject.name} {bursts[1].walls[-1]:.2f} s"
         )
     return {
         "repository": spec.key,
         "pack_bytes": size,
-        "git_version": git("--version").strip(),
-        "cpus": psutil.cpu_count(),
-        "repeat": repeat,
+        **host_facts(repeat),
         "fcgiwrap_children": FCGI_CHILDREN,
         "full_clone": comparison(NAMES, *full, size),
         "shallow_clone_tiny": comparison(NAMES, *shallow_tiny),
@@ -460,14 +426,7 @@ def _measure(
         },
         # Server CPU by process for the memory run's full clone.
         "full_clone_server_cpu_s": memory_cpu,
-        "memory_mb": {
-            "edge_idle": round(edge_idle / MIB, 1),
-            **{
-                f"{side}_{name}_peak": round(value / MIB, 1)
-                for side, peaks in memory.items()
-                for name, value in peaks.items()
-            },
-        },
+        "memory_mb": {"edge_idle": round(edge_idle / MIB, 1), **peaks},
     }
 
 
@@ -475,29 +434,13 @@ def _report(r: dict[str, Any]) -> None:
     full, tiny, conc = r["full_clone"], r["shallow_clone_tiny"], r["concurrent_clones_tiny"]
     print(
         f"\nedge clone benchmark: {r['repository']} (pack {r['pack_bytes'] / MIB:.1f} MiB), "
-        f"{r['git_version']}, {r['cpus']} CPUs, median of {r['repeat']}, load average "
-        f"{r['load_average']['before']} before, {r['load_average']['after']} after\n"
+        f"{r['git_version']}, {conditions(r)}\n"
     )
     print_table(
+        clone_headers("operation", *NAMES),
         [
-            "operation",
-            "nginx s",
-            "edge s",
-            "ratio",
-            "overhead ms",
-            "nginx CPU s",
-            "edge CPU s",
-            "nginx MiB/s",
-            "edge MiB/s",
-        ],
-        [
-            [
-                "full clone",
-                *comparison_cells(full, NAMES),
-                f"{full['nginx']['mib_per_s']:.1f}",
-                f"{full['edge']['mib_per_s']:.1f}",
-            ],
-            [f"shallow clone --depth 1 ({TINY.key})", *comparison_cells(tiny, NAMES), "", ""],
+            clone_row("full clone", full, NAMES),
+            clone_row(f"shallow clone --depth 1 ({TINY.key})", tiny, NAMES),
         ],
     )
     print()
@@ -536,14 +479,10 @@ def _report(r: dict[str, Any]) -> None:
         rows.append(
             [
                 label,
-                *(
-                    "" if v is None else v if isinstance(v, str) else f"{v:.1f}"
-                    for v in (full_peak, burst_peak)
-                ),
-                *(
-                    f"{parts[key]:.2f}" if key in parts else ""
-                    for parts in (cpu[side], burst["server_cpu_median_s"])
-                ),
+                mb_cell(full_peak),
+                mb_cell(burst_peak),
+                cpu_cell(cpu[side], key),
+                cpu_cell(burst["server_cpu_median_s"], key),
             ]
         )
     rows[0][1] += f" (idle {mem['edge_idle']:.1f})"
@@ -563,21 +502,9 @@ def _report(r: dict[str, Any]) -> None:
         " plus every server process below; PostgreSQL, behind the internal API, is not counted)"
     )
     print()
-    foreign = r["foreign_cpu"]
-    if foreign["share"] > 0.1:
-        print(
-            f"WARNING: other processes used {foreign['seconds']:.0f} CPU s "
-            f"({foreign['share']:.0%} of the machine) during this run: timings are skewed"
-        )
-    print(f"ratio clone throughput edge/nginx: {full['ratio']:.2f} (target >= {TARGET})")
-    print(
-        f"ratio clone CPU edge/nginx: {full['cpu_ratio']:.2f} "
-        f"({full['nginx']['median_cpu_s']:.2f} vs {full['edge']['median_cpu_s']:.2f} CPU s)"
-    )
-    print(
-        f"ratio shallow clone tiny edge/nginx: {tiny['ratio']:.2f} "
-        f"({tiny['overhead_ms']:+.0f} ms per clone)"
-    )
+    print_foreign_warning(r)
+    print_clone_ratios(full, NAMES, TARGET)
+    print_overhead("shallow clone tiny", tiny, NAMES)
     print(
         f"ratio {conc['concurrency']} concurrent clones edge/nginx: {conc['ratio']:.2f} "
         f"(wall {n['wall_median_s']:.2f} s vs {e['wall_median_s']:.2f} s)"

@@ -41,31 +41,32 @@ import psutil  # type: ignore[import-untyped]
 
 from bench.common import (
     CACHE_DIR,
-    LARGE,
     MIB,
-    QUICK,
     TINY,
-    ForeignCpu,
     Options,
     PeakSampler,
     RepoSpec,
     Side,
     clean_env,
+    clone_headers,
+    clone_row,
     compare,
     comparison,
-    comparison_cells,
+    conditions,
     cpu_delta,
     generated_repo,
-    git,
-    load_average,
+    host_facts,
     log,
+    megabytes,
     pack_bytes,
+    percentile,
+    print_foreign_warning,
     print_table,
-    process_tree,
     rss,
-    site_process,
+    run_area,
     tree_cpu,
 )
+from bench.sites import rss_probe, site_process
 from geogit.common.tansu import TansuBroker
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issue_token
 from geogit.devstack.api import AdminApi
@@ -372,12 +373,6 @@ def push_rounds(pusher: Pusher, owner: Account, start: threading.Barrier) -> lis
         return [one_push(pusher, client, i) for i in range(PUSHES_PER_PROJECT)]
 
 
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest rank: with fewer than 100 values, p99 is the slowest."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 def distribution_ms(values: Sequence[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -399,7 +394,7 @@ def measure_lag(
     cpu = tree_cpu(**site_roots("primary", primary), **site_roots("secondary", secondary))
     start = threading.Barrier(count)
     cpu_before = cpu()
-    with PeakSampler(rss_probe(secondary)) as sampler, ThreadPoolExecutor(count) as pool:
+    with PeakSampler(secondary_probe(secondary)) as sampler, ThreadPoolExecutor(count) as pool:
         started = time.perf_counter()
         outcomes = [
             p for ps in pool.map(lambda p: push_rounds(p, owner, start), pushers) for p in ps
@@ -438,7 +433,7 @@ def lag_results(
         "error_samples": errors[:5],
         "slowest": [o.as_json() for o in sorted(outcomes, key=slowness)[:5]],
         "server_cpu_s": {name: round(value, 1) for name, value in server_cpu.items()},
-        "peak_rss_mb": {name: round(value / MIB, 1) for name, value in peaks.items()},
+        "peak_rss_mb": megabytes(peaks),
     }
 
 
@@ -453,22 +448,14 @@ def site_roots(prefix: str, site: Site) -> dict[str, psutil.Process]:
     }
 
 
-def rss_probe(secondary: Site) -> Callable[[], dict[str, int]]:
+def secondary_probe(secondary: Site) -> Callable[[], dict[str, int]]:
     """The secondary's replicator and edge proxy (what the brief asks for), and its storage
     with the git children that do the fetches, for scale."""
-    replicator = site_process(secondary, "replicator")
-    edge = site_process(secondary, "edge-proxy")
-    storage = site_process(secondary, "storage")
-
-    def probe() -> dict[str, int]:
-        return {
-            "replicator": rss(replicator),
-            "edge_proxy": rss(edge),
-            "storage": rss(storage),
-            "storage_children": sum(rss(p) for p in process_tree([storage])[1:]),
-        }
-
-    return probe
+    return rss_probe(
+        site_process(secondary, "storage"),
+        replicator=site_process(secondary, "replicator"),
+        edge_proxy=site_process(secondary, "edge-proxy"),
+    )
 
 
 def side(name: str, urls: dict[str, str], *sites: tuple[str, Site]) -> Side:
@@ -772,20 +759,13 @@ def measure_backfill(
 
 
 def run(options: Options) -> dict[str, Any]:
-    spec = QUICK if options.quick else LARGE
-    for s in (spec, TINY):
-        generated_repo(s)
-    load_before = load_average()
-    with ForeignCpu() as foreign:
-        results = run_sites(options, spec)
-    results |= {
-        "preset": "quick" if options.quick else "default",
-        "settings": dict(FAST_GEO),
-        "load_average": {"before": load_before, "after": load_average()},
-        "foreign_cpu": {"seconds": round(foreign.seconds, 1), "share": round(foreign.share, 3)},
-    }
-    report(results)
-    return results
+    return run_area(
+        options,
+        lambda _: run_sites(options, options.spec),
+        report,
+        prebuilt=(options.spec, TINY),
+        extra={"settings": dict(FAST_GEO)},
+    )
 
 
 @contextmanager
@@ -817,7 +797,7 @@ def run_sites(options: Options, spec: RepoSpec) -> dict[str, Any]:
         work.mkdir()
         owner = new_account(api)
         lag, pushers = measure_lag(api, owner, primary, secondary, lag_count, work)
-        with PeakSampler(rss_probe(secondary)) as sampler:
+        with PeakSampler(secondary_probe(secondary)) as sampler:
             large = push_generated(api, owner, primary, secondary, spec)
             tiny = push_generated(api, owner, primary, secondary, TINY)
             local = measure_local_clone(primary, secondary, owner, large, tiny, options.repeat)
@@ -828,16 +808,14 @@ def run_sites(options: Options, spec: RepoSpec) -> dict[str, Any]:
         )
         return {
             "repository": spec.key,
-            "git_version": git("--version").strip(),
-            "cpus": psutil.cpu_count(),
-            "repeat": options.repeat,
+            **host_facts(options.repeat),
             "lag": lag,
             "large_push": {
                 "push_s": round(large.push_s, 1),
                 "first_replica_s": round(large.replicate_s, 1),
                 "primary_pack_bytes": large.primary_pack,
                 "replica_pack_bytes": large.replica_pack,
-                "peak_rss_mb": {k: round(v / MIB, 1) for k, v in sampler.peaks.items()},
+                "peak_rss_mb": megabytes(sampler.peaks),
             },
             "local_clone": local,
             "proxy_clone": proxy,
@@ -849,22 +827,13 @@ def run_sites(options: Options, spec: RepoSpec) -> dict[str, Any]:
 
 
 def report(r: dict[str, Any]) -> None:
-    print(
-        f"\ngeo benchmark: {r['repository']}, {r['git_version']}, {r['cpus']} CPUs, median of"
-        f" {r['repeat']}, load average {r['load_average']['before']} before,"
-        f" {r['load_average']['after']} after"
-    )
+    print(f"\ngeo benchmark: {r['repository']}, {r['git_version']}, {conditions(r)}")
     print(f"settings (FAST_GEO, as running_sites applies them): {r['settings']}\n")
     report_lag(r["lag"])
     report_clones(r)
     report_memory(r)
     report_backfill(r["backfill"])
-    foreign = r["foreign_cpu"]
-    if foreign["share"] > 0.1:
-        print(
-            f"\nWARNING: other processes used {foreign['seconds']:.0f} CPU s "
-            f"({foreign['share']:.0%} of the machine) during this run: timings are skewed"
-        )
+    print_foreign_warning(r, lead="\n")
 
 
 def report_lag(lag: dict[str, Any]) -> None:
@@ -897,31 +866,12 @@ def report_lag(lag: dict[str, Any]) -> None:
 def report_clones(r: dict[str, Any]) -> None:
     local, proxy = r["local_clone"], r["proxy_clone"]
     full, tiny = proxy["full_clone"], proxy["tiny_clone"]
-    headers = [
-        "clone",
-        "primary s",
-        "other s",
-        "ratio",
-        "overhead ms",
-        "primary CPU s",
-        "other CPU s",
-    ]
     print_table(
-        [*headers, "primary MiB/s", "other MiB/s"],
+        clone_headers("clone", "primary", "other"),
         [
-            [
-                f"(b) full, secondary local ({r['repository']})",
-                *comparison_cells(local, LOCAL_NAMES),
-                f"{local['primary']['mib_per_s']:.1f}",
-                f"{local['secondary']['mib_per_s']:.1f}",
-            ],
-            [
-                f"(c) full, secondary proxying ({r['repository']})",
-                *comparison_cells(full, PROXY_NAMES),
-                f"{full['primary']['mib_per_s']:.1f}",
-                f"{full['proxy']['mib_per_s']:.1f}",
-            ],
-            [f"(c) {TINY.key}, secondary proxying", *comparison_cells(tiny, PROXY_NAMES), "", ""],
+            clone_row(f"(b) full, secondary local ({r['repository']})", local, LOCAL_NAMES),
+            clone_row(f"(c) full, secondary proxying ({r['repository']})", full, PROXY_NAMES),
+            clone_row(f"(c) {TINY.key}, secondary proxying", tiny, PROXY_NAMES),
         ],
     )
     print("(ratio = primary time / other time, 1.0 is parity; CPU = client git + site processes)")

@@ -17,18 +17,17 @@ peak RSS).
 
 from __future__ import annotations
 
-import math
 import os
 import pwd
 import socket
 import statistics
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -36,43 +35,39 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 from bench.common import (
-    CACHE_DIR,
-    LARGE,
     MIB,
-    QUICK,
     TINY,
-    ForeignCpu,
     Options,
-    Project,
     RepoSpec,
     Side,
-    api_call,
+    alternate,
     clean_env,
+    clone_headers,
+    clone_row,
     compare,
     comparison,
-    comparison_cells,
-    cpu_delta,
+    conditions,
+    cpu_cell,
     ensure_installed,
-    generated_repo,
-    git,
-    load_average,
-    load_project,
+    host_facts,
     log,
+    mb_cell,
+    memory_run,
     pack_bytes,
+    percentile,
+    print_clone_ratios,
+    print_foreign_warning,
     print_table,
-    process_name,
-    process_tree,
-    rss,
-    site_process,
+    rss_by_name,
+    run_area,
     start_process,
     tree_cpu,
     wait_until,
 )
+from bench.sites import Project, api_call, bench_site, load_project, site_side
 from geogit.common.net import free_port
-from geogit.common.tansu import TansuBroker
 from geogit.devstack.ports import LOOPBACK
 from geogit.devstack.site import Site
-from geogit.devstack.testing import running_site
 
 TARGET = 0.85
 NAMES = ("sshd", "gateway")  # anchor, subject: the keys of every comparison
@@ -179,14 +174,7 @@ def _write_sshd_config(work: Path, key: ClientKey) -> int:
 def _sshd_probe(listener: psutil.Process) -> Callable[[], dict[str, int]]:
     """The listener and its per-connection sshd processes; the session's git processes."""
 
-    def probe() -> dict[str, int]:
-        procs = process_tree([listener])
-        return {
-            "sshd": sum(rss(p) for p in procs if process_name(p) == "sshd"),
-            "git_children": sum(rss(p) for p in procs if process_name(p) != "sshd"),
-        }
-
-    return probe
+    return lambda: rss_by_name(listener, "sshd")
 
 
 # Subject: the site's SSH gateway ------------------------------------------------------------
@@ -210,29 +198,13 @@ def bench_user(site: Site, token: str, key: ClientKey) -> int:
 
 
 def gateway_side(site: Site, projects: Sequence[Project], key: ClientKey) -> Side:
-    gateway = site_process(site, "ssh-gateway")
-    api, storage = site_process(site, "internal-api"), site_process(site, "storage")
-    return Side(
+    return site_side(
+        site,
         "gateway",
+        "ssh-gateway",
         {p.spec.key: f"git@{site.host}:{p.full_path}.git" for p in projects},
-        tree_cpu(gateway=gateway, internal_api=api, storage=storage),
-        _gateway_probe(gateway, api, storage),
         env={"GIT_SSH_COMMAND": ssh_command(key, site.ports.ssh)},
     )
-
-
-def _gateway_probe(
-    gateway: psutil.Process, api: psutil.Process, storage: psutil.Process
-) -> Callable[[], dict[str, int]]:
-    def probe() -> dict[str, int]:
-        return {
-            "gateway": rss(gateway),
-            "internal_api": rss(api),
-            "storage": rss(storage),
-            "storage_children": sum(rss(p) for p in process_tree([storage])[1:]),
-        }
-
-    return probe
 
 
 # Measurements -------------------------------------------------------------------------------
@@ -260,8 +232,7 @@ class Setup:
     @property
     def p99(self) -> float:
         """Nearest rank: the slowest run when there are fewer than 100."""
-        ordered = sorted(self.seconds)
-        return ordered[math.ceil(0.99 * len(ordered)) - 1]
+        return percentile(self.seconds, 99)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -288,65 +259,38 @@ def ls_remote(side: Side, spec: RepoSpec, **env: str) -> float:
 
 
 def setup_times(anchor: Side, subject: Side, spec: RepoSpec, runs: int) -> tuple[Setup, Setup]:
-    """`runs` ls-remotes each after one unmeasured each, alternating so drift hits both."""
+    """`runs` ls-remotes each way, after one unmeasured each."""
     log(f"connection setup: {runs} x git ls-remote of {spec.key} each way")
-    ls_remote(anchor, spec)
-    ls_remote(subject, spec)
-    setups = Setup(), Setup()
-    for _ in range(runs):
-        for side, setup in zip((anchor, subject), setups, strict=True):
-            setup.seconds.append(ls_remote(side, spec))
-    return setups
-
-
-def memory_run(sides: Sequence[Side], spec: RepoSpec) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One more full clone each way with RSS sampled every 50 ms: peaks and server CPU."""
-    log("memory run: one more full clone each way, sampling RSS every 50 ms")
-    peaks, cpu = {}, {}
-    for side in sides:
-        before = side.cpu()
-        peaks[side.name] = side.clone(spec, sample=True).peaks
-        cpu[side.name] = {k: round(v, 2) for k, v in cpu_delta(side.cpu(), before).items()}
-    return peaks, cpu
+    pairs = list(
+        alternate(partial(ls_remote, anchor, spec), partial(ls_remote, subject, spec), runs)
+    )
+    return Setup([a for a, _ in pairs]), Setup([s for _, s in pairs])
 
 
 def run(options: Options) -> dict[str, Any]:
-    spec = QUICK if options.quick else LARGE
     ensure_installed(SSHD_PACKAGES)
-    for s in (spec, TINY):
-        generated_repo(s)
+    spec = options.spec
     runs = QUICK_SETUP_RUNS if options.quick else SETUP_RUNS
-    load_before = load_average()
-    # Every process is stopped and reaped before ForeignCpu reads the machine's counters.
-    with ForeignCpu() as foreign:
-        results = _run_stack(spec, options.repeat, runs)
-    results |= {
-        "preset": "quick" if options.quick else "default",
-        "load_average": {"before": load_before, "after": load_average()},
-        "foreign_cpu": {"seconds": round(foreign.seconds, 1), "share": round(foreign.share, 3)},
-    }
-    _report(results)
-    return results
+    return run_area(
+        options,
+        lambda _: _run_stack(spec, options.repeat, runs),
+        _report,
+        prebuilt=(spec, TINY),
+    )
 
 
 def _run_stack(spec: RepoSpec, repeat: int, runs: int) -> dict[str, Any]:
     """Broker, site and sshd up, the user and both projects made; all stopped on the way out."""
-    with (
-        tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="ssh-") as tmp,
-        TansuBroker() as broker,
-        running_site(Path(tmp) / "site", broker.bootstrap) as (site, admin),
-    ):
-        assert admin is not None
-        key = make_client_key(Path(tmp))
-        owner = bench_user(site, admin.token, key)
+    with bench_site("ssh-") as (tmp, site, token):
+        key = make_client_key(tmp)
+        owner = bench_user(site, token, key)
         main, tiny = (
-            load_project(site, admin.token, s, owner_id=owner, visibility="private")
-            for s in (spec, TINY)
+            load_project(site, token, s, owner_id=owner, visibility="private") for s in (spec, TINY)
         )
-        with openssh([main, tiny], key, Path(tmp) / "sshd") as anchor:
+        with openssh([main, tiny], key, tmp / "sshd") as anchor:
             subject = gateway_side(site, [main, tiny], key)
             for side in (anchor, subject):
-                check_protocol_v2(side, TINY, Path(tmp))
+                check_protocol_v2(side, TINY, tmp)
             return _measure(anchor, subject, main, repeat, runs)
 
 
@@ -360,11 +304,9 @@ def _measure(anchor: Side, subject: Side, main: Project, repeat: int, runs: int)
     return {
         "repository": spec.key,
         "pack_bytes": size,
-        "git_version": git("--version").strip(),
-        "openssh_version": _openssh_version(),
-        "asyncssh_version": version("asyncssh"),
-        "cpus": psutil.cpu_count(),
-        "repeat": repeat,
+        **host_facts(
+            repeat, openssh_version=_openssh_version(), asyncssh_version=version("asyncssh")
+        ),
         "full_clone": comparison(NAMES, *full, size),
         "connection_setup_tiny": {
             "runs": runs,
@@ -375,14 +317,7 @@ def _measure(anchor: Side, subject: Side, main: Project, repeat: int, runs: int)
         },
         # Server CPU by process for the memory run's full clone.
         "full_clone_server_cpu_s": memory_cpu,
-        "memory_mb": {
-            "gateway_idle": round(gateway_idle / MIB, 1),
-            **{
-                f"{side}_{name}_peak": round(value / MIB, 1)
-                for side, side_peaks in peaks.items()
-                for name, value in side_peaks.items()
-            },
-        },
+        "memory_mb": {"gateway_idle": round(gateway_idle / MIB, 1), **peaks},
     }
 
 
@@ -409,8 +344,7 @@ def _report(r: dict[str, Any]) -> None:
     print(
         f"\nssh clone benchmark: {r['repository']} (pack {r['pack_bytes'] / MIB:.1f} MiB), "
         f"{r['git_version']}, {r['openssh_version']}, asyncssh {r['asyncssh_version']}, "
-        f"{r['cpus']} CPUs, median of {r['repeat']}, load average "
-        f"{r['load_average']['before']} before, {r['load_average']['after']} after\n"
+        f"{conditions(r)}\n"
     )
     _clone_table(full)
     print()
@@ -425,27 +359,7 @@ def _report(r: dict[str, Any]) -> None:
 
 
 def _clone_table(full: dict[str, Any]) -> None:
-    print_table(
-        [
-            "operation",
-            "sshd s",
-            "gateway s",
-            "ratio",
-            "overhead ms",
-            "sshd CPU s",
-            "gateway CPU s",
-            "sshd MiB/s",
-            "gateway MiB/s",
-        ],
-        [
-            [
-                "full clone",
-                *comparison_cells(full, NAMES),
-                f"{full['sshd']['mib_per_s']:.1f}",
-                f"{full['gateway']['mib_per_s']:.1f}",
-            ]
-        ],
-    )
+    print_table(clone_headers("operation", *NAMES), [clone_row("full clone", full, NAMES)])
 
 
 def _setup_table(setup: dict[str, Any]) -> None:
@@ -460,33 +374,18 @@ def _setup_table(setup: dict[str, Any]) -> None:
 
 def _memory_table(r: dict[str, Any]) -> None:
     mem, cpu = r["memory_mb"], r["full_clone_server_cpu_s"]
-    rows = []
-    for side, key, label in _PROCESSES:
-        peak = mem.get(f"{side}_{key}_peak")
-        rows.append(
-            [
-                label,
-                "" if peak is None else f"{peak:.1f}",
-                f"{cpu[side][key]:.2f}" if key in cpu[side] else "",
-            ]
-        )
+    rows = [
+        [label, mb_cell(mem.get(f"{side}_{key}_peak")), cpu_cell(cpu[side], key)]
+        for side, key, label in _PROCESSES
+    ]
     rows[0][1] += f" (idle {mem['gateway_idle']:.1f})"
     print_table(["server process", "peak RSS MB full clone", "CPU s full clone"], rows)
 
 
 def _summary(r: dict[str, Any]) -> None:
     full, setup, mem = r["full_clone"], r["connection_setup_tiny"], r["memory_mb"]
-    foreign = r["foreign_cpu"]
-    if foreign["share"] > 0.1:
-        print(
-            f"WARNING: other processes used {foreign['seconds']:.0f} CPU s "
-            f"({foreign['share']:.0%} of the machine) during this run: timings are skewed"
-        )
-    print(f"ratio clone throughput gateway/sshd: {full['ratio']:.2f} (target >= {TARGET})")
-    print(
-        f"ratio clone CPU gateway/sshd: {full['cpu_ratio']:.2f} "
-        f"({full['sshd']['median_cpu_s']:.2f} vs {full['gateway']['median_cpu_s']:.2f} CPU s)"
-    )
+    print_foreign_warning(r)
+    print_clone_ratios(full, NAMES, TARGET)
     s, g = setup["sshd"], setup["gateway"]
     print(
         f"ratio connection setup gateway/sshd: {setup['ratio']:.2f} (median "

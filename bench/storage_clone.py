@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import zlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,29 @@ import psutil  # type: ignore[import-untyped]
 from bench.common import (
     CACHE_DIR,
     MIB,
+    TINY,
     CloneRun,
-    ForeignCpu,
     Options,
     RepoSpec,
-    Timing,
     clean_env,
+    clone_headers,
+    clone_row,
+    compare,
+    comparison,
+    conditions,
     descendants,
     generated_repo,
     git,
-    load_average,
+    host_facts,
     log,
+    megabytes,
     pack_bytes,
+    print_clone_ratios,
+    print_foreign_warning,
+    print_overhead,
     print_table,
     rss,
+    run_area,
     timed_clone,
 )
 from geogit.common.paths import hashed_repository_path
@@ -41,54 +51,42 @@ from geogit.common.proto.storage.v1 import shared_pb2
 from geogit.storage.testing import StorageProcess
 
 TARGET = 0.9
-LARGE = RepoSpec()
-QUICK = RepoSpec(commits=500, binary_mb=10)
-# No binaries, a handful of files: a shallow clone of it is almost all per-operation cost.
-TINY = RepoSpec(commits=5, files=10, binary_mb=0)
+NAMES = ("file", "storage")  # anchor, subject: the keys of every comparison
 HELPER_MODULE = "geogit.storage.ssh_helper"
 STORAGE_DIR = CACHE_DIR / "storage"
 # Clones need no internal API (only pushes call it); nothing listens here.
 NO_INTERNAL_API = "http://127.0.0.1:9"
 
 
-class Target:
-    """One repository served both ways: as a file:// URL and through storage."""
+@dataclass(frozen=True)
+class FileSide:
+    """The anchor: `git clone --no-local file://`, upload-pack a direct child of the client."""
 
-    def __init__(self, storage: StorageProcess, spec: RepoSpec) -> None:
-        self.storage = storage
-        self.spec = spec
-        self.repo = _repository(storage, spec)
-        self.path = storage.path_of(self.repo)
-        self.file_url = f"file://{self.path}"
-        assert storage.proc is not None
-        self.server = psutil.Process(storage.proc.pid)
+    paths: dict[str, Path]  # spec key -> bare repository
+    name: str = "file"
 
-    def anchor(self, *args: str) -> CloneRun:
-        return timed_clone(["clone", "-q", "--no-local", *args, self.file_url], clean_env())
+    def clone(self, spec: RepoSpec, *args: str) -> CloneRun:
+        url = f"file://{self.paths[spec.key]}"
+        return timed_clone(["clone", "-q", "--no-local", *args, url], clean_env())
 
-    def subject(
-        self, *args: str, probe: Callable[[int], Mapping[str, int]] | None = None
+
+@dataclass(frozen=True)
+class StorageSide:
+    """The subject: the same repositories through the git-ssh helper and storage's RPC."""
+
+    storage: StorageProcess
+    repos: dict[str, shared_pb2.Repository]  # spec key -> repository
+    server: psutil.Process
+    name: str = "storage"
+
+    def clone(
+        self, spec: RepoSpec, *args: str, probe: Callable[[int], Mapping[str, int]] | None = None
     ) -> CloneRun:
+        repo = self.repos[spec.key]
         # A fresh environment per run: it carries a storage token that expires after a minute.
-        env = self.storage.git_env(self.repo)
-        argv = ["clone", "-q", *args, StorageProcess.url(self.repo)]
+        env = self.storage.git_env(repo)
+        argv = ["clone", "-q", *args, StorageProcess.url(repo)]
         return timed_clone(argv, env, probe, server=self.server)
-
-    def compare(self, repeat: int, *args: str) -> tuple[Timing, Timing]:
-        """Median of `repeat` runs each, interleaved so drift (cache, CPU clock) hits both."""
-        log(f"warming: {self.spec.key} clone {' '.join(args)}")
-        self.anchor(*args)
-        self.subject(*args)
-        anchor, subject = Timing(), Timing()
-        for i in range(repeat):
-            anchor.runs.append(self.anchor(*args))
-            subject.runs.append(self.subject(*args))
-            a, s = anchor.runs[-1], subject.runs[-1]
-            log(
-                f"run {i + 1}/{repeat}: file {a.seconds:.3f} s ({a.cpu:.2f} CPU s), "
-                f"storage {s.seconds:.3f} s ({s.cpu:.2f} CPU s)"
-            )
-        return anchor, subject
 
 
 def _repository(storage: StorageProcess, spec: RepoSpec) -> shared_pb2.Repository:
@@ -157,97 +155,61 @@ def _git_objects(path: Path) -> int:
 
 
 def run(options: Options) -> dict[str, Any]:
-    spec = QUICK if options.quick else LARGE
-    load_before = load_average()
     storage = StorageProcess(STORAGE_DIR / "repositories", NO_INTERNAL_API)
-    with ForeignCpu() as foreign:
-        storage.start()
-        try:
-            results = _measure(storage, spec, options.repeat)
-        finally:
-            storage.stop()
-    results |= {
-        "preset": "quick" if options.quick else "default",
-        "load_average": {"before": load_before, "after": load_average()},
-        "foreign_cpu": {"seconds": round(foreign.seconds, 1), "share": round(foreign.share, 3)},
-    }
-    _report(results)
-    return results
+    return run_area(options, lambda _: _serve(storage, options.spec, options.repeat), _report)
+
+
+def _serve(storage: StorageProcess, spec: RepoSpec, repeat: int) -> dict[str, Any]:
+    """The server up for the measurements, and stopped before ForeignCpu reads the counters."""
+    storage.start()
+    try:
+        return _measure(storage, spec, repeat)
+    finally:
+        storage.stop()
 
 
 def _measure(storage: StorageProcess, spec: RepoSpec, repeat: int) -> dict[str, Any]:
-    main, tiny = Target(storage, spec), Target(storage, TINY)
-    size, objects = pack_bytes(main.path), _git_objects(main.path)
+    repos = {s.key: _repository(storage, s) for s in (spec, TINY)}
+    assert storage.proc is not None
+    anchor = FileSide({key: storage.path_of(repo) for key, repo in repos.items()})
+    subject = StorageSide(storage, repos, psutil.Process(storage.proc.pid))
+    path = anchor.paths[spec.key]
+    size, objects = pack_bytes(path), _git_objects(path)
     log(f"{spec.key}: {objects} objects, pack {size / MIB:.1f} MiB")
-    full = main.compare(repeat)
-    shallow = main.compare(repeat, "--depth", "1")
-    shallow_tiny = tiny.compare(repeat, "--depth", "1")
+    full = compare(anchor, subject, spec, repeat)
+    shallow = compare(anchor, subject, spec, repeat, "--depth", "1")
+    shallow_tiny = compare(anchor, subject, TINY, repeat, "--depth", "1")
     log("memory run: one more clone through storage, sampling RSS every 50 ms")
-    server_idle = rss(main.server)
-    peaks = main.subject(probe=_memory_probe(main.server)).peaks
+    server_idle = rss(subject.server)
+    peaks = subject.clone(spec, probe=_memory_probe(subject.server)).peaks
     return {
         "repository": spec.key,
         "objects": objects,
         "pack_bytes": size,
-        "git_version": git("--version").strip(),
-        "cpus": psutil.cpu_count(),
-        "repeat": repeat,
-        "full_clone": _comparison(*full, size),
-        "shallow_clone": _comparison(*shallow),
-        "shallow_clone_tiny": _comparison(*shallow_tiny),
+        **host_facts(repeat),
+        "full_clone": comparison(NAMES, *full, size),
+        "shallow_clone": comparison(NAMES, *shallow),
+        "shallow_clone_tiny": comparison(NAMES, *shallow_tiny),
         "memory_mb": {
             "server_idle": round(server_idle / MIB, 1),
-            **{f"{name}_peak": round(value / MIB, 1) for name, value in peaks.items()},
+            **megabytes(peaks, suffix="_peak"),
         },
     }
-
-
-def _comparison(anchor: Timing, subject: Timing, size: int | None = None) -> dict[str, Any]:
-    """Ratio is file-time / storage-time: storage speed relative to file://, 1.0 is parity."""
-    out: dict[str, Any] = {
-        "file": anchor.as_json(),
-        "storage": subject.as_json(),
-        "ratio": round(anchor.median / subject.median, 3),
-        "overhead_ms": round((subject.median - anchor.median) * 1000, 1),
-        "cpu_ratio": round(subject.median_cpu / anchor.median_cpu, 2),
-    }
-    if size is not None:
-        out["file"]["mib_per_s"] = round(size / MIB / anchor.median, 1)
-        out["storage"]["mib_per_s"] = round(size / MIB / subject.median, 1)
-    return out
 
 
 def _report(r: dict[str, Any]) -> None:
     full, shallow, tiny = r["full_clone"], r["shallow_clone"], r["shallow_clone_tiny"]
     print(
         f"\nstorage clone benchmark: {r['repository']} ({r['objects']} objects, "
-        f"pack {r['pack_bytes'] / MIB:.1f} MiB), {r['git_version']}, {r['cpus']} CPUs, "
-        f"median of {r['repeat']}, load average {r['load_average']['before']} before, "
-        f"{r['load_average']['after']} after\n"
+        f"pack {r['pack_bytes'] / MIB:.1f} MiB), {r['git_version']}, {conditions(r)}\n"
     )
-    rows = [
-        [
-            "full clone",
-            *_cells(full),
-            f"{full['file']['mib_per_s']:.1f}",
-            f"{full['storage']['mib_per_s']:.1f}",
-        ],
-        ["shallow clone --depth 1", *_cells(shallow), "", ""],
-        [f"shallow clone --depth 1 ({TINY.key})", *_cells(tiny), "", ""],
-    ]
     print_table(
+        clone_headers("operation", *NAMES, anchor_seconds="file://"),
         [
-            "operation",
-            "file:// s",
-            "storage s",
-            "ratio",
-            "overhead ms",
-            "file CPU s",
-            "storage CPU s",
-            "file MiB/s",
-            "storage MiB/s",
+            clone_row("full clone", full, NAMES),
+            clone_row("shallow clone --depth 1", shallow, NAMES),
+            clone_row(f"shallow clone --depth 1 ({TINY.key})", tiny, NAMES),
         ],
-        rows,
     )
     mem = r["memory_mb"]
     print()
@@ -272,38 +234,12 @@ def _report(r: dict[str, Any]) -> None:
         " client git, helper, storage server and its git children)"
     )
     print()
-    foreign = r["foreign_cpu"]
-    if foreign["share"] > 0.1:
-        print(
-            f"WARNING: other processes used {foreign['seconds']:.0f} CPU s "
-            f"({foreign['share']:.0%} of the machine) during this run: timings are skewed"
-        )
-    print(f"ratio clone throughput storage/file: {full['ratio']:.2f} (target >= {TARGET})")
-    print(
-        f"ratio clone CPU storage/file: {full['cpu_ratio']:.2f} "
-        f"({full['file']['median_cpu_s']:.2f} vs {full['storage']['median_cpu_s']:.2f} CPU s)"
-    )
-    print(
-        f"ratio shallow clone storage/file: {shallow['ratio']:.2f} "
-        f"({shallow['overhead_ms']:+.0f} ms per clone)"
-    )
-    print(
-        f"ratio shallow clone tiny storage/file: {tiny['ratio']:.2f} "
-        f"({tiny['overhead_ms']:+.0f} ms per clone)"
-    )
+    print_foreign_warning(r)
+    print_clone_ratios(full, NAMES, TARGET)
+    print_overhead("shallow clone", shallow, NAMES)
+    print_overhead("shallow clone tiny", tiny, NAMES)
     print(
         f"peak RSS storage server: {mem['server_peak']:.1f} MB, "
         f"its git children: {mem['server_children_peak']:.1f} MB, "
         f"git-ssh helper: {mem['helper_peak']:.1f} MB"
     )
-
-
-def _cells(c: dict[str, Any]) -> list[str]:
-    return [
-        f"{c['file']['median_s']:.3f}",
-        f"{c['storage']['median_s']:.3f}",
-        f"{c['ratio']:.2f}",
-        f"{c['overhead_ms']:+.0f}",
-        f"{c['file']['median_cpu_s']:.2f}",
-        f"{c['storage']['median_cpu_s']:.2f}",
-    ]

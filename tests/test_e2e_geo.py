@@ -265,6 +265,18 @@ def test_forged_expired_and_foreign_geo_tokens_are_refused(
         )
         assert api_answer.status_code == 403, (why, api_answer.text)
 
+    # A site the primary disabled is refused at once, whatever tokens it still holds.
+    other_id = next(s["id"] for s in api.call("GET", "/geo/sites") if s["name"] == other.name)
+    api.call("PUT", f"/geo/sites/{other_id}", json={"enabled": False})
+    try:
+        revoked = issue_geo_token(other.secrets.geo_secret, other.name, "replication")
+        refused = httpx.get(
+            git_url, params={"service": "git-upload-pack"}, headers={GEO_TOKEN_HEADER: revoked}
+        )
+        assert refused.status_code == 403 and "disabled" in refused.text
+    finally:
+        api.call("PUT", f"/geo/sites/{other_id}", json={"enabled": True})
+
     # A real replication token fetches a private project it has no user for, and pushes nothing.
     good = issue_geo_token(secondary.secrets.geo_secret, secondary.name, "replication")
     allowed = httpx.get(
