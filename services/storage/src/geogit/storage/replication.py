@@ -42,9 +42,11 @@ def ssh_helper_command() -> str:
 class FetchSource:
     """A URL plus the configuration and environment git needs to reach it."""
 
-    def __init__(self, url: str, config: list[tuple[str, str]], env: dict[str, str]) -> None:
+    def __init__(
+        self, url: str, config: list[tuple[str, str]], env: dict[str, str], protocol: str = "2"
+    ) -> None:
         self.url = url
-        self.config = [("protocol.version", "2"), *config]
+        self.config = [("protocol.version", protocol), *config]
         self.env = env
 
     @classmethod
@@ -80,7 +82,9 @@ class FetchSource:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise InvalidArgument(f"http source must be an http(s) URL: {source.url[:200]!r}")
         config = [("http.extraHeader", _header_line(h.name, h.value)) for h in source.headers]
-        return cls(source.url, config, {})
+        # A replica wants every ref, so v2's separate ls-refs request buys nothing over
+        # another region's link: v0 fetches in two requests (refs, then the pack), v2 in three.
+        return cls(source.url, config, {}, protocol="0")
 
 
 def _header_line(name: str, value: str) -> str:
