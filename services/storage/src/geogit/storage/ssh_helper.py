@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -31,6 +32,9 @@ from geogit.common.storage_client import aio_channel, storage_metadata
 
 SSH_PAYLOAD_ENV = "GEOGIT_SSH_PAYLOAD"
 CHUNK_SIZE = 64 * 1024
+# Pack data arrives in 256 KiB messages; a pipe of Linux's default 64 KiB takes each in four
+# writes, each a wake-up of git's index-pack. 1 MiB is the unprivileged maximum.
+PIPE_BYTES = 1024 * 1024
 COMMANDS = {
     "git-upload-pack": "SSHUploadPack",
     "git-receive-pack": "SSHReceivePack",
@@ -149,6 +153,8 @@ class StdoutPipe:
             )
         except ValueError:  # a regular file: plain blocking writes in a thread
             return cls(None)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(1, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         return cls(asyncio.StreamWriter(transport, protocol, None, loop))
 
     async def write(self, data: bytes) -> None:
