@@ -16,7 +16,7 @@ import httpx
 import jwt
 import pytest
 from e2e import Account, Api, clone_url, git
-from geo_support import internal, registry, route, served_locally, wait_until
+from geo_support import info_refs, internal, registry, route, served_locally, wait_until
 
 from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
 from geogit.common.paths import hashed_repository_path
@@ -502,3 +502,48 @@ def test_the_primary_and_the_secondary_report_replication(
     )
     assert direct.status_code == 403
     assert "read-only Geo secondary" in direct.json()["message"]
+
+
+def test_a_new_default_branch_reaches_the_replicas_head(
+    api: Api, primary: Site, secondary: Site, tmp_path: Path
+) -> None:
+    owner, project, tree = pushed_project(api, primary, tmp_path / "src")
+    git("push", "-q", clone_url(primary.http_url, project, owner), "main:feature", cwd=tree)
+    api.call("PUT", f"/projects/{project['id']}", json={"default_branch": "feature"})
+
+    def head_is_feature() -> bool:
+        response = info_refs(secondary, project, owner)
+        return (
+            response.headers.get("Geogit-Route") == "local"
+            and b"symref=HEAD:refs/heads/feature" in response.content
+        )
+
+    wait_until(head_is_feature, what="the replica's HEAD to follow the default branch")
+    git("clone", "-q", clone_url(secondary.http_url, project, owner), str(tmp_path / "c"))
+    assert git("symbolic-ref", "HEAD", cwd=tmp_path / "c").stdout.strip() == "refs/heads/feature"
+
+
+def test_geo_tokens_do_only_what_they_were_issued_for(
+    sites: tuple[Site, Site, Site, Api], tmp_path: Path
+) -> None:
+    primary, secondary, _, api = sites
+    owner, project, _ = pushed_project(api, primary, tmp_path / "src")
+    # The token a secondary adds to every request it relays cannot read the event store.
+    through_secondary = httpx.get(
+        f"{secondary.http_url}/api/v4/geo/events", headers={"PRIVATE-TOKEN": owner.token}
+    )
+    assert through_secondary.status_code == 403
+    # An SSH relay token is good for one command on one project.
+    token = issue_geo_token(
+        secondary.secrets.geo_secret,
+        secondary.name,
+        "ssh_proxy",
+        gl_id=f"user-{owner.id}",
+        project=project["path_with_namespace"],
+        action="git-upload-pack",
+    )
+    url = f"{primary.http_url}/{project['path_with_namespace']}.git/info/refs"
+    fetch = httpx.get(url, params={"service": "git-upload-pack"}, headers={GEO_TOKEN_HEADER: token})
+    assert fetch.status_code == 200
+    push = httpx.get(url, params={"service": "git-receive-pack"}, headers={GEO_TOKEN_HEADER: token})
+    assert push.status_code == 403 and "another command" in push.text

@@ -12,11 +12,14 @@ SECRET = "s" * 40
 OTHER = "o" * 40
 
 
-def test_round_trip_names_site_scope_and_user() -> None:
-    token = issue_geo_token(SECRET, "secondary-1", "ssh_proxy", gl_id="user-7")
+def test_round_trip_names_site_scope_user_and_command() -> None:
+    token = issue_geo_token(
+        SECRET, "secondary-1", "ssh_proxy", gl_id="user-7", project="a/b", action="git-upload-pack"
+    )
     assert claimed_site(token) == "secondary-1"
     claims = verify_geo_token(token, SECRET, "secondary-1")
     assert (claims.site, claims.scope, claims.gl_id) == ("secondary-1", "ssh_proxy", "user-7")
+    assert (claims.project, claims.action) == ("a/b", "git-upload-pack")
 
 
 def test_other_sites_secret_or_name_is_refused() -> None:

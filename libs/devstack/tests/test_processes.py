@@ -26,6 +26,20 @@ def http_server(port: int) -> list[str]:
     return [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
 
 
+def sleeper() -> tuple[subprocess.Popen[bytes], Identity]:
+    """A `sleep 30` and its identity, once /proc shows its command line: read at once after
+    the spawn, a loaded kernel may still show it empty."""
+    process = subprocess.Popen(["sleep", "30"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        identity = identity_of(process.pid)
+        if identity is not None and identity.cmdline == ("sleep", "30"):
+            return process, identity
+        time.sleep(0.01)
+    process.kill()
+    raise AssertionError("sleep never showed its command line")
+
+
 def wait_gone(pid: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while identity_of(pid) is not None:
@@ -83,10 +97,8 @@ def test_stop_all_goes_in_reverse_start_order(tmp_path: Path) -> None:
 
 
 def test_refuses_to_kill_a_pid_whose_command_line_does_not_match(tmp_path: Path) -> None:
-    bystander = subprocess.Popen(["sleep", "30"])
+    bystander, identity = sleeper()
     try:
-        identity = identity_of(bystander.pid)
-        assert identity is not None
         supervisor = Supervisor(tmp_path)
         supervisor.pids_dir.mkdir(parents=True)
         forged = ProcessRecord(
@@ -112,10 +124,8 @@ def test_refuses_to_kill_a_pid_whose_command_line_does_not_match(tmp_path: Path)
 
 def test_refuses_a_recycled_pid_with_the_same_command_line(tmp_path: Path) -> None:
     """Same command line, other start time: a different process that reused the pid."""
-    bystander = subprocess.Popen(["sleep", "30"])
+    bystander, identity = sleeper()
     try:
-        identity = identity_of(bystander.pid)
-        assert identity is not None
         supervisor = Supervisor(tmp_path)
         supervisor.pids_dir.mkdir(parents=True)
         earlier = Identity(identity.cmdline, identity.start_ticks - 1000)

@@ -120,6 +120,8 @@ async def test_drain_cancels_work_that_outlives_the_grace() -> None:
     [
         (None, Action.SYNC),
         ({"state": "failed", "synced_seq": 3}, Action.SYNC),
+        ({"state": "failed", "next_retry_at": "2000-01-01T00:00:00Z"}, Action.SYNC),
+        ({"state": "failed", "next_retry_at": "2999-01-01T00:00:00Z"}, None),
         ({"state": "synced", "synced_seq": 2}, Action.SYNC),
         (
             {"state": "synced", "synced_seq": 3, "verified_at": "2000-01-01T00:00:00Z"},

@@ -9,7 +9,8 @@ another:
   still decide what they may do.
 - `replication`: the replicator fetches a repository; allows `git-upload-pack` of any project
   and nothing else.
-- `ssh_proxy`: the SSH gateway relays a user it authenticated by key; `gl_id` names the user.
+- `ssh_proxy`: the SSH gateway relays a user it authenticated by key; `gl_id` names the user,
+  and `project` and `action` the one command it may be used for.
 - `events`: the internal API reads the primary's event store.
 """
 
@@ -37,6 +38,8 @@ class GeoClaims:
     site: str
     scope: GeoScope
     gl_id: str = ""
+    project: str = ""
+    action: str = ""
 
 
 def issue_geo_token(
@@ -45,11 +48,13 @@ def issue_geo_token(
     scope: GeoScope,
     *,
     gl_id: str = "",
+    project: str = "",
+    action: str = "",
     ttl_seconds: int = GEO_TOKEN_TTL_SECONDS,
 ) -> str:
     claims = {"site": site, "scope": scope}
-    if gl_id:
-        claims["gl_id"] = gl_id
+    optional = {"gl_id": gl_id, "project": project, "action": action}
+    claims |= {name: value for name, value in optional.items() if value}
     return issue_token(secret, _ISSUER_PREFIX + site, GEO_AUDIENCE, ttl_seconds, **claims)
 
 
@@ -73,7 +78,7 @@ def verify_geo_token(token: str, secret: str, site: str) -> GeoClaims:
         raise TokenError("token site does not match its issuer")
     if scope not in GEO_SCOPES:
         raise TokenError(f"token scope {scope!r} not accepted")
-    gl_id = claims.get("gl_id", "")
-    if not isinstance(gl_id, str):
+    optional = {name: claims.get(name, "") for name in ("gl_id", "project", "action")}
+    if not all(isinstance(value, str) for value in optional.values()):
         raise TokenError("malformed token")
-    return GeoClaims(site=site, scope=scope, gl_id=gl_id)
+    return GeoClaims(site=site, scope=scope, **optional)

@@ -139,16 +139,11 @@ class GeoProxyInfo(BaseModel):
     geo_proxy_url: str = ""
     # A Geo JWT (scope `proxy`) naming this site, sent as Geogit-Geo-Token on proxied requests.
     geo_proxy_extra_data: str = ""
-    # "transparent" or "redirect" (DESIGN §3.2).
-    geo_proxy_mode: str = ""
-    site_id: int | None = None
 
 
 class GeoProxyData(BaseModel):
     primary_repo: str
     request_headers: dict[str, str]
-    gl_id: str = ""
-    gl_username: str = ""
 
 
 class GeoProxyPayload(BaseModel):

@@ -64,12 +64,12 @@ class PrimaryClient:
             )
         return response.content
 
-    async def events_after(self, after: int, limit: int) -> tuple[list[Event], int]:
-        """Events with a global sequence above `after`, in order, and the last one's."""
+    async def events_after(self, after: int, limit: int) -> list[Event]:
+        """Events with a global sequence above `after`, in order."""
         body = await self._get("/api/v4/geo/events", {"after": after, "limit": limit})
         try:
             page = _EventPage.model_validate_json(body)
-            return [event_from_json(item) for item in page.events], page.last
+            return [event_from_json(item) for item in page.events]
         except (ValidationError, EventDecodeError) as exc:
             raise PrimaryUnavailable(f"the primary's event store answered nonsense: {exc}") from exc
 

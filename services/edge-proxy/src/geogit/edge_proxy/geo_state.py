@@ -3,7 +3,9 @@
 Polled from the site's own internal API (`GET /api/v4/geo/proxy`), as Workhorse polls Rails:
 once at startup and every GEOGIT_GEO_POLL_SECONDS after. The answer carries the primary's
 URL and a fresh Geo token; a token lives 60 s and the poll is every 10 s by default, so the one
-in hand is always valid. A failed poll keeps the last answer rather than forgetting the primary.
+in hand is valid while the internal API answers. A failed poll keeps the last answer rather
+than forgetting the primary; once the internal API has been away for about a minute the
+primary refuses that token, and so relayed requests, until it is back.
 """
 
 from __future__ import annotations

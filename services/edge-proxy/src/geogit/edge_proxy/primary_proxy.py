@@ -3,9 +3,10 @@
 Everything goes out with this site's Geo token (the client cannot supply its own), streamed
 both ways, and comes back with `Geogit-Route: proxy`; the primary's answers, its 401s
 included, reach the client unchanged. `/-/from_secondary/<site-id>/...` (GitLab's redirect
-mode) is relayed with the prefix stripped. A push the primary accepted is reported to this
+mode) is relayed with the prefix stripped. A push relayed to the primary is reported to this
 site's internal API before the response ends, so the pusher's next read through this site is
-not served from a replica that lacks the push.
+not served from a replica that lacks the push — and afterwards too when the answer broke off,
+since the push may have landed all the same.
 """
 
 from __future__ import annotations
@@ -78,14 +79,12 @@ class PrimaryProxy:
             await text_error(send, 503, "This secondary site does not know its primary yet.")
             return
         request.log.update(outcome="proxy")
+        reported = False
 
         async def report_push(status: int) -> None:
-            if status != 200 or pushed_project is None:
-                return
-            try:
-                await self.internal_api.proxied_push(pushed_project)
-            except UpstreamError as exc:
-                log.warning("could not report a relayed push", extra={"error": str(exc)})
+            nonlocal reported
+            reported = True
+            await self._report(pushed_project)
 
         await self.relay.relay(
             request,
@@ -97,6 +96,16 @@ class PrimaryProxy:
             dropped_headers=[GEO_HEADER, *dropped_headers],
             before_end=report_push if pushed_project else None,
         )
+        if pushed_project is not None and not reported:
+            await self._report(pushed_project)
+
+    async def _report(self, project: str | None) -> None:
+        if project is None:
+            return
+        try:
+            await self.internal_api.proxied_push(project)
+        except UpstreamError as exc:
+            log.warning("could not report a relayed push", extra={"error": str(exc)})
 
     async def from_secondary(self, request: Request, send: Send) -> None:
         """`/-/from_secondary/<id>/<path>`: the path, relayed to the primary."""

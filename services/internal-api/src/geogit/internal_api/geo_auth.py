@@ -50,12 +50,13 @@ async def geo_gate(request: Request, services: ServicesDep) -> GeoClaims | None:
             claims = await verify_geo(session, token)
         except Denied as denial:
             raise ApiError(denial.status, f"403 Forbidden - {denial.message}") from denial
-    request.state.geo = claims
     return claims
 
 
 GeoGate = Annotated[GeoClaims | None, Depends(geo_gate)]
-_READER_SCOPES: frozenset[GeoScope] = frozenset({"events", "proxy", "replication"})
+# Not `proxy`: that token rides on every request a secondary relays for its users, who must
+# not read the event store through it.
+_READER_SCOPES: frozenset[GeoScope] = frozenset({"events", "replication"})
 
 
 async def geo_reader(request: Request, services: ServicesDep, claims: GeoGate) -> str:

@@ -14,15 +14,27 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from geogit.common.background import Background
-from geogit.common.internal_api import Replicable
+from geogit.common.internal_api import RegistryEntry, Replicable
 from geogit.replicator.clients.internal_api import InternalApiClient, InternalApiError
 from geogit.replicator.scheduler import Action, Scheduler
 
 log = logging.getLogger(__name__)
 
 
+def _backing_off(registry: RegistryEntry | None, now: datetime) -> bool:
+    return (
+        registry is not None
+        and registry.state == "failed"
+        and registry.next_retry_at is not None
+        and registry.next_retry_at > now
+    )
+
+
 def needed(replicable: Replicable, verify_after: timedelta, now: datetime) -> Action | None:
+    """What a replica needs; a failed one waits out its backoff (`next_retry_at`) first."""
     registry = replicable.registry
+    if _backing_off(registry, now):
+        return None
     if registry is None or registry.state != "synced" or registry.synced_seq < replicable.seq:
         return Action.SYNC
     if registry.verified_at is None or now - registry.verified_at > verify_after:

@@ -1,5 +1,6 @@
 """Repository events from `geogit.repository` (this site's own consumer group), turned into
-work for the scheduler: the fast path from a push to a sync.
+work for the scheduler: the fast path from a push to a sync. From `geogit.domain` only
+`ProjectUpdated` matters here: a new default branch moves the replica's HEAD.
 
 The offset is committed once the work is requested, not done: the registry, not the offset,
 records what is replicated, and backfill finds whatever a crash left undone. A broker that lost
@@ -30,7 +31,7 @@ class RepositoryFeed:
         self._scheduler = scheduler
         self._worker = worker
         self._loop = ConsumerLoop(
-            kafka, [topics.repository], f"geogit-replicator-{site}", self.handle
+            kafka, [topics.repository, topics.domain], f"geogit-replicator-{site}", self.handle
         )
 
     def start(self) -> None:
@@ -48,6 +49,9 @@ class RepositoryFeed:
                 payload.pushed_at.ToDatetime(tzinfo=UTC) if payload.HasField("pushed_at") else None
             )
             self._worker.hint(payload.project_id, Hint(payload.seq, payload.checksum, pushed_at))
+            self._scheduler.request(payload.project_id, Action.SYNC)
+        elif event.type == "ProjectUpdated":
+            self._worker.default_branch(payload.project_id, payload.default_branch)
             self._scheduler.request(payload.project_id, Action.SYNC)
         elif event.type == "RepositoryCreated":
             hint = Hint(payload.seq, EMPTY_CHECKSUM, event.occurred_at)

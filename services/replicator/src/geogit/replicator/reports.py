@@ -1,8 +1,10 @@
 """Replication reports on `geogit.replication` (DESIGN §4): ReplicaSynced / ReplicaFailed /
 ReplicaVerified, keyed by site and project, for the primary's status page and anyone observing.
 
-Reports are telemetry: the registry in the site's database is the state. A report that cannot
-be sent (Kafka down) is logged and dropped rather than holding up replication.
+Reports are telemetry: the registry in the site's database is the state. So a sync only puts
+its report in a bounded queue and goes on; one background task publishes them. While Kafka is
+down the queue fills and further reports are dropped (and counted), rather than holding up
+replication.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ import asyncio
 import logging
 
 from google.protobuf.message import Message
+from prometheus_client import Counter
 
-from geogit.common.events import Topics, new_event
-from geogit.common.kafka import EventProducer, KafkaConfig, PublishError, ensure_topics
+from geogit.common.background import Background
+from geogit.common.events import Event, Topics, new_event
+from geogit.common.kafka import EventProducer, KafkaConfig, ensure_topics
 
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_SECONDS = 5.0
+QUEUE_SIZE = 1000
+DROPPED = Counter("geogit_replication_reports_dropped_total", "Reports not published")
 
 
 class Reports:
@@ -25,19 +31,21 @@ class Reports:
         self._kafka = kafka
         self._topic = topics.replication
         self.site = site
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
         self._producer: EventProducer | None = None
+        self._publisher = Background("replication-reports", self._publish_forever)
 
-    async def _connected(self) -> EventProducer | None:
+    def start(self) -> None:
+        if self._kafka is not None:
+            self._publisher.start()
+
+    async def stop(self) -> None:
+        await self._publisher.stop()
+        await self._disconnect()
+
+    def publish(self, project_id: int, seq: int, payload: Message) -> None:
         if self._kafka is None:
-            return None
-        if self._producer is None:
-            producer = EventProducer(self._kafka)
-            await ensure_topics(self._kafka, [self._topic])
-            await producer.start()
-            self._producer = producer
-        return self._producer
-
-    async def publish(self, project_id: int, seq: int, payload: Message) -> None:
+            return
         event = new_event(
             payload,
             aggregate_id=f"{self.site}:{project_id}",
@@ -45,17 +53,34 @@ class Reports:
             origin_site=self.site,
         )
         try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
-                producer = await self._connected()
-                if producer is not None:
-                    await producer.publish(self._topic, event)
-        except (PublishError, OSError, TimeoutError, Exception) as exc:
-            log.warning(
-                "replication report dropped", extra={"type": event.type, "error": repr(exc)}
-            )
-            await self.close()
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            DROPPED.inc()
 
-    async def close(self) -> None:
+    async def _publish_forever(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+                    producer = await self._connected()
+                    await producer.publish(self._topic, event)
+            except Exception as exc:  # Kafka down or refusing: the report is telemetry
+                DROPPED.inc()
+                log.warning(
+                    "replication report dropped", extra={"type": event.type, "error": repr(exc)}
+                )
+                await self._disconnect()
+
+    async def _connected(self) -> EventProducer:
+        if self._producer is None:
+            assert self._kafka is not None
+            producer = EventProducer(self._kafka)
+            await ensure_topics(self._kafka, [self._topic])
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    async def _disconnect(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
             try:

@@ -32,8 +32,7 @@ class Action(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Retry:
-    """Come back after a backoff; `attempt` counts the failures in a row (1 for the first).
-    Attempt 0 is "again at once": the state moved while the work ran."""
+    """Come back after a backoff; `attempt` counts the failures in a row (1 for the first)."""
 
     attempt: int
 
@@ -100,8 +99,6 @@ class Scheduler:
                         outcome = Retry(1)
                 if outcome is not None:
                     entry.action = max(entry.action, action)
-                    if outcome.attempt == 0:
-                        continue
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(entry.again.wait(), self.backoff(outcome.attempt))
                     continue

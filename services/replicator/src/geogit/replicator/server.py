@@ -96,6 +96,7 @@ class Replicator:
 
     async def start(self) -> None:
         await self.ops.start()
+        self.reports.start()
         if self.feed is not None:
             self.feed.start()
         self.backfill.start()
@@ -108,7 +109,7 @@ class Replicator:
             await self.feed.stop()
         await self.backfill.stop()
         await self.scheduler.drain(self.settings.shutdown_grace_seconds)
-        await self.reports.close()
+        await self.reports.stop()
         await self.storage.close()
         await self.primary.aclose()
         await self.api.aclose()

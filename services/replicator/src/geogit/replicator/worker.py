@@ -9,7 +9,8 @@ primary's for it. When it matches neither the target nor what the primary report
 sync failed: it is retried and the failure reported.
 
 HEAD follows the project's default branch with a local SetHead, not by asking the primary on
-every sync (two more round trips to the other site).
+every sync (two more round trips to the other site): after every sync or check, from the
+newest `ProjectUpdated` this replicator has seen, else the read model.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class ReplicaWorker:
         self._retry_max = retry_max
         self._hints: dict[int, Hint] = {}
         self._unknown: dict[int, int] = {}
+        self._api_failures: dict[int, int] = {}
+        self._branches: dict[int, str] = {}
         self._heads: dict[int, str] = {}
 
     def hint(self, project_id: int, hint: Hint) -> None:
@@ -82,25 +85,35 @@ class ReplicaWorker:
         if known is None or hint.seq > known.seq:
             self._hints[project_id] = hint
 
+    def default_branch(self, project_id: int, branch: str) -> None:
+        """The project's default branch as a `ProjectUpdated` event announced it."""
+        self._branches[project_id] = branch
+
     async def __call__(self, project_id: int, action: Action) -> Retry | None:
         try:
-            replicable = await self._api.replicable(project_id)
-            if action is Action.DELETE:
-                await self._delete(project_id)
-                return None
-            if replicable is None:
-                return self._not_known_yet(project_id)
-            self._unknown.pop(project_id, None)
-            registry = replicable.registry or RegistryEntry()
-            if action is Action.VERIFY and registry.state == "synced":
-                return await self._verify(replicable, registry)
-            return await self._sync(replicable, registry)
+            outcome = await self._work(project_id, action)
         except InternalApiError as exc:
+            attempt = self._api_failures[project_id] = self._api_failures.get(project_id, 0) + 1
             log.warning(
                 "internal API unavailable", extra={"project_id": project_id, "error": str(exc)}
             )
             metrics.FAILURES.labels("internal_api").inc()
-            return Retry(1)
+            return Retry(attempt)
+        self._api_failures.pop(project_id, None)
+        return outcome
+
+    async def _work(self, project_id: int, action: Action) -> Retry | None:
+        if action is Action.DELETE:
+            await self._delete(project_id)
+            return None
+        replicable = await self._api.replicable(project_id)
+        if replicable is None:
+            return self._not_known_yet(project_id)
+        self._unknown.pop(project_id, None)
+        registry = replicable.registry or RegistryEntry()
+        if action is Action.VERIFY and registry.state == "synced":
+            return await self._verify(replicable, registry)
+        return await self._sync(replicable, registry)
 
     def _not_known_yet(self, project_id: int) -> Retry | None:
         """A deleted project's events may still arrive, and a new one's may come before the
@@ -126,6 +139,7 @@ class ReplicaWorker:
     async def _sync(self, replicable: Replicable, registry: RegistryEntry) -> Retry | None:
         target = self._target(replicable)
         if registry.state == "synced" and registry.synced_seq >= target.seq:
+            await self._follow_head(replicable)
             return None
         project_id = replicable.project_id
         await self._api.save(project_id, registry.model_copy(update={"state": "syncing"}))
@@ -160,14 +174,14 @@ class ReplicaWorker:
         return state.seq if state.checksum == checksum else None
 
     async def _follow_head(self, replicable: Replicable) -> None:
-        branch = replicable.default_branch
+        branch = self._branches.get(replicable.project_id, replicable.default_branch)
         if self._heads.get(replicable.project_id) == branch:
             return
         try:
             await self._storage.set_head(
                 repository(replicable.storage_shard, replicable.disk_path), branch
             )
-        except StorageError as exc:  # an empty repository has no branch to point at yet
+        except StorageError as exc:  # storage unreachable: the next sync or check tries again
             log.info("HEAD not moved", extra={"branch": branch, "error": str(exc)})
             return
         self._heads[replicable.project_id] = branch
@@ -191,7 +205,7 @@ class ReplicaWorker:
             "replica synced",
             extra={"project_id": replicable.project_id, "seq": target.seq, "lag_ms": lag_ms},
         )
-        await self._reports.publish(
+        self._reports.publish(
             replicable.project_id,
             target.seq,
             replication_pb2.ReplicaSynced(
@@ -202,7 +216,7 @@ class ReplicaWorker:
             ),
         )
         # The sync compared checksums: the replica is verified at this sequence too.
-        await self._reports.publish(
+        self._reports.publish(
             replicable.project_id,
             target.seq,
             replication_pb2.ReplicaVerified(
@@ -232,7 +246,7 @@ class ReplicaWorker:
             "replica sync failed",
             extra={"project_id": replicable.project_id, "attempt": attempt, "error": error},
         )
-        await self._reports.publish(
+        self._reports.publish(
             replicable.project_id,
             target.seq,
             replication_pb2.ReplicaFailed(
@@ -251,6 +265,7 @@ class ReplicaWorker:
         """Compare the replica's checksum with the primary's for the sequence it is at."""
         if registry.synced_seq < self._target(replicable).seq:
             return await self._sync(replicable, registry)
+        await self._follow_head(replicable)
         if registry.synced_seq > replicable.seq:
             return None  # the read model is behind the replica; verify on a later round
         try:
@@ -261,7 +276,7 @@ class ReplicaWorker:
             checksum = f"unreadable: {exc}"
         ok = checksum == replicable.checksum
         metrics.VERIFICATIONS.labels("ok" if ok else "mismatch").inc()
-        await self._reports.publish(
+        self._reports.publish(
             replicable.project_id,
             registry.synced_seq,
             replication_pb2.ReplicaVerified(
@@ -296,7 +311,7 @@ class ReplicaWorker:
                 if exc.code != grpc.StatusCode.NOT_FOUND:
                     raise
         await self._api.forget(project_id)
-        self._hints.pop(project_id, None)
-        self._heads.pop(project_id, None)
+        for known in (self._hints, self._branches, self._heads):
+            known.pop(project_id, None)
         metrics.DELETIONS.inc()
         log.info("replica removed", extra={"project_id": project_id})

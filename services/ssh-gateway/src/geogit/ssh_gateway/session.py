@@ -140,21 +140,26 @@ class SessionHandler:
             return 1
         data = answer.payload.data
         log.info("serving from the primary", extra={"primary_repo": data.primary_repo})
-        status = await proxy_to_primary(
-            command.action,
-            data.primary_repo,
-            data.request_headers,
-            git_protocol,
-            client,
-            self._primary_http,
-        )
-        if status == 0 and command.action == "git-receive-pack":
-            # Before the client hears the exit status, so its next read here cannot be stale.
-            try:
-                await self._api.proxied_push(command.project)
-            except InternalApiError as exc:
-                log.warning("could not report a relayed push", extra={"error": str(exc)})
-        return status
+        try:
+            return await proxy_to_primary(
+                command.action,
+                data.primary_repo,
+                data.request_headers,
+                git_protocol,
+                client,
+                self._primary_http,
+            )
+        finally:
+            if command.action == "git-receive-pack":
+                # Whatever the outcome (the push may have landed though the answer broke off),
+                # and before the client hears the exit status, so its next read is not stale.
+                await self._report_push(command.project)
+
+    async def _report_push(self, project: str) -> None:
+        try:
+            await self._api.proxied_push(project)
+        except InternalApiError as exc:
+            log.warning("could not report a relayed push", extra={"error": str(exc)})
 
 
 def _refuse(process: asyncssh.SSHServerProcess[bytes], message: str, outcome: str) -> int:

@@ -1,18 +1,20 @@
 """A secondary's event feed: the primary's events, in global order, into the read model.
 
 Kafka is the fast path and the event store is the truth (DESIGN §4). An event whose global
-sequence is the next one is applied at once. Anything else — a sequence that skips ahead,
-which is either an event this site never received or a number the primary's sequence skipped
-when a transaction rolled back — sends the feed to the primary's event store, which answers
-with exactly the events that exist after our position. The store is also polled on a timer,
-so events lost with a broker's data are found even when no new event follows them.
+sequence is the next one is applied at once. Domain and repository events travel on two topics,
+so they arrive interleaved: one that skips ahead waits in a small buffer for the events before
+it. Only once the consumer has read everything Kafka holds and the buffer is still waiting is
+the gap real — an event this site never received, or a number the primary's sequence skipped
+when a transaction rolled back — and then the primary's event store answers with exactly the
+events that exist after our position. The store is also polled on a timer, so events lost with
+a broker's data are found even when no new event follows them.
 
 The heartbeat is the freshness rule's "the site's event consumers are caught up": it is
 renewed when the store confirms there is nothing newer, or when the Kafka consumer has read
-and applied everything on its partitions while no gap is pending. A partition whose end offset
-went backwards (a topic recreated by a broker that lost its data) counts as a gap until the
-store has been asked. A primary that is down does not stop the heartbeat while Kafka is up:
-the secondary keeps serving the replicas it knows are current.
+and applied everything on its partitions with nothing waiting and no gap pending. A partition
+whose end offset went backwards (a topic recreated by a broker that lost its data) counts as a
+gap until the store has been asked. A primary that is down does not stop the heartbeat while
+Kafka is up: the secondary keeps serving the replicas it knows are current.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 FEED_ROW = 1
 STORE_PAGE = 500
+# Kafka events held for an earlier one; past this many the store is asked at once.
+MAX_WAITING = 10_000
 
 APPLIED = Counter("geogit_geo_events_applied_total", "Events applied to the read model", ["via"])
 CATCH_UPS = Counter("geogit_geo_catch_ups_total", "Event-store catch-ups", ["outcome"])
@@ -65,6 +69,9 @@ class EventFeed:
         self._heartbeat_seconds = heartbeat_seconds
         self._lock = asyncio.Lock()
         self._gap_pending = True  # nothing is known until the store was asked once
+        # Bumped whenever a gap is flagged, so a catch-up that began before cannot clear it.
+        self._gap_generation = 0
+        self._waiting: dict[int, Event] = {}
         self._ends: dict[TopicPartition, int] = {}
         self._kafka_loop = (
             ConsumerLoop(
@@ -93,11 +100,6 @@ class EventFeed:
             await loop.stop()
 
     # Applying, in order ------------------------------------------------------------------
-
-    async def apply(self, event: Event) -> Outcome:
-        """Apply one event from Kafka if it is the next one."""
-        outcomes = await self._apply_in_order([event], from_store=False)
-        return outcomes[0]
 
     async def _apply_in_order(self, events: list[Event], *, from_store: bool) -> list[Outcome]:
         """One transaction for a batch: the store's pages replay a new site's history quickly.
@@ -136,7 +138,7 @@ class EventFeed:
     async def catch_up(self) -> None:
         """Apply every event the store has after our position; raises PrimaryUnavailable."""
         while True:
-            events, _ = await self._primary.events_after(await self.position(), STORE_PAGE)
+            events = await self._primary.events_after(await self.position(), STORE_PAGE)
             if events:
                 await self._apply_in_order(events, from_store=True)
             if len(events) < STORE_PAGE:
@@ -152,7 +154,12 @@ class EventFeed:
 
     # The three loops ---------------------------------------------------------------------
 
+    def _flag_gap(self) -> None:
+        self._gap_pending = True
+        self._gap_generation += 1
+
     async def _poll_once(self) -> None:
+        generation = self._gap_generation
         try:
             await self.catch_up()
         except PrimaryUnavailable as exc:
@@ -160,20 +167,31 @@ class EventFeed:
             log.info("event store unreachable", extra={"error": str(exc)})
             return
         CATCH_UPS.labels("ok").inc()
-        self._gap_pending = False
-        await self._mark_caught_up()
+        position = await self.position()
+        self._waiting = {seq: e for seq, e in self._waiting.items() if seq > position}
+        if self._gap_generation == generation and not self._waiting:
+            self._gap_pending = False
+            await self._mark_caught_up()
 
     async def _on_kafka_event(self, event: Event, info: ConsumerRecordInfo) -> None:
-        if await self.apply(event) != "gap":
-            return
-        try:
-            await self.catch_up()
-        except PrimaryUnavailable as exc:
-            # The event stays in the store; the poll loop applies it once the primary answers.
-            self._gap_pending = True
-            log.warning("gap in the event feed, store unreachable", extra={"error": str(exc)})
-            return
+        """Apply what follows on from our position; keep what still waits for an earlier one.
+        The offset is committed either way: a waiting event is safe in the event store."""
+        self._waiting[event.global_seq] = event
+        ordered = [self._waiting[seq] for seq in sorted(self._waiting)]
+        outcomes = await self._apply_in_order(ordered, from_store=False)
+        self._waiting = {
+            e.global_seq: e
+            for e, outcome in zip(ordered, outcomes, strict=True)
+            if outcome == "gap"
+        }
+        if len(self._waiting) > MAX_WAITING:
+            await self._resolve_gap()
+
+    async def _resolve_gap(self) -> None:
+        """Events Kafka does not have (or never will): ask the store for them."""
+        self._flag_gap()
         CATCH_UPS.labels("gap").inc()
+        await self._poll_once()
 
     async def _heartbeat_once(self) -> None:
         consumer = self._kafka_loop.consumer if self._kafka_loop is not None else None
@@ -186,11 +204,14 @@ class EventFeed:
             log.warning(
                 "kafka partitions were reset; asking the event store", extra={"n": len(reset)}
             )
-            self._gap_pending = True
-            await self._poll_once()
+            await self._resolve_gap()
             return
         caught_up = bool(positions) and all(pos >= end for pos, end in positions.values())
-        if caught_up and consumer.idle and not self._gap_pending:
+        if not (caught_up and consumer.idle):
+            return
+        if self._waiting:
+            await self._resolve_gap()  # everything Kafka holds is read; the rest is missing
+        elif not self._gap_pending:
             await self._mark_caught_up()
 
 

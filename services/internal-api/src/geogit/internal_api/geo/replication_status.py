@@ -7,6 +7,7 @@ repeated one only blurs a figure, so the handler is a plain upsert.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.models import ReplicationLagSample, ReplicationStatus, utcnow
 
 SAMPLE_RETENTION = timedelta(days=1)
+PRUNE_EVERY_SECONDS = 60.0
 
 
 class ReplicationStatusConsumer:
@@ -26,6 +28,7 @@ class ReplicationStatusConsumer:
         self, sessions: SessionMaker, kafka: KafkaConfig, topics: Topics, site_name: str
     ) -> None:
         self._sessions = sessions
+        self._pruned_at = 0.0
         self._loop = ConsumerLoop(
             kafka, [topics.replication], f"geogit-replication-status-{site_name}", self.handle
         )
@@ -57,6 +60,8 @@ class ReplicationStatusConsumer:
             )
             if event.type == "ReplicaSynced":
                 session.add(ReplicationLagSample(site=payload.site, lag_ms=max(payload.lag_ms, 0)))
+            if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
+                self._pruned_at = time.monotonic()
                 await session.execute(
                     delete(ReplicationLagSample).where(
                         ReplicationLagSample.recorded_at < utcnow() - SAMPLE_RETENTION

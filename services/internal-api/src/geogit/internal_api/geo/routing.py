@@ -113,21 +113,27 @@ async def ssh_proxy_answer(
     session: AsyncSession,
     settings: InternalApiSettings,
     project_path: str,
+    action: str,
     gl_id: str,
-    username: str,
 ) -> GeoProxyToPrimary:
-    """`/allowed`'s 300: the SSH gateway relays to the primary over smart HTTP, as the user."""
+    """`/allowed`'s 300: the SSH gateway relays to the primary over smart HTTP, as the user,
+    with a token good for this one command on this one project."""
     project = await project_by_path(session, project_path)
     path = project.full_path if project is not None else project_path
-    token = issue_geo_token(settings.geo_secret, settings.site_name, "ssh_proxy", gl_id=gl_id)
+    token = issue_geo_token(
+        settings.geo_secret,
+        settings.site_name,
+        "ssh_proxy",
+        gl_id=gl_id,
+        project=path,
+        action=action,
+    )
     return GeoProxyToPrimary(
         message="proxying to the primary",
         payload=GeoProxyPayload(
             data=GeoProxyData(
                 primary_repo=f"{settings.primary_url.rstrip('/')}/{path}.git",
                 request_headers={GEO_TOKEN_HEADER: token},
-                gl_id=gl_id,
-                gl_username=username,
             )
         ),
     )

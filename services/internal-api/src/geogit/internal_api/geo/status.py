@@ -37,9 +37,11 @@ class SiteStatusOut(BaseModel):
 
 
 async def _count(session: AsyncSession, site: str, *conditions: ColumnElement[bool]) -> int:
+    """Replicas of projects that still exist: a deleted project's last report stays behind."""
     statement = (
         select(func.count())
         .select_from(ReplicationStatus)
+        .join(Project, Project.id == ReplicationStatus.project_id)
         .where(ReplicationStatus.site == site, *conditions)
     )
     return int(await session.scalar(statement) or 0)

@@ -45,15 +45,12 @@ router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
     response_model=GeoProxyInfo,
     response_model_exclude_defaults=True,
 )
-async def proxy(session: SessionDep, settings: SettingsDep) -> GeoProxyInfo:
+async def proxy(settings: SettingsDep) -> GeoProxyInfo:
     if not settings.is_secondary:
         return GeoProxyInfo()
-    site_id = await session.scalar(select(GeoSite.id).where(GeoSite.name == settings.site_name))
     return GeoProxyInfo(
         geo_proxy_url=settings.primary_url,
         geo_proxy_extra_data=issue_geo_token(settings.geo_secret, settings.site_name, "proxy"),
-        geo_proxy_mode=settings.geo_proxy_mode,
-        site_id=site_id,
     )
 
 

@@ -117,8 +117,8 @@ async def _on_secondary(
         session,
         services.settings,
         _ssh_project_path(body.project),
+        body.action,
         f"user-{user.id}",
-        user.username,
     )
     return JSONResponse(answer.model_dump(), STATUS_GEO_PROXY)
 

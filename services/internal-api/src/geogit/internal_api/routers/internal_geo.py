@@ -112,8 +112,9 @@ async def delete_registry(project_id: Id, session: SessionDep) -> Response:
 
 @router.post("/proxied_push", status_code=204)
 async def proxied_push(body: ProxiedPush, session: SessionDep, services: ServicesDep) -> Response:
-    """Called by the edge before it ends the response of a push it relayed, so the pusher's
-    next read through this site cannot be served from a replica that lacks the push."""
+    """Called by the edge (before it ends the response) and the SSH gateway (before the exit
+    status) for a push they relayed, so the pusher's next read through this site cannot be
+    served from a replica that lacks the push."""
     try:
         project = await project_by_path(session, body.project.removesuffix(".git"))
     except InvalidPathError:

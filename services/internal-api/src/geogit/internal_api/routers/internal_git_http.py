@@ -103,6 +103,8 @@ async def _geo_access(
             raise Denied(403 if project else 404, "Geo replication may only fetch projects.")
         return Access(project, None, 0)
     if claims.scope == "ssh_proxy":
+        if claims.action != body.service or claims.project.lower() != body.project.lower():
+            raise Denied(403, "Geo token refused: it was issued for another command.")
         access = await access_for(
             session, project, await resolve_actor(session, claims.gl_id, None, "")
         )

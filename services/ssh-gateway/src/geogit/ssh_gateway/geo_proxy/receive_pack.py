@@ -18,8 +18,8 @@ from geogit.ssh_gateway.geo_proxy.primary import GitService, Primary
 from geogit.ssh_gateway.geo_proxy.streams import (
     ByteReader,
     ClientStreams,
-    ProxyError,
     coalesced,
+    read_section,
     relay,
 )
 
@@ -31,24 +31,12 @@ _COMMAND = re.compile(rb"([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64})
 async def run(primary: Primary, stdin: ByteReader, client: ClientStreams) -> int:
     async with primary.advertisement(SERVICE) as advertisement:
         await relay(advertisement.rest(), client)
-    commands = await _read_commands(stdin)
+    commands = await read_section(stdin, "commands")
     if not any(_COMMAND.match(packet.payload) for packet in commands):
         return 0  # up to date, or a shallow client's list alone: receive-pack would do nothing
     async with primary.rpc(SERVICE, _request(commands, stdin)) as response:
         await relay(response.rest(), client)
     return 0
-
-
-async def _read_commands(stdin: ByteReader) -> list[Packet]:
-    """The command list up to its flush; empty when the client hangs up or flushes at once."""
-    commands: list[Packet] = []
-    while (packet := await stdin.next_packet()) is not None:
-        if packet.kind is PacketKind.FLUSH:
-            return commands
-        commands.append(packet)
-    if commands:
-        raise ProxyError("the client hung up in the middle of its commands")
-    return commands
 
 
 async def _request(commands: list[Packet], stdin: ByteReader) -> AsyncIterator[bytes]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
-from geogit.common.pktline import Packet, PktLineError, encode_packets, read_packet
+from geogit.common.pktline import Packet, PacketKind, PktLineError, encode_packets, read_packet
 
 CHUNK_SIZE = 64 * 1024
 """About this many bytes go into one HTTP body chunk (DESIGN §9: 64 KiB or more on packs)."""
+MAX_SECTION_BYTES = 8 * 1024 * 1024
+"""The wants or ref commands held before they go to the primary (about 80k of them): a bound
+on what one session can make the gateway hold."""
 
 
 class ProxyError(Exception):
@@ -112,3 +115,20 @@ async def coalesced(packets: AsyncIterable[Packet], first: bytes = b"") -> Async
             batch.clear()
     if batch:
         yield bytes(batch)
+
+
+async def read_section(stdin: ByteReader, what: str) -> list[Packet]:
+    """The client's packets up to a flush, at most MAX_SECTION_BYTES of them; empty when the
+    client flushes at once or hangs up before sending anything."""
+    section: list[Packet] = []
+    size = 0
+    while (packet := await stdin.next_packet()) is not None:
+        if packet.kind is PacketKind.FLUSH:
+            return section
+        size += len(packet.payload) + 4
+        if size > MAX_SECTION_BYTES:
+            raise ProxyError(f"the client's {what} exceed {MAX_SECTION_BYTES // 2**20} MiB")
+        section.append(packet)
+    if section:
+        raise ProxyError(f"the client hung up in the middle of its {what}")
+    return section

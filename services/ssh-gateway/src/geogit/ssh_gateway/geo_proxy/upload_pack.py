@@ -18,6 +18,7 @@ from geogit.ssh_gateway.geo_proxy.streams import (
     ClientStreams,
     ProxyError,
     coalesced,
+    read_section,
     relay,
 )
 
@@ -34,7 +35,9 @@ async def run(primary: Primary, stdin: ByteReader, client: ClientStreams) -> int
     if version_2:
         await _serve_v2(primary, stdin, client)
         return 0
-    head = await _read_head(stdin)
+    # The wants, capabilities and shallow/deepen/filter lines; none when the client wants
+    # nothing (a fetch with everything local, `git ls-remote`).
+    head = await read_section(stdin, "wants")
     if head:
         await Negotiation(primary, stdin, client, head).run()
     return 0
@@ -54,19 +57,6 @@ async def _command_request(first: Packet, stdin: ByteReader) -> AsyncIterator[Pa
         yield packet
         packet = await stdin.read_packet()
     yield packet
-
-
-async def _read_head(stdin: ByteReader) -> list[Packet]:
-    """The wants, capabilities and shallow/deepen/filter lines; empty if the client wants
-    nothing (a fetch with everything local, `git ls-remote`): it sends a flush or hangs up."""
-    head: list[Packet] = []
-    while (packet := await stdin.next_packet()) is not None:
-        if packet.kind is PacketKind.FLUSH:
-            return head
-        head.append(packet)
-    if head:
-        raise ProxyError("the client hung up in the middle of its wants")
-    return head
 
 
 class Negotiation:
