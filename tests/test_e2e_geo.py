@@ -547,3 +547,21 @@ def test_geo_tokens_do_only_what_they_were_issued_for(
     assert fetch.status_code == 200
     push = httpx.get(url, params={"service": "git-receive-pack"}, headers={GEO_TOKEN_HEADER: token})
     assert push.status_code == 403 and "another command" in push.text
+
+
+def test_new_projects_pushed_through_the_secondary_are_never_read_stale(
+    api: Api, secondary: Site, tmp_path: Path
+) -> None:
+    """Create through the secondary, push through it, read through it at once: the read model
+    may not know the project yet when the push is reported, and still no read may be stale."""
+    owner = api.account()
+    via_secondary = Api(secondary.http_url, owner.token)
+    try:
+        for round_ in range(8):
+            project = via_secondary.call("POST", "/projects", json={"path": f"fresh{round_}"})
+            tree = make_work_tree(tmp_path / f"src{round_}", commits=2)
+            url = clone_url(secondary.http_url, project, owner)
+            git("push", "-q", url, "main", cwd=tree)
+            assert remote_head(url) == head(tree), f"stale read in round {round_}"
+    finally:
+        via_secondary.http.close()

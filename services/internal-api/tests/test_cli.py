@@ -61,7 +61,7 @@ async def test_migrate_builds_the_schema_the_models_describe(empty_database: Dat
     try:
         async with engine.connect() as connection:
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-            assert version == "0002"
+            assert version == "0003"
             assert await connection.run_sync(_schema_differences) == []
     finally:
         await engine.dispose()

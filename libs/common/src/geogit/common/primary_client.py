@@ -9,6 +9,7 @@ secret it holds for the site.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -73,8 +74,10 @@ class PrimaryClient:
         except (ValidationError, EventDecodeError) as exc:
             raise PrimaryUnavailable(f"the primary's event store answered nonsense: {exc}") from exc
 
-    async def repository_state(self, project_id: int) -> RepositoryState:
-        body = await self._get(f"/api/v4/geo/projects/{project_id}/repository")
+    async def repository_state(self, project: int | str) -> RepositoryState:
+        """By id, or by full path for a project this site has not heard of yet."""
+        ref = quote(str(project), safe="")
+        body = await self._get(f"/api/v4/geo/projects/{ref}/repository")
         try:
             return RepositoryState.model_validate_json(body)
         except ValidationError as exc:

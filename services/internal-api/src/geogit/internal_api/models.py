@@ -269,3 +269,13 @@ class ReplicationLagSample(Base):
     site: Mapped[str]
     lag_ms: Mapped[int]
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class GeoPushFloor(Base):
+    """A push relayed through this secondary for a project its read model has not got yet:
+    the sequence it reached, applied as the project's `geo_min_seq` when the project arrives."""
+
+    __tablename__ = "geo_push_floors"
+
+    project_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    min_seq: Mapped[int]

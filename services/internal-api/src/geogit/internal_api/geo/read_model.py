@@ -21,6 +21,7 @@ from geogit.common.events import Event
 from geogit.common.storage_client import EMPTY_CHECKSUM
 from geogit.internal_api.models import (
     Base,
+    GeoPushFloor,
     GeoSite,
     Member,
     PersonalAccessToken,
@@ -112,6 +113,9 @@ async def _token_revoked(session: AsyncSession, event: Any) -> None:
 
 
 async def _project_created(session: AsyncSession, event: Any) -> None:
+    """A floor left by a push relayed before the project was known becomes its
+    read-your-writes floor (geo/routing.py's `floor_for_unknown`)."""
+    floor = await session.get(GeoPushFloor, event.project_id)
     await _upsert(
         session,
         Project,
@@ -125,7 +129,10 @@ async def _project_created(session: AsyncSession, event: Any) -> None:
         owner_id=event.owner_id,
         storage_shard=event.storage_shard,
         disk_path=event.disk_path,
+        **({"geo_min_seq": floor.min_seq} if floor is not None else {}),
     )
+    if floor is not None:
+        await session.delete(floor)
 
 
 async def _project_renamed(session: AsyncSession, event: Any) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
@@ -32,7 +33,7 @@ from geogit.internal_api.deps import Services
 from geogit.internal_api.geo.freshness import UNKNOWN_SEQ, Verdict, replica_verdict
 from geogit.internal_api.git_access import Access, Denied, repository_ref, storage_access
 from geogit.internal_api.lookup import project_by_path
-from geogit.internal_api.models import GeoSite, Project
+from geogit.internal_api.models import GeoPushFloor, GeoSite, Project
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,28 @@ async def refresh_min_seq(session: AsyncSession, primary: PrimaryClient, project
     else:
         floor = project.geo_min_seq if project.geo_min_seq != UNKNOWN_SEQ else 0
         project.geo_min_seq = max(floor, state.seq)
+    await session.commit()
+
+
+async def floor_for_unknown(session: AsyncSession, primary: PrimaryClient, path: str) -> None:
+    """A push for a project the read model has not got yet (created a moment ago): keep the
+    floor until the project arrives; the read model applies it then."""
+    try:
+        state = await primary.repository_state(path)
+    except PrimaryUnavailable as exc:
+        log.warning("push sequence unknown for a new project", extra={"error": str(exc)})
+        return
+    statement = insert(GeoPushFloor).values(project_id=state.project_id, min_seq=state.seq)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["project_id"],
+            set_={"min_seq": func.greatest(GeoPushFloor.min_seq, statement.excluded.min_seq)},
+        )
+    )
+    # The project may have arrived while the primary was asked.
+    project = await session.get(Project, state.project_id)
+    if project is not None:
+        project.geo_min_seq = max(project.geo_min_seq, state.seq)
     await session.commit()
 
 

@@ -18,12 +18,13 @@ from pydantic import BaseModel
 
 from geogit.common.events import event_to_json
 from geogit.common.internal_api import RepositoryState
+from geogit.common.paths import InvalidPathError
 from geogit.internal_api.deps import SessionDep
-from geogit.internal_api.errors import not_found
+from geogit.internal_api.errors import bad_request, not_found
 from geogit.internal_api.geo_auth import GeoReader
-from geogit.internal_api.models import Project
+from geogit.internal_api.lookup import project_by_ref
 from geogit.internal_api.outbox import events_after, to_event
-from geogit.internal_api.params import Id
+from geogit.internal_api.params import ProjectRef
 
 MAX_LIMIT = 1000
 
@@ -50,8 +51,15 @@ async def events(
 
 
 @router.get("/projects/{project_id}/repository", response_model=RepositoryState)
-async def repository_state(project_id: Id, _: GeoReader, session: SessionDep) -> RepositoryState:
-    project = await session.get(Project, project_id)
+async def repository_state(
+    project_id: ProjectRef, _: GeoReader, session: SessionDep
+) -> RepositoryState:
+    """`:id` is the number or the URL-encoded path, as everywhere in GitLab's API: a secondary
+    asks by path for a project its read model has not got yet."""
+    try:
+        project = await project_by_ref(session, project_id)
+    except InvalidPathError as exc:
+        raise bad_request(f"400 Bad request - {exc}") from exc
     if project is None:
         raise not_found("Project")
     return RepositoryState(

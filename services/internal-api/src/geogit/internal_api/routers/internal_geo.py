@@ -26,7 +26,7 @@ from geogit.common.paths import InvalidPathError
 from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep
 from geogit.internal_api.errors import not_found
 from geogit.internal_api.geo.freshness import feed_is_current
-from geogit.internal_api.geo.routing import refresh_min_seq
+from geogit.internal_api.geo.routing import floor_for_unknown, refresh_min_seq
 from geogit.internal_api.lookup import project_by_path
 from geogit.internal_api.models import GeoEventFeed, Project, ReplicaRegistry, utcnow
 from geogit.internal_api.params import Id
@@ -115,12 +115,17 @@ async def proxied_push(body: ProxiedPush, session: SessionDep, services: Service
     """Called by the edge (before it ends the response) and the SSH gateway (before the exit
     status) for a push they relayed, so the pusher's next read through this site cannot be
     served from a replica that lacks the push."""
+    path = body.project.removesuffix(".git")
     try:
-        project = await project_by_path(session, body.project.removesuffix(".git"))
+        project = await project_by_path(session, path)
     except InvalidPathError:
-        project = None
-    if project is not None and services.primary is not None:
+        return Response(status_code=204)
+    if services.primary is None:
+        return Response(status_code=204)
+    if project is not None:
         await refresh_min_seq(session, services.primary, project)
+    else:
+        await floor_for_unknown(session, services.primary, path)
     return Response(status_code=204)
 
 
