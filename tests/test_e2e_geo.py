@@ -23,7 +23,12 @@ from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.site import Site
 from geogit.devstack.testing import running_sites
-from geogit.storage.testing import commit_all, make_work_tree
+from geogit.storage.testing import (
+    commit_all,
+    make_dotgit_commit,
+    make_quirky_history,
+    make_work_tree,
+)
 
 DEVELOPER, MAINTAINER = 30, 40
 ROUNDS = 50
@@ -565,3 +570,34 @@ def test_new_projects_pushed_through_the_secondary_are_never_read_stale(
             assert remote_head(url) == head(tree), f"stale read in round {round_}"
     finally:
         via_secondary.http.close()
+
+
+def test_real_history_quirks_are_accepted_replicated_and_served(
+    api: Api, primary: Site, secondary: Site, tmp_path: Path
+) -> None:
+    """Objects as old tools wrote them (git.FSCK_IGNORED) pass over HTTP and SSH, replicate,
+    and are served by the secondary; a tree with a `.git` entry is refused through either site."""
+    account, ssh_env = _ssh_user(api, tmp_path, primary)
+    over_http, over_ssh = api.project(account), api.project(account)
+    tree = tmp_path / "src"
+    make_quirky_history(tree)
+    git("push", "-q", clone_url(primary.http_url, over_http, account), "main", cwd=tree)
+    ssh_url = f"git@127.0.0.1:{over_ssh['path_with_namespace']}.git"
+    git("push", "-q", ssh_url, "main", cwd=tree, env=ssh_env)
+    for project in (over_http, over_ssh):
+        wait_until(
+            lambda p=project: served_locally(secondary, p, account, head(tree)), what="replica"
+        )
+        target = tmp_path / f"from-secondary-{project['id']}"
+        git("clone", "-q", clone_url(secondary.http_url, project, account), str(target))
+        assert head(target) == head(tree)
+
+    before = head(tree)
+    make_dotgit_commit(tree)
+    for url in (
+        clone_url(primary.http_url, over_http, account),
+        clone_url(secondary.http_url, over_http, account),
+    ):
+        refused = git("push", url, "main", cwd=tree, check=False)
+        assert refused.returncode != 0 and "hasDotgit: contains '.git'" in refused.stderr
+        assert remote_head(url) == before

@@ -49,6 +49,30 @@ ALLOWED_SUBCOMMANDS = frozenset(
     }
 )
 
+# Object checks on every object storage receives (push or replication fetch), as Gitaly does:
+# all of git's checks apply, except quirks that real, long-lived histories carry and that git
+# itself reads without trouble; refusing them would refuse whole projects on migration day.
+# What can hurt a client or the server (`.git` or `.gitmodules` entries, bad object ids,
+# missing or truncated objects) stays an error.
+FSCK_IGNORED = (
+    # Old git and other tools wrote malformed time zones ("+051800", "-0"); psf/requests
+    # carries one. git parses the rest of the signature fine.
+    "badTimezone",
+    # A signature without a space before its date, usually one with no date at all.
+    "missingSpaceBeforeDate",
+    # Trees written with "040000" for "40000" (an old GitHub bug, found in ohmyzsh and many
+    # others); git reads the mode the same.
+    "zeroPaddedFilemode",
+)
+
+
+def object_check_config(prefix: str) -> tuple[tuple[str, str], ...]:
+    """`receive.fsckObjects`/`fetch.fsckObjects` and their exceptions, for `prefix` receive or
+    fetch."""
+    ignored = tuple((f"{prefix}.fsck.{message_id}", "ignore") for message_id in FSCK_IGNORED)
+    return ((f"{prefix}.fsckObjects", "true"), *ignored)
+
+
 # Variables a caller's environment must not leak into git: they would redirect it to
 # another repository, object store or configuration.
 _SCRUBBED_PREFIXES = ("GIT_",)

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from geogit.storage.errors import InvalidArgument
-from geogit.storage.git import GitCommand
+from geogit.storage.git import GitCommand, object_check_config
 
 # Without these a partial clone (--filter) or a fetch of a specific commit would be refused.
 UPLOAD_PACK_CONFIG = (
@@ -14,7 +14,7 @@ UPLOAD_PACK_CONFIG = (
     ("uploadpack.allowAnySHA1InWant", "true"),
 )
 RECEIVE_PACK_CONFIG = (
-    ("receive.fsckObjects", "true"),
+    *object_check_config("receive"),
     ("receive.advertisePushOptions", "true"),
     ("receive.advertiseAtomic", "true"),
 )

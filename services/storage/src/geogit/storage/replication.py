@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from geogit.common.proto.storage.v1 import repository_pb2
 from geogit.storage.errors import InvalidArgument, Unavailable
-from geogit.storage.git import Git, GitCommand, GitError
+from geogit.storage.git import Git, GitCommand, GitError, object_check_config
 from geogit.storage.locator import RepositoryLocator
 from geogit.storage.ssh_helper import SSH_PAYLOAD_ENV, SshPayload
 
@@ -46,7 +46,9 @@ class FetchSource:
         self, url: str, config: list[tuple[str, str]], env: dict[str, str], protocol: str = "2"
     ) -> None:
         self.url = url
-        self.config = [("protocol.version", protocol), *config]
+        # A replica checks what it receives as the primary did: a corrupt source must not
+        # spread.
+        self.config = [("protocol.version", protocol), *object_check_config("fetch"), *config]
         self.env = env
 
     @classmethod

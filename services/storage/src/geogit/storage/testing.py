@@ -202,6 +202,54 @@ def commit_all(path: Path, message: str) -> str:
     return git("rev-parse", "HEAD", cwd=path).stdout.decode().strip()
 
 
+def _literal_object(repo: Path, kind: str, body: bytes) -> str:
+    """An object written as given, unchecked, the way old tools wrote the quirks real
+    histories carry."""
+    out = git("hash-object", "--literally", "-w", "-t", kind, "--stdin", cwd=repo, input=body)
+    return out.stdout.decode().strip()
+
+
+def _tree(repo: Path, entries: list[tuple[bytes, bytes, str]]) -> str:
+    body = b"".join(mode + b" " + name + b"\0" + bytes.fromhex(oid) for mode, name, oid in entries)
+    return _literal_object(repo, "tree", body)
+
+
+def _commit(repo: Path, tree: str, parent: str | None, author: bytes, message: bytes) -> str:
+    lines = [b"tree " + tree.encode()]
+    if parent:
+        lines.append(b"parent " + parent.encode())
+    lines += [b"author " + author, b"committer " + author, b"", message]
+    return _literal_object(repo, "commit", b"\n".join(lines) + b"\n")
+
+
+def make_quirky_history(path: Path, branch: str = "main") -> str:
+    """A work tree whose `branch` holds the three quirks storage accepts (git.FSCK_IGNORED):
+    a malformed time zone, a signature with no space before its date, and a tree with a
+    zero-padded mode. Returns the head commit."""
+    git("init", "-q", "-b", branch, str(path))
+    blob = _literal_object(path, "blob", b"old history\n")
+    flat = _tree(path, [(b"100644", b"README", blob)])
+    first = _commit(path, flat, None, b"Old Tool <old@example.com> 1104537600 +051800", b"bad tz")
+    second = _commit(path, flat, first, b"No Space <ns@example.com>1104537700 +0000", b"no space")
+    padded = _tree(path, [(b"100644", b"README", blob), (b"040000", b"docs", flat)])
+    third = _commit(path, padded, second, b"Grit <g@example.com> 1104537800 +0000", b"padded")
+    git("update-ref", f"refs/heads/{branch}", third, cwd=path)
+    git("reset", "-q", "--hard", cwd=path)
+    return third
+
+
+def make_dotgit_commit(path: Path, branch: str = "main") -> str:
+    """A commit on `branch` whose tree has a `.git` directory: checking it out would let the
+    repository write its own configuration (and hooks) into a victim's clone."""
+    parent = git("rev-parse", branch, cwd=path).stdout.decode().strip()
+    config = _literal_object(path, "blob", b"[core]\n\tfsmonitor = touch /tmp/pwned\n")
+    dotgit = _tree(path, [(b"100644", b"config", config)])
+    tree = _tree(path, [(b"40000", b".git", dotgit)])
+    head = _commit(path, tree, parent, b"Mallory <m@example.com> 1104537900 +0000", b"dotgit")
+    git("update-ref", f"refs/heads/{branch}", head, cwd=path)
+    return head
+
+
 def refs_of(repo_path: Path) -> dict[str, str]:
     out = git(
         "--git-dir", str(repo_path), "for-each-ref", "--format=%(refname) %(objectname)"
