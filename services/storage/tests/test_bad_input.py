@@ -304,3 +304,171 @@ def test_malformed_ssh_stream_and_protocol(storage: StorageProcess, seeded) -> N
         )
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "invalid git protocol" in failure.value.details()
+
+
+def _want(oid: str) -> bytes:
+    return pkt_line(f"want {oid}\n".encode())
+
+
+def _upload_pack(storage: StorageProcess, repo, body: bytes, git_protocol: str = "") -> bytes:
+    stub = smarthttp_pb2_grpc.SmartHTTPServiceStub(storage.channel)
+    request = smarthttp_pb2.PostUploadPackRequest(
+        repository=repo, data=body, git_protocol=git_protocol
+    )
+    responses = stub.PostUploadPack(iter([request]), metadata=storage.metadata())
+    return b"".join(response.data for response in responses)
+
+
+# (git protocol, body given the seeded head, git's own message on stderr given the head)
+PROTOCOL_ERRORS = {
+    "empty": ("", lambda h: b"", "fatal: the remote end hung up unexpectedly"),
+    "truncated": ("", lambda h: b"0032want ", "fatal: the remote end hung up unexpectedly"),
+    "non-hex want": (
+        "",
+        lambda h: _want("zz" + h[2:]) + FLUSH_PKT,
+        "fatal: git upload-pack: protocol error, expected to get object ID, not 'want zz{t}'",
+    ),
+    "partial want": (
+        "",
+        lambda h: _want(h[:20]) + FLUSH_PKT,
+        "fatal: git upload-pack: protocol error, expected to get object ID, not 'want {p}'",
+    ),
+    "have before want": (
+        "",
+        lambda h: pkt_line(f"have {h}\n".encode()) + FLUSH_PKT,
+        "fatal: git upload-pack: protocol error, expected to get object ID, not 'have {h}'",
+    ),
+    "absurd deepen": (
+        "",
+        lambda h: _want(h) + pkt_line(b"deepen 99999999999999999999\n") + FLUSH_PKT,
+        "fatal: Invalid deepen: deepen 99999999999999999999",
+    ),
+    "v2 unknown command": (
+        "version=2",
+        lambda h: pkt_line(b"command=frobnicate\n") + FLUSH_PKT,
+        "fatal: invalid command 'frobnicate'",
+    ),
+    "v2 missing command": (
+        "version=2",
+        lambda h: pkt_line(b"agent=x\n") + FLUSH_PKT,
+        "fatal: no command requested",
+    ),
+    "v2 unknown argument": (
+        "version=2",
+        lambda h: pkt_line(b"command=fetch\n") + b"0001" + pkt_line(b"frob\n") + FLUSH_PKT,
+        "fatal: unexpected line: 'frob'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PROTOCOL_ERRORS))
+def test_protocol_errors_are_invalid_argument_with_gits_message(
+    storage: StorageProcess, seeded, case: str
+) -> None:
+    repo, tree = seeded
+    head = git("rev-parse", "HEAD", cwd=tree).stdout.decode().strip()
+    before = refs_of(storage.path_of(repo))
+    git_protocol, body, message = PROTOCOL_ERRORS[case]
+    with pytest.raises(grpc.RpcError) as failure:
+        _upload_pack(storage, repo, body(head), git_protocol)
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.value.details() == message.format(h=head, t=head[2:], p=head[:20])
+    assert refs_of(storage.path_of(repo)) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "fatal: the remote end hung up unexpectedly"),
+        (pkt_line(b"zzz\n") + FLUSH_PKT, "fatal: protocol error: expected old/new/ref, got 'zzz'"),
+    ],
+)
+def test_push_protocol_errors_are_invalid_argument(
+    storage: StorageProcess, seeded, body: bytes, message: str
+) -> None:
+    repo, _ = seeded
+    before = refs_of(storage.path_of(repo))
+    stub = smarthttp_pb2_grpc.SmartHTTPServiceStub(storage.channel)
+    request = smarthttp_pb2.PostReceivePackRequest(repository=repo, data=body)
+    with pytest.raises(grpc.RpcError) as failure:
+        list(stub.PostReceivePack(iter([request]), metadata=storage.metadata()))
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.value.details() == message
+    assert refs_of(storage.path_of(repo)) == before
+
+
+@pytest.mark.parametrize("git_protocol", ["", "version=2"])
+def test_not_our_ref_comes_after_gits_err_line(
+    storage: StorageProcess, seeded, git_protocol: str
+) -> None:
+    repo, _ = seeded
+    unknown = "1234567890" * 4
+    if git_protocol:
+        body = pkt_line(b"command=fetch\n") + b"0001" + _want(unknown) + FLUSH_PKT
+    else:
+        body = _want(unknown) + FLUSH_PKT + pkt_line(b"done\n")
+    stub = smarthttp_pb2_grpc.SmartHTTPServiceStub(storage.channel)
+    request = smarthttp_pb2.PostUploadPackRequest(
+        repository=repo, data=body, git_protocol=git_protocol
+    )
+    received = []
+    with pytest.raises(grpc.RpcError) as failure:
+        for response in stub.PostUploadPack(iter([request]), metadata=storage.metadata()):
+            received.append(response.data)
+    assert b"".join(received) == pkt_line(f"ERR upload-pack: not our ref {unknown}".encode())
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.value.details() == f"fatal: git upload-pack: not our ref {unknown}"
+
+
+def test_a_broken_repository_is_still_an_internal_error(storage: StorageProcess, work: Path):
+    repo = storage.create()
+    tree = make_work_tree(work / "src")
+    git("push", "-q", storage.url(repo), "main", cwd=tree, env=storage.git_env(repo))
+    head = git("rev-parse", "HEAD", cwd=tree).stdout.decode().strip()
+    path = storage.path_of(repo)
+    tree_id = git("rev-parse", "HEAD^{tree}", cwd=tree).stdout.decode().strip()
+    for pack in (path / "objects" / "pack").glob("*"):
+        pack.unlink()
+    for loose in (path / "objects").glob(f"{tree_id[:2]}/{tree_id[2:]}"):
+        loose.unlink()
+    with pytest.raises(grpc.RpcError) as failure:
+        _upload_pack(storage, repo, _want(head) + FLUSH_PKT + pkt_line(b"done\n"))
+    assert failure.value.code() == grpc.StatusCode.INTERNAL
+    assert "git upload-pack exited with 128" in failure.value.details()
+
+
+def _raw_call(storage: StorageProcess, method: str, metadata, payload: bytes) -> grpc.RpcError:
+    call = storage.channel.unary_unary(method)  # no serializers: the bytes go out as given
+    with pytest.raises(grpc.RpcError) as failure:
+        call(payload, metadata=metadata)
+    return failure.value
+
+
+UNDECODABLE = b"\xff\xff\xff\xff"
+
+
+def test_unauthenticated_garbage_is_refused_before_decoding(storage: StorageProcess) -> None:
+    log_before = storage.log_path.read_text()
+    method = "/geogit.storage.v1.RepositoryService/RepositoryExists"
+    error = _raw_call(storage, method, (), UNDECODABLE)
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "missing storage token" in error.details()
+    error = _raw_call(storage, method, storage.metadata(), UNDECODABLE)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details().startswith("RepositoryExists: the request message could not be decoded")
+    new_log = storage.log_path.read_text()[len(log_before) :]
+    assert "Traceback" not in new_log and "DecodeError" not in new_log.replace(
+        "could not be decoded", ""
+    )
+
+
+def test_undecodable_stream_messages_are_invalid_argument(storage: StorageProcess, seeded):
+    repo, _ = seeded
+    call = storage.channel.stream_stream("/geogit.storage.v1.SmartHTTPService/PostUploadPack")
+    first = smarthttp_pb2.PostUploadPackRequest(repository=repo).SerializeToString()
+    for messages in ([UNDECODABLE], [first, UNDECODABLE], []):
+        with pytest.raises(grpc.RpcError) as failure:
+            list(call(iter(messages), metadata=storage.metadata()))
+        assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT, messages
+        reason = "carried no message" if not messages else "could not be decoded"
+        assert reason in failure.value.details()

@@ -39,6 +39,12 @@ def new_correlation_id() -> str:
     return uuid.uuid4().hex
 
 
+def _usable(value: str | None) -> str:
+    if not value or not _VALID_CORRELATION_ID.fullmatch(value):
+        return new_correlation_id()
+    return value
+
+
 @contextmanager
 def bound_correlation_id(value: str | None) -> Iterator[str]:
     """Bind the caller's id for the duration of a request, or a fresh one if it sent none.
@@ -46,13 +52,25 @@ def bound_correlation_id(value: str | None) -> Iterator[str]:
     An id that is not a short token (`[A-Za-z0-9._:-]`, at most 128 characters) is replaced by a
     fresh one, so a client cannot stuff arbitrary text into our logs.
     """
-    if not value or not _VALID_CORRELATION_ID.fullmatch(value):
-        value = new_correlation_id()
+    value = _usable(value)
     token = correlation_id.set(value)
     try:
         yield value
     finally:
         correlation_id.reset(token)
+
+
+def adopt_correlation_id(value: str | None) -> str:
+    """Bind the caller's id (or a fresh one) for the rest of the current task, with no reset.
+
+    For a handler that runs in a task of its own and is an async generator (a streaming gRPC
+    call): a generator left suspended is finalised later in another task, and resetting a
+    token there fails ("was created in a different Context"). Each grpc.aio call has its own
+    task, hence its own copy of the context, so nothing leaks past the call.
+    """
+    value = _usable(value)
+    correlation_id.set(value)
+    return value
 
 
 class JsonFormatter(logging.Formatter):

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,46 @@ class GitError(Exception):
         super().__init__(f"{message}: {detail}" if detail else message)
         self.returncode = returncode
         self.stderr = stderr
+
+
+class GitProtocolError(GitError):
+    """upload-pack or receive-pack refused what the client sent; the message is git's own."""
+
+
+# Services whose input is the client's request: when they die with one of the messages below,
+# the request was at fault, not storage. What git says when the repository, the disk or the
+# machine fails ("unable to", "bad object", "pack-objects died", a signal) is absent on
+# purpose and stays an internal error.
+CLIENT_INPUT_SUBCOMMANDS = frozenset({"receive-pack", "upload-pack"})
+_CLIENT_FAULTS = re.compile(
+    r"^fatal: (?:"
+    # pkt-line.c: the body ended early (empty, truncated) or its framing is wrong.
+    r"the remote end hung up unexpectedly|protocol error: bad line length"
+    # upload-pack.c (v0 and v2 fetch): wants, haves, shallow and deepen lines.
+    r"|git upload-pack: (?:protocol error|not our ref|expected SHA1|deepen and deepen-since"
+    r"|filtering capability not negotiated)"
+    r"|Invalid deepen|invalid shallow line|invalid filter-spec|expected flush after"
+    # serve.c and ls-refs.c (protocol v2): commands, capabilities and arguments.
+    r"|invalid command '|no command requested|unknown capability|unexpected line: "
+    r"|command '[^']*' requested after|unknown object format|mismatched object format"
+    # receive-pack.c: the command list and push options.
+    r"|protocol error: expected"
+    r")",
+    re.MULTILINE,
+)
+PROTOCOL_MESSAGE_CHARS = 1000
+
+
+def client_fault(subcommand: str, returncode: int, stderr: bytes) -> str | None:
+    """git's own message when a failed service refused its client's request, else None."""
+    if subcommand not in CLIENT_INPUT_SUBCOMMANDS or returncode != 128:
+        return None
+    text = stderr.decode(errors="replace")
+    match = _CLIENT_FAULTS.search(text)
+    if match is None:
+        return None
+    line = text[match.start() :].split("\n", 1)[0]
+    return line[:PROTOCOL_MESSAGE_CHARS]
 
 
 @dataclass(frozen=True)
@@ -294,9 +335,12 @@ class GitProcess:
             pass
 
     def failure(self, returncode: int) -> GitError:
-        return GitError(
-            f"git {self.subcommand} exited with {returncode}", returncode, self.stderr_tail
-        )
+        """The error for a non-zero exit: a GitProtocolError when the client was at fault."""
+        stderr = self.stderr_tail
+        message = client_fault(self.subcommand, returncode, stderr)
+        if message is not None:
+            return GitProtocolError(message, returncode)
+        return GitError(f"git {self.subcommand} exited with {returncode}", returncode, stderr)
 
 
 def _widen_stdout(proc: asyncio.subprocess.Process) -> None:

@@ -1,4 +1,10 @@
-"""Wraps every RPC once: token check, correlation id, error-to-status mapping, metrics."""
+"""Wraps every RPC once: token check, request decoding, correlation id, error-to-status
+mapping, metrics.
+
+The token is checked before a single request byte is decoded: a refused call gets a handler
+that never deserialises anything. Request bytes that do not decode are the caller's fault
+(INVALID_ARGUMENT), not an unexpected exception inside grpc.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Histogram
 
-from geogit.common.logging import CORRELATION_METADATA_KEY, bound_correlation_id
+from geogit.common.logging import CORRELATION_METADATA_KEY, adopt_correlation_id
 from geogit.common.paths import InvalidPathError
 from geogit.common.tokens import HOOKS_AUDIENCE, STORAGE_AUDIENCE, TokenError, verify_token
-from geogit.storage.errors import StorageError
-from geogit.storage.git import GitError
+from geogit.storage.errors import InvalidArgument, StorageError
+from geogit.storage.git import GitError, GitProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +31,14 @@ RPC_SECONDS = Histogram("geogit_storage_rpc_seconds", "RPC duration", ["method"]
 # Probes must work without a token.
 _UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 _HOOK_SERVICE_PREFIX = "/geogit.storage.v1.HookService/"
+_HANDLED = (StorageError, InvalidPathError, GitError)
+_UNDECODABLE = object()
 
 
 def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, StorageError):
         return exc.code, str(exc)
-    if isinstance(exc, InvalidPathError):
+    if isinstance(exc, InvalidPathError | GitProtocolError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, GitError):
         return grpc.StatusCode.INTERNAL, str(exc)
@@ -54,7 +63,7 @@ class StorageInterceptor(grpc.aio.ServerInterceptor):
         metadata = dict(handler_call_details.invocation_metadata or ())
         audience = HOOKS_AUDIENCE if method.startswith(_HOOK_SERVICE_PREFIX) else STORAGE_AUDIENCE
         denial = self._authenticate(metadata.get("authorization"), audience)
-        return _wrap(handler, method, metadata.get(CORRELATION_METADATA_KEY), denial)
+        return _wrap(handler, _Call(method, metadata.get(CORRELATION_METADATA_KEY), denial))
 
     def _authenticate(self, header: str | bytes | None, audience: str) -> str | None:
         if isinstance(header, bytes):
@@ -72,71 +81,122 @@ class StorageInterceptor(grpc.aio.ServerInterceptor):
         return None
 
 
-def _wrap(
-    handler: grpc.RpcMethodHandler, method: str, correlation: Any, denial: str | None
-) -> grpc.RpcMethodHandler:
-    correlation_id = correlation.decode() if isinstance(correlation, bytes) else correlation
-    name = method.rsplit("/", 1)[-1]
+class _Call:
+    """One RPC's identity, its refusal if any, and its request decoding.
 
-    async def guard(context: grpc.aio.ServicerContext) -> None:
-        if denial is not None:
-            RPC_TOTAL.labels(name, grpc.StatusCode.UNAUTHENTICATED.name).inc()
-            log.warning("rpc refused", extra={"method": name, "reason": denial})
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, denial)
+    grpc turns an exception from a deserializer into UNKNOWN "Unexpected DecodeError" with a
+    traceback, so `decode` never raises: it keeps the failure, and the call ends with it.
+    """
 
-    async def fail(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
-        code, message = _status_for(exc)
-        RPC_TOTAL.labels(name, code.name).inc()
+    def __init__(self, method: str, correlation: Any, denial: str | None) -> None:
+        self.name = method.rsplit("/", 1)[-1]
+        if isinstance(correlation, bytes):
+            correlation = correlation.decode(errors="replace")
+        self.correlation_id: str | None = correlation
+        self.denial = denial
+        self.decode_error: InvalidArgument | None = None
+
+    def decoder(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+        def decode(raw: bytes) -> Any:
+            if deserializer is None:
+                return raw
+            try:
+                return deserializer(raw)
+            except DecodeError as exc:
+                self.decode_error = InvalidArgument(
+                    f"{self.name}: the request message could not be decoded ({exc})"
+                )
+                return _UNDECODABLE
+
+        return decode
+
+    async def messages(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """The decoded request stream; it raises at the first undecodable message."""
+        count = 0
+        async for request in requests:
+            if request is _UNDECODABLE:
+                assert self.decode_error is not None
+                raise self.decode_error
+            count += 1
+            yield request
+        if not count:
+            raise InvalidArgument(f"{self.name}: the request stream carried no message")
+
+    def request(self, request: Any) -> Any:
+        if request is _UNDECODABLE:
+            assert self.decode_error is not None
+            raise self.decode_error
+        return request
+
+    async def start(self, context: grpc.aio.ServicerContext) -> float:
+        adopt_correlation_id(self.correlation_id)
+        if self.denial is not None:
+            RPC_TOTAL.labels(self.name, grpc.StatusCode.UNAUTHENTICATED.name).inc()
+            log.warning("rpc refused", extra={"method": self.name, "reason": self.denial})
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, self.denial)
+        return time.monotonic()
+
+    async def fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+        # A request that did not decode explains whatever failed after it.
+        code, message = _status_for(self.decode_error or exc)
+        RPC_TOTAL.labels(self.name, code.name).inc()
         level = logging.ERROR if code == grpc.StatusCode.INTERNAL else logging.INFO
         log.log(
             level,
             "rpc failed",
-            extra={"method": name, "code": code.name, "error": message},
+            extra={"method": self.name, "code": code.name, "error": message},
             exc_info=code == grpc.StatusCode.INTERNAL,
         )
         await context.abort(code, message)
 
-    def done(started: float) -> None:
-        RPC_TOTAL.labels(name, "OK").inc()
-        RPC_SECONDS.labels(name).observe(time.monotonic() - started)
+    async def done(self, context: grpc.aio.ServicerContext, started: float) -> None:
+        if self.decode_error is not None:
+            await self.fail(context, self.decode_error)
+        RPC_TOTAL.labels(self.name, "OK").inc()
+        RPC_SECONDS.labels(self.name).observe(time.monotonic() - started)
+
+
+def _wrap(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
+    # A refused call decodes nothing: its behaviour aborts before reading a message.
+    deserializer = call.decoder(None if call.denial else handler.request_deserializer)
+
+    def requests(request: Any) -> Any:
+        return call.messages(request) if handler.request_streaming else call.request(request)
 
     if handler.response_streaming:
         behavior = handler.unary_stream or handler.stream_stream
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            with bound_correlation_id(correlation_id):
-                await guard(context)
-                started = time.monotonic()
-                try:
-                    async for response in behavior(request, context):
-                        yield response
-                except (StorageError, InvalidPathError, GitError) as exc:
-                    await fail(context, exc)
-                done(started)
+            # No context manager around the yields: see adopt_correlation_id.
+            started = await call.start(context)
+            try:
+                async for response in behavior(requests(request), context):
+                    yield response
+            except _HANDLED as exc:
+                await call.fail(context, exc)
+            await call.done(context, started)
 
         factory = (
             grpc.unary_stream_rpc_method_handler
             if handler.unary_stream
             else grpc.stream_stream_rpc_method_handler
         )
-        return factory(streaming, handler.request_deserializer, handler.response_serializer)
+        return factory(streaming, deserializer, handler.response_serializer)
 
     behavior = handler.unary_unary or handler.stream_unary
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        with bound_correlation_id(correlation_id):
-            await guard(context)
-            started = time.monotonic()
-            try:
-                response = await behavior(request, context)
-            except (StorageError, InvalidPathError, GitError) as exc:
-                await fail(context, exc)
-            done(started)
-            return response
+        started = await call.start(context)
+        try:
+            response = await behavior(requests(request), context)
+        except _HANDLED as exc:
+            await call.fail(context, exc)
+        await call.done(context, started)
+        return response
 
     factory = (
         grpc.unary_unary_rpc_method_handler
         if handler.unary_unary
         else grpc.stream_unary_rpc_method_handler
     )
-    return factory(unary, handler.request_deserializer, handler.response_serializer)
+    return factory(unary, deserializer, handler.response_serializer)
