@@ -113,3 +113,45 @@ def test_malformed_pkt_lines_are_refused_by_storage(project: Project) -> None:
     )
     assert response.status_code == 400
     assert "malformed pkt-line" in response.text
+
+
+def _post_upload_pack(project: Project, body: bytes, **headers: str) -> httpx.Response:
+    return httpx.post(
+        f"{project.url}/git-upload-pack",
+        content=body,
+        headers={"Content-Type": UPLOAD_REQUEST, **headers},
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize("encoding", ["", "gzip"])
+def test_git_protocol_errors_are_400_with_gits_message(
+    populated: Project, populated_head: str, encoding: str
+) -> None:
+    body = pkt_line(f"have {populated_head}\n".encode()) + FLUSH_PKT
+    headers = {"Content-Encoding": encoding} if encoding else {}
+    response = _post_upload_pack(populated, gzip.compress(body) if encoding else body, **headers)
+    assert response.status_code == 400
+    assert response.text == (
+        "fatal: git upload-pack: protocol error, expected to get object ID,"
+        f" not 'have {populated_head}'\n"
+    )
+
+
+def test_not_our_ref_is_a_complete_response_carrying_gits_message(populated: Project) -> None:
+    unknown = "1234567890" * 4
+    body = pkt_line(f"want {unknown}\n".encode()) + FLUSH_PKT + pkt_line(b"done\n")
+    response = _post_upload_pack(populated, body)  # httpx raises on a truncated body
+    assert response.status_code == 200
+    refused = f"ERR upload-pack: not our ref {unknown}".encode()
+    assert response.content == pkt_line(refused) + pkt_line(
+        f"ERR fatal: git upload-pack: not our ref {unknown}".encode()
+    )
+
+
+def test_gzip_inflating_beyond_the_bound_is_413(populated: Project, populated_head: str) -> None:
+    want = pkt_line(f"want {populated_head}\n".encode()) + FLUSH_PKT
+    body = gzip.compress(want + bytes(129 * 1024 * 1024))
+    response = _post_upload_pack(populated, body, **{"Content-Encoding": "gzip"})
+    assert response.status_code == 413, response.text
+    assert response.text == f"gzip request body inflates to more than {128 * 1024 * 1024} bytes\n"

@@ -31,7 +31,7 @@ class EdgeProxyApp:
         primary = PrimaryProxy(relay, self.geo, self.internal_api)
         own_api = Upstream(settings.internal_api_url, "the internal API")
         routes = build_routes(
-            GitHttp(self.internal_api, self.storage, primary),
+            GitHttp(self.internal_api, self.storage, primary, settings.max_inflated_body_bytes),
             # On a secondary the whole API is the primary's (DESIGN §3.2).
             ApiPassthrough(
                 relay, lambda: primary.upstream() or own_api, settings.max_api_body_bytes

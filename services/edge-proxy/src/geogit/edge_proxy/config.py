@@ -24,6 +24,9 @@ class EdgeProxySettings(GeogitSettings):
     max_url_bytes: Annotated[int, Field(ge=256)] = 8 * 1024
     # Bodies passed to /api/v4/ (git bodies are packs and are not capped here).
     max_api_body_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
+    # What a gzip-encoded Git request body may inflate to (413 beyond): a fetch negotiation
+    # is wants and haves, tens of MiB for a mirror of a million refs.
+    max_inflated_body_bytes: Annotated[int, Field(ge=1024 * 1024)] = 128 * 1024 * 1024
     # Requests served at once; uvicorn answers 503 beyond this.
     max_concurrent_requests: Annotated[int, Field(ge=1)] = 1024
     keep_alive_seconds: Annotated[float, Field(gt=0)] = 65.0

@@ -28,7 +28,7 @@ from geogit.common.internal_api import (
 from geogit.common.logging import get_correlation_id
 from geogit.common.paths import InvalidPathError, validate_project_full_path
 from geogit.edge_proxy.asgi import TEXT, ClientDisconnected, Request, Send, media_type, respond
-from geogit.edge_proxy.body import BodyError, decoded, is_supported_encoding
+from geogit.edge_proxy.body import BodyError, Recorded, decoded, is_supported_encoding
 from geogit.edge_proxy.clients.internal_api import Denied, InternalApiClient, UpstreamError
 from geogit.edge_proxy.clients.storage import GitService, StorageCallError, StorageClient
 from geogit.edge_proxy.git_stream import NO_CACHE, relay
@@ -43,17 +43,20 @@ SERVICES: tuple[GitService, ...] = get_args(GitService)
 _GIT_PROTOCOL = re.compile(r"[A-Za-z0-9=:._-]{0,256}")
 _REDIRECT_PATH = re.compile(r"/(?!/)[\x21-\x7e]*")
 BASIC_CHALLENGE = 'Basic realm="geogit"'
-# A request body replayed after the wants check is the decoded one.
-_DECODED_BODY_DROPS = (b"content-encoding", b"content-length")
 
 
 class GitHttp:
     def __init__(
-        self, internal_api: InternalApiClient, storage: StorageClient, primary: PrimaryProxy
+        self,
+        internal_api: InternalApiClient,
+        storage: StorageClient,
+        primary: PrimaryProxy,
+        max_inflated_body_bytes: int,
     ) -> None:
         self.internal_api = internal_api
         self.storage = storage
         self.primary = primary
+        self.max_inflated_body_bytes = max_inflated_body_bytes
 
     async def info_refs(self, request: Request, send: Send) -> None:
         services = parse_qs(request.scope["query_string"].decode("latin-1")).get("service")
@@ -100,16 +103,18 @@ class GitHttp:
             return
         if serve is None:
             return
-        decoded_body = decoded(request.body(), encoding)
-        body: AsyncIterator[bytes] | None = decoded_body
+        body: AsyncIterator[bytes] | None
         if service == "git-upload-pack" and self.primary.geo.primary_url is not None:
             try:
-                body = await self._checked_wants(request, send, serve, decoded_body)
+                body = await self._checked_wants(request, send, serve, encoding)
             except (BodyError, StorageCallError) as exc:
-                await respond(send, 400 if isinstance(exc, BodyError) else 502, f"{exc}\n")
+                status = exc.status if isinstance(exc, BodyError) else 502
+                await respond(send, status, f"{exc}\n")
                 return
             except ClientDisconnected:
                 return
+        else:
+            body = decoded(request.body(), encoding, self.max_inflated_body_bytes)
         if body is None:
             return  # relayed to the primary
         git_protocol = request.header("git-protocol") or ""
@@ -131,16 +136,23 @@ class GitHttp:
         return deny
 
     async def _checked_wants(
-        self, request: Request, send: Send, serve: GitHttpServe, body: AsyncIterator[bytes]
+        self,
+        request: Request,
+        send: Send,
+        serve: GitHttpServe,
+        encoding: str,
     ) -> AsyncIterator[bytes] | None:
-        """The body to serve locally, or None if the request had to go to the primary."""
+        """The body to serve locally, or None if the request had to go to the primary, which
+        gets the body as the client sent it, not as decoded here."""
+        raw = Recorded(request.body())
+        body = decoded(raw.chunks(), encoding, self.max_inflated_body_bytes)
         section = await read_want_section(body)
         missing = await self.storage.missing_objects(serve, section.wants) if section.wants else []
-        rest = replayed(section.prefix, body)
+        sent = raw.taken()
         if section.wants is not None and not missing:
-            return rest
+            return replayed(section.prefix, body)
         request.log.update(wants_check="missing" if missing else "unchecked")
-        await self.primary.git(request, send, rest, dropped_headers=_DECODED_BODY_DROPS)
+        await self.primary.git(request, send, replayed(sent, raw.rest()))
         return None
 
     async def _authorize(

@@ -2,7 +2,10 @@
 
 The status line is held back until storage's first message arrives, so an RPC that fails at
 once (repository missing, malformed request) still becomes a proper HTTP error that git can
-show. Once bytes have gone out the status cannot change: the response is left incomplete and
+show. Once bytes have gone out the status cannot change. A request git refused part way
+(`not our ref`: git's ERR line is out, then the RPC ends INVALID_ARGUMENT) or a body that
+turned out bad still gets a complete response: an ERR pkt-line saying why, which git prints
+as "remote error", then the normal end. Any other failure leaves the response incomplete and
 the connection closed, and git reports a truncated response instead of using half a pack.
 """
 
@@ -16,6 +19,7 @@ from collections.abc import AsyncGenerator
 import grpc
 
 from geogit.common.logging import get_correlation_id
+from geogit.common.pktline import MAX_PKT_PAYLOAD, pkt_line
 from geogit.edge_proxy.asgi import (
     TEXT,
     ClientDisconnected,
@@ -73,7 +77,7 @@ async def relay(
                 return
             except BodyError as exc:
                 request.log.update(outcome="bad_body", error=str(exc))
-                await respond(send, 400, f"{exc}\n", TEXT, NO_CACHE)
+                await respond(send, exc.status, f"{exc}\n", TEXT, NO_CACHE)
                 return
             except ClientDisconnected as exc:
                 request.log.update(outcome="client_gone", error=str(exc))
@@ -95,8 +99,25 @@ async def _send_rest(
             if request.disconnected:
                 raise ClientDisconnected("client disconnected during the response")
             chunk = await anext(chunks, None)
-    except (StorageCallError, BodyError, ClientDisconnected) as exc:
-        # Returning without the final body message makes uvicorn close the connection.
+    except (StorageCallError, BodyError) as exc:
+        if not _refused_request(exc):
+            # Returning without the final body message makes uvicorn close the connection.
+            request.log.update(outcome="aborted", error=str(exc))
+            return
+        request.log.update(outcome="refused_in_band", error=str(exc))
+        message = exc.details if isinstance(exc, StorageCallError) else str(exc)
+        await send_body(send, error_pkt_line(message))
+    except ClientDisconnected as exc:
         request.log.update(outcome="aborted", error=str(exc))
         return
     await send_body(send, b"", more=False)
+
+
+def _refused_request(exc: StorageCallError | BodyError) -> bool:
+    return isinstance(exc, BodyError) or exc.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def error_pkt_line(message: str) -> bytes:
+    """git's in-band refusal (`ERR <message>`), cut to what one pkt-line holds."""
+    payload = f"ERR {message}".encode(errors="replace")
+    return pkt_line(payload[:MAX_PKT_PAYLOAD])

@@ -8,6 +8,7 @@ that never deserialises anything. Request bytes that do not decode are the calle
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,6 +32,8 @@ RPC_SECONDS = Histogram("geogit_storage_rpc_seconds", "RPC duration", ["method"]
 # Probes must work without a token.
 _UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 _HOOK_SERVICE_PREFIX = "/geogit.storage.v1.HookService/"
+# An SSH session's client keeps its input open until it has heard the end.
+_INTERACTIVE_PREFIX = "/geogit.storage.v1.SSHService/"
 _HANDLED = (StorageError, InvalidPathError, GitError)
 _UNDECODABLE = object()
 
@@ -63,7 +66,9 @@ class StorageInterceptor(grpc.aio.ServerInterceptor):
         metadata = dict(handler_call_details.invocation_metadata or ())
         audience = HOOKS_AUDIENCE if method.startswith(_HOOK_SERVICE_PREFIX) else STORAGE_AUDIENCE
         denial = self._authenticate(metadata.get("authorization"), audience)
-        return _wrap(handler, _Call(method, metadata.get(CORRELATION_METADATA_KEY), denial))
+        call = _Call(method, metadata.get(CORRELATION_METADATA_KEY), denial)
+        call.drains = handler.request_streaming and not method.startswith(_INTERACTIVE_PREFIX)
+        return _wrap(handler, call)
 
     def _authenticate(self, header: str | bytes | None, audience: str) -> str | None:
         if isinstance(header, bytes):
@@ -95,6 +100,10 @@ class _Call:
         self.correlation_id: str | None = correlation
         self.denial = denial
         self.decode_error: InvalidArgument | None = None
+        # Read the rest of a finished call's request stream before its status goes out: a
+        # grpc.aio client whose write fails replaces the status it was about to receive with
+        # INTERNAL "Internal error from Core", and the edge would answer 502 for a 400.
+        self.drains = False
 
     def decoder(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
         def decode(raw: bytes) -> Any:
@@ -127,6 +136,14 @@ class _Call:
             assert self.decode_error is not None
             raise self.decode_error
         return request
+
+    async def drain(self, requests: Any) -> None:
+        if not self.drains:
+            return
+        self.drains = False
+        with contextlib.suppress(Exception):
+            async for _ in requests:
+                pass
 
     async def start(self, context: grpc.aio.ServicerContext) -> float:
         adopt_correlation_id(self.correlation_id)
@@ -173,7 +190,9 @@ def _wrap(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
                 async for response in behavior(requests(request), context):
                     yield response
             except _HANDLED as exc:
+                await call.drain(request)
                 await call.fail(context, exc)
+            await call.drain(request)
             await call.done(context, started)
 
         factory = (
