@@ -35,8 +35,9 @@ UNKNOWN = "1234567890" * 4
 ZERO = "0" * 40
 SITE_NAMES = ("primary", "secondary")
 ENCODINGS = ("identity", "gzip")
-MAX_INFLATED = 128 * 1024 * 1024
-HYPOTHESIS_EXAMPLES = 120
+# A small bound for this module's sites keeps the bombs quick; the default is 128 MiB.
+MAX_INFLATED = 4 * 1024 * 1024
+HYPOTHESIS_EXAMPLES = 100
 
 
 def _want(oid: str) -> bytes:
@@ -134,6 +135,13 @@ PROTOCOL_ERRORS: dict[str, tuple[str, str, Body, int, str]] = {
         400,
         "fatal: the remote end hung up unexpectedly",
     ),
+    "v2 response-end packet": (
+        "git-upload-pack",
+        "version=2",
+        lambda h: RESPONSE_END_PKT,
+        400,
+        "malformed pkt-line in request: a response-end packet (0002) is only sent by servers",
+    ),
     "receive-pack malformed command": (
         "git-receive-pack",
         "",
@@ -225,7 +233,8 @@ class Geo:
 @pytest.fixture(scope="module")
 def geo(tmp_path_factory: pytest.TempPathFactory, tansu: TansuBroker) -> Iterator[Geo]:
     base = tmp_path_factory.mktemp("hostile-geo")
-    with running_sites(base, tansu.bootstrap) as (primary, (secondary,), admin):
+    bound = {"GEOGIT_MAX_INFLATED_BODY_BYTES": str(MAX_INFLATED)}
+    with running_sites(base, tansu.bootstrap, extra_env=bound) as (primary, (secondary,), admin):
         api = Api(primary.http_url, admin.token)
         owner = api.account()
         project = api.project(owner)

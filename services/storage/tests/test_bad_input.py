@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ from geogit.common.proto.storage.v1 import (
     ssh_pb2,
     ssh_pb2_grpc,
 )
+from geogit.common.storage_client import aio_channel
 from geogit.common.tokens import HOOKS_AUDIENCE, STORAGE_AUDIENCE, issue_token
 from geogit.storage.testing import STORAGE_SECRET, StorageProcess, git, make_work_tree, refs_of
 
@@ -199,6 +202,7 @@ def seeded(storage: StorageProcess, work: Path):
     [
         (b"zzzzwant", "invalid pkt-line length prefix b'zzzz'"),
         (b"0003", "length 3"),
+        (b"0002", "a response-end packet (0002) is only sent by servers"),
         (b"ffff" + b"x" * 100, "longer than 65520"),
     ],
 )
@@ -374,6 +378,39 @@ def test_protocol_errors_are_invalid_argument_with_gits_message(
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert failure.value.details() == message.format(h=head, t=head[2:], p=head[:20])
     assert refs_of(storage.path_of(repo)) == before
+
+
+@pytest.mark.parametrize("junk_messages", [1, 200])
+async def test_the_status_survives_a_client_still_sending(
+    storage: StorageProcess, seeded, junk_messages: int
+) -> None:
+    """git fails at the first line while the client (grpc.aio, as the edge) is still writing.
+    A grpc.aio client whose write fails reports INTERNAL "Internal error from Core" in place
+    of the status, unless storage reads the request to its end before answering."""
+    repo, _ = seeded
+    async with aio_channel(storage.address) as channel:
+        stub = smarthttp_pb2_grpc.SmartHTTPServiceStub(channel)
+        call = stub.PostUploadPack(metadata=storage.metadata())
+        await call.write(
+            smarthttp_pb2.PostUploadPackRequest(repository=repo, data=pkt_line(b"have x\n"))
+        )
+
+        async def write_junk() -> None:
+            junk = smarthttp_pb2.PostUploadPackRequest(data=pkt_line(b"x" * 60000))
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                for _ in range(junk_messages):
+                    await call.write(junk)
+                await call.done_writing()
+
+        writer = asyncio.create_task(write_junk())
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            while await call.read() is not grpc.aio.EOF:
+                pass
+        await writer
+    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.value.details() == (
+        "fatal: git upload-pack: protocol error, expected to get object ID, not 'have x'"
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,9 @@
 """Checks the pkt-line framing of what a client sends before git reads it.
 
 git would also refuse bad framing, but with "fatal: protocol error" from deep inside a
-process; checking here turns it into a precise INVALID_ARGUMENT. Only the headers are
+process; checking here turns it into a precise INVALID_ARGUMENT. A response-end packet
+(0002) is refused too: only servers send it, and git 2.39's upload-pack aborts on one
+("BUG: serve.c: unexpected response end packet"). Only the headers are
 parsed, so the check costs nothing per byte of payload. A push is pkt-lines up to its first
 flush and raw pack data after it, so the check stops there.
 """
@@ -14,6 +16,7 @@ from geogit.common.pktline import PktLineError, parse_pkt_length
 from geogit.storage.errors import InvalidArgument
 
 _HEADER = 4
+RESPONSE_END = 2
 
 
 class PktLineGuard:
@@ -39,6 +42,8 @@ class PktLineGuard:
                 return
             length = parse_pkt_length(self._header)
             self._header = b""
+            if length == RESPONSE_END:
+                raise PktLineError("a response-end packet (0002) is only sent by servers")
             if length == 0 and self.until_first_flush:
                 self._done = True
             self._skip = max(length - _HEADER, 0)

@@ -18,6 +18,45 @@ T = TypeVar("T")
 _QUEUE_CHUNKS = 4
 
 
+class RequestReader:
+    """A gRPC request stream whose reads survive the cancellation of whoever awaits them.
+
+    The stdin feeder is cancelled once git exits, usually in the middle of a read; grpc.aio's
+    own request iterator is an async generator that ends for good when that happens, and the
+    rest of the stream could no longer be read (see interceptors.py: a finished call reads its
+    request to the end). Here the read goes on in a task of its own and is picked up by the
+    next caller.
+    """
+
+    def __init__(self, messages: AsyncIterator[Any]) -> None:
+        self._messages = messages
+        self._pending: asyncio.Future[Any] | None = None
+
+    async def next(self) -> Any:
+        """The next message; StopAsyncIteration at the end of the stream."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(anext(self._messages))
+            # Retrieved here so a read nobody picks up never logs "exception never retrieved".
+            self._pending.add_done_callback(_retrieve)
+        pending = self._pending
+        try:
+            return await asyncio.shield(pending)
+        finally:
+            if pending.done():
+                self._pending = None
+
+    async def drain(self) -> None:
+        """Read and drop what is left, whatever the stream ends with."""
+        with contextlib.suppress(Exception):
+            while True:
+                await self.next()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class Stream(Enum):
     STDOUT = "stdout"
     STDERR = "stderr"
