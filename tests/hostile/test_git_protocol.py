@@ -37,7 +37,7 @@ SITE_NAMES = ("primary", "secondary")
 ENCODINGS = ("identity", "gzip")
 # A small bound for this module's sites keeps the bombs quick; the default is 128 MiB.
 MAX_INFLATED = 4 * 1024 * 1024
-HYPOTHESIS_EXAMPLES = 100
+HYPOTHESIS_EXAMPLES = 60
 
 
 def _want(oid: str) -> bytes:
