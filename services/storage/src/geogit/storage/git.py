@@ -285,8 +285,9 @@ class GitProcess:
         async for _ in self.stderr_chunks():
             pass
 
-    async def write_stdin(self, chunks: AsyncIterator[bytes]) -> None:
-        """Copy chunks to stdin with back-pressure, then close it."""
+    async def write_stdin(self, chunks: AsyncIterator[bytes], *, read_all: bool = False) -> None:
+        """Copy chunks to stdin with back-pressure, then close it; with `read_all`, what git
+        did not read is still taken from `chunks`, and dropped."""
         stdin = self.proc.stdin
         assert stdin is not None
         try:
@@ -295,7 +296,9 @@ class GitProcess:
                 await stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             # git stopped reading (it finished or failed); its exit status tells which.
-            return
+            if read_all:
+                async for _ in chunks:
+                    pass
         finally:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 stdin.close()

@@ -8,6 +8,7 @@ that never deserialises anything. Request bytes that do not decode are the calle
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +23,6 @@ from geogit.common.paths import InvalidPathError
 from geogit.common.tokens import HOOKS_AUDIENCE, STORAGE_AUDIENCE, TokenError, verify_token
 from geogit.storage.errors import InvalidArgument, StorageError
 from geogit.storage.git import GitError, GitProtocolError
-from geogit.storage.streams import RequestReader
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,6 @@ class _Call:
         # grpc.aio client whose write fails replaces the status it was about to receive with
         # INTERNAL "Internal error from Core", and the edge would answer 502 for a 400.
         self.drains = False
-        self.reader: RequestReader | None = None
 
     def decoder(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
         def decode(raw: bytes) -> Any:
@@ -120,14 +119,10 @@ class _Call:
 
         return decode
 
-    async def messages(self, requests: RequestReader) -> AsyncIterator[Any]:
+    async def messages(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         """The decoded request stream; it raises at the first undecodable message."""
         count = 0
-        while True:
-            try:
-                request = await requests.next()
-            except StopAsyncIteration:
-                break
+        async for request in requests:
             if request is _UNDECODABLE:
                 assert self.decode_error is not None
                 raise self.decode_error
@@ -142,10 +137,13 @@ class _Call:
             raise self.decode_error
         return request
 
-    async def drain(self) -> None:
-        if self.drains and self.reader is not None:
-            self.drains = False
-            await self.reader.drain()
+    async def drain(self, requests: Any) -> None:
+        if not self.drains:
+            return
+        self.drains = False
+        with contextlib.suppress(Exception):
+            async for _ in requests:
+                pass
 
     async def start(self, context: grpc.aio.ServicerContext) -> float:
         adopt_correlation_id(self.correlation_id)
@@ -180,10 +178,7 @@ def _wrap(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
     deserializer = call.decoder(None if call.denial else handler.request_deserializer)
 
     def requests(request: Any) -> Any:
-        if handler.request_streaming:
-            call.reader = RequestReader(request)
-            return call.messages(call.reader)
-        return call.request(request)
+        return call.messages(request) if handler.request_streaming else call.request(request)
 
     if handler.response_streaming:
         behavior = handler.unary_stream or handler.stream_stream
@@ -195,9 +190,9 @@ def _wrap(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:
                 async for response in behavior(requests(request), context):
                     yield response
             except _HANDLED as exc:
-                await call.drain()
+                await call.drain(request)
                 await call.fail(context, exc)
-            await call.drain()
+            await call.drain(request)
             await call.done(context, started)
 
         factory = (

@@ -87,7 +87,9 @@ class SmartHTTPService(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
         guard: PktLineGuard | None = None,
     ) -> AsyncIterator[bytes]:
         async with self.git.process(command, stdin=body is not None) as proc:
-            async for _, chunk in relay(proc, body, forward_stderr=False):
+            async for _, chunk in relay(
+                proc, body, forward_stderr=False, finite_input=body is not None
+            ):
                 yield chunk
             code = await proc.wait()
         if guard is not None:

@@ -18,45 +18,6 @@ T = TypeVar("T")
 _QUEUE_CHUNKS = 4
 
 
-class RequestReader:
-    """A gRPC request stream whose reads survive the cancellation of whoever awaits them.
-
-    The stdin feeder is cancelled once git exits, usually in the middle of a read; grpc.aio's
-    own request iterator is an async generator that ends for good when that happens, and the
-    rest of the stream could no longer be read (see interceptors.py: a finished call reads its
-    request to the end). Here the read goes on in a task of its own and is picked up by the
-    next caller.
-    """
-
-    def __init__(self, messages: AsyncIterator[Any]) -> None:
-        self._messages = messages
-        self._pending: asyncio.Future[Any] | None = None
-
-    async def next(self) -> Any:
-        """The next message; StopAsyncIteration at the end of the stream."""
-        if self._pending is None:
-            self._pending = asyncio.ensure_future(anext(self._messages))
-            # Retrieved here so a read nobody picks up never logs "exception never retrieved".
-            self._pending.add_done_callback(_retrieve)
-        pending = self._pending
-        try:
-            return await asyncio.shield(pending)
-        finally:
-            if pending.done():
-                self._pending = None
-
-    async def drain(self) -> None:
-        """Read and drop what is left, whatever the stream ends with."""
-        with contextlib.suppress(Exception):
-            while True:
-                await self.next()
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 class Stream(Enum):
     STDOUT = "stdout"
     STDERR = "stderr"
@@ -82,12 +43,19 @@ async def input_chunks(
 
 
 async def relay(
-    proc: GitProcess, stdin: AsyncIterator[bytes] | None, *, forward_stderr: bool
+    proc: GitProcess,
+    stdin: AsyncIterator[bytes] | None,
+    *,
+    forward_stderr: bool,
+    finite_input: bool = False,
 ) -> AsyncIterator[tuple[Stream, bytes]]:
     """Feed stdin to git and yield its output until it exits.
 
-    The stdin feeder is cancelled once git has exited: over SSH the client keeps its side open
-    after the last exchange, and waiting for it would hang the RPC.
+    Over SSH the stdin feeder is cancelled once git has exited: the client keeps its side open
+    after the last exchange, and waiting for it would hang the RPC. A `finite_input` (a smart
+    HTTP body) is read to its end instead, what git did not take dropped, and never abandoned
+    in the middle of a read: the call is answered once the client has finished sending (see
+    interceptors.py).
     """
     queue: asyncio.Queue[tuple[Stream, bytes] | None] = asyncio.Queue(_QUEUE_CHUNKS)
 
@@ -101,7 +69,9 @@ async def relay(
         tasks.append(asyncio.create_task(pump(Stream.STDERR, proc.stderr_chunks())))
     else:
         tasks.append(asyncio.create_task(_drain_then_signal(proc, queue)))
-    feeder = asyncio.create_task(proc.write_stdin(stdin)) if stdin is not None else None
+    feeder = None
+    if stdin is not None:
+        feeder = asyncio.create_task(proc.write_stdin(stdin, read_all=finite_input))
     try:
         open_streams = len(tasks)
         while open_streams:
@@ -111,6 +81,9 @@ async def relay(
             else:
                 yield item
         await asyncio.gather(*tasks)
+        if feeder is not None and finite_input:
+            await proc.wait()  # git has closed its stdin: the feeder now only reads
+            await feeder
     finally:
         for task in [*tasks, feeder]:
             if task is not None and not task.done():
