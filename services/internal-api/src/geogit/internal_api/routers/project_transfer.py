@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.text import StorableText
 from geogit.internal_api import project_events
 from geogit.internal_api.access import AccessLevel
 from geogit.internal_api.deps import AdminUser, OutboxDep, SessionDep, SettingsDep
@@ -28,7 +29,7 @@ router = APIRouter(prefix="/api/v4", tags=["projects"])
 @router.put("/projects/{project_id}/transfer", response_model=ProjectOut)
 async def transfer_project(
     project_id: ProjectRef,
-    namespace: Annotated[str, Query(min_length=1, max_length=255)],
+    namespace: Annotated[StorableText, Query(min_length=1, max_length=255)],
     admin: AdminUser,
     session: SessionDep,
     outbox: OutboxDep,

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.paths import InvalidPathError, validate_project_full_path
 from geogit.common.proto.events.v1 import domain_pb2
+from geogit.common.text import StorableText
 from geogit.internal_api.credentials import hash_password
 from geogit.internal_api.deps import AdminUser, CurrentUser, OutboxDep, SessionDep, SettingsDep
 from geogit.internal_api.errors import conflict, field_error, forbidden, not_found
@@ -28,10 +29,10 @@ router = APIRouter(prefix="/api/v4", tags=["users"])
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(min_length=1, max_length=255)
-    email: str = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
-    name: str = Field(min_length=1, max_length=255)
-    password: str = Field(min_length=8, max_length=128)
+    username: StorableText = Field(min_length=1, max_length=255)
+    email: StorableText = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: StorableText = Field(min_length=1, max_length=255)
+    password: StorableText = Field(min_length=8, max_length=128)
     admin: bool = False
     # Accepted because GitLab tooling sends it; geogit sends no confirmation mails.
     skip_confirmation: bool = True
@@ -93,8 +94,8 @@ async def list_users(
     session: SessionDep,
     settings: SettingsDep,
     page: PageDep,
-    username: Annotated[str | None, Query(max_length=255)] = None,
-    search: Annotated[str | None, Query(max_length=255)] = None,
+    username: Annotated[StorableText | None, Query(max_length=255)] = None,
+    search: Annotated[StorableText | None, Query(max_length=255)] = None,
 ) -> list[UserOut]:
     statement = select(User).order_by(User.id)
     if username is not None:
