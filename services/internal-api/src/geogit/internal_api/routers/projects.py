@@ -179,9 +179,13 @@ async def list_projects(
     if visibility is not None:
         statement = statement.where(Project.visibility == visibility)
     if search:
-        pattern = f"%{search.lower()}%"
+        # autoescape: `%` and `_` in the search match themselves, not every project.
+        needle = search.lower()
         statement = statement.where(
-            or_(func.lower(Project.name).like(pattern), func.lower(Project.path).like(pattern))
+            or_(
+                func.lower(Project.name).contains(needle, autoescape=True),
+                func.lower(Project.path).contains(needle, autoescape=True),
+            )
         )
     projects = await page.fetch(session, statement)
     return [ProjectOut.of(project, settings) for project in projects]

@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from geogit.common.paths import InvalidPathError, validate_project_full_path
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.common.text import StorableText
 from geogit.internal_api.credentials import hash_password
@@ -22,6 +21,7 @@ from geogit.internal_api.models import Project, User
 from geogit.internal_api.outbox import user_aggregate
 from geogit.internal_api.pagination import PageDep
 from geogit.internal_api.params import Id
+from geogit.internal_api.usernames import check_username
 
 router = APIRouter(prefix="/api/v4", tags=["users"])
 
@@ -101,9 +101,13 @@ async def list_users(
     if username is not None:
         statement = statement.where(func.lower(User.username) == username.lower())
     if search:
-        pattern = f"%{search.lower()}%"
+        # autoescape: `%` and `_` in the search match themselves, not every user.
+        needle = search.lower()
         statement = statement.where(
-            or_(func.lower(User.username).like(pattern), func.lower(User.name).like(pattern))
+            or_(
+                func.lower(User.username).contains(needle, autoescape=True),
+                func.lower(User.name).contains(needle, autoescape=True),
+            )
         )
     users = await page.fetch(session, statement)
     return [UserOut.of(u, settings.external_url, private=user.is_admin) for u in users]
@@ -120,8 +124,8 @@ async def show_user(
 
 def _check_username(username: str) -> None:
     try:
-        validate_project_full_path(f"{username}/x")  # a username is a namespace path segment
-    except InvalidPathError as exc:
+        check_username(username)
+    except ValueError as exc:
         raise field_error("username", str(exc)) from exc
 
 
