@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from geogit.common.geo import GEO_TOKEN_HEADER, GeoClaims, GeoScope, claimed_site, verify_geo_token
 from geogit.common.tokens import TokenError
 from geogit.internal_api.deps import ServicesDep, internal_caller
-from geogit.internal_api.errors import ApiError, forbidden
+from geogit.internal_api.errors import ApiError, forbidden, unauthorized
 from geogit.internal_api.git_access import Denied
 from geogit.internal_api.models import GeoSite
 
@@ -71,7 +71,12 @@ async def geo_reader(request: Request, services: ServicesDep, claims: GeoGate) -
             log.info("geo reader refused", extra={"site": claims.site, "scope": claims.scope})
             raise forbidden()
         return claims.site
-    internal_caller(request, services.settings)
+    try:
+        internal_caller(request, services.settings)
+    except ApiError as exc:
+        # These routes are reachable through the edge: a user is told no more than that.
+        log.info("geo reader refused", extra={"reason": str(exc.message)})
+        raise unauthorized() from exc
     return services.settings.site_name
 
 
