@@ -2,7 +2,7 @@
 
 Every error body is `{"message": ...}`: a string, or for a model that failed validation a
 mapping of field to problems (`{"message": {"fingerprint_sha256": ["has already been taken"]}}`),
-as GitLab answers.
+as GitLab answers. An exception none of these take is middleware.UnexpectedErrors' 500.
 """
 
 from __future__ import annotations
@@ -112,9 +112,8 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _data_error(request: Request, exc: Exception) -> JSONResponse:
-    # A value the database refused (validation should have caught it first). Answered here,
-    # not by the catch-all: an exception that escapes to the server closes the keep-alive
-    # connection, which the edge's pool would hand to the next caller.
+    # A value the database refused (validation should have caught it first): the caller's
+    # value is at fault, so a 400 rather than the catch-all's 500.
     log.warning("database refused a value: %s", str(exc.__cause__ or exc)[:500])
     return _json(400, "400 Bad request - a value could not be stored")
 
@@ -134,11 +133,6 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     return _json(503, "503 Service Unavailable")
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return _json(500, "500 Internal Server Error")
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -148,4 +142,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StorageError, _storage_error)
     for unavailable in (OperationalError, InterfaceError, OSError):
         app.add_exception_handler(unavailable, _unavailable)
-    app.add_exception_handler(Exception, _unexpected)
