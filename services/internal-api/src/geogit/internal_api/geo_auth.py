@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.geo import GEO_TOKEN_HEADER, GeoClaims, GeoScope, claimed_site, verify_geo_token
-from geogit.common.tokens import TokenError
+from geogit.common.tokens import API_REQUEST_HEADER, TokenError
 from geogit.internal_api.deps import ServicesDep, internal_caller
 from geogit.internal_api.errors import ApiError, forbidden, unauthorized
 from geogit.internal_api.git_access import Denied
@@ -71,12 +71,10 @@ async def geo_reader(request: Request, services: ServicesDep, claims: GeoGate) -
             log.info("geo reader refused", extra={"site": claims.site, "scope": claims.scope})
             raise forbidden()
         return claims.site
-    try:
-        internal_caller(request, services.settings)
-    except ApiError as exc:
-        # These routes are reachable through the edge: a user is told no more than that.
-        log.info("geo reader refused", extra={"reason": str(exc.message)})
-        raise unauthorized() from exc
+    if API_REQUEST_HEADER not in request.headers:
+        # Reachable through the edge: a user, who sent neither token, is not told of either.
+        raise unauthorized()
+    internal_caller(request, services.settings)
     return services.settings.site_name
 
 
