@@ -91,8 +91,9 @@ def ssh_account(pair: GeoPair, tmp_path: Path) -> tuple[Account, dict[Site, dict
     public = key.with_suffix(".pub").read_text().strip()
     pair.api.call("POST", f"/users/{account.id}/keys", json={"title": "laptop", "key": public})
     wait_until(
-        lambda: internal(pair.secondary, "/authorized_keys", key=public.split()[1]).status_code
-        == 200,
+        lambda: (
+            internal(pair.secondary, "/authorized_keys", key=public.split()[1]).status_code == 200
+        ),
         what="the key on the secondary",
     )
     envs = {
