@@ -109,6 +109,18 @@ async def test_ref_change_decisions(api: Api, storage: StorageProcess, work: Pat
     status, message = await decide(developer, tip, ZERO, "refs/heads/release/1")
     assert status == 403 and "Only a project maintainer or owner" in message
     assert await decide(developer, tip, ZERO, "refs/heads/feature") == (200, "")
+    for ref in ("refs/heads/HEAD", "refs/heads/-x", "refs/heads/@", f"refs/heads/{tip}"):
+        status, message = await decide(developer, ZERO, tip, ref)
+        assert status == 403 and message.startswith(f"refusing to create {ref}: "), message
+        # One that exists already (made before this check) may be moved or deleted.
+        assert await decide(developer, parent, tip, ref) == (200, "")
+        assert await decide(developer, tip, ZERO, ref) == (200, "")
+    status, message = await decide(developer, ZERO, tip, "refs/tags/HEAD")
+    assert (status, message) == (
+        403,
+        "refusing to create refs/tags/HEAD: the name 'HEAD' is "
+        "reserved: git reads it as the current commit",
+    )
     await api.client.post(f"/api/v4/users/{developer.id}/block", headers=api.admin)
     assert await decide(developer, parent, tip, "refs/heads/feature") == (
         403,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from internal_api_support import Api, outbox_count
+from internal_api_support import Api, internal_headers, outbox_count
 
 from geogit.internal_api.db import SessionMaker
 
@@ -82,3 +82,13 @@ async def test_bad_ids_and_paths(api: Api, unchanged: None) -> None:
     wrong_method = await api.client.patch("/api/v4/users", headers=api.admin)
     assert wrong_method.status_code == 405
     assert wrong_method.json() == {"message": "405 Method Not Allowed"}
+
+
+async def test_out_of_range_cursors_are_refused(api: Api) -> None:
+    """Found by the schemathesis run: a cursor past int64 reached the driver (500)."""
+    for path in ("/api/v4/internal/geo/replicables", "/api/v4/geo/events"):
+        response = await api.client.get(
+            path, params={"after": str(2**63)}, headers=internal_headers()
+        )
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["message"].startswith("400 Bad request - after is invalid"), path

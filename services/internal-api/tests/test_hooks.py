@@ -35,14 +35,8 @@ async def test_a_push_becomes_a_repository_updated_event(
     git("branch", "topic", cwd=tree)
     stderr = push(storage, storage_repo(project), tree, alice, "main", "topic")
 
-    mr_url = (
-        f"http://git.example.test/{project['path_with_namespace']}/-/merge_requests/new"
-        "?merge_request%5Bsource_branch%5D=topic"
-    )
-    lines = [line.rstrip() for line in stderr.splitlines()]  # git pads remote lines
-    hint = lines.index("remote: To create a merge request for topic, visit:")
-    assert lines[hint + 1] == f"remote:   {mr_url}"
-    assert "merge request for main" not in stderr
+    # No merge request hint: there is no merge request page to link to.
+    assert "remote:" not in stderr, stderr
     events = await _repository_events(db, project["id"])
     assert [(e.type, e.aggregate_seq) for e in events] == [
         ("RepositoryCreated", 1),
@@ -78,10 +72,7 @@ async def test_post_receive_assigns_consecutive_sequences(
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["reference_counter_decreased"] is True
-        assert [m["message"].splitlines()[0] for m in body["messages"]] == [
-            "To create a merge request for feature/x, visit:"
-        ]
-        assert "source_branch%5D=feature%2Fx" in body["messages"][0]["message"]
+        assert body["messages"] == []
         latest = (await _repository_events(db, project["id"]))[-1]
         assert latest.aggregate_seq == expected_seq and _payload(latest).seq == expected_seq
         assert latest.sent_at is None  # the relay publishes it; post_receive never does
@@ -104,9 +95,9 @@ async def test_a_first_push_of_another_branch_makes_it_the_default(
     types = [e.type for e in await outbox_rows(db, f"project-{project['id']}")]
     assert types[-2:] == ["RepositoryUpdated", "ProjectUpdated"]
 
-    # Once the default exists, new branches are just branches (with the merge request hint).
+    # Once the default exists, new branches are just branches.
     git("branch", "topic", cwd=tree)
-    assert "merge request for topic" in push(storage, repo, tree, bob, "topic")
+    assert "remote:" not in push(storage, repo, tree, bob, "topic")
     assert head.read_text().strip() == "ref: refs/heads/trunk"
 
     # The default can be moved to a branch that exists, and only to one.

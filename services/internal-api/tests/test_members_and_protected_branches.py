@@ -110,6 +110,13 @@ async def test_protected_branch_rules_are_validated(api: Api, db: SessionMaker) 
     for name in ("bad..name", "with space", "-dash", "x?y", "a[b]", "end/"):
         response = await api.client.post(url, headers=grace.headers, json={"name": name})
         assert response.status_code == 400, name
+    full = await api.client.post(url, headers=grace.headers, json={"name": "refs/heads/main"})
+    assert full.status_code == 400
+    assert full.json() == {
+        "message": {
+            "name": ["must be a branch name, not a full ref: give 'main', not 'refs/heads/main'"]
+        }
+    }
     level = await api.client.post(
         url, headers=grace.headers, json={"name": "main", "push_access_level": 20}
     )

@@ -200,6 +200,27 @@ async def test_project_paths_are_validated_and_unique(api: Api, db: SessionMaker
         json={"path": unique("p"), "default_branch": "a..b"},
     )
     assert branch.status_code == 400
+    for name, problem in (
+        ("HEAD", "'HEAD' is reserved: git reads it as the current commit"),
+        ("-x", "must not start with '-'"),
+        ("0" * 40, "looks like an object id: git would read it as a commit"),
+        (
+            "refs/heads/main",
+            "must be a branch name, not a full ref: give 'main', not 'refs/heads/main'",
+        ),
+    ):
+        refused = await api.client.post(
+            "/api/v4/projects",
+            headers=leo.headers,
+            json={"path": unique("p"), "default_branch": name},
+        )
+        assert refused.status_code == 400, name
+        assert refused.json() == {"message": {"default_branch": [problem]}}
+        changed = await api.client.put(
+            f"/api/v4/projects/{existing['id']}", headers=leo.headers, json={"default_branch": name}
+        )
+        assert changed.status_code == 400, name
+        assert changed.json() == {"message": {"default_branch": [problem]}}
     for ref in ("..%2F..%2Fetc", "a%2F..", "%2E%2E%2Fx%2Fy"):
         response = await api.client.get(f"/api/v4/projects/{ref}", headers=leo.headers)
         assert response.status_code == 400, ref

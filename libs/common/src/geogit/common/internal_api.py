@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from geogit.common.text import StorableText
+
 GitAction = Literal["git-upload-pack", "git-receive-pack", "git-upload-archive"]
 GitProtocolName = Literal["http", "ssh"]
 ANY_CHANGES = "_any"
@@ -21,19 +23,19 @@ class AllowedRequest(BaseModel):
     action: GitAction
     protocol: GitProtocolName
     # One of: the pusher as gl_id ("user-1"), an SSH key id, or a username.
-    gl_id: str = ""
+    gl_id: StorableText = ""
     key_id: int | None = None
-    username: str = ""
+    username: StorableText = ""
     # The project: by gl_repository ("project-7") or by full path ("alice/demo").
-    gl_repository: str = ""
-    project: str = ""
+    gl_repository: StorableText = ""
+    project: StorableText = ""
     # "<old> <new> <ref>" lines, or "_any" before the pack is known.
-    changes: str = ANY_CHANGES
-    relative_path: str = ""
+    changes: StorableText = ANY_CHANGES
+    relative_path: StorableText = ""
     # Where the pushed objects wait in quarantine, relative to the repository directory.
-    git_object_directory: str = ""
-    git_alternate_object_directories: list[str] = []
-    push_options: list[str] = []
+    git_object_directory: StorableText = ""
+    git_alternate_object_directories: list[StorableText] = []
+    push_options: list[StorableText] = []
 
 
 class AllowedResponse(BaseModel):
@@ -48,7 +50,7 @@ class AllowedResponse(BaseModel):
 
 
 class PreReceiveRequest(BaseModel):
-    gl_repository: str
+    gl_repository: StorableText
 
 
 class PreReceiveResponse(BaseModel):
@@ -56,10 +58,10 @@ class PreReceiveResponse(BaseModel):
 
 
 class PostReceiveRequest(BaseModel):
-    gl_repository: str
-    identifier: str
-    changes: str
-    push_options: list[str] = []
+    gl_repository: StorableText
+    identifier: StorableText
+    changes: StorableText
+    push_options: list[StorableText] = []
 
 
 class PostReceiveMessage(BaseModel):
@@ -78,15 +80,15 @@ class GitHttpAuthorizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # "namespace/project", as in the URL, without ".git".
-    project: str
+    project: StorableText
     service: Literal["git-upload-pack", "git-receive-pack"]
     # The client's Authorization header, verbatim ("" when anonymous).
-    authorization: str = ""
-    git_protocol: str = ""
+    authorization: StorableText = ""
+    git_protocol: StorableText = ""
     # The request's Geogit-Geo-Token header: another site relaying or replicating (DESIGN §3.4).
-    geo_token: str = ""
+    geo_token: StorableText = ""
     # The request's path and query as received, for a secondary's redirect answer.
-    path: str = ""
+    path: StorableText = ""
 
 
 class StorageAccess(BaseModel):
@@ -164,7 +166,7 @@ class ProxiedPush(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    project: Annotated[str, Field(max_length=1024)]
+    project: Annotated[StorableText, Field(max_length=1024)]
 
 
 class RepositoryState(BaseModel):
@@ -185,11 +187,11 @@ class RegistryEntry(BaseModel):
 
     state: Literal["pending", "syncing", "synced", "failed"] = "pending"
     synced_seq: Annotated[int, Field(ge=0, le=_BIGINT)] = 0
-    checksum: Annotated[str, Field(max_length=128)] = ""
+    checksum: Annotated[StorableText, Field(max_length=128)] = ""
     last_synced_at: datetime | None = None
     retry_count: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     next_retry_at: datetime | None = None
-    last_error: Annotated[str, Field(max_length=4000)] = ""
+    last_error: Annotated[StorableText, Field(max_length=4000)] = ""
     verified_at: datetime | None = None
     verification_state: Literal["pending", "verified", "failed"] = "pending"
 

@@ -40,6 +40,18 @@ DATABASE_URL_VARIABLE = "GEOGIT_DATABASE_URL"
 PRIMARY = "primary"
 # Ports of secondary N are the primary's plus 100*N; past 9 they would collide with others.
 MAX_SECONDARIES = 9
+
+
+def up_failed_next(layout: RunLayout) -> str:
+    """What to do after `up` failed: every failure message ends with it."""
+    return (
+        f"What next: the logs are in {layout.logs_dir} (the message above names the one"
+        " that failed); fix the cause and run `make up` again, or start afresh with"
+        " `geogit dev down --purge && make up` (this deletes the dev database, repositories"
+        " and secrets)."
+    )
+
+
 _FAILURES = (ProcessError, PostgresError, DatabaseError, SiteError, ApiError, DemoError)
 
 
@@ -111,7 +123,9 @@ class DevStack:
             return 130
         except _FAILURES as exc:
             self._stop_everything()
-            return self._fail("up", f"{exc}\n(everything started has been stopped)")
+            return self._fail(
+                "up", f"{exc}\n(everything started has been stopped)\n{up_failed_next(self.layout)}"
+            )
         self._say(next_steps(stack, self.layout))
         if demo:
             # The stack is up and usable either way; a demo failure leaves it running.

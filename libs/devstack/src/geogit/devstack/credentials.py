@@ -16,6 +16,18 @@ from pathlib import Path
 from typing import Any
 
 
+def generate_secret(nbytes: int) -> str:
+    """A URL-safe random secret that never starts with '-'.
+
+    token_urlsafe starts with '-' once in 64 draws, and a value like that handed to a command
+    line reads as an option (`bootstrap-admin --password -x...` failed `make up` on one fresh
+    machine in 64). Redrawing keeps the full randomness of the remaining alphabet.
+    """
+    while (secret := secrets.token_urlsafe(nbytes)).startswith("-"):
+        pass
+    return secret
+
+
 @dataclass(frozen=True)
 class SiteSecrets:
     """What one site's services share: the internal API's JWT secret and storage's; and the
@@ -25,13 +37,13 @@ class SiteSecrets:
     internal_api_secret: str
     storage_secret: str
     # A default, so a secrets.json written before secondaries existed still loads.
-    geo_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    geo_secret: str = field(default_factory=lambda: generate_secret(32))
 
     @classmethod
     def generate(cls) -> SiteSecrets:
         return cls(
-            internal_api_secret=secrets.token_urlsafe(32),
-            storage_secret=secrets.token_urlsafe(32),
+            internal_api_secret=generate_secret(32),
+            storage_secret=generate_secret(32),
         )
 
 
@@ -75,11 +87,15 @@ class CredentialStore:
         return SiteSecrets(**sites[name])
 
     def password(self, username: str) -> str:
-        """A generated password for `username`, stable across runs."""
+        """A generated password for `username`, stable across runs.
+
+        A password saved by an older version may start with '-'; it is kept (it may already be
+        the admin's), and is safe because it now travels in a file, never on a command line.
+        """
         data = self._load()
         passwords = data.setdefault("passwords", {})
         if username not in passwords:
-            passwords[username] = secrets.token_urlsafe(18)
+            passwords[username] = generate_secret(18)
             self._save(data)
         return str(passwords[username])
 

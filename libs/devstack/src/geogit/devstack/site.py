@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -300,13 +301,28 @@ class Site:
     def bootstrap_admin(
         self, username: str, email: str, password: str, timeout: float = 60.0
     ) -> UserCredentials:
-        """Create the administrator and an `api`-scoped token; the CLI prints them as JSON."""
-        output = self._internal_api_command(
-            ["bootstrap-admin", "--username", username, "--email", email, "--password", password],
-            "bootstrap-admin",
-            timeout,
-            log_stdout=False,  # it carries the token
-        )
+        """Create the administrator and an `api`-scoped token; the CLI prints them as JSON.
+
+        The password goes in a file of mode 0600: on the command line any value starting with
+        '-' read as an option, and argv is visible to every user of the machine.
+        """
+        with tempfile.NamedTemporaryFile("w", prefix="password-", suffix=".txt") as secret:
+            secret.write(password)
+            secret.flush()
+            output = self._internal_api_command(
+                [
+                    "bootstrap-admin",
+                    "--username",
+                    username,
+                    "--email",
+                    email,
+                    "--password-file",
+                    secret.name,
+                ],
+                "bootstrap-admin",
+                timeout,
+                log_stdout=False,  # it carries the token
+            )
         for line in reversed(output.splitlines()):
             if line.startswith("{"):
                 try:

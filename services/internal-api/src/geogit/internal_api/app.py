@@ -26,7 +26,12 @@ from geogit.internal_api.errors import ApiError, install_error_handlers
 from geogit.internal_api.geo.event_feed import EventFeed
 from geogit.internal_api.geo.replication_status import ReplicationStatusConsumer
 from geogit.internal_api.geo_auth import geo_gate
-from geogit.internal_api.middleware import BodyLimit, EncodedPathSegments, RequestContext
+from geogit.internal_api.middleware import (
+    BodyLimit,
+    EncodedPathSegments,
+    RequestContext,
+    UnexpectedErrors,
+)
 from geogit.internal_api.outbox import Outbox
 from geogit.internal_api.relay import OutboxRelay
 from geogit.internal_api.routers import (
@@ -194,6 +199,7 @@ def create_app(settings: InternalApiSettings) -> FastAPI:
         app.include_router(router)
     install_error_handlers(app)
     # add_middleware wraps: the last added is the outermost.
+    app.add_middleware(UnexpectedErrors)
     app.add_middleware(EncodedPathSegments)
     app.add_middleware(
         BodyLimit,

@@ -15,7 +15,8 @@ from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.errors import field_error
 from geogit.internal_api.git_access import storage_repository
 from geogit.internal_api.models import Project
-from geogit.internal_api.push_rules import BRANCH_PREFIX, RefUpdate
+from geogit.internal_api.push_rules import RefUpdate
+from geogit.internal_api.refnames import BRANCH_PREFIX
 
 
 async def adopt_pushed_branch(

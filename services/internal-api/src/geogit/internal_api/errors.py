@@ -2,7 +2,7 @@
 
 Every error body is `{"message": ...}`: a string, or for a model that failed validation a
 mapping of field to problems (`{"message": {"fingerprint_sha256": ["has already been taken"]}}`),
-as GitLab answers.
+as GitLab answers. An exception none of these take is middleware.UnexpectedErrors' 500.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from geogit.common.repository_client import StorageError
+from geogit.common.text import UNSTORABLE_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
             parts.append(f"{field} is not a known parameter")
         elif kind in ("json_invalid", "model_attributes_type", "dict_type"):
             parts.append("the body must be a JSON object")
+        elif kind == "string_unicode":
+            # pydantic's own refusal of a lone surrogate, worded as StorableText's.
+            parts.append(f"{field} is invalid: {UNSTORABLE_MESSAGE}")
         else:
             parts.append(f"{field} is invalid: {error.get('msg', kind)}")
     return "; ".join(parts) or "invalid request"
@@ -107,6 +111,13 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(409, "409 Conflict - the resource was changed concurrently or already exists")
 
 
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # A value the database refused (validation should have caught it first): the caller's
+    # value is at fault, so a 400 rather than the catch-all's 500.
+    log.warning("database refused a value: %s", str(exc.__cause__ or exc)[:500])
+    return _json(400, "400 Bad request - a value could not be stored")
+
+
 async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StorageError)
     log.error("storage call failed", extra={"error": str(exc)})
@@ -122,17 +133,12 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     return _json(503, "503 Service Unavailable")
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", exc_info=exc)
-    return _json(500, "500 Internal Server Error")
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(StorageError, _storage_error)
     for unavailable in (OperationalError, InterfaceError, OSError):
         app.add_exception_handler(unavailable, _unavailable)
-    app.add_exception_handler(Exception, _unexpected)

@@ -7,6 +7,7 @@ once, whatever tokens it still holds (DESIGN §3.4).
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,12 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.geo import GEO_TOKEN_HEADER, GeoClaims, GeoScope, claimed_site, verify_geo_token
-from geogit.common.tokens import TokenError
+from geogit.common.tokens import API_REQUEST_HEADER, TokenError
 from geogit.internal_api.deps import ServicesDep, internal_caller
-from geogit.internal_api.errors import ApiError
+from geogit.internal_api.errors import ApiError, forbidden, unauthorized
 from geogit.internal_api.git_access import Denied
 from geogit.internal_api.models import GeoSite
 
+log = logging.getLogger(__name__)
 GEO_REFUSED = "Geo token refused"
 
 
@@ -64,8 +66,14 @@ async def geo_reader(request: Request, services: ServicesDep, claims: GeoGate) -
     internal JWT (its gateways and tools)."""
     if claims is not None:
         if claims.scope not in _READER_SCOPES:
-            raise ApiError(403, f"403 Forbidden - {GEO_REFUSED}: scope {claims.scope!r}")
+            # Typically a user's request a secondary relayed: the user never saw that token,
+            # so the answer is the plain refusal they would get here, naming no scope.
+            log.info("geo reader refused", extra={"site": claims.site, "scope": claims.scope})
+            raise forbidden()
         return claims.site
+    if API_REQUEST_HEADER not in request.headers:
+        # Reachable through the edge: a user, who sent neither token, is not told of either.
+        raise unauthorized()
     internal_caller(request, services.settings)
     return services.settings.site_name
 

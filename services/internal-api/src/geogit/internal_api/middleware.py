@@ -5,6 +5,7 @@
 - `BodyLimit`: refuses bodies over the cap with 413 before a handler buffers them.
 - `EncodedPathSegments`: keeps `%2F` inside one path segment, so GitLab's URL-encoded project
   paths (`/projects/alice%2Fdemo/members`) route like ids do.
+- `UnexpectedErrors`: a 500 for an exception no handler took, keeping the connection open.
 """
 
 from __future__ import annotations
@@ -142,3 +143,34 @@ class EncodedPathSegments:
                 for segment in raw_path.split("/")
             )
         await self.app(scope, receive, send)
+
+
+class UnexpectedErrors:
+    """The last word on an exception no handler took: a 500 answered here.
+
+    Starlette's own 500 handler re-raises the exception to the server after answering, and
+    uvicorn then closes the keep-alive connection, which the edge's pool could hand to the
+    next caller (a 502 for someone else). Only a response already begun is left to end so.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error")
+            if started:
+                raise
+            await _send_json(send, 500, "500 Internal Server Error")

@@ -22,6 +22,7 @@ from geogit.internal_api.access import AccessLevel
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.git_access import Access, Denied, storage_repository
 from geogit.internal_api.models import ProtectedBranch
+from geogit.internal_api.refnames import BRANCH_PREFIX, check_created_ref
 
 PROTECTED_PUSH_DENIED = "You are not allowed to push code to protected branches on this project."
 FORCE_PUSH_DENIED = "You are not allowed to force push code to a protected branch on this project."
@@ -31,7 +32,6 @@ DELETE_DENIED = (
 )
 DELETE_OVER_GIT_DENIED = "You can only delete protected branches using the API."
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-BRANCH_PREFIX = "refs/heads/"
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,9 @@ async def check_updates(
     quarantine: list[str],
 ) -> None:
     """Raise `Denied` for the first update the pusher may not make."""
+    for update in updates:
+        if update.created and not update.deleted:
+            _check_created(update.ref)
     rules = (
         await session.scalars(
             select(ProtectedBranch).where(ProtectedBranch.project_id == access.project.id)
@@ -99,6 +102,13 @@ async def check_updates(
         matching = matching_rules(rules, branch) if branch is not None and rules else []
         if matching:
             await _check_protected(storage, access, update, matching, quarantine)
+
+
+def _check_created(ref: str) -> None:
+    try:
+        check_created_ref(ref)
+    except ValueError as exc:
+        raise Denied(403, str(exc)) from exc
 
 
 async def _check_protected(

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from geogit.common.geo import issue_geo_token
 from geogit.common.internal_api import GeoProxyInfo
 from geogit.common.proto.events.v1 import domain_pb2
+from geogit.common.text import StorableText
 from geogit.internal_api.deps import (
     AdminUser,
     InternalCaller,
@@ -60,20 +61,20 @@ MIN_SECRET_LENGTH = 32
 class SiteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=255)
-    url: str = Field(min_length=1, max_length=2048, pattern=r"^https?://")
-    internal_url: str = Field("", max_length=2048, pattern=r"^(https?://.*)?$")
+    name: StorableText = Field(min_length=1, max_length=255)
+    url: StorableText = Field(min_length=1, max_length=2048, pattern=r"^https?://")
+    internal_url: StorableText = Field("", max_length=2048, pattern=r"^(https?://.*)?$")
     primary: bool = False
     enabled: bool = True
     # A secondary's Geo secret; generated when omitted.
-    secret: str | None = Field(None, min_length=MIN_SECRET_LENGTH, max_length=512)
+    secret: StorableText | None = Field(None, min_length=MIN_SECRET_LENGTH, max_length=512)
 
 
 class SiteUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(None, min_length=1, max_length=2048, pattern=r"^https?://")
-    internal_url: str | None = Field(None, max_length=2048, pattern=r"^(https?://.*)?$")
+    url: StorableText | None = Field(None, min_length=1, max_length=2048, pattern=r"^https?://")
+    internal_url: StorableText | None = Field(None, max_length=2048, pattern=r"^(https?://.*)?$")
     enabled: bool | None = None
 
 

@@ -29,7 +29,7 @@ from geogit.internal_api.geo.freshness import feed_is_current
 from geogit.internal_api.geo.routing import floor_for_unknown, refresh_min_seq
 from geogit.internal_api.lookup import project_by_path
 from geogit.internal_api.models import GeoEventFeed, Project, ReplicaRegistry, utcnow
-from geogit.internal_api.params import Id
+from geogit.internal_api.params import MAX_ID, Id
 
 router = APIRouter(prefix="/api/v4/internal/geo", tags=["internal"], dependencies=[InternalCaller])
 MAX_PAGE = 1000
@@ -62,7 +62,7 @@ async def _orphans(session: AsyncSession) -> list[int]:
 @router.get("/replicables", response_model=ReplicablePage)
 async def replicables(
     session: SessionDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 200,
 ) -> ReplicablePage:
     rows = (

@@ -10,7 +10,6 @@ from here; the outbox relay does that, so a Kafka outage never fails or slows a 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from urllib.parse import quote
 
 from fastapi import APIRouter
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -18,7 +17,6 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.internal_api import (
-    PostReceiveMessage,
     PostReceiveRequest,
     PostReceiveResponse,
     PreReceiveRequest,
@@ -31,7 +29,6 @@ from geogit.internal_api.deps import (
     InternalCaller,
     OutboxDep,
     SessionDep,
-    SettingsDep,
     StorageDep,
 )
 from geogit.internal_api.errors import ApiError, bad_request
@@ -39,7 +36,7 @@ from geogit.internal_api.git_access import PROJECT_NOT_FOUND, storage_repository
 from geogit.internal_api.lookup import project_by_gl_repository
 from geogit.internal_api.models import Project
 from geogit.internal_api.outbox import project_aggregate
-from geogit.internal_api.push_rules import RefUpdate, parse_changes
+from geogit.internal_api.push_rules import parse_changes
 
 router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[InternalCaller])
 
@@ -63,7 +60,6 @@ async def post_receive(
     session: SessionDep,
     storage: StorageDep,
     outbox: OutboxDep,
-    settings: SettingsDep,
 ) -> PostReceiveResponse:
     project = await _project(session, body.gl_repository)
     try:
@@ -99,33 +95,12 @@ async def post_receive(
     if new_default is not None:
         await project_events.updated(session, outbox, project)
     await session.commit()
-    return PostReceiveResponse(messages=_messages(project, updates, settings.external_url))
+    # No "create a merge request" hint: geogit has no merge request page to point at, and
+    # GitLab's one line per new branch made a 3000-branch push print 6000 lines.
+    return PostReceiveResponse()
 
 
 def _timestamp(moment: datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(moment)
     return stamp
-
-
-def _messages(
-    project: Project, updates: list[RefUpdate], external_url: str
-) -> list[PostReceiveMessage]:
-    """GitLab's hint after a new branch is pushed: where to open its merge request."""
-    messages = []
-    for change in updates:
-        branch = change.branch
-        if branch is None or not change.created or change.deleted:
-            continue
-        if branch == project.default_branch:
-            continue
-        url = (
-            f"{external_url.rstrip('/')}/{project.full_path}/-/merge_requests/new"
-            f"?merge_request%5Bsource_branch%5D={quote(branch, safe='')}"
-        )
-        messages.append(
-            PostReceiveMessage(
-                type="basic", message=f"To create a merge request for {branch}, visit:\n  {url}"
-            )
-        )
-    return messages

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from geogit.common.internal_api import AuthorizedKey
+from geogit.common.text import StorableText
 from geogit.internal_api.deps import InternalCaller, SessionDep
 from geogit.internal_api.errors import bad_request, not_found
 from geogit.internal_api.models import SshKey, User
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[I
 
 @router.get("/authorized_keys", response_model=AuthorizedKey, responses={404: {}})
 async def authorized_keys(
-    key: Annotated[str, Query(max_length=16 * 1024)], session: SessionDep
+    key: Annotated[StorableText, Query(max_length=16 * 1024)], session: SessionDep
 ) -> AuthorizedKey:
     try:
         fingerprint = fingerprint_of(decode_blob(key.strip()))

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.proto.events.v1 import domain_pb2
+from geogit.common.text import StorableText
 from geogit.internal_api.deps import AdminUser, CurrentUser, OutboxDep, SessionDep
 from geogit.internal_api.errors import field_error, not_found
 from geogit.internal_api.models import SshKey, User, utcnow
@@ -29,8 +30,8 @@ router = APIRouter(prefix="/api/v4", tags=["keys"])
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, max_length=255)
-    key: str = Field(min_length=1, max_length=MAX_KEY_LINE)
+    title: StorableText = Field(min_length=1, max_length=255)
+    key: StorableText = Field(min_length=1, max_length=MAX_KEY_LINE)
     expires_at: datetime | None = None
 
 

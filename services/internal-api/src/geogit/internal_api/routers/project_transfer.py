@@ -1,4 +1,7 @@
-"""PUT /projects/:id/transfer?namespace=<username>: move a project to another user (admins).
+"""PUT /projects/:id/transfer: move a project to another user's namespace (admins).
+
+The namespace comes as `?namespace=<username>` or, as python-gitlab sends it, in a JSON body
+`{"namespace": ...}`; GitLab also takes the namespace's id, here the user's id.
 
 Only rows change: the repository stays at the hashed path of the id. The new owner becomes the
 project's owner member and the old owner's membership goes, as with a personal namespace.
@@ -8,13 +11,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.text import StorableText
 from geogit.internal_api import project_events
 from geogit.internal_api.access import AccessLevel
 from geogit.internal_api.deps import AdminUser, OutboxDep, SessionDep, SettingsDep
-from geogit.internal_api.errors import not_found
+from geogit.internal_api.errors import ApiError, bad_request
 from geogit.internal_api.lookup import user_by_username
 from geogit.internal_api.models import Member, Project, User
 from geogit.internal_api.outbox import Outbox
@@ -23,21 +28,39 @@ from geogit.internal_api.project_access import check_free_path, visible_project
 from geogit.internal_api.project_shapes import ProjectOut
 
 router = APIRouter(prefix="/api/v4", tags=["projects"])
+NamespaceParam = Annotated[StorableText, Field(min_length=1, max_length=255)]
+
+
+class TransferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: NamespaceParam
+
+
+async def _namespace_owner(session: AsyncSession, namespace: str) -> User:
+    owner = await user_by_username(session, namespace)
+    if owner is None and namespace.isdigit() and len(namespace) < 19:
+        owner = await session.get(User, int(namespace))
+    if owner is None:
+        raise ApiError(404, f"404 Namespace Not Found - namespace '{namespace}' does not exist")
+    return owner
 
 
 @router.put("/projects/{project_id}/transfer", response_model=ProjectOut)
 async def transfer_project(
     project_id: ProjectRef,
-    namespace: Annotated[str, Query(min_length=1, max_length=255)],
     admin: AdminUser,
     session: SessionDep,
     outbox: OutboxDep,
     settings: SettingsDep,
+    namespace: Annotated[NamespaceParam | None, Query()] = None,
+    body: Annotated[TransferIn | None, Body()] = None,
 ) -> ProjectOut:
+    given = namespace or (body.namespace if body else None)
+    if given is None:
+        raise bad_request("400 Bad request - namespace is missing")
     project = (await visible_project(session, project_id, admin)).project
-    owner = await user_by_username(session, namespace)
-    if owner is None:
-        raise not_found("Namespace")
+    owner = await _namespace_owner(session, given)
     if owner.id != project.owner_id:
         await check_free_path(session, owner.username, project.path)
         await _transfer(session, outbox, project, owner)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from geogit.common.paths import hashed_repository_path
 from geogit.common.repository_client import StorageError
 from geogit.common.storage_client import EMPTY_CHECKSUM
+from geogit.common.text import StorableText
 from geogit.internal_api import project_events
 from geogit.internal_api.access import AccessLevel
 from geogit.internal_api.default_branch import move_head
@@ -55,21 +56,21 @@ _NOT_PATH_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
 class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=255)
-    path: str | None = Field(None, min_length=1, max_length=255)
-    description: str = Field("", max_length=2000)
+    name: StorableText | None = Field(None, min_length=1, max_length=255)
+    path: StorableText | None = Field(None, min_length=1, max_length=255)
+    description: StorableText = Field("", max_length=2000)
     visibility: Visibility = "private"
-    default_branch: str = Field("main", min_length=1, max_length=255)
+    default_branch: StorableText = Field("main", min_length=1, max_length=255)
 
 
 class ProjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=255)
-    path: str | None = Field(None, min_length=1, max_length=255)
-    description: str | None = Field(None, max_length=2000)
+    name: StorableText | None = Field(None, min_length=1, max_length=255)
+    path: StorableText | None = Field(None, min_length=1, max_length=255)
+    description: StorableText | None = Field(None, max_length=2000)
     visibility: Visibility | None = None
-    default_branch: str | None = Field(None, min_length=1, max_length=255)
+    default_branch: StorableText | None = Field(None, min_length=1, max_length=255)
 
 
 def _path_from_name(name: str) -> str:
@@ -166,7 +167,7 @@ async def list_projects(
     membership: bool = False,
     owned: bool = False,
     visibility: Visibility | None = None,
-    search: Annotated[str | None, Query(max_length=255)] = None,
+    search: Annotated[StorableText | None, Query(max_length=255)] = None,
 ) -> list[ProjectOut]:
     statement = _visible_to(select(Project).order_by(Project.id.desc()), user)
     if user is not None and membership:
@@ -178,9 +179,13 @@ async def list_projects(
     if visibility is not None:
         statement = statement.where(Project.visibility == visibility)
     if search:
-        pattern = f"%{search.lower()}%"
+        # autoescape: `%` and `_` in the search match themselves, not every project.
+        needle = search.lower()
         statement = statement.where(
-            or_(func.lower(Project.name).like(pattern), func.lower(Project.path).like(pattern))
+            or_(
+                func.lower(Project.name).contains(needle, autoescape=True),
+                func.lower(Project.path).contains(needle, autoescape=True),
+            )
         )
     projects = await page.fetch(session, statement)
     return [ProjectOut.of(project, settings) for project in projects]

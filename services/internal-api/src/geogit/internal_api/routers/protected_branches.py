@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.proto.events.v1 import domain_pb2
+from geogit.common.text import StorableText
 from geogit.internal_api.access import LEVEL_NAMES, AccessLevel
 from geogit.internal_api.deps import CurrentUser, OutboxDep, SessionDep
 from geogit.internal_api.errors import conflict, field_error, not_found
@@ -34,7 +35,7 @@ router = APIRouter(
 class ProtectedBranchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=255)
+    name: StorableText = Field(min_length=1, max_length=255)
     push_access_level: Literal[0, 30, 40, 60] = 40
     allow_force_push: bool = False
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.proto.events.v1 import domain_pb2
+from geogit.common.text import StorableText
 from geogit.internal_api.credentials import new_token, today, token_digest
 from geogit.internal_api.deps import AdminUser, CurrentUser, OutboxDep, SessionDep
 from geogit.internal_api.errors import field_error, not_found
@@ -31,10 +32,10 @@ Scope = Literal["api", "read_repository", "write_repository"]
 class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=255)
+    name: StorableText = Field(min_length=1, max_length=255)
     scopes: list[Scope] = Field(min_length=1, max_length=3)
     expires_at: date | None = None
-    description: str = Field("", max_length=255)
+    description: StorableText = Field("", max_length=255)
 
 
 class TokenOut(BaseModel):

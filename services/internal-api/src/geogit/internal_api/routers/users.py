@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from geogit.common.paths import InvalidPathError, validate_project_full_path
 from geogit.common.proto.events.v1 import domain_pb2
+from geogit.common.text import StorableText
 from geogit.internal_api.credentials import hash_password
 from geogit.internal_api.deps import AdminUser, CurrentUser, OutboxDep, SessionDep, SettingsDep
 from geogit.internal_api.errors import conflict, field_error, forbidden, not_found
@@ -21,6 +21,7 @@ from geogit.internal_api.models import Project, User
 from geogit.internal_api.outbox import user_aggregate
 from geogit.internal_api.pagination import PageDep
 from geogit.internal_api.params import Id
+from geogit.internal_api.usernames import check_username
 
 router = APIRouter(prefix="/api/v4", tags=["users"])
 
@@ -28,10 +29,10 @@ router = APIRouter(prefix="/api/v4", tags=["users"])
 class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(min_length=1, max_length=255)
-    email: str = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
-    name: str = Field(min_length=1, max_length=255)
-    password: str = Field(min_length=8, max_length=128)
+    username: StorableText = Field(min_length=1, max_length=255)
+    email: StorableText = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: StorableText = Field(min_length=1, max_length=255)
+    password: StorableText = Field(min_length=8, max_length=128)
     admin: bool = False
     # Accepted because GitLab tooling sends it; geogit sends no confirmation mails.
     skip_confirmation: bool = True
@@ -93,16 +94,20 @@ async def list_users(
     session: SessionDep,
     settings: SettingsDep,
     page: PageDep,
-    username: Annotated[str | None, Query(max_length=255)] = None,
-    search: Annotated[str | None, Query(max_length=255)] = None,
+    username: Annotated[StorableText | None, Query(max_length=255)] = None,
+    search: Annotated[StorableText | None, Query(max_length=255)] = None,
 ) -> list[UserOut]:
     statement = select(User).order_by(User.id)
     if username is not None:
         statement = statement.where(func.lower(User.username) == username.lower())
     if search:
-        pattern = f"%{search.lower()}%"
+        # autoescape: `%` and `_` in the search match themselves, not every user.
+        needle = search.lower()
         statement = statement.where(
-            or_(func.lower(User.username).like(pattern), func.lower(User.name).like(pattern))
+            or_(
+                func.lower(User.username).contains(needle, autoescape=True),
+                func.lower(User.name).contains(needle, autoescape=True),
+            )
         )
     users = await page.fetch(session, statement)
     return [UserOut.of(u, settings.external_url, private=user.is_admin) for u in users]
@@ -119,8 +124,8 @@ async def show_user(
 
 def _check_username(username: str) -> None:
     try:
-        validate_project_full_path(f"{username}/x")  # a username is a namespace path segment
-    except InvalidPathError as exc:
+        check_username(username)
+    except ValueError as exc:
         raise field_error("username", str(exc)) from exc
 
 

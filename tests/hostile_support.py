@@ -1,0 +1,109 @@
+"""Shared by the hostile suite (tests/hostile/): two real sites, SSH access to both, and the
+checks every hostile case ends with — every service still healthy, no row changed."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+from e2e import Account, Api
+from geo_support import internal, wait_until
+
+from geogit.common.tansu import TansuBroker
+from geogit.devstack.site import Site
+from geogit.devstack.testing import running_sites
+
+# The tables a refused request could have touched, and the outbox of every event.
+TABLES = (
+    "users",
+    "personal_access_tokens",
+    "ssh_keys",
+    "projects",
+    "members",
+    "protected_branches",
+    "outbox",
+)
+
+
+@dataclass(frozen=True)
+class GeoPair:
+    primary: Site
+    secondary: Site
+    api: Api
+
+    @property
+    def sites(self) -> tuple[Site, Site]:
+        return self.primary, self.secondary
+
+
+@pytest.fixture(scope="module")
+def geo_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GeoPair]:
+    """A primary and a secondary, with a broker of the module's own."""
+    with (
+        TansuBroker() as broker,
+        running_sites(tmp_path_factory.mktemp("hostile"), broker.bootstrap) as (
+            primary,
+            (secondary,),
+            admin,
+        ),
+    ):
+        api = Api(primary.http_url, admin.token)
+        yield GeoPair(primary, secondary, api)
+        api.http.close()
+
+
+def unhealthy(*sites: Site) -> list[str]:
+    """Services of `sites` that died or fail their readiness probe (empty when all is well)."""
+    problems = []
+    for site in sites:
+        for service in site.services:
+            record = site.supervisor.record(site.process_name(service))
+            if record is None or not record.is_running():
+                problems.append(f"{site.name} {service}: not running")
+            elif record.probe is not None and not record.probe.check(timeout=5):
+                problems.append(f"{site.name} {service}: not ready")
+    return problems
+
+
+def row_counts(site: Site) -> dict[str, int]:
+    """Rows per table in the site's own database."""
+
+    async def count() -> dict[str, int]:
+        connection = await asyncpg.connect(site.database_url.replace("+asyncpg", ""))
+        try:
+            return {t: await connection.fetchval(f"SELECT count(*) FROM {t}") for t in TABLES}
+        finally:
+            await connection.close()
+
+    return asyncio.run(count())
+
+
+def ssh_account(pair: GeoPair, tmp_path: Path) -> tuple[Account, dict[Site, dict[str, str]]]:
+    """An account with an SSH key both sites know, and the git environment for each site."""
+    account = pair.api.account()
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    public = key.with_suffix(".pub").read_text().strip()
+    pair.api.call("POST", f"/users/{account.id}/keys", json={"title": "laptop", "key": public})
+    wait_until(
+        lambda: (
+            internal(pair.secondary, "/authorized_keys", key=public.split()[1]).status_code == 200
+        ),
+        what="the key on the secondary",
+    )
+    envs = {
+        site: {
+            "GIT_SSH_COMMAND": (
+                f"ssh -i {key} -p {site.ports.ssh} -o StrictHostKeyChecking=no"
+                " -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o BatchMode=yes"
+                " -F /dev/null"
+            )
+        }
+        for site in pair.sites
+    }
+    return account, envs
