@@ -18,6 +18,7 @@ import asyncssh
 from geogit.common.logging import configure_logging
 from geogit.common.ops_http import OpsServer
 from geogit.ssh_gateway import metrics
+from geogit.ssh_gateway.client import WINDOW
 from geogit.ssh_gateway.config import SshGatewaySettings
 from geogit.ssh_gateway.geo_proxy import new_http_client
 from geogit.ssh_gateway.host_keys import load_or_create_host_keys
@@ -137,6 +138,7 @@ class SshGateway:
             server_host_keys=host_keys,
             process_factory=self._session,
             encoding=None,
+            window=WINDOW,
             login_timeout=self.settings.login_grace_seconds,
             allow_pty=True,  # accepted so the session can refuse it with a message
             agent_forwarding=False,
