@@ -8,7 +8,6 @@ nothing changed that should not have.
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator

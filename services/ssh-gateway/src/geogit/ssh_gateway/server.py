@@ -124,7 +124,13 @@ class SshGateway:
         )
         self._acceptor: asyncssh.SSHAcceptor | None = None
         ops_host, ops_port = settings.ops_host_and_port
-        self.ops = OpsServer(ops_host, ops_port, lambda: self.state is State.READY)
+        self.ops = OpsServer(
+            ops_host,
+            ops_port,
+            lambda: self.state is State.READY,
+            header_timeout=settings.ops_header_timeout_seconds,
+            max_connections=settings.ops_max_connections,
+        )
         self.port = 0
 
     async def start(self) -> None:
