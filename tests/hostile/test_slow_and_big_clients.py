@@ -7,6 +7,9 @@ nothing changed that should not have.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import os
 import threading
 import time
@@ -26,6 +29,15 @@ from geogit.devstack.site import Site
 from geogit.devstack.testing import running_sites
 from geogit.storage.testing import commit_all, make_work_tree
 
+HEADER_TIMEOUT = 2.0
+BODY_IDLE_TIMEOUT = 3.0
+SECONDARY_MAX_CONNECTIONS = 64
+LISTENER_ENV = {
+    "GEOGIT_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+    "GEOGIT_OPS_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+    "GEOGIT_BODY_IDLE_TIMEOUT_SECONDS": str(BODY_IDLE_TIMEOUT),
+}
+SLOWLORIS_SOCKETS = 40
 BIG_PUSH_MIB = 200
 """Much more than every buffer on the way (an SSH window of 2 MiB, gRPC's and HTTP's few MiB)."""
 RSS_GROWTH_LIMIT_MIB = 48
@@ -36,7 +48,12 @@ RSS_GROWTH_LIMIT_MIB = 48
 def sites(
     tmp_path_factory: pytest.TempPathFactory, tansu: TansuBroker
 ) -> Iterator[tuple[Site, Site, Api]]:
-    with running_sites(tmp_path_factory.mktemp("hostile-big"), tansu.bootstrap) as (
+    with running_sites(
+        tmp_path_factory.mktemp("hostile-big"),
+        tansu.bootstrap,
+        extra_env=LISTENER_ENV,
+        secondary_env={1: {"GEOGIT_MAX_CONNECTIONS": str(SECONDARY_MAX_CONNECTIONS)}},
+    ) as (
         primary,
         (secondary,),
         admin,
@@ -155,4 +172,181 @@ def test_big_ssh_push_keeps_the_gateway_flat(
     assert rss.growth_mib < RSS_GROWTH_LIMIT_MIB, (
         f"the {through}'s gateway grew by {rss.growth_mib:.0f} MiB for a {BIG_PUSH_MIB} MiB push"
     )
+    all_healthy(primary, secondary)
+
+
+# Slow and oversized clients -----------------------------------------------------------------
+
+LISTENERS = {
+    "primary edge": lambda primary, secondary: primary.http_url,
+    "primary internal API": lambda primary, secondary: primary.internal_api_url,
+    "primary storage ops": lambda primary, secondary: primary.storage_ops_url,
+    "primary ssh-gateway ops": lambda primary, secondary: primary.ssh_ops_url,
+    "secondary edge": lambda primary, secondary: secondary.http_url,
+    "secondary internal API": lambda primary, secondary: secondary.internal_api_url,
+    "secondary replicator ops": lambda primary, secondary: secondary.replicator_ops_url,
+}
+HALF_HEADS = {
+    "request line only": b"GET /-/readiness HTTP/1.1\r\n",
+    "one header line": b"GET /-/readiness HTTP/1.1\r\nHost: x\r\n",
+    "half a request line": b"GET /-/readin",
+    "head without its blank line": b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n",
+}
+OVERSIZED_HEADS = {
+    "one huge header": lambda size: b"GET / HTTP/1.1\r\nX-Big: " + b"a" * size + b"\r\n\r\n",
+    "many headers": lambda size: (
+        b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(size // 8)) + b"\r\n"
+    ),
+    "huge URL": lambda size: b"GET /" + b"a" * size + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    "never-ending header": lambda size: b"GET / HTTP/1.1\r\nX-Big: " + b"a" * size,
+}
+
+
+def address(url: str) -> tuple[str, int]:
+    parsed = httpx.URL(url)
+    assert parsed.port is not None
+    return parsed.host, parsed.port
+
+
+async def answer_to(url: str, request: bytes, timeout: float) -> tuple[bytes, float]:
+    """What a listener answers to `request` (sent, then nothing more), and after how long."""
+    host, port = address(url)
+    started = time.monotonic()
+    reader, writer = await asyncio.open_connection(host, port)
+    with contextlib.suppress(ConnectionError):
+        writer.write(request)
+        await writer.drain()
+    try:
+        return await first_answer(reader, timeout), time.monotonic() - started
+    finally:
+        writer.close()
+
+
+async def first_answer(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    """The first chunk the server sends (a refusal fits in one); b"" if it just closed."""
+    with contextlib.suppress(ConnectionError):
+        return await asyncio.wait_for(reader.read(65536), timeout)
+    return b""
+
+
+def listener_urls(primary: Site, secondary: Site) -> dict[str, str]:
+    return {name: url(primary, secondary) for name, url in LISTENERS.items()}
+
+
+@pytest.mark.parametrize("head", list(HALF_HEADS.values()), ids=list(HALF_HEADS))
+async def test_a_half_sent_head_gets_408_within_the_header_timeout(
+    primary: Site, secondary: Site, head: bytes
+) -> None:
+    """On every listener of both sites at once."""
+    urls = listener_urls(primary, secondary)
+    answers = await asyncio.gather(
+        *(answer_to(url, head, HEADER_TIMEOUT + 10) for url in urls.values())
+    )
+    for name, (response, elapsed) in zip(urls, answers, strict=True):
+        assert response.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), (name, response)
+        assert b"took too long" in response, (name, response)
+        assert elapsed < HEADER_TIMEOUT + 3, (name, elapsed)
+    all_healthy(primary, secondary)
+
+
+@pytest.mark.parametrize("listener", list(LISTENERS))
+async def test_slowloris_sockets_are_all_dropped_and_others_served(
+    primary: Site, secondary: Site, listener: str
+) -> None:
+    """40 sockets trickling a head a byte at a time: every one is answered 408 and closed once
+    the header timeout is over, and a normal request on the same listener is served meanwhile."""
+    url = LISTENERS[listener](primary, secondary)
+    host, port = address(url)
+    started = time.monotonic()
+    sockets = [await asyncio.open_connection(host, port) for _ in range(SLOWLORIS_SOCKETS)]
+    head = b"GET /-/readiness HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        answer = asyncio.create_task(first_answer(reader, HEADER_TIMEOUT + 10))
+        for byte in head:
+            if answer.done():
+                break
+            with contextlib.suppress(ConnectionError):
+                writer.write(bytes([byte]))
+            await asyncio.wait([answer], timeout=0.25)
+        return await answer
+
+    trickles = [asyncio.create_task(trickle(*pair)) for pair in sockets]
+    await asyncio.sleep(0.5)
+    async with httpx.AsyncClient() as client:
+        normal = await client.get(f"{url}/-/readiness", timeout=10)
+    responses = await asyncio.gather(*trickles)
+    for _, writer in sockets:
+        writer.close()
+    assert normal.status_code == 200, normal.text
+    assert all(response.startswith(b"HTTP/1.1 408 ") for response in responses), {
+        response[:40] for response in responses
+    }
+    assert time.monotonic() - started < HEADER_TIMEOUT + 8
+    all_healthy(primary, secondary)
+
+
+@pytest.mark.parametrize("shape", list(OVERSIZED_HEADS.values()), ids=list(OVERSIZED_HEADS))
+async def test_an_oversized_head_gets_431(primary: Site, secondary: Site, shape: Any) -> None:
+    """128 KiB of head, more than any listener takes, on every listener of both sites."""
+    urls = listener_urls(primary, secondary)
+    head = shape(128 * 1024)
+    answers = await asyncio.gather(*(answer_to(url, head, 10) for url in urls.values()))
+    for name, (response, _) in zip(urls, answers, strict=True):
+        assert response.startswith(b"HTTP/1.1 431 "), (name, response[:200])
+        assert b"too large" in response.lower() or b"larger than" in response, (name, response)
+    all_healthy(primary, secondary)
+
+
+async def test_a_push_body_that_stops_ends_the_request_and_changes_nothing(
+    api: Api, primary: Site, secondary: Site, tmp_path: Path
+) -> None:
+    owner = api.account()
+    project = api.project(owner)
+    tree = make_work_tree(tmp_path / "work", commits=1)
+    url = clone_url(primary.http_url, project, owner)
+    git("push", "-q", url, "main", cwd=tree)
+    before = git("ls-remote", url).stdout
+    old = before.split()[0]
+    command = f"{old} {'1' * 40} refs/heads/main\0report-status\n".encode()
+    body = b"%04x" % (len(command) + 4) + command + b"0000PACK\0\0\0\2"
+    host, port = address(primary.http_url)
+    token = base64.b64encode(f"{owner.username}:{owner.token}".encode()).decode()
+    reader, writer = await asyncio.open_connection(host, port)
+    started = time.monotonic()
+    writer.write(
+        f"POST /{project['path_with_namespace']}.git/git-receive-pack HTTP/1.1\r\n"
+        f"Host: {host}\r\nAuthorization: Basic {token}\r\n"
+        "Content-Type: application/x-git-receive-pack-request\r\n"
+        "Content-Length: 100000\r\n\r\n".encode()
+        + body
+    )
+    response = await first_answer(reader, BODY_IDLE_TIMEOUT + 10)
+    writer.close()
+    elapsed = time.monotonic() - started
+    assert response == b"", response[:200]  # closed: the request ended, nothing was answered
+    assert BODY_IDLE_TIMEOUT - 0.5 <= elapsed < BODY_IDLE_TIMEOUT + 5, elapsed
+    assert git("ls-remote", url).stdout == before
+    all_healthy(primary, secondary)
+
+
+async def test_connections_beyond_the_cap_get_503_with_retry_after(
+    primary: Site, secondary: Site
+) -> None:
+    host, port = address(secondary.http_url)
+    held = [await asyncio.open_connection(host, port) for _ in range(SECONDARY_MAX_CONNECTIONS)]
+    try:
+        await asyncio.sleep(0.2)
+        async with httpx.AsyncClient() as client:
+            refused = await client.get(f"{secondary.http_url}/-/readiness", timeout=10)
+    finally:
+        for _, writer in held:
+            writer.close()
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["retry-after"] == "1"
+    assert refused.text == "Too many connections to this server, retry later.\n"
+    await asyncio.sleep(0.5)
+    async with httpx.AsyncClient() as client:
+        again = await client.get(f"{secondary.http_url}/-/readiness", timeout=10)
+    assert again.status_code == 200, again.text
     all_healthy(primary, secondary)
