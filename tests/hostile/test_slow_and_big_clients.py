@@ -23,7 +23,7 @@ import psutil
 import pytest
 from e2e import Account, Api, clone_url, git
 from geo_support import internal, served_locally, wait_until
-from ssh_harness import SshKey, make_key, ssh_command
+from ssh_harness import SshKey, make_key, ssh, ssh_command
 
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.site import Site
@@ -417,4 +417,40 @@ def test_concurrent_clones_and_pushes_of_one_project_all_succeed(
     for index, (_, commit) in enumerate(pushers):
         assert f"{commit}\trefs/heads/b{index}" in refs
     assert f"{main}\trefs/heads/main" in refs
+    all_healthy(primary, secondary)
+
+
+# Oversized push options relayed by the secondary ----------------------------------------------
+
+PUSH_OPTIONS = [b"o" * 65000] * 146
+"""About 9 MiB of push options, each as long as a pkt-line allows."""
+
+
+def pkt_lines(lines: list[bytes]) -> bytes:
+    return b"".join(b"%04x" % (len(line) + 4) + line for line in lines) + b"0000"
+
+
+def test_oversized_push_options_are_refused_by_the_relaying_gateway(
+    api: Api, primary: Site, secondary: Site, tmp_path: Path
+) -> None:
+    """The secondary's gateway holds a push's options before it asks the primary: more than
+    8 MiB of them is refused with a message, and no ref changes."""
+    account, key = ssh_account(api, [secondary], tmp_path)
+    project = api.project(account)
+    url = clone_url(primary.http_url, project, account)
+    git("push", "-q", url, "main", cwd=make_work_tree(tmp_path / "work", commits=1))
+    before = git("ls-remote", url).stdout
+    old = before.split()[0]
+    command = f"{old} {'1' * 40} refs/heads/main\0report-status push-options\n".encode()
+    result = ssh(
+        key,
+        secondary.ports.ssh,
+        "git@127.0.0.1",
+        f"git-receive-pack '{project['path_with_namespace']}.git'",
+        input=pkt_lines([command]) + pkt_lines(PUSH_OPTIONS),
+        timeout=120,
+    )
+    assert result.returncode == 1, result
+    assert result.stderr == "geogit: the client's push options exceed 8 MiB\n", result.stderr
+    assert git("ls-remote", url).stdout == before
     all_healthy(primary, secondary)
