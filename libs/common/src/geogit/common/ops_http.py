@@ -3,6 +3,11 @@
 Kubernetes probes and Prometheus need only these three GETs, so a few lines over asyncio
 streams do, instead of a web framework in services that otherwise speak gRPC or SSH. A service
 may add operator actions as POST paths without a body (the replicator's `POST /backfill`).
+
+Bounded as every listener is (issue 9): a head must arrive within the header timeout (408), be
+at most MAX_REQUEST_HEAD bytes (431), and beyond `max_connections` open at once a new
+connection is answered 503 with Retry-After at once, so a flood of probes or slow clients
+cannot hold the port that Kubernetes uses to decide whether the service lives.
 """
 
 from __future__ import annotations
@@ -12,8 +17,35 @@ import contextlib
 from collections.abc import Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
+
+from geogit.common.settings import GeogitSettings
 
 MAX_REQUEST_HEAD = 8192
+LINGER_SECONDS = 1.0
+_REASONS = {
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+
+
+class OpsListenerSettings(GeogitSettings):
+    """The bounds of a service's ops listener, from GEOGIT_* variables."""
+
+    ops_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    ops_max_connections: int = Field(default=64, ge=1)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class OpsServer:
@@ -23,11 +55,16 @@ class OpsServer:
         port: int,
         ready: Callable[[], bool],
         actions: Mapping[str, Callable[[], None]] | None = None,
+        header_timeout: float = 10.0,
+        max_connections: int = 64,
     ) -> None:
         self.host = host
         self.port = port
         self._ready = ready
         self._actions = dict(actions or {})
+        self._header_timeout = header_timeout
+        self._max_connections = max_connections
+        self._open = 0
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -56,20 +93,69 @@ class OpsServer:
         return 404, "text/plain", b"not found\n"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open += 1
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
-            if len(head) > MAX_REQUEST_HEAD:
-                raise ValueError("request head too large")
+            if self._open > self._max_connections:
+                await _refuse(reader, writer, 503, b"too many connections, retry later\n")
+                return
+            try:
+                status, content_type, body = self._route(*await self._read_head(reader))
+            except _Refused as exc:
+                await _refuse(reader, writer, exc.status, f"{exc}\n".encode())
+                return
+            await _respond(writer, status, content_type, body)
+        finally:
+            self._open -= 1
+            writer.close()
+
+    async def _read_head(self, reader: asyncio.StreamReader) -> tuple[str, str]:
+        """The method and path of the request, once its whole head has arrived in time."""
+        try:
+            head = await asyncio.wait_for(
+                reader.readuntil(b"\r\n\r\n"), timeout=self._header_timeout
+            )
+        except TimeoutError as exc:
+            raise _Refused(408, "the request head took too long") from exc
+        except asyncio.LimitOverrunError as exc:
+            raise _Refused(431, "request head too large") from exc
+        except asyncio.IncompleteReadError as exc:
+            raise _Refused(400, "bad request") from exc
+        if len(head) > MAX_REQUEST_HEAD:
+            raise _Refused(431, "request head too large")
+        try:
             method, path, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
-            status, content_type, body = self._route(method, path.split("?", 1)[0])
-        except (ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            status, content_type, body = 400, "text/plain", b"bad request\n"
-        writer.write(
-            f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
-            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n".encode()
-            + body
-        )
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        writer.close()
+        except ValueError as exc:
+            raise _Refused(400, "bad request") from exc
+        return method, path.split("?", 1)[0]
+
+
+async def _refuse(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int, message: bytes
+) -> None:
+    """Answer, then read and drop what the client still sends for a moment (lingering close),
+    so its unread request does not reset the connection before it has read the answer."""
+    extra = "Retry-After: 1\r\n" if status == 503 else ""
+    await _respond(writer, status, "text/plain", message, extra)
+    with contextlib.suppress(OSError, RuntimeError):
+        if writer.can_write_eof():
+            writer.write_eof()
+    with contextlib.suppress(TimeoutError, OSError):
+        await asyncio.wait_for(_discard(reader), LINGER_SECONDS)
+
+
+async def _discard(reader: asyncio.StreamReader) -> None:
+    while await reader.read(65536):
+        pass
+
+
+async def _respond(
+    writer: asyncio.StreamWriter, status: int, content_type: str, body: bytes, extra: str = ""
+) -> None:
+    writer.write(
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n{extra}"
+        "Connection: close\r\n\r\n".encode()
+        + body
+    )
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()

@@ -6,11 +6,13 @@ from typing import Annotated
 
 from pydantic import Field
 
+from geogit.common.http_listener import HttpListenerSettings
 from geogit.common.net import split_address
-from geogit.common.settings import GeogitSettings
 
 
-class EdgeProxySettings(GeogitSettings):
+class EdgeProxySettings(HttpListenerSettings):
+    """Also the listener's bounds (head and body timeouts, keep-alive, connection cap)."""
+
     # Where git clients and API users connect ("host:port"; "[::]:8080" for IPv6).
     http_address: str = "127.0.0.1:8080"
     internal_api_url: str = "http://127.0.0.1:8081"
@@ -27,9 +29,6 @@ class EdgeProxySettings(GeogitSettings):
     # What a gzip-encoded Git request body may inflate to (413 beyond): a fetch negotiation
     # is wants and haves, tens of MiB for a mirror of a million refs.
     max_inflated_body_bytes: Annotated[int, Field(ge=1024 * 1024)] = 128 * 1024 * 1024
-    # Requests served at once; uvicorn answers 503 beyond this.
-    max_concurrent_requests: Annotated[int, Field(ge=1)] = 1024
-    keep_alive_seconds: Annotated[float, Field(gt=0)] = 65.0
 
     # Timeouts towards the services behind the edge.
     connect_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0

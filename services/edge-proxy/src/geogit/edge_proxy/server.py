@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from geogit.common.http_listener import listener_limits, uvicorn_options
 from geogit.common.logging import configure_logging
 from geogit.edge_proxy.app import create_app
 from geogit.edge_proxy.config import EdgeProxySettings
@@ -40,18 +41,17 @@ def build_server(settings: EdgeProxySettings) -> uvicorn.Server:
         create_app(settings),
         host=host,
         port=port,
-        http="h11",
         ws="none",
         lifespan="on",
         log_config=None,
         access_log=False,
         server_header=False,
         proxy_headers=False,
-        timeout_keep_alive=math.ceil(settings.keep_alive_seconds),
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
-        limit_concurrency=settings.max_concurrent_requests,
-        # The app refuses big heads with a clear 414/431; this is the transport's hard stop.
-        h11_max_incomplete_event_size=settings.max_header_bytes + settings.max_url_bytes + 1024,
+        # The app refuses big heads with a clear 414/431; the listener's 431 is the hard stop.
+        **uvicorn_options(
+            listener_limits(settings, settings.max_header_bytes + settings.max_url_bytes + 1024)
+        ),
     )
     return _Server(config)
 

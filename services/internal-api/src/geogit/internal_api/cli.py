@@ -13,6 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
+from geogit.common.http_listener import listener_limits, uvicorn_options
 from geogit.common.logging import configure_logging
 from geogit.internal_api.app import create_app
 from geogit.internal_api.bootstrap import bootstrap_admin
@@ -20,6 +21,8 @@ from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.migrate import upgrade
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+MAX_HEAD_BYTES = 16 * 1024
+"""h11's default, as before the listener had bounds of its own."""
 
 
 class _Server(uvicorn.Server):
@@ -47,6 +50,7 @@ def serve(settings: InternalApiSettings) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        **uvicorn_options(listener_limits(settings, MAX_HEAD_BYTES)),
     )
     _Server(config).run()
 

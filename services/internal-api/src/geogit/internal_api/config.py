@@ -6,13 +6,13 @@ from typing import Literal
 
 from pydantic import Field
 
+from geogit.common.http_listener import HttpListenerSettings
 from geogit.common.net import split_address
-from geogit.common.settings import GeogitSettings
 
 MIB = 1024 * 1024
 
 
-class InternalApiSettings(GeogitSettings):
+class InternalApiSettings(HttpListenerSettings):
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/geogit"
     http_address: str = "127.0.0.1:8081"
     # Verifies the JWT the gateways, storage and hooks send in Geogit-Api-Request.

@@ -7,10 +7,10 @@ from typing import Annotated
 from pydantic import Field
 
 from geogit.common.net import split_address
-from geogit.common.settings import GeogitSettings
+from geogit.common.ops_http import OpsListenerSettings
 
 
-class ReplicatorSettings(GeogitSettings):
+class ReplicatorSettings(OpsListenerSettings):
     # This site's internal API: the replicables and the registry (internal JWT).
     internal_api_url: str = "http://127.0.0.1:8081"
     internal_api_secret: str = ""

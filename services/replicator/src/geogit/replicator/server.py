@@ -92,6 +92,8 @@ class Replicator:
             *settings.ops_host_and_port,
             ready=lambda: self.ready,
             actions={"/backfill": self.backfill.now},
+            header_timeout=settings.ops_header_timeout_seconds,
+            max_connections=settings.ops_max_connections,
         )
 
     async def start(self) -> None:

@@ -1,6 +1,14 @@
 """The SSH client's side of one Git command: its stdin, stdout and stderr, with every wait
 bounded by the idle timeout, so a stalled client cannot hold a storage RPC or a request to the
-primary forever."""
+primary forever.
+
+Backpressure on stdin (a push's pack): asyncssh grants the client a new window whenever it
+delivers data to the stream, even while older data still waits in the channel's own buffer,
+so a stream that pauses and resumes on its own lets a fast client outrun a slow reader and the
+pack piles up in memory (2.1 GB of RSS for a 2.19 GiB push). So the channel stays paused except
+while `read` waits, and each read takes everything delivered (at most one window): the client
+can then be at most one window ahead of what the storage RPC or the primary has accepted.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,9 @@ from collections.abc import Callable
 
 import asyncssh
 
-CHUNK_SIZE = 64 * 1024
+WINDOW = 2 * 1024 * 1024
+"""The SSH channel's receive window (asyncssh's default, set explicitly on the server): the most
+a client may send beyond what has been read, and so the most one read returns."""
 
 
 class ClientIdle(Exception):
@@ -36,7 +46,7 @@ class SshClient:
         EOF, only a lost connection, and that is `ClientGone`: half a pack is never applied."""
         while True:
             try:
-                chunk = await asyncio.wait_for(self._process.stdin.read(CHUNK_SIZE), self._idle)
+                chunk = await self._paced_read()
             except TimeoutError as exc:
                 raise ClientIdle() from exc
             except (asyncssh.BreakReceived, asyncssh.SignalReceived, asyncssh.TerminalSizeChanged):
@@ -49,6 +59,15 @@ class SshClient:
             if self._connection_lost():
                 raise ClientGone()
             return b""
+
+    async def _paced_read(self) -> bytes:
+        """Let the channel deliver (and so open its window) only while someone waits to read."""
+        channel = self._process.channel
+        channel.resume_reading()
+        try:
+            return await asyncio.wait_for(self._process.stdin.read(WINDOW), self._idle)
+        finally:
+            channel.pause_reading()
 
     async def _write(self, writer: asyncssh.SSHWriter[bytes], data: bytes) -> None:
         writer.write(data)

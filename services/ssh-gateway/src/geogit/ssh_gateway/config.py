@@ -8,10 +8,10 @@ from typing import Annotated
 from pydantic import Field
 
 from geogit.common.net import split_address
-from geogit.common.settings import GeogitSettings
+from geogit.common.ops_http import OpsListenerSettings
 
 
-class SshGatewaySettings(GeogitSettings):
+class SshGatewaySettings(OpsListenerSettings):
     # Where git clients connect ("host:port"; port 0 picks a free one).
     ssh_address: str = "127.0.0.1:2222"
     # /metrics, /-/liveness, /-/readiness.

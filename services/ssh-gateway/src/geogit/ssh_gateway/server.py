@@ -18,6 +18,7 @@ import asyncssh
 from geogit.common.logging import configure_logging
 from geogit.common.ops_http import OpsServer
 from geogit.ssh_gateway import metrics
+from geogit.ssh_gateway.client import WINDOW
 from geogit.ssh_gateway.config import SshGatewaySettings
 from geogit.ssh_gateway.geo_proxy import new_http_client
 from geogit.ssh_gateway.host_keys import load_or_create_host_keys
@@ -123,7 +124,13 @@ class SshGateway:
         )
         self._acceptor: asyncssh.SSHAcceptor | None = None
         ops_host, ops_port = settings.ops_host_and_port
-        self.ops = OpsServer(ops_host, ops_port, lambda: self.state is State.READY)
+        self.ops = OpsServer(
+            ops_host,
+            ops_port,
+            lambda: self.state is State.READY,
+            header_timeout=settings.ops_header_timeout_seconds,
+            max_connections=settings.ops_max_connections,
+        )
         self.port = 0
 
     async def start(self) -> None:
@@ -137,6 +144,7 @@ class SshGateway:
             server_host_keys=host_keys,
             process_factory=self._session,
             encoding=None,
+            window=WINDOW,
             login_timeout=self.settings.login_grace_seconds,
             allow_pty=True,  # accepted so the session can refuse it with a message
             agent_forwarding=False,

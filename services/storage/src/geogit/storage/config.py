@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geogit.common.settings import GeogitSettings
+from geogit.common.ops_http import OpsListenerSettings
 
 
-class StorageSettings(GeogitSettings):
+class StorageSettings(OpsListenerSettings):
     storage_name: str = "default"
     storage_root: Path = Path("/var/opt/geogit/repositories")
     listen_address: str = "127.0.0.1:9999"

@@ -67,7 +67,12 @@ class StorageServer:
             interceptors=[StorageInterceptor(settings.storage_secret)], options=CHANNEL_OPTIONS
         )
         self._register()
-        self.ops = OpsServer(*split_address(settings.ops_address), ready=lambda: self.serving)
+        self.ops = OpsServer(
+            *split_address(settings.ops_address),
+            ready=lambda: self.serving,
+            header_timeout=settings.ops_header_timeout_seconds,
+            max_connections=settings.ops_max_connections,
+        )
         self.serving = False
 
     def _register(self) -> None:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 
-from geogit.common.pktline import FLUSH_PKT, Packet, PacketKind, encode_packets
+from geogit.common.pktline import FLUSH_PKT, Packet, encode_packets
 from geogit.ssh_gateway.geo_proxy.primary import GitService, Primary
 from geogit.ssh_gateway.geo_proxy.streams import (
     ByteReader,
     ClientStreams,
-    coalesced,
     read_section,
     relay,
 )
@@ -34,16 +33,24 @@ async def run(primary: Primary, stdin: ByteReader, client: ClientStreams) -> int
     commands = await read_section(stdin, "commands")
     if not any(_COMMAND.match(packet.payload) for packet in commands):
         return 0  # up to date, or a shallow client's list alone: receive-pack would do nothing
-    async with primary.rpc(SERVICE, _request(commands, stdin)) as response:
+    options = None
+    if b"push-options" in _capabilities(commands):
+        options = await read_section(stdin, "push options")
+    if _sends_pack(commands):
+        # The client may spend minutes building a big pack; the primary's listener would drop
+        # a request body idle that long, so the request starts when the pack does.
+        await stdin.peek(1)
+    async with primary.rpc(SERVICE, _request(commands, options, stdin)) as response:
         await relay(response.rest(), client)
     return 0
 
 
-async def _request(commands: list[Packet], stdin: ByteReader) -> AsyncIterator[bytes]:
+async def _request(
+    commands: list[Packet], options: list[Packet] | None, stdin: ByteReader
+) -> AsyncIterator[bytes]:
     yield encode_packets(commands) + FLUSH_PKT
-    if b"push-options" in _capabilities(commands):
-        async for chunk in coalesced(_push_options(stdin)):
-            yield chunk
+    if options is not None:
+        yield encode_packets(options) + FLUSH_PKT
     if _sends_pack(commands):
         async for chunk in stdin.rest():
             yield chunk
@@ -64,10 +71,3 @@ def _sends_pack(commands: list[Packet]) -> bool:
         for packet in commands
         if (match := _COMMAND.match(packet.payload)) is not None
     )
-
-
-async def _push_options(stdin: ByteReader) -> AsyncIterator[Packet]:
-    """The push options, one per pkt-line, and their flush."""
-    while (packet := await stdin.read_packet()).kind is not PacketKind.FLUSH:
-        yield packet
-    yield packet

@@ -15,8 +15,8 @@ from geogit.common.pktline import Packet, PacketKind, PktLineError, encode_packe
 CHUNK_SIZE = 64 * 1024
 """About this many bytes go into one HTTP body chunk (DESIGN §9: 64 KiB or more on packs)."""
 MAX_SECTION_BYTES = 8 * 1024 * 1024
-"""The wants or ref commands held before they go to the primary (about 80k of them): a bound
-on what one session can make the gateway hold."""
+"""The wants, ref commands or push options held before they go to the primary (about 80k
+wants): a bound on what one session can make the gateway hold."""
 
 
 class ProxyError(Exception):
