@@ -128,7 +128,7 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            engine = make_engine(settings.database_url)
+            engine = make_engine(settings.database_url, settings.database_connect_timeout_seconds)
             stack.push_async_callback(engine.dispose)
             storage = StorageClient(settings.storages, settings.storage_secret)
             stack.push_async_callback(storage.close)
@@ -192,7 +192,7 @@ def create_app(settings: InternalApiSettings) -> FastAPI:
     )
     for router in ROUTERS:
         app.include_router(router)
-    install_error_handlers(app)
+    install_error_handlers(app, settings.database_retry_after_seconds)
     # add_middleware wraps: the last added is the outermost.
     app.add_middleware(EncodedPathSegments)
     app.add_middleware(
