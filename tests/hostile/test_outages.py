@@ -1,13 +1,18 @@
 """Outages degrade clearly and lose nothing (issue 9 item 8), through real processes.
 
-The database outage stops a real PostgreSQL under a running site (its own throwaway cluster
-on a free port, the dev stack's helper) and asks every front door what is wrong; the answers
-must name the cause (503 "the site's database is unavailable", with Retry-After), change
-nothing, and stop once the database is back, without restarting any service.
+The broker outage stops the sites' real Tansu broker while a push replicates: the secondary
+still converges, its replicator's reports wait in the secondary's outbox, and once the broker
+is back they reach the primary, in order.
+
+The database outage stops a real PostgreSQL under a running site (its own throwaway cluster on
+a free port, the dev stack's helper) and asks every front door what is wrong; the answers must
+name the cause (503 "the site's database is unavailable", with Retry-After), change nothing,
+and stop once the database is back, without restarting any service.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import tempfile
@@ -15,11 +20,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from e2e import Account, Api, clone_url, git
-from geo_support import internal, wait_until
+from geo_support import internal, served_locally, wait_until
 
 from geogit.common.internal_api import DATABASE_UNAVAILABLE
 from geogit.common.net import free_port
@@ -29,6 +36,7 @@ from geogit.devstack.databases import ensure_database
 from geogit.devstack.ports import SitePorts
 from geogit.devstack.postgres import ThrowawayPostgres
 from geogit.devstack.site import Site
+from geogit.devstack.testing import running_sites
 from geogit.storage.testing import commit_all, make_work_tree
 
 RETRY_AFTER = "5"
@@ -210,3 +218,125 @@ def test_database_outage_is_a_clear_503_everywhere_and_recovers(
     ssh_url = f"git@127.0.0.1:{outage.project['path_with_namespace']}.git"
     git("push", "-q", ssh_url, "HEAD:main", cwd=outage.tree, env=outage.ssh_env)
     assert _refs(outage) != refs_before
+
+
+# Broker outage ---------------------------------------------------------------------------------
+
+REPORT_TYPES = ["ReplicaSynced", "ReplicaVerified"]
+
+
+def _rows(database_url: str, query: str, *args: object) -> list[dict[str, Any]]:
+    async def fetch() -> list[dict[str, Any]]:
+        connection = await asyncpg.connect(database_url.replace("+asyncpg", "", 1))
+        try:
+            return [dict(row) for row in await connection.fetch(query, *args)]
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
+
+
+def _reports(secondary: Site, project_id: int) -> list[dict[str, Any]]:
+    """The secondary's own outbox rows for the project's replication reports, in order."""
+    return _rows(
+        secondary.database_url,
+        "SELECT id, type, sent_at FROM outbox WHERE stream = 'replication'"
+        " AND aggregate_id = $1 ORDER BY id",
+        f"{secondary.name}:{project_id}",
+    )
+
+
+def _status_on_primary(primary: Site, secondary: Site, project_id: int) -> dict[str, Any] | None:
+    rows = _rows(
+        primary.database_url,
+        "SELECT state, seq, verified FROM replication_status WHERE site = $1 AND project_id = $2",
+        secondary.name,
+        project_id,
+    )
+    return rows[0] if rows else None
+
+
+def _seq(primary: Site, project_id: int) -> int:
+    seq: int = internal(primary, f"/geo/replicables/{project_id}").json()["seq"]
+    return seq
+
+
+@pytest.fixture(scope="module")
+def geo_broker() -> Iterator[TansuBroker]:
+    with TansuBroker() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="module")
+def geo_sites(
+    tmp_path_factory: pytest.TempPathFactory, geo_broker: TansuBroker
+) -> Iterator[tuple[Site, Site, Api]]:
+    with running_sites(tmp_path_factory.mktemp("geo-outage"), geo_broker.bootstrap) as (
+        primary,
+        (secondary,),
+        admin,
+    ):
+        api = Api(primary.http_url, admin.token)
+        yield primary, secondary, api
+        api.http.close()
+
+
+def test_replication_reports_survive_a_broker_outage(
+    geo_sites: tuple[Site, Site, Api], geo_broker: TansuBroker, tmp_path: Path
+) -> None:
+    primary, secondary, api = geo_sites
+    owner = api.account()
+    project = api.project(owner)
+    tree = make_work_tree(tmp_path / "src", commits=1)
+    url = clone_url(primary.http_url, project, owner)
+    git("push", "-q", url, "main", cwd=tree)
+    first_seq = _seq(primary, project["id"])
+    wait_until(
+        lambda: (
+            (_status_on_primary(primary, secondary, project["id"]) or {}).get("seq") == first_seq
+        ),
+        what="the first sync reported to the primary",
+    )
+    before = len(_reports(secondary, project["id"]))
+
+    geo_broker.stop()
+    try:
+        commit = commit_all(tree, "pushed while the broker is down")
+        git("push", "-q", url, "main", cwd=tree)
+        outage_seq = _seq(primary, project["id"])
+        assert outage_seq > first_seq
+        wait_until(
+            lambda: served_locally(secondary, project, owner, commit),
+            timeout=90,
+            what="the secondary to converge without the broker",
+        )
+        wait_until(
+            lambda: (
+                [row["type"] for row in _reports(secondary, project["id"])[before:]] == REPORT_TYPES
+            ),
+            what="the reports of the sync in the secondary's outbox",
+        )
+        waiting = _reports(secondary, project["id"])[before:]
+        assert [row["sent_at"] for row in waiting] == [None, None]
+        assert _status_on_primary(primary, secondary, project["id"]) == {
+            "state": "synced",
+            "seq": first_seq,
+            "verified": True,
+        }
+    finally:
+        geo_broker.start()
+    wait_until(
+        lambda: (
+            (_status_on_primary(primary, secondary, project["id"]) or {}).get("seq") == outage_seq
+        ),
+        timeout=90,
+        what="the report of the sync made during the outage on the primary",
+    )
+    assert _status_on_primary(primary, secondary, project["id"]) == {
+        "state": "synced",
+        "seq": outage_seq,
+        "verified": True,
+    }
+    sent = _reports(secondary, project["id"])
+    assert [row["type"] for row in sent[before:]] == REPORT_TYPES  # once each, in order
+    assert all(row["sent_at"] is not None for row in sent)

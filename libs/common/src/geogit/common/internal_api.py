@@ -217,6 +217,22 @@ class ReplicablePage(BaseModel):
     next_after: int | None = None
 
 
+ReportType = Literal["ReplicaSynced", "ReplicaFailed", "ReplicaVerified"]
+
+
+class ReplicationReport(BaseModel):
+    """A replicator's report (DESIGN §4, `geogit.replication`), handed to its own site's
+    internal API, which keeps it in the site's outbox until Kafka has it: a broker outage
+    delays reports, it does not lose them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: ReportType
+    project_id: Annotated[int, Field(ge=1, le=_BIGINT)]
+    # The protobuf payload (ReplicaSynced, ...), base64.
+    payload: Annotated[str, Field(max_length=16_384, pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
+
+
 class GeoSiteStatus(BaseModel):
     """A secondary's own view of itself: event feed position and replication counts."""
 

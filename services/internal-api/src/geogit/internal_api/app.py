@@ -97,7 +97,8 @@ class _Background:
                     heartbeat_seconds=settings.feed_heartbeat_seconds,
                 )
             )
-        elif kafka is not None:
+        if kafka is not None:
+            # On a secondary its outbox holds only its replicator's reports.
             self._parts.append(
                 OutboxRelay(
                     services.sessions,
@@ -109,6 +110,7 @@ class _Background:
                     publish_timeout_seconds=settings.relay_publish_timeout_seconds,
                 )
             )
+        if kafka is not None and services.primary is None:
             self._parts.append(
                 ReplicationStatusConsumer(services.sessions, kafka, topics, settings.site_name)
             )

@@ -123,7 +123,10 @@ class OutboxRelay:
         # live connection may have lost its topics, and Tansu then acknowledges produce
         # requests for the missing topic while keeping nothing.
         async with asyncio.timeout(self._publish_timeout):
-            await ensure_topics(self._kafka, [self._topics.domain, self._topics.repository])
+            await ensure_topics(
+                self._kafka,
+                [self._topics.domain, self._topics.repository, self._topics.replication],
+            )
         producer = await self._connect()
         for row in rows:
             async with asyncio.timeout(self._publish_timeout):
