@@ -47,4 +47,5 @@ async def test_an_unreachable_database_is_a_503_not_a_crash(storage: StorageProc
         assert ready.status_code == 503 and ready.json()["database"] == "unreachable"
         response = await client.get("/api/v4/user", headers={"PRIVATE-TOKEN": "glpat-x"})
         assert response.status_code == 503
-        assert response.json() == {"message": "503 Service Unavailable"}
+        assert response.json() == {"message": "the site's database is unavailable"}
+        assert response.headers["retry-after"] == "5"

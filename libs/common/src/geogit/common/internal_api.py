@@ -5,10 +5,12 @@ Shapes follow GitLab's /api/v4/internal endpoints so the flow reads the same.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geogit.common.text import StorableText
 
@@ -217,6 +219,22 @@ class ReplicablePage(BaseModel):
     next_after: int | None = None
 
 
+ReportType = Literal["ReplicaSynced", "ReplicaFailed", "ReplicaVerified"]
+
+
+class ReplicationReport(BaseModel):
+    """A replicator's report (DESIGN §4, `geogit.replication`), handed to its own site's
+    internal API, which keeps it in the site's outbox until Kafka has it: a broker outage
+    delays reports, it does not lose them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: ReportType
+    project_id: Annotated[int, Field(ge=1, le=_BIGINT)]
+    # The protobuf payload (ReplicaSynced, ...), base64.
+    payload: Annotated[str, Field(max_length=16_384, pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
+
+
 class GeoSiteStatus(BaseModel):
     """A secondary's own view of itself: event feed position and replication counts."""
 
@@ -244,3 +262,36 @@ class ErrorMessage(BaseModel):
     """Every 4xx/5xx body, as GitLab shapes it."""
 
     message: str
+
+
+DATABASE_UNAVAILABLE = "the site's database is unavailable"
+"""The internal API's 503 message while its database cannot be reached; the gateways pass it to
+git clients as is, so a user reads what is wrong instead of a gateway error."""
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A 503 the internal API chose to give (its database is down): the message for the user and
+    the `Retry-After` seconds it suggested, if any."""
+
+    message: str
+    retry_after: str | None
+
+
+def unavailable_answer(status: int, headers: Mapping[str, str], body: bytes) -> Unavailable | None:
+    """The internal API's own 503 (JSON `{"message": ...}`), or None for any other answer.
+
+    A 503 without that body came from something in between (a proxy, a restarting pod) and
+    stays a gateway error for the caller to report as such.
+    """
+    if status != 503:
+        return None
+    content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json":
+        return None
+    try:
+        message = ErrorMessage.model_validate_json(body).message
+    except ValidationError:
+        return None
+    retry_after = headers.get("retry-after")
+    return Unavailable(message, retry_after if retry_after and retry_after.isdigit() else None)

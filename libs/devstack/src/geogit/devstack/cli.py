@@ -1,5 +1,5 @@
-"""The `geogit` command. One dispatch table: `geogit dev up|down|status|demo`, and
-`geogit status` (replication per site).
+"""The `geogit` command. One dispatch table: `geogit dev up|down|status|demo|stop|start|restart`,
+and `geogit status` (replication per site).
 
 Exit status: 0 success, 1 failure (the reason on stderr), 2 usage, 3 `status` of a stack
 that is down, 130 interrupted.
@@ -31,12 +31,30 @@ def _demo(stack: DevStack, args: argparse.Namespace) -> int:
     return stack.demo()
 
 
+def _stop(stack: DevStack, args: argparse.Namespace) -> int:
+    return stack.stop_component(args.component)
+
+
+def _start(stack: DevStack, args: argparse.Namespace) -> int:
+    return stack.start_component(args.component)
+
+
+def _restart(stack: DevStack, args: argparse.Namespace) -> int:
+    return stack.restart_component(args.component)
+
+
 DEV_COMMANDS: dict[str, tuple[Callable[[DevStack, argparse.Namespace], int], str]] = {
     "up": (_up, "start the dev stack and return once every service is ready"),
     "down": (_down, "stop every process `up` started"),
     "status": (_status, "list the stack's processes and their health checks"),
     "demo": (_demo, "create user alice and project alice/demo with a few commits"),
+    "stop": (_stop, "stop one component gracefully (SIGTERM, then wait)"),
+    "start": (_start, "start a stopped component as `up` started it"),
+    "restart": (_restart, "stop, then start, one component"),
 }
+COMPONENT_HELP = (
+    "kafka, postgresql, or SITE/SERVICE (e.g. secondary-1/replicator, primary/edge-proxy)"
+)
 
 
 def _geo_status(stack: DevStack, args: argparse.Namespace) -> int:
@@ -72,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="secondary sites besides the primary (default 1)",
     )
     up.add_argument("--demo", action="store_true", help="also create the demo data (see `demo`)")
+    for name in ("stop", "start", "restart"):
+        actions.choices[name].add_argument("component", metavar="COMPONENT", help=COMPONENT_HELP)
     actions.choices["down"].add_argument(
         "--purge", action="store_true", help="also delete .run/ (database, repositories, secrets)"
     )

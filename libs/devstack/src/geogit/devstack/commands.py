@@ -1,4 +1,5 @@
-"""`geogit dev up|down|status|demo`: the dev stack built from the pieces of this package.
+"""`geogit dev up|down|status|demo|stop|start|restart`: the dev stack built from the pieces of
+this package.
 
 `up` starts, in order: Kafka (Tansu), PostgreSQL (unless GEOGIT_DATABASE_URL names a server),
 the primary site (storage, internal API, edge proxy, SSH gateway), bootstraps the admin,
@@ -6,6 +7,7 @@ registers the secondaries on the primary, starts them (the same plus a replicato
 writes `.run/stack.json` and returns once everything answers its health check. If any step
 fails it stops what it started, so a failed `up` leaves nothing running. `down` stops, last
 started first, exactly the processes recorded in `.run/pids/`, then the throwaway cluster.
+`stop|start|restart COMPONENT` act on one part of a running stack (components.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from typing import TextIO
 from geogit.devstack import kafka
 from geogit.devstack.admin import ensure_admin
 from geogit.devstack.api import ApiError
+from geogit.devstack.components import (
+    KAFKA,
+    POSTGRESQL,
+    Component,
+    ComponentError,
+    resolve,
+    stack_sites,
+)
 from geogit.devstack.credentials import CredentialStore
 from geogit.devstack.databases import (
     DatabaseError,
@@ -52,7 +62,15 @@ def up_failed_next(layout: RunLayout) -> str:
     )
 
 
-_FAILURES = (ProcessError, PostgresError, DatabaseError, SiteError, ApiError, DemoError)
+_FAILURES = (
+    ProcessError,
+    PostgresError,
+    DatabaseError,
+    SiteError,
+    ApiError,
+    DemoError,
+    ComponentError,
+)
 
 
 @dataclass
@@ -192,15 +210,51 @@ class DevStack:
             self.layout.stack_file.unlink(missing_ok=True)
         return 0
 
+    # stop, start, restart one component ---------------------------------------------------
+
+    def _component(self, name: str) -> Component:
+        if not self.layout.stack_file.exists():
+            raise ComponentError("the dev stack is not up; run `geogit dev up` first")
+        stack = read_stack(self.layout.stack_file)
+        sites = stack_sites(stack, self.supervisor, self.store)
+        postgres = None if self.external_database else self.postgres
+        return resolve(name, stack, sites, self.supervisor, postgres)
+
+    def stop_component(self, name: str) -> int:
+        try:
+            self._say(self._component(name).stop())
+        except _FAILURES as exc:
+            return self._fail("stop", str(exc))
+        return 0
+
+    def start_component(self, name: str) -> int:
+        try:
+            component = self._component(name)
+            component.start()
+        except _FAILURES as exc:
+            return self._fail("start", str(exc))
+        self._say(f"{name}: started")
+        return 0
+
+    def restart_component(self, name: str) -> int:
+        try:
+            component = self._component(name)
+            self._say(component.stop())
+            component.start()
+        except _FAILURES as exc:
+            return self._fail("restart", str(exc))
+        self._say(f"{name}: started")
+        return 0
+
     # status --------------------------------------------------------------------------------
 
     def status(self) -> int:
         records = self.supervisor.records()
         own_postgres = self.postgres.running()
-        if not records and not own_postgres:
+        if not records and not own_postgres and not self.layout.stack_file.exists():
             self._say("the dev stack is down")
             return 3
-        healthy = True
+        healthy = self._report_stopped({record.name for record in records}, own_postgres)
         for record in records:
             if not record.is_running():
                 state, healthy = "not running", False
@@ -219,6 +273,25 @@ class DevStack:
                 state = "ready" if reachable else "unreachable"
                 self._say(f"{site.name + ' database':<24} {'':<12} {state:<20} {site.database_url}")
         return 0 if healthy else 1
+
+    def _report_stopped(self, recorded: set[str], own_postgres: bool) -> bool:
+        """List the components of the stack that were stopped (`geogit dev stop`); False if
+        there are any."""
+        if not self.layout.stack_file.exists():
+            return True
+        stack = read_stack(self.layout.stack_file)
+        stopped = [] if KAFKA in recorded else [KAFKA]
+        if self.external_database is None and not own_postgres:
+            stopped.append(POSTGRESQL)
+        for site in stack_sites(stack, self.supervisor, self.store):
+            stopped += [
+                f"{site.name}/{service}"
+                for service in site.services
+                if site.process_name(service) not in recorded
+            ]
+        for name in stopped:
+            self._say(f"{name:<24} {'':<12} {'stopped':<20} geogit dev start {name}")
+        return not stopped
 
     def geo_status(self) -> int:
         """`geogit status`: replication per site (geo_status.py)."""

@@ -286,6 +286,19 @@ class Site:
             timeout,
         )
 
+    def start_service(self, service: str) -> None:
+        """Start one of the site's services alone, as `start()` does (`geogit dev start`)."""
+        starters = {
+            "storage": self.start_storage,
+            "internal-api": self.start_internal_api,
+            "edge-proxy": self.start_edge_proxy,
+            "ssh-gateway": self.start_ssh_gateway,
+            "replicator": self.start_replicator,
+        }
+        if service not in self.services:
+            raise SiteError(f"{self.name} has no {service}; it runs {', '.join(self.services)}")
+        starters[service]()
+
     def stop(self) -> list[StopResult]:
         """Stop the site's services, last started first."""
         return [

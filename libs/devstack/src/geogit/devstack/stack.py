@@ -8,6 +8,7 @@ readers in the end-to-end tests share one definition.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -30,6 +31,8 @@ class StackSite(BaseModel):
     storage_address: str = ""
     storage_ops_url: str = ""
     database_url: str = ""
+    # Every port the site listens on, so `geogit dev start` reuses exactly these.
+    ports: dict[str, int] | None = None
 
     @classmethod
     def of(cls, site: Site) -> StackSite:
@@ -43,6 +46,7 @@ class StackSite(BaseModel):
             storage_address=site.storage_address,
             storage_ops_url=site.storage_ops_url,
             database_url=site.database_url,
+            ports=dataclasses.asdict(site.ports),
         )
 
 

@@ -24,6 +24,7 @@ from geogit.common.internal_api import (
     GitHttpProxy,
     GitHttpRedirect,
     GitHttpServe,
+    Unavailable,
 )
 from geogit.common.logging import get_correlation_id
 from geogit.common.paths import InvalidPathError, validate_project_full_path
@@ -195,6 +196,13 @@ class GitHttp:
         if isinstance(answer, Denied):
             request.log.update(outcome=f"denied_{answer.status}")
             await _deny(send, answer)
+            return None
+        if isinstance(answer, Unavailable):
+            request.log.update(outcome="internal_api_unavailable", error=answer.message)
+            if self.primary.geo.primary_url is not None:
+                return GitHttpProxy(reason=answer.message)
+            retry = [("retry-after", answer.retry_after)] if answer.retry_after else []
+            await respond(send, 503, f"{answer.message}\n", TEXT, [*NO_CACHE, *retry])
             return None
         if isinstance(answer, GitHttpRedirect):
             await self._redirect(request, send, answer)

@@ -102,7 +102,8 @@ class _Background:
                     heartbeat_seconds=settings.feed_heartbeat_seconds,
                 )
             )
-        elif kafka is not None:
+        if kafka is not None:
+            # On a secondary its outbox holds only its replicator's reports.
             self._parts.append(
                 OutboxRelay(
                     services.sessions,
@@ -114,6 +115,7 @@ class _Background:
                     publish_timeout_seconds=settings.relay_publish_timeout_seconds,
                 )
             )
+        if kafka is not None and services.primary is None:
             self._parts.append(
                 ReplicationStatusConsumer(services.sessions, kafka, topics, settings.site_name)
             )
@@ -133,7 +135,7 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            engine = make_engine(settings.database_url)
+            engine = make_engine(settings.database_url, settings.database_connect_timeout_seconds)
             stack.push_async_callback(engine.dispose)
             storage = StorageClient(settings.storages, settings.storage_secret)
             stack.push_async_callback(storage.close)
@@ -197,7 +199,7 @@ def create_app(settings: InternalApiSettings) -> FastAPI:
     )
     for router in ROUTERS:
         app.include_router(router)
-    install_error_handlers(app)
+    install_error_handlers(app, settings.database_retry_after_seconds)
     # add_middleware wraps: the last added is the outermost.
     app.add_middleware(UnexpectedErrors)
     app.add_middleware(EncodedPathSegments)

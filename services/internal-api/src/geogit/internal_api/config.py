@@ -14,6 +14,10 @@ MIB = 1024 * 1024
 
 class InternalApiSettings(HttpListenerSettings):
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/geogit"
+    # How long a request waits to connect to (or for a pooled connection of) the database before
+    # it is answered 503 "the site's database is unavailable", and the Retry-After it suggests.
+    database_connect_timeout_seconds: float = 5.0
+    database_retry_after_seconds: int = 5
     http_address: str = "127.0.0.1:8081"
     # Verifies the JWT the gateways, storage and hooks send in Geogit-Api-Request.
     internal_api_secret: str = ""

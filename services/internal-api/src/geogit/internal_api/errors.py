@@ -8,18 +8,21 @@ as GitLab answers. An exception none of these take is middleware.UnexpectedError
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from geogit.common.internal_api import DATABASE_UNAVAILABLE
 from geogit.common.repository_client import StorageError
 from geogit.common.text import UNSTORABLE_MESSAGE
+from geogit.internal_api.db import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -127,18 +130,37 @@ async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(status, f"{status} storage error: {exc}")
 
 
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # The database (or a connection to it) is down: the caller may retry, it is not a bug.
-    log.error("dependency unavailable", extra={"error": repr(exc)})
-    return _json(503, "503 Service Unavailable")
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return _json(500, "500 Internal Server Error")
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def _database_failure(
+    retry_after_seconds: int,
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """A database that cannot be reached is the site's state, not a bug: 503 with the message
+    the gateways pass on to git clients, Retry-After, one log line and no traceback. Any other
+    database or OS error is a bug (500)."""
+    headers = {"Retry-After": str(retry_after_seconds)}
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):
+            return await _unexpected(request, exc)
+        log.warning("database unavailable", extra={"error": repr(exc)[:500]})
+        return JSONResponse({"message": DATABASE_UNAVAILABLE}, 503, headers=headers)
+
+    return handle
+
+
+def install_error_handlers(app: FastAPI, retry_after_seconds: int = 5) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(StorageError, _storage_error)
-    for unavailable in (OperationalError, InterfaceError, OSError):
-        app.add_exception_handler(unavailable, _unavailable)
+    database_failure = _database_failure(retry_after_seconds)
+    # Registered by type: Starlette answers these in its exception middleware, so the
+    # connection stays open; anything else is middleware.UnexpectedErrors' 500.
+    for failure in (SQLAlchemyError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        app.add_exception_handler(failure, database_failure)

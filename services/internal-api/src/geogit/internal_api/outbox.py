@@ -19,19 +19,25 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.events import EVENT_TYPES, Event, Topics, new_event
-from geogit.common.proto.events.v1 import repository_pb2
+from geogit.common.proto.events.v1 import replication_pb2, repository_pb2
 from geogit.internal_api.models import OutboxEvent
 
-Stream = Literal["domain", "repository"]
+Stream = Literal["domain", "repository", "replication"]
 # Any constant shared by every writer; pg_advisory_xact_lock takes a bigint key.
 OUTBOX_LOCK_KEY = 0x6765_6F67_6974_01  # "geogit" 1
 
 
 def stream_of(payload: Message) -> Stream:
-    return "repository" if payload.DESCRIPTOR.file is repository_pb2.DESCRIPTOR else "domain"
+    if payload.DESCRIPTOR.file is repository_pb2.DESCRIPTOR:
+        return "repository"
+    if payload.DESCRIPTOR.file is replication_pb2.DESCRIPTOR:
+        return "replication"  # a secondary's own replicator reports
+    return "domain"
 
 
 def topic_of(stream: str, topics: Topics) -> str:
+    if stream == "replication":
+        return topics.replication
     return topics.repository if stream == "repository" else topics.domain
 
 

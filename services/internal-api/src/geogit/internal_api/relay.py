@@ -25,7 +25,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from geogit.common.background import Background
 from geogit.common.events import Topics
 from geogit.common.kafka import EventProducer, KafkaConfig, PublishError, ensure_topics
-from geogit.internal_api.db import SessionMaker
+from geogit.common.kafka_health import broker_health
+from geogit.internal_api.db import SessionMaker, database_unavailable
 from geogit.internal_api.models import OutboxEvent, utcnow
 from geogit.internal_api.outbox import to_event, topic_of
 
@@ -37,6 +38,12 @@ PUBLISHED = Counter("geogit_outbox_published_total", "Outbox events published to
 FAILURES = Counter("geogit_outbox_relay_failures_total", "Relay rounds that failed", ["reason"])
 
 _KAFKA_ERRORS = (KafkaError, PublishError, OSError, TimeoutError)
+
+
+class _BrokerFailure(Exception):
+    """Publishing failed (its cause says how); the rows published before it are marked sent.
+
+    Told apart from the database's failures, which may be OSErrors and timeouts as well."""
 
 
 class OutboxRelay:
@@ -73,13 +80,20 @@ class OutboxRelay:
         while True:
             try:
                 published = await self.relay_once()
-            except _KAFKA_ERRORS as exc:
+            except _BrokerFailure as exc:
                 FAILURES.labels("kafka").inc()
-                log.warning("outbox relay: Kafka unavailable, retrying", extra={"error": repr(exc)})
+                # A broker outage is logged once, by the Kafka clients' shared state.
+                level = logging.DEBUG if broker_health.in_outage else logging.WARNING
+                log.log(
+                    level,
+                    "outbox relay: Kafka unavailable, retrying",
+                    extra={"error": repr(exc.__cause__)},
+                )
                 await self._disconnect()
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, OSError) as exc:
                 FAILURES.labels("database").inc()
-                log.warning("outbox relay: database error, retrying", extra={"error": repr(exc)})
+                what = "unavailable" if database_unavailable(exc) else "error"
+                log.warning(f"outbox relay: database {what}, retrying", extra={"error": repr(exc)})
             else:
                 backoff = INITIAL_BACKOFF_SECONDS
                 if published < self._batch_size:
@@ -104,7 +118,8 @@ class OutboxRelay:
             try:
                 await self._publish(rows.all(), published)
             except _KAFKA_ERRORS as exc:
-                failure = exc
+                failure = _BrokerFailure()
+                failure.__cause__ = exc
             if published:
                 await session.execute(
                     update(OutboxEvent)
@@ -123,7 +138,10 @@ class OutboxRelay:
         # live connection may have lost its topics, and Tansu then acknowledges produce
         # requests for the missing topic while keeping nothing.
         async with asyncio.timeout(self._publish_timeout):
-            await ensure_topics(self._kafka, [self._topics.domain, self._topics.repository])
+            await ensure_topics(
+                self._kafka,
+                [self._topics.domain, self._topics.repository, self._topics.replication],
+            )
         producer = await self._connect()
         for row in rows:
             async with asyncio.timeout(self._publish_timeout):

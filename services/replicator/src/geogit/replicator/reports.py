@@ -1,90 +1,95 @@
-"""Replication reports on `geogit.replication` (DESIGN §4): ReplicaSynced / ReplicaFailed /
-ReplicaVerified, keyed by site and project, for the primary's status page and anyone observing.
+"""Replication reports (DESIGN §4): ReplicaSynced / ReplicaFailed / ReplicaVerified, for the
+primary's status page and anyone observing `geogit.replication`.
 
-Reports are telemetry: the registry in the site's database is the state. So a sync only puts
-its report in a bounded queue and goes on; one background task publishes them. While Kafka is
-down the queue fills and further reports are dropped (and counted), rather than holding up
-replication.
+A sync only queues its report and goes on; one background task hands the reports, in order, to
+the site's own internal API, which writes each into the site's outbox. The outbox relay
+publishes them to Kafka and keeps retrying while the broker is down, so a broker outage delays
+reports instead of losing them: the lag operators watch has no holes exactly when it matters.
+While the internal API itself cannot be reached, the task keeps the report and retries it with
+backoff; only a report refused as invalid (a bug) is dropped, and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import logging
 
 from google.protobuf.message import Message
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from geogit.common.background import Background
-from geogit.common.events import Event, Topics, new_event
-from geogit.common.kafka import EventProducer, KafkaConfig, ensure_topics
+from geogit.replicator.clients.internal_api import InternalApiClient, InternalApiError
 
 log = logging.getLogger(__name__)
 
-PUBLISH_TIMEOUT_SECONDS = 5.0
-QUEUE_SIZE = 1000
-DROPPED = Counter("geogit_replication_reports_dropped_total", "Reports not published")
+RETRY_BASE_SECONDS = 0.5
+RETRY_MAX_SECONDS = 10.0
+DROPPED = Counter("geogit_replication_reports_dropped_total", "Reports refused as invalid")
+PENDING = Gauge("geogit_replication_reports_pending", "Reports not yet in the site's outbox")
 
 
 class Reports:
-    def __init__(self, kafka: KafkaConfig | None, topics: Topics, site: str) -> None:
-        self._kafka = kafka
-        self._topic = topics.replication
+    def __init__(self, api: InternalApiClient, site: str) -> None:
+        self._api = api
         self.site = site
-        self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_SIZE)
-        self._producer: EventProducer | None = None
-        self._publisher = Background("replication-reports", self._publish_forever)
+        self._queue: asyncio.Queue[tuple[int, Message]] = asyncio.Queue()
+        self._sender = Background("replication-reports", self._send_forever)
 
     def start(self) -> None:
-        if self._kafka is not None:
-            self._publisher.start()
+        self._sender.start()
 
-    async def stop(self) -> None:
-        await self._publisher.stop()
-        await self._disconnect()
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Give the queued reports a moment to reach the outbox, then stop; what is left is
+        logged (and lost: the registry, not the reports, is the replication state)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_seconds):
+                await self._queue.join()
+        await self._sender.stop()
+        if self.pending:
+            log.warning("replication reports not saved at shutdown", extra={"count": self.pending})
 
-    def publish(self, project_id: int, seq: int, payload: Message) -> None:
-        if self._kafka is None:
-            return
-        event = new_event(
-            payload,
-            aggregate_id=f"{self.site}:{project_id}",
-            aggregate_seq=seq,
-            origin_site=self.site,
-        )
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            DROPPED.inc()
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
 
-    async def _publish_forever(self) -> None:
+    def publish(self, project_id: int, payload: Message) -> None:
+        """Queue a report; it reaches the outbox after every report queued before it."""
+        self._queue.put_nowait((project_id, payload))
+        PENDING.set(self._queue.qsize())
+
+    async def _send_forever(self) -> None:
         while True:
-            event = await self._queue.get()
+            project_id, payload = await self._queue.get()
             try:
-                async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
-                    producer = await self._connected()
-                    await producer.publish(self._topic, event)
-            except Exception as exc:  # Kafka down or refusing: the report is telemetry
-                DROPPED.inc()
-                log.warning(
-                    "replication report dropped", extra={"type": event.type, "error": repr(exc)}
-                )
-                await self._disconnect()
+                await self._send(project_id, payload)
+            finally:
+                self._queue.task_done()
+            PENDING.set(self._queue.qsize())
 
-    async def _connected(self) -> EventProducer:
-        if self._producer is None:
-            assert self._kafka is not None
-            producer = EventProducer(self._kafka)
-            await ensure_topics(self._kafka, [self._topic])
-            await producer.start()
-            self._producer = producer
-        return self._producer
-
-    async def _disconnect(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
+    async def _send(self, project_id: int, payload: Message) -> None:
+        """Until the internal API has it; the next report waits, so the order holds."""
+        body = base64.b64encode(payload.SerializeToString()).decode()
+        delay = RETRY_BASE_SECONDS
+        failures = 0
+        while True:
             try:
-                async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
-                    await producer.stop()
-            except Exception as exc:  # a broker that is gone cannot be flushed to
-                log.info("report producer stopped uncleanly", extra={"error": repr(exc)})
+                await self._api.report(payload.DESCRIPTOR.name, project_id, body)
+            except InternalApiError as exc:
+                if exc.status == 400:
+                    DROPPED.inc()
+                    log.error("replication report refused", extra={"error": str(exc)})
+                    return
+                failures += 1
+                if failures == 1:  # once per report, not once per retry
+                    log.warning(
+                        "replication report kept for a retry",
+                        extra={"type": payload.DESCRIPTOR.name, "error": str(exc)},
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                continue
+            if failures:
+                log.info("replication report saved after retries", extra={"failures": failures})
+            return

@@ -52,7 +52,7 @@ class Replicator:
         self.storage = StorageClient(
             settings.storages, settings.storage_secret, settings.sync_timeout_seconds
         )
-        self.reports = Reports(kafka, topics, settings.site_name)
+        self.reports = Reports(self.api, settings.site_name)
         self.primary = PrimaryClient(
             settings.primary_url,
             settings.site_name,

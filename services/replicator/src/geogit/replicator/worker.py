@@ -207,7 +207,6 @@ class ReplicaWorker:
         )
         self._reports.publish(
             replicable.project_id,
-            target.seq,
             replication_pb2.ReplicaSynced(
                 site=self._reports.site,
                 project_id=replicable.project_id,
@@ -218,7 +217,6 @@ class ReplicaWorker:
         # The sync compared checksums: the replica is verified at this sequence too.
         self._reports.publish(
             replicable.project_id,
-            target.seq,
             replication_pb2.ReplicaVerified(
                 site=self._reports.site,
                 project_id=replicable.project_id,
@@ -248,7 +246,6 @@ class ReplicaWorker:
         )
         self._reports.publish(
             replicable.project_id,
-            target.seq,
             replication_pb2.ReplicaFailed(
                 site=self._reports.site,
                 project_id=replicable.project_id,
@@ -278,7 +275,6 @@ class ReplicaWorker:
         metrics.VERIFICATIONS.labels("ok" if ok else "mismatch").inc()
         self._reports.publish(
             replicable.project_id,
-            registry.synced_seq,
             replication_pb2.ReplicaVerified(
                 site=self._reports.site,
                 project_id=replicable.project_id,

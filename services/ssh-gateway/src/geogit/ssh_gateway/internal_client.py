@@ -17,6 +17,7 @@ from geogit.common.internal_api import (
     ProxiedPush,
     RepositoryRef,
     StorageAccess,
+    unavailable_answer,
 )
 from geogit.common.logging import CORRELATION_HEADER, get_correlation_id
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issue_token
@@ -28,6 +29,17 @@ STATUS_CUSTOM_ACTION = 300
 
 class InternalApiError(Exception):
     """The API could not be asked or answered nonsense; the message is safe for the client."""
+
+
+class ApiUnavailable(InternalApiError):
+    """The API answered its own 503 (its database is down); the message is the API's, for the
+    user to read instead of a refusal."""
+
+
+def _raise_if_unavailable(response: httpx.Response) -> None:
+    unavailable = unavailable_answer(response.status_code, response.headers, response.content)
+    if unavailable is not None:
+        raise ApiUnavailable(unavailable.message)
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ class InternalApiClient:
             )
         except httpx.HTTPError as exc:
             raise InternalApiError(f"internal API unreachable: {exc}") from exc
+        _raise_if_unavailable(response)
         if response.status_code in (403, 404):
             return None
         if response.status_code != 200:
@@ -89,6 +102,7 @@ class InternalApiClient:
             )
         except httpx.HTTPError as exc:
             raise InternalApiError(f"internal API unreachable: {exc}") from exc
+        _raise_if_unavailable(response)
         if response.status_code == STATUS_CUSTOM_ACTION:
             try:
                 return GeoProxyToPrimary.model_validate_json(response.content)

@@ -22,7 +22,7 @@ from geogit.ssh_gateway.client import WINDOW
 from geogit.ssh_gateway.config import SshGatewaySettings
 from geogit.ssh_gateway.geo_proxy import new_http_client
 from geogit.ssh_gateway.host_keys import load_or_create_host_keys
-from geogit.ssh_gateway.internal_client import InternalApiClient, InternalApiError
+from geogit.ssh_gateway.internal_client import ApiUnavailable, InternalApiClient, InternalApiError
 from geogit.ssh_gateway.limits import SessionLimits
 from geogit.ssh_gateway.session import Identity, SessionHandler
 
@@ -76,6 +76,11 @@ class _Connection(asyncssh.SSHServer):
         if blob not in self._checked:  # the probe and the signed request ask twice
             try:
                 found = await self._gateway.api.authorized_key(blob)
+            except ApiUnavailable as exc:
+                log.warning("key lookup failed", extra={"error": str(exc)})
+                metrics.AUTH.labels("unavailable").inc()
+                self.identity = Identity(0, "", unavailable=str(exc))
+                return True
             except InternalApiError as exc:
                 log.warning("key lookup failed", extra={"error": str(exc)})
                 metrics.AUTH.labels("error").inc()

@@ -32,10 +32,16 @@ PRODUCT = "geogit"
 
 @dataclass(frozen=True)
 class Identity:
-    """Who authenticated on this connection (from authorized_keys, once per connection)."""
+    """Who authenticated on this connection (from authorized_keys, once per connection).
+
+    `unavailable` is set when the key could not be looked up because the site's database is
+    down: the connection is let in only to be told so (a refusal would read "Permission
+    denied"); no command runs for it.
+    """
 
     key_id: int
     username: str
+    unavailable: str = ""
 
 
 class SessionHandler:
@@ -58,6 +64,11 @@ class SessionHandler:
         identity: Identity,
         connection_lost: Callable[[], bool],
     ) -> None:
+        if identity.unavailable:
+            status = _refuse(process, identity.unavailable, "unavailable")
+            with contextlib.suppress(OSError, asyncssh.Error):
+                process.exit(status)
+            return
         with bound_correlation_id(None) as correlation_id:
             try:
                 with self._limits.session(identity.username):

@@ -28,6 +28,8 @@ from geogit.common.internal_api import (
     GitHttpRedirect,
     GitHttpServe,
     ProxiedPush,
+    Unavailable,
+    unavailable_answer,
 )
 from geogit.common.logging import CORRELATION_HEADER, get_correlation_id
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issue_token
@@ -55,7 +57,7 @@ class Denied:
     message: str
 
 
-AuthorizeOutcome = GitHttpServe | GitHttpRedirect | GitHttpProxy | Denied
+AuthorizeOutcome = GitHttpServe | GitHttpRedirect | GitHttpProxy | Denied | Unavailable
 
 
 FailureKind = Literal["unavailable", "timeout", "bad_answer"]
@@ -137,6 +139,9 @@ class InternalApiClient:
             except ValidationError as exc:
                 raise UpstreamError("bad_answer", f"authorize denial invalid: {exc}") from exc
             return Denied(response.status_code, message)
+        unavailable = unavailable_answer(response.status_code, response.headers, response.content)
+        if unavailable is not None:
+            return unavailable
         raise UpstreamError(
             "bad_answer",
             f"authorize answered {response.status_code}"

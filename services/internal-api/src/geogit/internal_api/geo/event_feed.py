@@ -216,12 +216,28 @@ class EventFeed:
 
 
 async def _every(seconds: float, step: Callable[[], Awaitable[None]]) -> None:
-    """Run `step` forever, `seconds` apart; a failing step is logged, never fatal."""
+    """Run `step` forever, `seconds` apart; a failing step is logged, never fatal.
+
+    A run of failures (the database or the primary down for a while) is logged when it starts
+    and when it ends, not once per step.
+    """
+    failures = 0
     while True:
         try:
             await step()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("event feed step failed", extra={"step": step.__name__, "error": repr(exc)})
+            failures += 1
+            if failures == 1:
+                log.warning(
+                    "event feed step failed", extra={"step": step.__name__, "error": repr(exc)}
+                )
+        else:
+            if failures:
+                log.info(
+                    "event feed step works again",
+                    extra={"step": step.__name__, "failures": failures},
+                )
+            failures = 0
         await asyncio.sleep(seconds)

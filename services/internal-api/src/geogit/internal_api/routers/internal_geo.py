@@ -8,23 +8,27 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from google.protobuf.message import DecodeError
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.events import EVENT_TYPES
 from geogit.common.internal_api import (
     GeoSiteStatus,
     ProxiedPush,
     RegistryEntry,
     Replicable,
     ReplicablePage,
+    ReplicationReport,
 )
 from geogit.common.paths import InvalidPathError
-from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep
-from geogit.internal_api.errors import not_found
+from geogit.internal_api.deps import InternalCaller, OutboxDep, ServicesDep, SessionDep
+from geogit.internal_api.errors import bad_request, not_found
 from geogit.internal_api.geo.freshness import feed_is_current
 from geogit.internal_api.geo.routing import floor_for_unknown, refresh_min_seq
 from geogit.internal_api.lookup import project_by_path
@@ -107,6 +111,26 @@ async def delete_registry(project_id: Id, session: SessionDep) -> Response:
     if registry is not None:
         await session.delete(registry)
         await session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/reports", status_code=204)
+async def save_report(
+    report: ReplicationReport, session: SessionDep, outbox: OutboxDep, services: ServicesDep
+) -> Response:
+    """The site's replicator reports a sync or a verification: the report waits in the site's
+    outbox, which the relay publishes to `geogit.replication` in order, retrying while Kafka is
+    down. Its sequence is the report's own per project (a sync and a verification of the same
+    repository sequence are two reports)."""
+    try:
+        payload = EVENT_TYPES[report.type].FromString(
+            base64.b64decode(report.payload, validate=True)
+        )
+    except (ValueError, DecodeError) as exc:  # binascii.Error is a ValueError
+        raise bad_request(f"400 Bad request - payload is not a {report.type}: {exc}") from exc
+    aggregate = f"{services.settings.site_name}:{report.project_id}"
+    await outbox.append(session, payload, aggregate_id=aggregate)
+    await session.commit()
     return Response(status_code=204)
 
 

@@ -4,12 +4,18 @@ should be (`replicables`, from the read model), and the registry it keeps there.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from geogit.common.internal_api import RegistryEntry, Replicable, ReplicablePage
+from geogit.common.internal_api import (
+    RegistryEntry,
+    Replicable,
+    ReplicablePage,
+    ReplicationReport,
+    ReportType,
+)
 from geogit.common.logging import CORRELATION_HEADER, get_correlation_id
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issue_token
 
@@ -19,7 +25,11 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 class InternalApiError(Exception):
-    """The internal API could not be asked, or answered outside the contract."""
+    """The internal API could not be asked (`status` None), or answered outside the contract."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class InternalApiClient:
@@ -75,6 +85,13 @@ class InternalApiClient:
         path = f"/api/v4/internal/geo/registry/{project_id}"
         _expect_no_content(await self._send("PUT", path, body=entry))
 
+    async def report(self, report_type: str, project_id: int, payload: str) -> None:
+        """Hand a replication report (base64 protobuf) to the site's outbox."""
+        body = ReplicationReport(
+            type=cast(ReportType, report_type), project_id=project_id, payload=payload
+        )
+        _expect_no_content(await self._send("POST", "/api/v4/internal/geo/reports", body=body))
+
     async def forget(self, project_id: int) -> None:
         path = f"/api/v4/internal/geo/registry/{project_id}"
         _expect_no_content(await self._send("DELETE", path))
@@ -82,7 +99,8 @@ class InternalApiClient:
 
 def _unexpected(response: httpx.Response) -> InternalApiError:
     return InternalApiError(
-        f"internal API answered {response.status_code}: {response.text[:200]!r}"
+        f"internal API answered {response.status_code}: {response.text[:200]!r}",
+        response.status_code,
     )
 
 
