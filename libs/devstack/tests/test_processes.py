@@ -171,9 +171,16 @@ def test_early_exit_reports_the_status_and_only_this_run_of_the_log(tmp_path: Pa
 
 def test_sigterm_ignored_means_sigkill_after_the_grace(tmp_path: Path) -> None:
     supervisor = Supervisor(tmp_path, grace_seconds=0.5)
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        " print('handler', 'installed', flush=True); time.sleep(60)"
+    )
     record = supervisor.start("stubborn", python(code), os.environ, probe=None)
-    time.sleep(0.2)  # let it install the handler
+    # Signalled only once the handler is installed, however slowly the interpreter starts.
+    deadline = time.monotonic() + 30
+    while "handler installed" not in supervisor.log_path("stubborn").read_text():
+        assert time.monotonic() < deadline, "the child never installed its handler"
+        time.sleep(0.05)
 
     assert supervisor.stop("stubborn").outcome == "killed"
     assert identity_of(record.pid) is None
