@@ -54,19 +54,23 @@ class OutageSite:
 
 
 @pytest.fixture(scope="module")
-def outage_site(
-    tmp_path_factory: pytest.TempPathFactory, tansu: TansuBroker
-) -> Iterator[OutageSite]:
-    """A site on its own PostgreSQL, with an owner (token and SSH key) and a pushed project."""
+def outage_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OutageSite]:
+    """A site on its own PostgreSQL, with an owner (token and SSH key) and a pushed project.
+
+    Its own broker too: a site named `primary` on the session's broker would publish its
+    events into the topics the session's primary uses, with colliding project ids.
+    """
     # Outside pytest's private tmp tree: the cluster runs as an unprivileged user.
     cluster_dir = Path(tempfile.mkdtemp(prefix="geogit-outage-pg-"))
     postgres = ThrowawayPostgres(cluster_dir, port=free_port())
     postgres.start()
     base = tmp_path_factory.mktemp("outage")
+    broker = TansuBroker()
+    broker.start()
     try:
         database_url = postgres.url("geogit_outage")
         ensure_database(database_url)
-        site = Site("primary", "primary", base, SitePorts.free(), database_url, tansu.bootstrap)
+        site = Site("primary", "primary", base, SitePorts.free(), database_url, broker.bootstrap)
         site.start()
         try:
             admin = site.bootstrap_admin("root", "root@example.com", uuid.uuid4().hex)
@@ -82,6 +86,7 @@ def outage_site(
             postgres.start()  # a clean stop needs the database for the drain
             site.stop()
     finally:
+        broker.stop()
         postgres.stop()
         shutil.rmtree(cluster_dir, ignore_errors=True)
 
