@@ -231,10 +231,14 @@ class Geo:
 
 
 @pytest.fixture(scope="module")
-def geo(tmp_path_factory: pytest.TempPathFactory, tansu: TansuBroker) -> Iterator[Geo]:
+def geo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Geo]:
     base = tmp_path_factory.mktemp("hostile-geo")
     bound = {"GEOGIT_MAX_INFLATED_BODY_BYTES": str(MAX_INFLATED)}
-    with running_sites(base, tansu.bootstrap, extra_env=bound) as (primary, (secondary,), admin):
+    # A broker of its own: its projects' events must not mix with the session primary's.
+    with (
+        TansuBroker() as broker,
+        running_sites(base, broker.bootstrap, extra_env=bound) as (primary, (secondary,), admin),
+    ):
         api = Api(primary.http_url, admin.token)
         owner = api.account()
         project = api.project(owner)

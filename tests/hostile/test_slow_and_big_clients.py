@@ -46,21 +46,23 @@ RSS_GROWTH_LIMIT_MIB = 48
 
 
 @pytest.fixture(scope="module")
-def sites(
-    tmp_path_factory: pytest.TempPathFactory, tansu: TansuBroker
-) -> Iterator[tuple[Site, Site, Api]]:
-    with running_sites(
-        tmp_path_factory.mktemp("hostile-big"),
-        tansu.bootstrap,
-        # Short bounds on the secondary only: the primary keeps the defaults, under which 270
-        # clients at once on two shared cores still get their heads through.
-        secondary_env={
-            1: {**LISTENER_ENV, "GEOGIT_MAX_CONNECTIONS": str(SECONDARY_MAX_CONNECTIONS)}
-        },
-    ) as (
-        primary,
-        (secondary,),
-        admin,
+def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, Site, Api]]:
+    # A broker of its own: its projects' events must not mix with the session primary's.
+    with (
+        TansuBroker() as broker,
+        running_sites(
+            tmp_path_factory.mktemp("hostile-big"),
+            broker.bootstrap,
+            # Short bounds on the secondary only: the primary keeps the defaults, under which 270
+            # clients at once on two shared cores still get their heads through.
+            secondary_env={
+                1: {**LISTENER_ENV, "GEOGIT_MAX_CONNECTIONS": str(SECONDARY_MAX_CONNECTIONS)}
+            },
+        ) as (
+            primary,
+            (secondary,),
+            admin,
+        ),
     ):
         api = Api(primary.http_url, admin.token)
         yield primary, secondary, api

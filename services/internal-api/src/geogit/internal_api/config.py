@@ -14,7 +14,7 @@ MIB = 1024 * 1024
 
 class InternalApiSettings(HttpListenerSettings):
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/geogit"
-    # How long a request waits to connect to (or for a pooled connection of) the database before
+    # How long a request waits to connect to the database before
     # it is answered 503 "the site's database is unavailable", and the Retry-After it suggests.
     database_connect_timeout_seconds: float = 5.0
     database_retry_after_seconds: int = 5

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SessionMaker = async_sessionmaker[AsyncSession]
+POOL_TIMEOUT_SECONDS = 30.0
 
 # SQLSTATEs of a server that is not there for us: class 08 (connection exception), an
 # administrator or crash shutdown, "cannot connect now" (starting or stopping), too many clients.
@@ -29,13 +30,15 @@ _UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (
 
 def make_engine(database_url: str, connect_timeout: float = 5.0) -> AsyncEngine:
     # pre_ping: a pooled connection that died with a database restart is replaced, not used.
-    # The timeouts keep a request waiting for an unreachable database seconds, not a minute.
+    # The connect timeout keeps a request waiting for an unreachable database seconds, not a
+    # minute; the wait for a free pooled connection stays long (a burst of clones queues for
+    # the pool, and an unreachable database fails at connect, not there).
     return create_async_engine(
         database_url,
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,
-        pool_timeout=connect_timeout,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
         connect_args={"timeout": connect_timeout},
     )
 
