@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import signal
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,16 +285,9 @@ class GitProcess:
         async for _ in self.stderr_chunks():
             pass
 
-    async def write_stdin(
-        self,
-        chunks: AsyncIterator[bytes],
-        *,
-        read_all: bool = False,
-        stopped_reading: Callable[[], None] | None = None,
-    ) -> None:
-        """Copy chunks to stdin with back-pressure, then close it; with `read_all`, what git
-        did not read is still taken from `chunks`, and dropped, after `stopped_reading` is
-        told (so checks of what git reads skip what it never will)."""
+    async def write_stdin(self, chunks: AsyncIterator[bytes]) -> None:
+        """Copy chunks to stdin with back-pressure, then close it. What git leaves unread of a
+        finite body is read to its end by the interceptor (interceptors.py), as raw messages."""
         stdin = self.proc.stdin
         assert stdin is not None
         try:
@@ -303,11 +296,7 @@ class GitProcess:
                 await stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             # git stopped reading (it finished or failed); its exit status tells which.
-            if read_all:
-                if stopped_reading is not None:
-                    stopped_reading()
-                async for _ in chunks:
-                    pass
+            pass
         finally:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 stdin.close()

@@ -48,11 +48,6 @@ class PktLineGuard:
                 self._done = True
             self._skip = max(length - _HEADER, 0)
 
-    def stop(self) -> None:
-        """git has stopped reading: what follows is dropped unread, so it is not parsed (a
-        body of a million flush packets after `done` would otherwise cost seconds of CPU)."""
-        self._done = True
-
     async def guarded(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """Pass chunks through; on bad framing record the error and end the stream."""
         async for chunk in chunks:

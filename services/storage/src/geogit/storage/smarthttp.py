@@ -88,11 +88,7 @@ class SmartHTTPService(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
     ) -> AsyncIterator[bytes]:
         async with self.git.process(command, stdin=body is not None) as proc:
             async for _, chunk in relay(
-                proc,
-                body,
-                forward_stderr=False,
-                finite_input=body is not None,
-                stopped_reading=None if guard is None else guard.stop,
+                proc, body, forward_stderr=False, finite_input=body is not None
             ):
                 yield chunk
             code = await proc.wait()

@@ -48,7 +48,6 @@ async def relay(
     *,
     forward_stderr: bool,
     finite_input: bool = False,
-    stopped_reading: Callable[[], None] | None = None,
 ) -> AsyncIterator[tuple[Stream, bytes]]:
     """Feed stdin to git and yield its output until it exits.
 
@@ -72,9 +71,7 @@ async def relay(
         tasks.append(asyncio.create_task(_drain_then_signal(proc, queue)))
     feeder = None
     if stdin is not None:
-        feeder = asyncio.create_task(
-            proc.write_stdin(stdin, read_all=finite_input, stopped_reading=stopped_reading)
-        )
+        feeder = asyncio.create_task(proc.write_stdin(stdin))
     try:
         open_streams = len(tasks)
         while open_streams:
