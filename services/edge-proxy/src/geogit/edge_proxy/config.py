@@ -32,7 +32,9 @@ class EdgeProxySettings(HttpListenerSettings):
 
     # Timeouts towards the services behind the edge.
     connect_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
-    authorize_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # Longer than the internal API's own wait for a pooled database connection (30 s): under a
+    # burst an authorization queues there, and the API answers 503 itself if it cannot serve.
+    authorize_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
     # Idle time allowed between two chunks of a passed-through API request or response.
     api_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
     # Upper bound for one clone, fetch or push streamed to storage.

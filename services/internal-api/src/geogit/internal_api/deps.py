@@ -8,7 +8,7 @@ and hooks use the internal endpoints with a short-lived JWT in `Geogit-Api-Reque
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -23,6 +23,7 @@ from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.errors import ApiError, forbidden, unauthorized
 from geogit.internal_api.models import User
 from geogit.internal_api.outbox import Outbox
+from geogit.internal_api.push_queue import PushQueue
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Services:
     outbox: Outbox
     # A secondary's client for the primary's front door; None on the primary.
     primary: PrimaryClient | None = None
+    push_queue: PushQueue = field(default_factory=PushQueue)
 
 
 def get_services(request: Request) -> Services:

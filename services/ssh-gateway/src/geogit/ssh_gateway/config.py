@@ -30,7 +30,9 @@ class SshGatewaySettings(OpsListenerSettings):
     idle_timeout_seconds: Annotated[float, Field(gt=0)] = 300.0
     # After SIGTERM, running Git sessions get this long to finish.
     shutdown_grace_seconds: Annotated[float, Field(ge=0)] = 30.0
-    internal_api_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0
+    # Longer than the internal API's own wait for a pooled database connection (30 s): under a
+    # burst a call queues there, and the API answers 503 itself if it cannot serve.
+    internal_api_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
 
     @property
     def ssh_host_and_port(self) -> tuple[str, int]:

@@ -24,10 +24,12 @@ from geogit.common.internal_api import (
 )
 from geogit.common.proto.events.v1 import repository_pb2
 from geogit.internal_api import project_events
+from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.default_branch import adopt_pushed_branch
 from geogit.internal_api.deps import (
     InternalCaller,
     OutboxDep,
+    ServicesDep,
     SessionDep,
     StorageDep,
 )
@@ -35,7 +37,7 @@ from geogit.internal_api.errors import ApiError, bad_request
 from geogit.internal_api.git_access import PROJECT_NOT_FOUND, storage_repository
 from geogit.internal_api.lookup import project_by_gl_repository
 from geogit.internal_api.models import Project
-from geogit.internal_api.outbox import project_aggregate
+from geogit.internal_api.outbox import Outbox, project_aggregate
 from geogit.internal_api.push_rules import parse_changes
 
 router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[InternalCaller])
@@ -60,7 +62,17 @@ async def post_receive(
     session: SessionDep,
     storage: StorageDep,
     outbox: OutboxDep,
+    services: ServicesDep,
 ) -> PostReceiveResponse:
+    # The session connects at its first query, which comes after this push's turn.
+    async with services.push_queue.turn(body.gl_repository):
+        await _record_push(session, storage, outbox, body)
+    return PostReceiveResponse()
+
+
+async def _record_push(
+    session: AsyncSession, storage: StorageClient, outbox: Outbox, body: PostReceiveRequest
+) -> None:
     project = await _project(session, body.gl_repository)
     try:
         updates = parse_changes(body.changes)
@@ -97,7 +109,6 @@ async def post_receive(
     await session.commit()
     # No "create a merge request" hint: geogit has no merge request page to point at, and
     # GitLab's one line per new branch made a 3000-branch push print 6000 lines.
-    return PostReceiveResponse()
 
 
 def _timestamp(moment: datetime) -> Timestamp:
