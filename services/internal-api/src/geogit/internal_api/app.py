@@ -18,30 +18,8 @@ from geogit.common.events import Topics
 from geogit.common.kafka import KafkaConfig
 from geogit.common.primary_client import PrimaryClient
 from geogit.internal_api import health
-from geogit.internal_api.clients.storage import StorageClient
-from geogit.internal_api.config import InternalApiSettings
-from geogit.internal_api.db import make_engine, make_sessionmaker
-from geogit.internal_api.deps import Services
-from geogit.internal_api.errors import ApiError, install_error_handlers
-from geogit.internal_api.geo.event_feed import EventFeed
-from geogit.internal_api.geo.replication_status import ReplicationStatusConsumer
-from geogit.internal_api.geo_auth import geo_gate
-from geogit.internal_api.middleware import (
-    BodyLimit,
-    EncodedPathSegments,
-    RequestContext,
-    UnexpectedErrors,
-)
-from geogit.internal_api.outbox import Outbox
-from geogit.internal_api.relay import OutboxRelay
-from geogit.internal_api.routers import (
-    events,
-    geo,
-    internal_allowed,
-    internal_geo,
-    internal_git_http,
-    internal_hooks,
-    internal_keys,
+from geogit.internal_api.admin import (
+    geo_sites,
     keys,
     members,
     project_transfer,
@@ -50,18 +28,44 @@ from geogit.internal_api.routers import (
     tokens,
     users,
 )
+from geogit.internal_api.clients.storage import StorageClient
+from geogit.internal_api.config import InternalApiSettings
+from geogit.internal_api.db import make_engine, make_sessionmaker
+from geogit.internal_api.deps import Services
+from geogit.internal_api.errors import ApiError, install_error_handlers
+from geogit.internal_api.events.outbox import Outbox
+from geogit.internal_api.events.relay import OutboxRelay
+from geogit.internal_api.geo.auth import geo_gate
+from geogit.internal_api.geo.event_feed import EventFeed
+from geogit.internal_api.geo.replication_status import ReplicationStatusConsumer
+from geogit.internal_api.internal import (
+    allowed,
+    authorized_keys,
+    event_store,
+    geo,
+    geo_proxy,
+    git_http,
+    hooks,
+)
+from geogit.internal_api.middleware import (
+    BodyLimit,
+    EncodedPathSegments,
+    RequestContext,
+    UnexpectedErrors,
+)
 
 # Every route family, in one place.
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
-    # Internal API (JWT in Geogit-Api-Request): gateways, storage, hooks, other sites.
-    internal_allowed.router,
-    internal_hooks.router,
-    internal_git_http.router,
-    internal_keys.router,
-    internal_geo.router,
+    # Internal API (JWT in Geogit-Api-Request): gateways, storage hooks, this site's services;
+    # the event store also answers other sites (Geo token).
+    allowed.router,
+    hooks.router,
+    git_http.router,
+    authorized_keys.router,
     geo.router,
-    events.router,
+    geo_proxy.router,
+    event_store.router,
     # Admin REST API (personal access tokens), GitLab v4 shapes.
     users.router,
     tokens.router,
@@ -70,6 +74,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     project_transfer.router,
     members.router,
     protected_branches.router,
+    geo_sites.router,
 )
 
 

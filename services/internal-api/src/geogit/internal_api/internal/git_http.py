@@ -28,13 +28,7 @@ from geogit.common.internal_api import (
     GitHttpServe,
 )
 from geogit.common.paths import InvalidPathError
-from geogit.internal_api.clients.storage import StorageClient
-from geogit.internal_api.credentials import READ_SCOPES, WRITE_SCOPES, active_token
-from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep, StorageDep
-from geogit.internal_api.errors import ApiError
-from geogit.internal_api.geo import routing
-from geogit.internal_api.geo_auth import verify_geo
-from geogit.internal_api.git_access import (
+from geogit.internal_api.access.git import (
     ACCOUNT_BLOCKED,
     PROJECT_NOT_FOUND,
     PUSH_DENIED,
@@ -45,6 +39,12 @@ from geogit.internal_api.git_access import (
     check_push,
     resolve_actor,
 )
+from geogit.internal_api.accounts.credentials import READ_SCOPES, WRITE_SCOPES, active_token
+from geogit.internal_api.clients.storage import StorageClient
+from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep, StorageDep
+from geogit.internal_api.errors import ApiError
+from geogit.internal_api.geo import routing
+from geogit.internal_api.geo.auth import verify_geo
 from geogit.internal_api.lookup import project_by_path
 from geogit.internal_api.models import Project, User
 

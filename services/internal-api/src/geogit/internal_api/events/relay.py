@@ -27,8 +27,8 @@ from geogit.common.events import Topics
 from geogit.common.kafka import EventProducer, KafkaConfig, PublishError, ensure_topics
 from geogit.common.kafka_health import broker_health
 from geogit.internal_api.db import SessionMaker, database_unavailable
+from geogit.internal_api.events.outbox import to_event, topic_of
 from geogit.internal_api.models import OutboxEvent, utcnow
-from geogit.internal_api.outbox import to_event, topic_of
 
 log = logging.getLogger(__name__)
 
