@@ -1,10 +1,10 @@
 """The internal API's wiring: `create_app(settings)` and the one table of route families.
 
-Nothing is built at import time. The lifespan builds the database engine and the storage
-client, then what the site's role needs: on the primary the outbox relay and the consumer of
-its secondaries' replication reports (when Kafka is configured); on a secondary the client for
-the primary and the event feed that keeps the read model current. It tears them down in
-reverse order when the server drains.
+Nothing is built at import time. `create_app` builds the app's metrics registry; the lifespan
+builds the database engine and the storage client, then what the site's role needs: on the
+primary the outbox relay and the consumer of its secondaries' replication reports (when Kafka
+is configured); on a secondary the client for the primary and the event feed that keeps the
+read model current. It tears them down in reverse order when the server drains.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from geogit.internal_api.internal import (
     git_http,
     hooks,
 )
+from geogit.internal_api.metrics import Metrics
 from geogit.internal_api.middleware import (
     BodyLimit,
     EncodedPathSegments,
@@ -105,6 +106,7 @@ class _Background:
                     settings.site_name,
                     poll_seconds=settings.event_store_poll_seconds,
                     heartbeat_seconds=settings.feed_heartbeat_seconds,
+                    metrics=services.metrics,
                 )
             )
         if kafka is not None:
@@ -118,6 +120,7 @@ class _Background:
                     poll_seconds=settings.relay_poll_seconds,
                     max_backoff_seconds=settings.relay_max_backoff_seconds,
                     publish_timeout_seconds=settings.relay_publish_timeout_seconds,
+                    metrics=services.metrics,
                 )
             )
         if kafka is not None and services.primary is None:
@@ -135,7 +138,7 @@ class _Background:
 
 
 def _lifespan(
-    settings: InternalApiSettings,
+    settings: InternalApiSettings, metrics: Metrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -158,6 +161,7 @@ def _lifespan(
                 sessions=make_sessionmaker(engine),
                 storage=storage,
                 outbox=Outbox(settings.site_name),
+                metrics=metrics,
                 primary=primary,
             )
             app.state.services = services
@@ -193,13 +197,14 @@ def create_app(settings: InternalApiSettings) -> FastAPI:
         raise ValueError(
             f"GEOGIT_DEFAULT_STORAGE {settings.default_storage!r} is not in GEOGIT_STORAGES"
         )
+    metrics = Metrics()
     app = FastAPI(
         title="geogit internal API",
         version="0.1.0",
         openapi_url="/api/v4/openapi.json",
         docs_url=None,
         redoc_url=None,
-        lifespan=_lifespan(settings),
+        lifespan=_lifespan(settings, metrics),
         dependencies=[Depends(geo_gate), Depends(_read_only_on_secondary)],
     )
     for router in ROUTERS:
@@ -213,5 +218,5 @@ def create_app(settings: InternalApiSettings) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         max_internal_bytes=settings.max_internal_body_bytes,
     )
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, metrics=metrics)
     return app

@@ -22,6 +22,7 @@ from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.errors import ApiError, forbidden, unauthorized
 from geogit.internal_api.events.outbox import Outbox
+from geogit.internal_api.metrics import Metrics
 from geogit.internal_api.models import User
 
 
@@ -33,6 +34,7 @@ class Services:
     sessions: SessionMaker
     storage: StorageClient
     outbox: Outbox
+    metrics: Metrics
     # A secondary's client for the primary's front door; None on the primary.
     primary: PrimaryClient | None = None
 
