@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from internal_api_support import Api, internal_headers, outbox_count, outbox_rows
 
+from geogit.internal_api.accounts.ssh_keys import fingerprint_of
 from geogit.internal_api.db import SessionMaker
-from geogit.internal_api.ssh_keys import fingerprint_of
 
 KeyMaker = Callable[..., str]
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from geogit.internal_api.push_queue import PushQueue
+from geogit.internal_api.repositories.push_queue import PushQueue
 
 
 async def test_pushes_to_one_project_take_turns_and_others_do_not_wait() -> None:

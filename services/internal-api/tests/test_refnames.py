@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from geogit.internal_api.refnames import check_branch_name, check_created_ref
+from geogit.internal_api.repositories.refnames import check_branch_name, check_created_ref
 
 OID = "0123456789abcdef0123456789abcdef01234567"
 # Names git itself refuses (`git check-ref-format --branch`).

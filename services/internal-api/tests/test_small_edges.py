@@ -10,9 +10,9 @@ import pytest
 from internal_api_support import Api, outbox_count, unique
 from sqlalchemy import func, select
 
+from geogit.internal_api.accounts.usernames import RESERVED_USERNAMES
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.models import User
-from geogit.internal_api.usernames import RESERVED_USERNAMES
 
 # A sample of the reserved list, in the cases people try; every entry is checked below too.
 RESERVED = ["api", "help", "admin", "explore", "groups", "projects", "users", "API", "Help"]

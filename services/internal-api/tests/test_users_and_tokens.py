@@ -8,7 +8,7 @@ from internal_api_support import Api, outbox_rows, unique
 from sqlalchemy import select
 
 from geogit.common.events import EVENT_TYPES
-from geogit.internal_api.credentials import token_digest
+from geogit.internal_api.accounts.credentials import token_digest
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.models import PersonalAccessToken, User
 

@@ -1,10 +1,10 @@
 """The internal API's wiring: `create_app(settings)` and the one table of route families.
 
-Nothing is built at import time. The lifespan builds the database engine and the storage
-client, then what the site's role needs: on the primary the outbox relay and the consumer of
-its secondaries' replication reports (when Kafka is configured); on a secondary the client for
-the primary and the event feed that keeps the read model current. It tears them down in
-reverse order when the server drains.
+Nothing is built at import time. `create_app` builds the app's metrics registry; the lifespan
+builds the database engine and the storage client, then what the site's role needs: on the
+primary the outbox relay and the consumer of its secondaries' replication reports (when Kafka
+is configured); on a secondary the client for the primary and the event feed that keeps the
+read model current. It tears them down in reverse order when the server drains.
 """
 
 from __future__ import annotations
@@ -18,30 +18,8 @@ from geogit.common.events import Topics
 from geogit.common.kafka import KafkaConfig
 from geogit.common.primary_client import PrimaryClient
 from geogit.internal_api import health
-from geogit.internal_api.clients.storage import StorageClient
-from geogit.internal_api.config import InternalApiSettings
-from geogit.internal_api.db import make_engine, make_sessionmaker
-from geogit.internal_api.deps import Services
-from geogit.internal_api.errors import ApiError, install_error_handlers
-from geogit.internal_api.geo.event_feed import EventFeed
-from geogit.internal_api.geo.replication_status import ReplicationStatusConsumer
-from geogit.internal_api.geo_auth import geo_gate
-from geogit.internal_api.middleware import (
-    BodyLimit,
-    EncodedPathSegments,
-    RequestContext,
-    UnexpectedErrors,
-)
-from geogit.internal_api.outbox import Outbox
-from geogit.internal_api.relay import OutboxRelay
-from geogit.internal_api.routers import (
-    events,
-    geo,
-    internal_allowed,
-    internal_geo,
-    internal_git_http,
-    internal_hooks,
-    internal_keys,
+from geogit.internal_api.admin import (
+    geo_sites,
     keys,
     members,
     project_transfer,
@@ -50,18 +28,45 @@ from geogit.internal_api.routers import (
     tokens,
     users,
 )
+from geogit.internal_api.clients.storage import StorageClient
+from geogit.internal_api.config import InternalApiSettings
+from geogit.internal_api.db import make_engine, make_sessionmaker
+from geogit.internal_api.deps import Services
+from geogit.internal_api.errors import ApiError, install_error_handlers
+from geogit.internal_api.events.outbox import Outbox
+from geogit.internal_api.events.relay import OutboxRelay
+from geogit.internal_api.geo.auth import geo_gate
+from geogit.internal_api.geo.event_feed import EventFeed
+from geogit.internal_api.geo.replication_status import ReplicationStatusConsumer
+from geogit.internal_api.internal import (
+    allowed,
+    authorized_keys,
+    event_store,
+    geo,
+    geo_proxy,
+    git_http,
+    hooks,
+)
+from geogit.internal_api.metrics import Metrics
+from geogit.internal_api.middleware import (
+    BodyLimit,
+    EncodedPathSegments,
+    RequestContext,
+    UnexpectedErrors,
+)
 
 # Every route family, in one place.
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
-    # Internal API (JWT in Geogit-Api-Request): gateways, storage, hooks, other sites.
-    internal_allowed.router,
-    internal_hooks.router,
-    internal_git_http.router,
-    internal_keys.router,
-    internal_geo.router,
+    # Internal API (JWT in Geogit-Api-Request): gateways, storage hooks, this site's services;
+    # the event store also answers other sites (Geo token).
+    allowed.router,
+    hooks.router,
+    git_http.router,
+    authorized_keys.router,
     geo.router,
-    events.router,
+    geo_proxy.router,
+    event_store.router,
     # Admin REST API (personal access tokens), GitLab v4 shapes.
     users.router,
     tokens.router,
@@ -70,6 +75,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     project_transfer.router,
     members.router,
     protected_branches.router,
+    geo_sites.router,
 )
 
 
@@ -100,6 +106,7 @@ class _Background:
                     settings.site_name,
                     poll_seconds=settings.event_store_poll_seconds,
                     heartbeat_seconds=settings.feed_heartbeat_seconds,
+                    metrics=services.metrics,
                 )
             )
         if kafka is not None:
@@ -113,6 +120,7 @@ class _Background:
                     poll_seconds=settings.relay_poll_seconds,
                     max_backoff_seconds=settings.relay_max_backoff_seconds,
                     publish_timeout_seconds=settings.relay_publish_timeout_seconds,
+                    metrics=services.metrics,
                 )
             )
         if kafka is not None and services.primary is None:
@@ -130,7 +138,7 @@ class _Background:
 
 
 def _lifespan(
-    settings: InternalApiSettings,
+    settings: InternalApiSettings, metrics: Metrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -153,6 +161,7 @@ def _lifespan(
                 sessions=make_sessionmaker(engine),
                 storage=storage,
                 outbox=Outbox(settings.site_name),
+                metrics=metrics,
                 primary=primary,
             )
             app.state.services = services
@@ -188,13 +197,14 @@ def create_app(settings: InternalApiSettings) -> FastAPI:
         raise ValueError(
             f"GEOGIT_DEFAULT_STORAGE {settings.default_storage!r} is not in GEOGIT_STORAGES"
         )
+    metrics = Metrics()
     app = FastAPI(
         title="geogit internal API",
         version="0.1.0",
         openapi_url="/api/v4/openapi.json",
         docs_url=None,
         redoc_url=None,
-        lifespan=_lifespan(settings),
+        lifespan=_lifespan(settings, metrics),
         dependencies=[Depends(geo_gate), Depends(_read_only_on_secondary)],
     )
     for router in ROUTERS:
@@ -208,5 +218,5 @@ def create_app(settings: InternalApiSettings) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         max_internal_bytes=settings.max_internal_body_bytes,
     )
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, metrics=metrics)
     return app

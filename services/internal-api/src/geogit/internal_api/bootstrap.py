@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.proto.events.v1 import domain_pb2
-from geogit.internal_api.credentials import SCOPES, hash_password
+from geogit.internal_api.accounts.credentials import SCOPES, hash_password
+from geogit.internal_api.accounts.tokens import issue
 from geogit.internal_api.db import make_engine, make_sessionmaker
+from geogit.internal_api.events.outbox import Outbox, user_aggregate
+from geogit.internal_api.events.user_events import user_payload
 from geogit.internal_api.lookup import user_by_username
 from geogit.internal_api.models import User
-from geogit.internal_api.outbox import Outbox, user_aggregate
-from geogit.internal_api.routers.tokens import issue
-from geogit.internal_api.routers.users import user_payload
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.primary_client import PrimaryClient
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, TokenError, verify_token
+from geogit.internal_api.accounts.credentials import active_token
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
-from geogit.internal_api.credentials import active_token
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.errors import ApiError, forbidden, unauthorized
+from geogit.internal_api.events.outbox import Outbox
+from geogit.internal_api.metrics import Metrics
 from geogit.internal_api.models import User
-from geogit.internal_api.outbox import Outbox
-from geogit.internal_api.push_queue import PushQueue
+from geogit.internal_api.repositories.push_queue import PushQueue
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Services:
     sessions: SessionMaker
     storage: StorageClient
     outbox: Outbox
+    metrics: Metrics
     # A secondary's client for the primary's front door; None on the primary.
     primary: PrimaryClient | None = None
     push_queue: PushQueue = field(default_factory=PushQueue)

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.paths import validate_project_full_path
+from geogit.internal_api.errors import not_found
 from geogit.internal_api.models import Project, User
 
 
@@ -14,6 +15,13 @@ async def user_by_username(session: AsyncSession, username: str) -> User | None:
         select(User).where(func.lower(User.username) == username.lower())
     )
     return result.first()
+
+
+async def get_user(session: AsyncSession, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise not_found("User")
+    return user
 
 
 async def project_by_path(session: AsyncSession, full_path: str) -> Project | None:

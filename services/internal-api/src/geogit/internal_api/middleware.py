@@ -16,20 +16,14 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
-from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geogit.common.logging import CORRELATION_HEADER, bound_correlation_id
+from geogit.internal_api.metrics import Metrics
 
 log = logging.getLogger(__name__)
 INTERNAL_PREFIX = "/api/v4/internal/"
-REQUESTS = Counter(
-    "geogit_internal_api_requests_total", "HTTP requests handled", ["method", "route", "status"]
-)
-REQUEST_SECONDS = Histogram(
-    "geogit_internal_api_request_seconds", "HTTP request duration", ["method", "route"]
-)
 
 
 def _route_label(scope: Scope) -> str:
@@ -38,8 +32,9 @@ def _route_label(scope: Scope) -> str:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,8 +60,10 @@ class RequestContext:
                 await self.app(scope, receive, send_with_id)
             finally:
                 route = _route_label(scope)
-                REQUESTS.labels(scope["method"], route, str(status)).inc()
-                REQUEST_SECONDS.labels(scope["method"], route).observe(time.monotonic() - started)
+                self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+                self.metrics.request_seconds.labels(scope["method"], route).observe(
+                    time.monotonic() - started
+                )
 
 
 class BodyLimit:

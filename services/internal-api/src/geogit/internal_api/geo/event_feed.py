@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from aiokafka import TopicPartition
-from prometheus_client import Counter, Gauge
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -35,6 +34,7 @@ from geogit.common.kafka import ConsumerLoop, ConsumerRecordInfo, KafkaConfig
 from geogit.common.primary_client import PrimaryClient, PrimaryUnavailable
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.geo import read_model
+from geogit.internal_api.metrics import Metrics
 from geogit.internal_api.models import GeoEventFeed, utcnow
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,6 @@ FEED_ROW = 1
 STORE_PAGE = 500
 # Kafka events held for an earlier one; past this many the store is asked at once.
 MAX_WAITING = 10_000
-
-APPLIED = Counter("geogit_geo_events_applied_total", "Events applied to the read model", ["via"])
-CATCH_UPS = Counter("geogit_geo_catch_ups_total", "Event-store catch-ups", ["outcome"])
-POSITION = Gauge("geogit_geo_event_feed_position", "Last global sequence applied")
 
 Outcome = Literal["applied", "duplicate", "gap"]
 
@@ -62,11 +58,13 @@ class EventFeed:
         *,
         poll_seconds: float,
         heartbeat_seconds: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sessions = sessions
         self._primary = primary
         self._poll_seconds = poll_seconds
         self._heartbeat_seconds = heartbeat_seconds
+        self._metrics = metrics or Metrics()
         self._lock = asyncio.Lock()
         self._gap_pending = True  # nothing is known until the store was asked once
         # Bumped whenever a gap is flagged, so a catch-up that began before cannot clear it.
@@ -123,9 +121,9 @@ class EventFeed:
                 outcomes.append("applied")
             feed.updated_at = utcnow()
         applied = outcomes.count("applied")
-        APPLIED.labels("store" if from_store else "kafka").inc(applied)
+        self._metrics.events_applied.labels("store" if from_store else "kafka").inc(applied)
         if applied:
-            POSITION.set(feed.last_global_seq)
+            self._metrics.feed_position.set(feed.last_global_seq)
         return outcomes
 
     async def position(self) -> int:
@@ -163,10 +161,10 @@ class EventFeed:
         try:
             await self.catch_up()
         except PrimaryUnavailable as exc:
-            CATCH_UPS.labels("unavailable").inc()
+            self._metrics.catch_ups.labels("unavailable").inc()
             log.info("event store unreachable", extra={"error": str(exc)})
             return
-        CATCH_UPS.labels("ok").inc()
+        self._metrics.catch_ups.labels("ok").inc()
         position = await self.position()
         self._waiting = {seq: e for seq, e in self._waiting.items() if seq > position}
         if self._gap_generation == generation and not self._waiting:
@@ -190,7 +188,7 @@ class EventFeed:
     async def _resolve_gap(self) -> None:
         """Events Kafka does not have (or never will): ask the store for them."""
         self._flag_gap()
-        CATCH_UPS.labels("gap").inc()
+        self._metrics.catch_ups.labels("gap").inc()
         await self._poll_once()
 
     async def _heartbeat_once(self) -> None:

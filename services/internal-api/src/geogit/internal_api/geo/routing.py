@@ -27,13 +27,14 @@ from geogit.common.internal_api import (
     GitHttpServe,
 )
 from geogit.common.primary_client import PrimaryClient, PrimaryUnavailable
+from geogit.internal_api.access.git import Access, Denied
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.deps import Services
 from geogit.internal_api.geo.freshness import UNKNOWN_SEQ, Verdict, replica_verdict
-from geogit.internal_api.git_access import Access, Denied, repository_ref, storage_access
 from geogit.internal_api.lookup import project_by_path
 from geogit.internal_api.models import GeoPushFloor, GeoSite, Project
+from geogit.internal_api.repositories.location import repository_ref, storage_access
 
 log = logging.getLogger(__name__)
 

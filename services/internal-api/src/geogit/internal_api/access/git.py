@@ -12,10 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from geogit.common.internal_api import RepositoryRef, StorageAccess
-from geogit.common.proto.storage.v1 import shared_pb2
-from geogit.internal_api.access import access_level, can_download, can_push, can_see
-from geogit.internal_api.clients.storage import StorageClient
+from geogit.internal_api.access.levels import access_level, can_download, can_push, can_see
 from geogit.internal_api.lookup import user_by_username
 from geogit.internal_api.models import Project, SshKey, User
 from geogit.internal_api.params import MAX_ID
@@ -100,35 +97,3 @@ def check_download(access: Access) -> None:
 def check_push(access: Access) -> None:
     if not can_push(access.level):
         raise Denied(403, PUSH_DENIED)
-
-
-def storage_repository(
-    project: Project, quarantine: list[str] | None = None
-) -> shared_pb2.Repository:
-    """The project's repository as storage names it; `quarantine` is a push's object dirs."""
-    dirs = quarantine or []
-    return shared_pb2.Repository(
-        storage_name=project.storage_shard,
-        relative_path=project.disk_path,
-        gl_repository=project.gl_repository,
-        gl_project_path=project.full_path,
-        git_object_directory=dirs[0] if dirs else "",
-        git_alternate_object_directories=dirs[1:],
-    )
-
-
-def storage_access(project: Project, storage: StorageClient) -> StorageAccess:
-    return StorageAccess(
-        name=project.storage_shard,
-        address=storage.address(project.storage_shard),
-        token=storage.token(),
-    )
-
-
-def repository_ref(project: Project) -> RepositoryRef:
-    return RepositoryRef(
-        storage_name=project.storage_shard,
-        relative_path=project.disk_path,
-        gl_repository=project.gl_repository,
-        gl_project_path=project.full_path,
-    )

@@ -6,22 +6,21 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from google.protobuf.message import Message
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.common.text import StorableText
-from geogit.internal_api.credentials import hash_password
+from geogit.internal_api.accounts.credentials import hash_password
+from geogit.internal_api.accounts.usernames import check_username
 from geogit.internal_api.deps import AdminUser, CurrentUser, OutboxDep, SessionDep, SettingsDep
-from geogit.internal_api.errors import conflict, field_error, forbidden, not_found
-from geogit.internal_api.lookup import user_by_username
+from geogit.internal_api.errors import conflict, field_error, forbidden
+from geogit.internal_api.events.outbox import user_aggregate
+from geogit.internal_api.events.user_events import user_payload
+from geogit.internal_api.lookup import get_user, user_by_username
 from geogit.internal_api.models import Project, User
-from geogit.internal_api.outbox import user_aggregate
 from geogit.internal_api.pagination import PageDep
 from geogit.internal_api.params import Id
-from geogit.internal_api.usernames import check_username
 
 router = APIRouter(prefix="/api/v4", tags=["users"])
 
@@ -61,26 +60,6 @@ class UserOut(BaseModel):
             email=user.email if private else None,
             is_admin=user.is_admin if private else None,
         )
-
-
-def user_payload(
-    user: User, kind: type[domain_pb2.UserCreated] | type[domain_pb2.UserUpdated]
-) -> Message:
-    return kind(
-        user_id=user.id,
-        username=user.username,
-        email=user.email,
-        name=user.name,
-        is_admin=user.is_admin,
-        state=user.state,
-    )
-
-
-async def get_user(session: AsyncSession, user_id: int) -> User:
-    user = await session.get(User, user_id)
-    if user is None:
-        raise not_found("User")
-    return user
 
 
 @router.get("/user", response_model=UserOut, response_model_exclude_none=True)

@@ -5,7 +5,7 @@ POST /users/:id/personal_access_tokens answers the token once; only its digest i
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -15,14 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.common.text import StorableText
-from geogit.internal_api.credentials import new_token, today, token_digest
+from geogit.internal_api.accounts.credentials import today
+from geogit.internal_api.accounts.tokens import issue
 from geogit.internal_api.deps import AdminUser, CurrentUser, OutboxDep, SessionDep
 from geogit.internal_api.errors import field_error, not_found
+from geogit.internal_api.events.outbox import user_aggregate
+from geogit.internal_api.lookup import get_user
 from geogit.internal_api.models import PersonalAccessToken, User
-from geogit.internal_api.outbox import Outbox, user_aggregate
 from geogit.internal_api.pagination import PageDep
 from geogit.internal_api.params import Id
-from geogit.internal_api.routers.users import get_user
 
 router = APIRouter(prefix="/api/v4", tags=["personal access tokens"])
 
@@ -64,38 +65,6 @@ def _out(row: PersonalAccessToken) -> TokenOut:
         active=row.active_on(today()),
         expires_at=row.expires_at,
     )
-
-
-async def issue(
-    session: AsyncSession,
-    outbox: Outbox,
-    user: User,
-    name: str,
-    scopes: list[str],
-    expires_at: date | None = None,
-) -> tuple[PersonalAccessToken, str]:
-    """Create a token for `user` in the caller's transaction; also used by bootstrap-admin."""
-    token = new_token()
-    row = PersonalAccessToken(
-        user_id=user.id,
-        name=name,
-        token_digest=token_digest(token),
-        scopes=sorted(set(scopes)),
-        expires_at=expires_at,
-    )
-    session.add(row)
-    await session.flush()
-    event = domain_pb2.TokenCreated(
-        token_id=row.id,
-        user_id=user.id,
-        name=name,
-        scopes=row.scopes,
-        token_digest=row.token_digest,
-    )
-    if expires_at is not None:
-        event.expires_at.FromDatetime(datetime.combine(expires_at, datetime.min.time(), UTC))
-    await outbox.append(session, event, aggregate_id=user_aggregate(user.id))
-    return row, token
 
 
 @router.post("/users/{user_id}/personal_access_tokens", response_model=NewTokenOut, status_code=201)

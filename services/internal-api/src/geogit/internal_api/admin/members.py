@@ -15,15 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from geogit.internal_api import project_events
-from geogit.internal_api.access import AccessLevel
+from geogit.internal_api.access.levels import AccessLevel
+from geogit.internal_api.access.projects import ProjectAccess, visible_project
 from geogit.internal_api.deps import CurrentUser, OptionalUser, OutboxDep, SessionDep, SettingsDep
 from geogit.internal_api.errors import conflict, forbidden, not_found
+from geogit.internal_api.events import project_events
+from geogit.internal_api.lookup import get_user
 from geogit.internal_api.models import Member, Project, User
 from geogit.internal_api.pagination import PageDep
 from geogit.internal_api.params import Id, ProjectRef
-from geogit.internal_api.project_access import ProjectAccess, visible_project
-from geogit.internal_api.routers.users import get_user
 
 router = APIRouter(prefix="/api/v4/projects/{project_id}/members", tags=["members"])
 

@@ -21,9 +21,9 @@ from geogit.common.internal_api import RepositoryState
 from geogit.common.paths import InvalidPathError
 from geogit.internal_api.deps import SessionDep
 from geogit.internal_api.errors import bad_request, not_found
-from geogit.internal_api.geo_auth import GeoReader
+from geogit.internal_api.events.outbox import events_after, to_event
+from geogit.internal_api.geo.auth import GeoReader
 from geogit.internal_api.lookup import project_by_ref
-from geogit.internal_api.outbox import events_after, to_event
 from geogit.internal_api.params import ProjectRef
 
 MAX_LIMIT = 1000

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.errors import field_error
-from geogit.internal_api.git_access import storage_repository
 from geogit.internal_api.models import Project
-from geogit.internal_api.push_rules import RefUpdate
-from geogit.internal_api.refnames import BRANCH_PREFIX
+from geogit.internal_api.repositories.changes import RefUpdate
+from geogit.internal_api.repositories.location import storage_repository
+from geogit.internal_api.repositories.refnames import BRANCH_PREFIX
 
 
 async def adopt_pushed_branch(

@@ -9,20 +9,19 @@ looking into the push's quarantine, where the new objects still wait.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from geogit.common.proto.events.v1 import repository_pb2
-from geogit.internal_api.access import AccessLevel
+from geogit.internal_api.access.git import Access, Denied
+from geogit.internal_api.access.levels import AccessLevel
 from geogit.internal_api.clients.storage import StorageClient
-from geogit.internal_api.git_access import Access, Denied, storage_repository
 from geogit.internal_api.models import ProtectedBranch
-from geogit.internal_api.refnames import BRANCH_PREFIX, check_created_ref
+from geogit.internal_api.repositories.changes import RefUpdate
+from geogit.internal_api.repositories.location import storage_repository
+from geogit.internal_api.repositories.refnames import check_created_ref
 
 PROTECTED_PUSH_DENIED = "You are not allowed to push code to protected branches on this project."
 FORCE_PUSH_DENIED = "You are not allowed to force push code to a protected branch on this project."
@@ -31,46 +30,6 @@ DELETE_DENIED = (
     "Only a project maintainer or owner can delete a protected branch."
 )
 DELETE_OVER_GIT_DENIED = "You can only delete protected branches using the API."
-_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-
-
-@dataclass(frozen=True)
-class RefUpdate:
-    old: str
-    new: str
-    ref: str
-
-    @property
-    def created(self) -> bool:
-        return set(self.old) == {"0"}
-
-    @property
-    def deleted(self) -> bool:
-        return set(self.new) == {"0"}
-
-    @property
-    def branch(self) -> str | None:
-        return self.ref.removeprefix(BRANCH_PREFIX) if self.ref.startswith(BRANCH_PREFIX) else None
-
-    def to_proto(self) -> repository_pb2.RefChange:
-        return repository_pb2.RefChange(old_oid=self.old, new_oid=self.new, ref=self.ref)
-
-
-def parse_changes(text: str) -> list[RefUpdate]:
-    """`<old> <new> <ref>` lines as git's hooks read them; raises ValueError on anything else."""
-    updates = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if (
-            len(parts) != 3
-            or not all(_OBJECT_ID.fullmatch(oid) for oid in parts[:2])
-            or not parts[2].startswith("refs/")
-        ):
-            raise ValueError(f"line {number} of changes is not '<old> <new> <ref>'")
-        updates.append(RefUpdate(*parts))
-    return updates
 
 
 def matching_rules(rules: Sequence[ProtectedBranch], branch: str) -> list[ProtectedBranch]:

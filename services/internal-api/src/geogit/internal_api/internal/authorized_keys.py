@@ -9,10 +9,10 @@ from sqlalchemy import select
 
 from geogit.common.internal_api import AuthorizedKey
 from geogit.common.text import StorableText
+from geogit.internal_api.accounts.ssh_keys import InvalidKeyError, decode_blob, fingerprint_of
 from geogit.internal_api.deps import InternalCaller, SessionDep
 from geogit.internal_api.errors import bad_request, not_found
 from geogit.internal_api.models import SshKey, User
-from geogit.internal_api.ssh_keys import InvalidKeyError, decode_blob, fingerprint_of
 
 router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[InternalCaller])
 

@@ -21,9 +21,9 @@ from geogit.common.paths import hashed_repository_path
 from geogit.common.repository_client import StorageError
 from geogit.common.storage_client import EMPTY_CHECKSUM
 from geogit.common.text import StorableText
-from geogit.internal_api import project_events
-from geogit.internal_api.access import AccessLevel
-from geogit.internal_api.default_branch import move_head
+from geogit.internal_api.access.levels import AccessLevel
+from geogit.internal_api.access.projects import check_free_path, visible_project
+from geogit.internal_api.admin.project_shapes import ProjectOut
 from geogit.internal_api.deps import (
     AdminUser,
     CurrentUser,
@@ -36,15 +36,15 @@ from geogit.internal_api.deps import (
     StorageDep,
 )
 from geogit.internal_api.errors import ApiError, field_error
-from geogit.internal_api.git_access import storage_repository
+from geogit.internal_api.events import project_events
+from geogit.internal_api.events.outbox import Outbox
+from geogit.internal_api.lookup import get_user
 from geogit.internal_api.models import Member, Project, User
-from geogit.internal_api.outbox import Outbox
 from geogit.internal_api.pagination import PageDep
 from geogit.internal_api.params import Id, ProjectRef
-from geogit.internal_api.project_access import check_free_path, visible_project
-from geogit.internal_api.project_shapes import ProjectOut
-from geogit.internal_api.refnames import check_branch_name
-from geogit.internal_api.routers.users import get_user
+from geogit.internal_api.repositories.default_branch import move_head
+from geogit.internal_api.repositories.location import storage_repository
+from geogit.internal_api.repositories.refnames import check_branch_name
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v4", tags=["projects"])

@@ -16,16 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.text import StorableText
-from geogit.internal_api import project_events
-from geogit.internal_api.access import AccessLevel
+from geogit.internal_api.access.levels import AccessLevel
+from geogit.internal_api.access.projects import check_free_path, visible_project
+from geogit.internal_api.admin.project_shapes import ProjectOut
 from geogit.internal_api.deps import AdminUser, OutboxDep, SessionDep, SettingsDep
 from geogit.internal_api.errors import ApiError, bad_request
+from geogit.internal_api.events import project_events
+from geogit.internal_api.events.outbox import Outbox
 from geogit.internal_api.lookup import user_by_username
 from geogit.internal_api.models import Member, Project, User
-from geogit.internal_api.outbox import Outbox
 from geogit.internal_api.params import ProjectRef
-from geogit.internal_api.project_access import check_free_path, visible_project
-from geogit.internal_api.project_shapes import ProjectOut
 
 router = APIRouter(prefix="/api/v4", tags=["projects"])
 NamespaceParam = Annotated[StorableText, Field(min_length=1, max_length=255)]

@@ -3,8 +3,8 @@
 post_receive records the push: the project's next repository sequence number and a
 `RepositoryUpdated` event (changes and refs checksum) are committed together, so the event
 exists if and only if the sequence moved. A first push that creates only branches other than
-the default makes the first of them the default (default_branch.py). Nothing is published
-from here; the outbox relay does that, so a Kafka outage never fails or slows a push.
+the default makes the first of them the default (repositories/default_branch.py). Nothing is
+published from here; the outbox relay does that, so a Kafka outage never fails or slows a push.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from geogit.common.internal_api import (
     PreReceiveResponse,
 )
 from geogit.common.proto.events.v1 import repository_pb2
-from geogit.internal_api import project_events
+from geogit.internal_api.access.git import PROJECT_NOT_FOUND
 from geogit.internal_api.clients.storage import StorageClient
-from geogit.internal_api.default_branch import adopt_pushed_branch
 from geogit.internal_api.deps import (
     InternalCaller,
     OutboxDep,
@@ -34,11 +33,13 @@ from geogit.internal_api.deps import (
     StorageDep,
 )
 from geogit.internal_api.errors import ApiError, bad_request
-from geogit.internal_api.git_access import PROJECT_NOT_FOUND, storage_repository
+from geogit.internal_api.events import project_events
+from geogit.internal_api.events.outbox import Outbox, project_aggregate
 from geogit.internal_api.lookup import project_by_gl_repository
 from geogit.internal_api.models import Project
-from geogit.internal_api.outbox import Outbox, project_aggregate
-from geogit.internal_api.push_rules import parse_changes
+from geogit.internal_api.repositories.changes import parse_changes
+from geogit.internal_api.repositories.default_branch import adopt_pushed_branch
+from geogit.internal_api.repositories.location import storage_repository
 
 router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[InternalCaller])
 

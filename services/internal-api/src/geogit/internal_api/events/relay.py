@@ -18,7 +18,6 @@ import logging
 from collections.abc import Sequence
 
 from aiokafka.errors import KafkaError
-from prometheus_client import Counter
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -27,15 +26,14 @@ from geogit.common.events import Topics
 from geogit.common.kafka import EventProducer, KafkaConfig, PublishError, ensure_topics
 from geogit.common.kafka_health import broker_health
 from geogit.internal_api.db import SessionMaker, database_unavailable
+from geogit.internal_api.events.outbox import to_event, topic_of
+from geogit.internal_api.metrics import Metrics
 from geogit.internal_api.models import OutboxEvent, utcnow
-from geogit.internal_api.outbox import to_event, topic_of
 
 log = logging.getLogger(__name__)
 
 RELAY_LOCK_KEY = 0x6765_6F67_6974_02  # "geogit" 2
 INITIAL_BACKOFF_SECONDS = 0.2
-PUBLISHED = Counter("geogit_outbox_published_total", "Outbox events published to Kafka")
-FAILURES = Counter("geogit_outbox_relay_failures_total", "Relay rounds that failed", ["reason"])
 
 _KAFKA_ERRORS = (KafkaError, PublishError, OSError, TimeoutError)
 
@@ -57,6 +55,7 @@ class OutboxRelay:
         poll_seconds: float = 0.2,
         max_backoff_seconds: float = 10.0,
         publish_timeout_seconds: float = 15.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._sessions = sessions
         self._kafka = kafka
@@ -65,6 +64,8 @@ class OutboxRelay:
         self._poll_seconds = poll_seconds
         self._max_backoff = max_backoff_seconds
         self._publish_timeout = publish_timeout_seconds
+        # A relay built on its own (a test's) counts into a registry nobody reads.
+        self._metrics = metrics or Metrics()
         self._producer: EventProducer | None = None
         self._loop = Background("outbox-relay", self.run)
 
@@ -81,7 +82,7 @@ class OutboxRelay:
             try:
                 published = await self.relay_once()
             except _BrokerFailure as exc:
-                FAILURES.labels("kafka").inc()
+                self._metrics.relay_failures.labels("kafka").inc()
                 # A broker outage is logged once, by the Kafka clients' shared state.
                 level = logging.DEBUG if broker_health.in_outage else logging.WARNING
                 log.log(
@@ -91,7 +92,7 @@ class OutboxRelay:
                 )
                 await self._disconnect()
             except (SQLAlchemyError, OSError) as exc:
-                FAILURES.labels("database").inc()
+                self._metrics.relay_failures.labels("database").inc()
                 what = "unavailable" if database_unavailable(exc) else "error"
                 log.warning(f"outbox relay: database {what}, retrying", extra={"error": repr(exc)})
             else:
@@ -126,7 +127,7 @@ class OutboxRelay:
                     .where(OutboxEvent.id.in_(published))
                     .values(sent_at=utcnow())
                 )
-        PUBLISHED.inc(len(published))
+        self._metrics.outbox_published.inc(len(published))
         if failure is not None:
             raise failure
         return len(published)

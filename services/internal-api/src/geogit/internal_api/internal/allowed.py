@@ -18,22 +18,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.internal_api import ANY_CHANGES, AllowedRequest, AllowedResponse
 from geogit.common.paths import InvalidPathError
-from geogit.internal_api.deps import InternalCaller, Services, ServicesDep, SessionDep, StorageDep
-from geogit.internal_api.geo import routing
-from geogit.internal_api.git_access import (
+from geogit.internal_api.access.git import (
     PROJECT_NOT_FOUND,
     Access,
     Denied,
     access_for,
     check_download,
     check_push,
-    repository_ref,
     resolve_actor,
-    storage_access,
 )
+from geogit.internal_api.access.push_rules import check_updates
+from geogit.internal_api.deps import InternalCaller, Services, ServicesDep, SessionDep, StorageDep
+from geogit.internal_api.geo import routing
 from geogit.internal_api.lookup import project_by_gl_repository, project_by_path
 from geogit.internal_api.models import Project, User
-from geogit.internal_api.push_rules import check_updates, parse_changes
+from geogit.internal_api.repositories.changes import parse_changes
+from geogit.internal_api.repositories.location import repository_ref, storage_access
 
 router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[InternalCaller])
 

@@ -1,4 +1,4 @@
-"""POST /api/v4/internal/git_http/authorize: the edge-proxy's question before smart HTTP.
+"""Who may use smart HTTP on this site: the decision behind `git_http/authorize`.
 
 Credentials are the client's `Authorization` header as git sent it: Basic with a username and
 a personal access token (the username is not checked, as on GitLab), or a Bearer token.
@@ -6,10 +6,9 @@ Anonymous clients may fetch public projects; for anything else they get a 401, w
 ask for credentials — also for projects that do not exist, so existence is not revealed. An
 authenticated user who cannot see a project gets a 404.
 
-Two Geo cases (DESIGN §3.2, §3.4): on the primary, a request relayed or made by a secondary
-carries its Geo token (verified first; a replication token may fetch any project and do
-nothing else, an SSH-proxy token stands for the user it names); on a secondary, the answer may
-be `proxy` (or `redirect`) instead of `serve` — see geo/routing.py.
+On the primary a request relayed or made by a secondary carries its Geo token, verified
+first: a replication token may fetch any project and do nothing else, an SSH-proxy token
+stands for the user it names, a proxy token leaves the decision to the user's credentials.
 """
 
 from __future__ import annotations
@@ -17,24 +16,12 @@ from __future__ import annotations
 import base64
 import binascii
 
-from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.geo import GeoClaims
-from geogit.common.internal_api import (
-    GitHttpAuthorizeRequest,
-    GitHttpProxy,
-    GitHttpRedirect,
-    GitHttpServe,
-)
+from geogit.common.internal_api import GitHttpAuthorizeRequest
 from geogit.common.paths import InvalidPathError
-from geogit.internal_api.clients.storage import StorageClient
-from geogit.internal_api.credentials import READ_SCOPES, WRITE_SCOPES, active_token
-from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep, StorageDep
-from geogit.internal_api.errors import ApiError
-from geogit.internal_api.geo import routing
-from geogit.internal_api.geo_auth import verify_geo
-from geogit.internal_api.git_access import (
+from geogit.internal_api.access.git import (
     ACCOUNT_BLOCKED,
     PROJECT_NOT_FOUND,
     PUSH_DENIED,
@@ -45,12 +32,12 @@ from geogit.internal_api.git_access import (
     check_push,
     resolve_actor,
 )
+from geogit.internal_api.accounts.credentials import READ_SCOPES, WRITE_SCOPES, active_token
+from geogit.internal_api.geo.auth import verify_geo
 from geogit.internal_api.lookup import project_by_path
 from geogit.internal_api.models import Project, User
 
 ACCESS_DENIED = "HTTP Basic: Access denied"
-
-router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[InternalCaller])
 
 
 def _token(authorization: str) -> str | None:
@@ -132,31 +119,8 @@ async def _user_access(
     return access
 
 
-async def local_serve(
-    session: AsyncSession, storage: StorageClient, body: GitHttpAuthorizeRequest
-) -> GitHttpServe:
+async def git_http_access(session: AsyncSession, body: GitHttpAuthorizeRequest) -> Access:
     """This site's own decision from its own tables; raises Denied."""
     if body.geo_token:
-        access = await _geo_access(session, body, await verify_geo(session, body.geo_token))
-    else:
-        access = await _user_access(session, body, await _project(session, body.project))
-    return routing.serve_answer(access, storage)
-
-
-@router.post(
-    "/git_http/authorize",
-    response_model=GitHttpServe | GitHttpProxy | GitHttpRedirect,
-    responses={401: {}, 403: {}, 404: {}},
-    summary="Authorize a smart-HTTP Git request for the edge-proxy",
-)
-async def authorize(
-    body: GitHttpAuthorizeRequest, session: SessionDep, storage: StorageDep, services: ServicesDep
-) -> GitHttpServe | GitHttpProxy | GitHttpRedirect:
-    try:
-        if services.settings.is_secondary:
-            return await routing.git_http_answer(
-                session, services, body, lambda: local_serve(session, storage, body)
-            )
-        return await local_serve(session, storage, body)
-    except Denied as denial:
-        raise ApiError(denial.status, denial.message) from denial
+        return await _geo_access(session, body, await verify_geo(session, body.geo_token))
+    return await _user_access(session, body, await _project(session, body.project))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.paths import InvalidPathError, validate_project_full_path
-from geogit.internal_api.access import access_level, can_see
+from geogit.internal_api.access.levels import access_level, can_see
 from geogit.internal_api.errors import ApiError, bad_request, field_error, forbidden, not_found
 from geogit.internal_api.lookup import project_by_path, project_by_ref
 from geogit.internal_api.models import Project, User

@@ -1,7 +1,7 @@
 """SSH keys: /user/keys (the caller's) and /users/:id/keys (anyone's list; admins add/remove).
 
-Keys are parsed and checked (ssh_keys.py); the SHA256 fingerprint is unique across all users,
-so one key always names one user, as the SSH gateway needs.
+Keys are parsed and checked (accounts/ssh_keys.py); the SHA256 fingerprint is unique across
+all users, so one key always names one user, as the SSH gateway needs.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.common.text import StorableText
+from geogit.internal_api.accounts.ssh_keys import MAX_KEY_LINE, InvalidKeyError, parse_public_key
 from geogit.internal_api.deps import AdminUser, CurrentUser, OutboxDep, SessionDep
 from geogit.internal_api.errors import field_error, not_found
+from geogit.internal_api.events.outbox import Outbox, user_aggregate
+from geogit.internal_api.lookup import get_user
 from geogit.internal_api.models import SshKey, User, utcnow
-from geogit.internal_api.outbox import Outbox, user_aggregate
 from geogit.internal_api.pagination import PageDep
 from geogit.internal_api.params import Id
-from geogit.internal_api.routers.users import get_user
-from geogit.internal_api.ssh_keys import MAX_KEY_LINE, InvalidKeyError, parse_public_key
 
 router = APIRouter(prefix="/api/v4", tags=["keys"])
 

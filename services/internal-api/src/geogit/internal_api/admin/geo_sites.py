@@ -1,12 +1,7 @@
-"""Geo: the proxy-detection answer for this site's edge-proxy, and the sites of the deployment.
+"""/api/v4/geo/sites: the admin API for the sites of the deployment (GitLab's shape).
 
-GET /api/v4/geo/proxy (internal JWT) answers `{}` on a primary: there is nothing to proxy to.
-On a secondary it names the primary and carries a fresh Geo token (scope `proxy`) for the
-edge to send with everything it relays (DESIGN §3.4).
-
-/geo/sites is the admin API for the sites (GitLab's shape). A secondary is registered with
-the secret it signs its Geo tokens with: given in the request, or generated and shown once in
-the answer, like a personal access token.
+A secondary is registered with the secret it signs its Geo tokens with: given in the request,
+or generated and shown once in the answer, like a personal access token.
 """
 
 from __future__ import annotations
@@ -19,40 +14,21 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from geogit.common.geo import issue_geo_token
-from geogit.common.internal_api import GeoProxyInfo
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.common.text import StorableText
 from geogit.internal_api.deps import (
     AdminUser,
-    InternalCaller,
     OutboxDep,
     SessionDep,
-    SettingsDep,
 )
 from geogit.internal_api.errors import conflict, not_found
+from geogit.internal_api.events.outbox import site_aggregate
 from geogit.internal_api.geo.status import SiteStatusOut, site_status
 from geogit.internal_api.models import GeoSite
-from geogit.internal_api.outbox import site_aggregate
 from geogit.internal_api.pagination import PageDep
 from geogit.internal_api.params import Id
 
 router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
-
-
-@router.get(
-    "/proxy",
-    dependencies=[InternalCaller],
-    response_model=GeoProxyInfo,
-    response_model_exclude_defaults=True,
-)
-async def proxy(settings: SettingsDep) -> GeoProxyInfo:
-    if not settings.is_secondary:
-        return GeoProxyInfo()
-    return GeoProxyInfo(
-        geo_proxy_url=settings.primary_url,
-        geo_proxy_extra_data=issue_geo_token(settings.geo_secret, settings.site_name, "proxy"),
-    )
 
 
 MIN_SECRET_LENGTH = 32

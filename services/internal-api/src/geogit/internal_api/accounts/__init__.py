@@ -1,0 +1,1 @@
+"""Users' credentials: passwords and personal access tokens, SSH keys, reserved usernames."""

@@ -1,0 +1,52 @@
+"""POST /api/v4/internal/git_http/authorize: the edge-proxy's question before smart HTTP.
+
+The decision is `access/git_http.py`'s (credentials, Geo tokens, GitLab's answers). On a
+secondary the answer may be `proxy` (or `redirect`) instead of `serve` (DESIGN §3.2, §3.4) —
+see geo/routing.py.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from geogit.common.internal_api import (
+    GitHttpAuthorizeRequest,
+    GitHttpProxy,
+    GitHttpRedirect,
+    GitHttpServe,
+)
+from geogit.internal_api.access.git import Denied
+from geogit.internal_api.access.git_http import git_http_access
+from geogit.internal_api.clients.storage import StorageClient
+from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep, StorageDep
+from geogit.internal_api.errors import ApiError
+from geogit.internal_api.geo import routing
+
+router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[InternalCaller])
+
+
+async def local_serve(
+    session: AsyncSession, storage: StorageClient, body: GitHttpAuthorizeRequest
+) -> GitHttpServe:
+    """This site's own answer from its own tables; raises Denied."""
+    return routing.serve_answer(await git_http_access(session, body), storage)
+
+
+@router.post(
+    "/git_http/authorize",
+    response_model=GitHttpServe | GitHttpProxy | GitHttpRedirect,
+    responses={401: {}, 403: {}, 404: {}},
+    summary="Authorize a smart-HTTP Git request for the edge-proxy",
+)
+async def authorize(
+    body: GitHttpAuthorizeRequest, session: SessionDep, storage: StorageDep, services: ServicesDep
+) -> GitHttpServe | GitHttpProxy | GitHttpRedirect:
+    try:
+        if services.settings.is_secondary:
+            return await routing.git_http_answer(
+                session, services, body, lambda: local_serve(session, storage, body)
+            )
+        return await local_serve(session, storage, body)
+    except Denied as denial:
+        raise ApiError(denial.status, denial.message) from denial

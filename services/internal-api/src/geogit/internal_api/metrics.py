@@ -1,0 +1,70 @@
+"""The internal API's Prometheus metrics, in a registry of its own.
+
+Built per app rather than at import time, so a test or a process can run several sites and
+each /metrics shows only its own requests, outbox relay and event feed. What belongs to the
+process rather than to one app (CPU and memory, the Kafka clients' shared broker state in
+`geogit.common.kafka_health`) stays in prometheus_client's default registry; /metrics shows
+both.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "geogit_internal_api_requests_total",
+            "HTTP requests handled",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "geogit_internal_api_request_seconds",
+            "HTTP request duration",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.outbox_published = Counter(
+            "geogit_outbox_published_total",
+            "Outbox events published to Kafka",
+            registry=self.registry,
+        )
+        self.relay_failures = Counter(
+            "geogit_outbox_relay_failures_total",
+            "Relay rounds that failed",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.events_applied = Counter(
+            "geogit_geo_events_applied_total",
+            "Events applied to the read model",
+            ["via"],
+            registry=self.registry,
+        )
+        self.catch_ups = Counter(
+            "geogit_geo_catch_ups_total",
+            "Event-store catch-ups",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.feed_position = Gauge(
+            "geogit_geo_event_feed_position",
+            "Last global sequence applied",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry) + generate_latest(REGISTRY)

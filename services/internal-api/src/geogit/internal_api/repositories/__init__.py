@@ -1,0 +1,1 @@
+"""A project's Git repository: where storage keeps it, ref names, a push's changes, HEAD."""
