@@ -176,7 +176,7 @@ def _lifespan(
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _read_only_on_secondary(request: Request) -> None:
+async def _read_only_on_secondary(request: Request) -> None:
     """A secondary's tables follow the primary's events; a write here would fork them."""
     services: Services = request.app.state.services
     path = request.url.path

@@ -3,6 +3,10 @@
 Two kinds of caller exist. People and tools use the admin API with a personal access token
 (`PRIVATE-TOKEN: <token>` or `Authorization: Bearer <token>`, scope `api`). Gateways, storage
 and hooks use the internal endpoints with a short-lived JWT in `Geogit-Api-Request`.
+
+Dependencies here and in every router are `async def` even when they never await: FastAPI
+runs a plain `def` dependency in a worker thread, and those thread hops (about twenty per
+authorization) cost more than the request itself on a busy machine.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ class Services:
     push_queue: PushQueue = field(default_factory=PushQueue)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -49,15 +53,15 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> InternalApiSettings:
+async def get_settings(services: ServicesDep) -> InternalApiSettings:
     return services.settings
 
 
-def get_storage(services: ServicesDep) -> StorageClient:
+async def get_storage(services: ServicesDep) -> StorageClient:
     return services.storage
 
 
-def get_outbox(services: ServicesDep) -> Outbox:
+async def get_outbox(services: ServicesDep) -> Outbox:
     return services.outbox
 
 
@@ -116,7 +120,7 @@ async def admin_user(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(admin_user)]
 
 
-def internal_caller(request: Request, settings: SettingsDep) -> dict[str, Any]:
+async def internal_caller(request: Request, settings: SettingsDep) -> dict[str, Any]:
     """Claims of the caller's internal JWT; anything else is a 401 naming the reason."""
     try:
         return verify_token(

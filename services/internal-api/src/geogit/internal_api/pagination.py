@@ -54,7 +54,7 @@ class Page:
         return f"{self.request.url.replace(query='')}?{urlencode(params)}"
 
 
-def page_params(
+async def page_params(
     request: Request,
     response: Response,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,

@@ -28,11 +28,11 @@ def _decoded(value: str, field: str) -> str:
     return decoded
 
 
-def _project_ref(project_id: Annotated[str, Path(max_length=1024)]) -> str:
+async def _project_ref(project_id: Annotated[str, Path(max_length=1024)]) -> str:
     return _decoded(project_id, "id")
 
 
-def _branch_name(name: Annotated[str, Path(max_length=1024)]) -> str:
+async def _branch_name(name: Annotated[str, Path(max_length=1024)]) -> str:
     return _decoded(name, "name")
 
 

@@ -74,7 +74,7 @@ async def geo_reader(request: Request, services: ServicesDep, claims: GeoGate) -
     if API_REQUEST_HEADER not in request.headers:
         # Reachable through the edge: a user, who sent neither token, is not told of either.
         raise unauthorized()
-    internal_caller(request, services.settings)
+    await internal_caller(request, services.settings)
     return services.settings.site_name
 
 
