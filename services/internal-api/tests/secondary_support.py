@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -121,27 +121,31 @@ class Secondary:
         finally:
             await engine.dispose()
 
-    async def set_heartbeat(self, caught_up_at: datetime | None) -> None:
-        engine = make_engine(self.database.url)
-        try:
-            async with make_sessionmaker(engine)() as session, session.begin():
-                await session.execute(
-                    update(GeoEventFeed)
-                    .where(GeoEventFeed.id == 1)
-                    .values(caught_up_at=caught_up_at)
-                )
-        finally:
-            await engine.dispose()
+    async def delete_registry(self, project_id: int) -> None:
+        async with httpx.AsyncClient(base_url=self.url, timeout=60) as client:
+            response = await client.delete(
+                f"/api/v4/internal/geo/registry/{project_id}", headers=internal_headers()
+            )
+        assert response.status_code == 204, response.text
 
-    async def heartbeat_age(self, seconds: float | None) -> None:
-        await self.set_heartbeat(None if seconds is None else utcnow() - timedelta(seconds=seconds))
-
-    async def set_min_seq(self, project_id: int, min_seq: int) -> None:
+    async def set_floor_and_heartbeat(
+        self, project_id: int, min_seq: int, heartbeat_age: float | None
+    ) -> None:
+        """The project's read-your-writes floor and the feed's last confirmation, `age`
+        seconds ago (None: never), as the edge's report and the feed leave them."""
+        caught_up_at = (
+            None if heartbeat_age is None else utcnow() - timedelta(seconds=heartbeat_age)
+        )
         engine = make_engine(self.database.url)
         try:
             async with make_sessionmaker(engine)() as session, session.begin():
                 await session.execute(
                     update(Project).where(Project.id == project_id).values(geo_min_seq=min_seq)
+                )
+                await session.execute(
+                    update(GeoEventFeed)
+                    .where(GeoEventFeed.id == 1)
+                    .values(caught_up_at=caught_up_at)
                 )
         finally:
             await engine.dispose()
