@@ -9,6 +9,7 @@ heartbeat says, so every verdict they check follows from state they set.
 from __future__ import annotations
 
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,22 +20,25 @@ from typing import Any
 
 import httpx
 from internal_api_support import (
+    Api,
     Database,
     ServerInfo,
     internal_headers,
     make_settings,
+    push,
     serve_in_thread,
+    storage_repo,
     unique,
 )
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from geogit.common.events import Topics
 from geogit.common.net import free_port
 from geogit.common.primary_client import PrimaryClient
 from geogit.internal_api.db import SessionMaker, make_engine, make_sessionmaker
 from geogit.internal_api.geo.event_feed import EventFeed
-from geogit.internal_api.models import GeoEventFeed, Project, utcnow
-from geogit.storage.testing import StorageProcess
+from geogit.internal_api.models import GeoEventFeed, OutboxEvent, Project, utcnow
+from geogit.storage.testing import StorageProcess, git
 
 # The secondary's own feed polls the store once at start-up and then not for the test's life.
 NEVER = 3600.0
@@ -204,3 +208,117 @@ def running_secondary(
     finally:
         storage.stop()
         database.drop()
+
+
+# A history made on the primary, through its API, with every kind of domain event -------
+
+
+@dataclass(frozen=True)
+class History:
+    """What `make_history` did on the primary: the store's position before it, and the ids it
+    touched (for comparing this slice of the two sites' tables)."""
+
+    before: int
+    user_ids: tuple[int, ...]
+    project_ids: tuple[int, ...]
+    site_ids: tuple[int, ...]
+
+
+def _ssh_key(work: Path) -> str:
+    path = work / f"key-{secrets.token_hex(4)}"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "t@x", "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    return Path(f"{path}.pub").read_text().strip()
+
+
+def _tree(work: Path) -> Path:
+    tree = work / f"tree-{secrets.token_hex(4)}"
+    git("init", "-q", "-b", "main", str(tree))
+    (tree / "README").write_text("hello\n")
+    git("add", "README", cwd=tree)
+    git("-c", "user.name=T", "-c", "user.email=t@example.test", "commit", "-qm", "one", cwd=tree)
+    return tree
+
+
+async def store_head(primary_database: Database) -> int:
+    engine = make_engine(primary_database.url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return int(await session.scalar(select(func.max(OutboxEvent.id))) or 0)
+    finally:
+        await engine.dispose()
+
+
+async def make_history(
+    primary: ServerInfo,
+    primary_database: Database,
+    admin_token: str,
+    storage: StorageProcess,
+    work: Path,
+) -> History:
+    """Users, tokens, a key, projects, members, protected branches, a push, renames, removals,
+    a blocked and a deleted user, and a site added, changed and removed."""
+    before = await store_head(primary_database)
+    async with httpx.AsyncClient(base_url=primary.url, timeout=60) as client:
+        api = Api(client, admin_token)
+
+        async def call(method: str, path: str, status: int, **kwargs: Any) -> Any:
+            response = await client.request(method, f"/api/v4{path}", **kwargs)
+            assert response.status_code == status, response.text
+            return response.json() if response.content else None
+
+        alice, bob, carol = await api.user("alice"), await api.user("bob"), await api.user("carol")
+        project = await api.project(alice)
+        doomed = await api.project(alice, visibility="internal")
+        await api.add_member(project, bob, 30)
+        await api.add_member(project, carol, 20)
+        await api.protect(project, "main", push_access_level=40)
+        await api.protect(project, "wip-*", push_access_level=30, allow_force_push=True)
+        push(storage, storage_repo(project), _tree(work), alice, "HEAD:refs/heads/main")
+        key = {"title": "laptop", "key": _ssh_key(work)}
+        await call("POST", f"/users/{carol.id}/keys", 201, headers=api.admin, json=key)
+        await call(
+            "POST",
+            f"/users/{bob.id}/keys",
+            201,
+            headers=api.admin,
+            json=key | {"key": _ssh_key(work)},
+        )
+        tokens = await call("GET", "/personal_access_tokens", 200, headers=bob.headers)
+        await call("DELETE", f"/personal_access_tokens/{tokens[0]['id']}", 204, headers=api.admin)
+        pid = project["id"]
+        await call(
+            "PUT", f"/projects/{pid}", 200, headers=alice.headers, json={"visibility": "internal"}
+        )
+        await call(
+            "PUT", f"/projects/{pid}", 200, headers=alice.headers, json={"path": unique("moved")}
+        )
+        await call(
+            "PUT",
+            f"/projects/{pid}/members/{bob.id}",
+            200,
+            headers=api.admin,
+            json={"access_level": 40},
+        )
+        await call("DELETE", f"/projects/{pid}/members/{carol.id}", 204, headers=api.admin)
+        await call("DELETE", f"/projects/{pid}/protected_branches/wip-*", 204, headers=api.admin)
+        await call("DELETE", f"/projects/{doomed['id']}", 202, headers=alice.headers)
+        await call("POST", f"/users/{bob.id}/block", 201, headers=api.admin)
+        await call("DELETE", f"/users/{carol.id}", 204, headers=api.admin)
+        kept, gone = (
+            register_secondary(primary, admin_token),
+            register_secondary(primary, admin_token),
+        )
+        await call(
+            "PUT", f"/geo/sites/{kept.site_id}", 200, headers=api.admin, json={"enabled": False}
+        )
+        await call("DELETE", f"/geo/sites/{gone.site_id}", 204, headers=api.admin)
+    return History(
+        before=before,
+        user_ids=(alice.id, bob.id, carol.id),
+        project_ids=(project["id"], doomed["id"]),
+        site_ids=(kept.site_id, gone.site_id),
+    )
