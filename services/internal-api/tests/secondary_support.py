@@ -234,7 +234,8 @@ def _ssh_key(work: Path) -> str:
     return Path(f"{path}.pub").read_text().strip()
 
 
-def _tree(work: Path) -> Path:
+def git_tree(work: Path) -> Path:
+    """A one-commit work tree to push."""
     tree = work / f"tree-{secrets.token_hex(4)}"
     git("init", "-q", "-b", "main", str(tree))
     (tree / "README").write_text("hello\n")
@@ -277,7 +278,7 @@ async def make_history(
         await api.add_member(project, carol, 20)
         await api.protect(project, "main", push_access_level=40)
         await api.protect(project, "wip-*", push_access_level=30, allow_force_push=True)
-        push(storage, storage_repo(project), _tree(work), alice, "HEAD:refs/heads/main")
+        push(storage, storage_repo(project), git_tree(work), alice, "HEAD:refs/heads/main")
         key = {"title": "laptop", "key": _ssh_key(work)}
         await call("POST", f"/users/{carol.id}/keys", 201, headers=api.admin, json=key)
         await call(

@@ -21,10 +21,11 @@ from internal_api_support import (
     Person,
     ServerInfo,
     basic,
+    internal_headers,
     push,
     storage_repo,
 )
-from secondary_support import MAX_LAG, Secondary
+from secondary_support import MAX_LAG, Secondary, git_tree
 
 from geogit.common.geo import GEO_TOKEN_HEADER, verify_geo_token
 from geogit.common.internal_api import GitHttpProxy, GitHttpRedirect, GitHttpServe
@@ -33,7 +34,7 @@ from geogit.internal_api.db import make_engine, make_sessionmaker
 from geogit.internal_api.geo.freshness import UNKNOWN_SEQ
 from geogit.internal_api.geo.routing import FROM_SECONDARY, refresh_min_seq
 from geogit.internal_api.models import Project
-from geogit.storage.testing import StorageProcess, git
+from geogit.storage.testing import StorageProcess
 
 UPLOAD, RECEIVE, ARCHIVE = "git-upload-pack", "git-receive-pack", "git-upload-archive"
 FRESH, STALE = 0.0, MAX_LAG * 4
@@ -317,15 +318,6 @@ async def test_an_unreachable_primary_leaves_the_floor_unknown(
     assert stored is not None and stored.geo_min_seq == UNKNOWN_SEQ
 
 
-def _tree(work: Path) -> Path:
-    tree = work / "tree"
-    git("init", "-q", "-b", "main", str(tree))
-    (tree / "README").write_text("hello\n")
-    git("add", "README", cwd=tree)
-    git("-c", "user.name=T", "-c", "user.email=t@example.test", "commit", "-qm", "one", cwd=tree)
-    return tree
-
-
 async def test_a_relayed_push_keeps_reads_on_the_primary_until_the_replica_has_it(
     api: Api, storage: StorageProcess, secondary: Secondary, tmp_path: Path
 ) -> None:
@@ -338,7 +330,7 @@ async def test_a_relayed_push_keeps_reads_on_the_primary_until_the_replica_has_i
     body = _request(project, UPLOAD, alice)
     _served_here(await _authorize(secondary, body), secondary, project)
 
-    push(storage, storage_repo(project), _tree(tmp_path), alice, "HEAD:refs/heads/main")
+    push(storage, storage_repo(project), git_tree(tmp_path), alice, "HEAD:refs/heads/main")
     reported = await secondary.internal(
         "geo/proxied_push", {"project": f"{project['path_with_namespace']}.git"}
     )
@@ -355,7 +347,7 @@ async def test_a_push_for_a_project_not_yet_known_leaves_a_floor_for_it(
 ) -> None:
     bob = await api.user("early")
     project = await api.project(bob)
-    push(storage, storage_repo(project), _tree(tmp_path), bob, "HEAD:refs/heads/main")
+    push(storage, storage_repo(project), git_tree(tmp_path), bob, "HEAD:refs/heads/main")
     # Reported before the secondary's feed brought the project: the floor waits for it.
     reported = await secondary.internal(
         "geo/proxied_push", {"project": project["path_with_namespace"]}
@@ -451,3 +443,20 @@ async def test_ssh_without_a_known_user_is_refused(secondary: Secondary, world: 
         response = await secondary.internal("allowed", _allowed(world.private, action, None))
         assert response.status_code == 401, response.text
         assert response.json()["message"] == "Access denied: unknown user or key."
+
+
+@pytest.mark.parametrize("heartbeat", HEARTBEATS)
+async def test_the_sites_status_says_whether_its_feed_is_fresh(
+    secondary: Secondary, world: World, heartbeat: str
+) -> None:
+    await _set_inputs(secondary, world.private["id"], "synced-level", 0, heartbeat)
+    position = await secondary.catch_up()
+    async with httpx.AsyncClient(base_url=secondary.url, timeout=60) as client:
+        response = await client.get("/api/v4/internal/geo/status", headers=internal_headers())
+    assert response.status_code == 200, response.text
+    status = response.json()
+    assert (status["site"], status["role"]) == (secondary.site.name, "secondary")
+    assert status["fresh"] is (heartbeat == "fresh")
+    assert (status["caught_up_at"] is None) is (heartbeat == "never")
+    assert status["last_global_seq"] == position
+    assert status["synced"] >= 1
