@@ -172,7 +172,7 @@ AGES = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     state=st.sampled_from(STATES),
     latest=SEQ,

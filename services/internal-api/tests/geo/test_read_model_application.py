@@ -244,7 +244,7 @@ def lossy_deliveries(draw: st.DrawFn, size: int) -> tuple[set[int], list[int]]:
 
 
 SLOW = settings(
-    max_examples=5,
+    max_examples=3,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -271,7 +271,7 @@ def test_any_delivery_order_with_repeats_converges_and_a_replay_changes_nothing(
             # Applied: exactly the run of events from the first that has no hole yet.
             applied = next(i for i in range(len(events) + 1) if i not in delivered)
             assert await feed.position() == made.before + applied
-            if step % 10 == 0:
+            if step == len(order) // 2:
                 assert await snapshot(sessions) == prefixes[applied]
         assert await snapshot(sessions) == prefixes[-1]
         await deliver(feed, [events[i] for i in replayed])

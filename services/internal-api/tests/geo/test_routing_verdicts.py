@@ -244,7 +244,7 @@ async def test_a_local_denial_is_proxied_with_the_denial_attached(
 
 @pytest.mark.parametrize(
     ("which", "who"),
-    [("private", "owner"), ("private", "outsider"), ("public", None), ("nowhere", "reporter")],
+    [("private", "owner"), ("public", None), ("nowhere", "reporter")],
 )
 async def test_every_push_goes_to_the_primary(
     secondary: Secondary, world: World, which: str, who: str | None
@@ -393,7 +393,6 @@ SSH_CASES = [
     for registry, heartbeat in [
         ("synced-level", "fresh"),
         ("synced-level", "stale"),
-        ("pending", "fresh"),
         ("synced-behind", "fresh"),
     ]
 ]
@@ -445,18 +444,18 @@ async def test_ssh_without_a_known_user_is_refused(secondary: Secondary, world: 
         assert response.json()["message"] == "Access denied: unknown user or key."
 
 
-@pytest.mark.parametrize("heartbeat", HEARTBEATS)
 async def test_the_sites_status_says_whether_its_feed_is_fresh(
-    secondary: Secondary, world: World, heartbeat: str
+    secondary: Secondary, world: World
 ) -> None:
-    await _set_inputs(secondary, world.private["id"], "synced-level", 0, heartbeat)
     position = await secondary.catch_up()
-    async with httpx.AsyncClient(base_url=secondary.url, timeout=60) as client:
-        response = await client.get("/api/v4/internal/geo/status", headers=internal_headers())
-    assert response.status_code == 200, response.text
-    status = response.json()
-    assert (status["site"], status["role"]) == (secondary.site.name, "secondary")
-    assert status["fresh"] is (heartbeat == "fresh")
-    assert (status["caught_up_at"] is None) is (heartbeat == "never")
-    assert status["last_global_seq"] == position
-    assert status["synced"] >= 1
+    for heartbeat in HEARTBEATS:
+        await _set_inputs(secondary, world.private["id"], "synced-level", 0, heartbeat)
+        async with httpx.AsyncClient(base_url=secondary.url, timeout=60) as client:
+            response = await client.get("/api/v4/internal/geo/status", headers=internal_headers())
+        assert response.status_code == 200, response.text
+        status = response.json()
+        assert (status["site"], status["role"]) == (secondary.site.name, "secondary")
+        assert status["fresh"] is (heartbeat == "fresh"), heartbeat
+        assert (status["caught_up_at"] is None) is (heartbeat == "never"), heartbeat
+        assert status["last_global_seq"] == position
+        assert status["synced"] >= 1
