@@ -459,3 +459,31 @@ async def test_the_sites_status_says_whether_its_feed_is_fresh(
         assert (status["caught_up_at"] is None) is (heartbeat == "never"), heartbeat
         assert status["last_global_seq"] == position
         assert status["synced"] >= 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: ProjectRenamed carries no owner, so after a transfer the secondary's read model"
+    " keeps the old owner_id and access.access_level still grants the old owner OWNER there",
+)
+async def test_after_a_transfer_the_old_owner_is_no_longer_served_here(
+    api: Api, secondary: Secondary
+) -> None:
+    old, new = await api.user("oldown"), await api.user("newown")
+    project = await api.project(old)
+    response = await api.client.put(
+        f"/api/v4/projects/{project['id']}/transfer",
+        params={"namespace": new.username},
+        headers=api.admin,
+    )
+    assert response.status_code == 200, response.text
+    moved = response.json()
+    # The primary refuses the old owner now.
+    refused = await api.internal("git_http/authorize", _request(moved, UPLOAD, old))
+    assert refused.status_code == 404, refused.text
+
+    await secondary.catch_up()
+    await _set_inputs(secondary, project["id"], "synced-level", 0, "fresh")
+    _served_here(await _authorize(secondary, _request(moved, UPLOAD, new)), secondary, moved)
+    answer = await _authorize(secondary, _request(moved, UPLOAD, old))
+    assert isinstance(answer, GitHttpProxy) and answer.denied_status == 404, answer
