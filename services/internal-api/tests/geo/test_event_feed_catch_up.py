@@ -21,6 +21,7 @@ from sqlalchemy import func, select, text
 
 from geogit.common.events import Event, Topics
 from geogit.common.kafka import EventProducer, KafkaConfig
+from geogit.common.tansu import TansuBroker
 from geogit.internal_api.db import SessionMaker, make_engine, make_sessionmaker
 from geogit.internal_api.geo import event_feed
 from geogit.internal_api.geo.event_feed import EventFeed
@@ -299,3 +300,32 @@ async def test_without_the_store_a_gap_holds_the_feed_and_no_heartbeat_is_claime
         assert row is not None and row.caught_up_at == confirmed
     finally:
         await feed.stop()
+
+
+async def test_a_broker_that_lost_its_data_sends_the_feed_to_the_store(
+    behind: Behind, server: ServerInfo, database: Database, api: Api, topics: Topics
+) -> None:
+    """A broker restarted without its data (Tansu in memory) hands back topics whose end
+    offsets went backwards. Nothing waits and no gap is seen, yet events may be missing: the
+    heartbeat asks the store, which has the events published to the broker that was lost."""
+    with TansuBroker() as broker:
+        kafka = KafkaConfig(bootstrap=broker.bootstrap, session_timeout_ms=2000)
+        feed = behind.feed(server, kafka, topics, heartbeat_seconds=0.2)
+        try:
+            start = await _started(behind, feed, database)
+            await api.user("before")
+            events = await _new_events(server, behind.site, start)
+            await publish(kafka, topics, events)
+            head = events[-1].global_seq
+            await eventually(lambda: _position_at_least(feed, head), "Kafka's first events")
+
+            await asyncio.to_thread(broker.stop)
+            lost = await api.user("during")  # published to the broker that lost it
+            await asyncio.to_thread(broker.start)
+            newest = await store_head(database)
+            await eventually(
+                lambda: _position_at_least(feed, newest), "the store after the reset", timeout=60
+            )
+            assert await behind.user(lost.id) is not None
+        finally:
+            await feed.stop()
