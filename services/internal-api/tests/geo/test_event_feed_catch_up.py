@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import pytest
 from internal_api_support import Api, Database, ServerInfo
-from prometheus_client import REGISTRY
 from secondary_support import NEVER, Registration, primary_client, register_secondary, store_head
 from sqlalchemy import func, select, text
 
@@ -25,6 +24,7 @@ from geogit.common.tansu import TansuBroker
 from geogit.internal_api.db import SessionMaker, make_engine, make_sessionmaker
 from geogit.internal_api.geo import event_feed
 from geogit.internal_api.geo.event_feed import EventFeed
+from geogit.internal_api.metrics import Metrics
 from geogit.internal_api.models import GeoEventFeed, User, utcnow
 
 
@@ -43,6 +43,7 @@ class Behind:
         *,
         poll_seconds: float = NEVER,
         heartbeat_seconds: float = NEVER,
+        metrics: Metrics | None = None,
     ) -> EventFeed:
         return EventFeed(
             self.sessions,
@@ -52,6 +53,7 @@ class Behind:
             self.site.name,
             poll_seconds=poll_seconds,
             heartbeat_seconds=heartbeat_seconds,
+            metrics=metrics,
         )
 
     async def feed_row(self) -> GeoEventFeed | None:
@@ -88,8 +90,9 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: f
         await asyncio.sleep(0.1)
 
 
-def applied(via: str) -> float:
-    return REGISTRY.get_sample_value("geogit_geo_events_applied_total", {"via": via}) or 0.0
+def applied(metrics: Metrics, via: str) -> float:
+    sample = metrics.registry.get_sample_value("geogit_geo_events_applied_total", {"via": via})
+    return sample or 0.0
 
 
 async def _primary_count(database: Database, table: str) -> int:
@@ -187,19 +190,20 @@ async def test_kafka_delivers_events_in_any_order_once_each(
     """After the store brought the site up to date, new events come over Kafka alone (the
     store is not asked again): out of order across the two topics and repeated, they are
     applied in global order, once each."""
-    feed = behind.feed(server, kafka_config, topics)
+    metrics = Metrics()
+    feed = behind.feed(server, kafka_config, topics, metrics=metrics)
     try:
         start = await _started(behind, feed, database)
         owner = await api.user("kafka")
         await api.project(owner)
         events = await _new_events(server, behind.site, start)
         assert len(events) >= 5
-        before = applied("kafka")
+        before = applied(metrics, "kafka")
         await publish(kafka_config, topics, [*reversed(events), events[0], events[-1]])
         head = events[-1].global_seq
         await eventually(lambda: _position_at_least(feed, head), "Kafka's events to be applied")
         assert await feed.position() == head
-        assert applied("kafka") - before == len(events)
+        assert applied(metrics, "kafka") - before == len(events)
         user = await behind.user(owner.id)
         assert user is not None and user.username == owner.username
     finally:
@@ -227,7 +231,8 @@ async def test_what_kafka_lost_or_never_had_comes_from_the_store(
     """Once the consumer has read everything Kafka holds and events still wait for an earlier
     one, the heartbeat asks the store: for an event the broker lost, and across a number the
     primary's sequence skipped. Then it confirms the feed is caught up again."""
-    feed = behind.feed(server, kafka_config, topics, heartbeat_seconds=0.3)
+    metrics = Metrics()
+    feed = behind.feed(server, kafka_config, topics, heartbeat_seconds=0.3, metrics=metrics)
     try:
         start = await _started(behind, feed, database)
         await _skip_a_number(database)
@@ -236,12 +241,12 @@ async def test_what_kafka_lost_or_never_had_comes_from_the_store(
         events = await _new_events(server, behind.site, start)
         assert events[0].global_seq == start + 2  # the skipped number has no event
         lost = events[len(events) // 2]
-        before_store, resolved_after = applied("store"), utcnow()
+        before_store, resolved_after = applied(metrics, "store"), utcnow()
         await publish(kafka_config, topics, [e for e in events if e is not lost])
         head = events[-1].global_seq
         await eventually(lambda: _position_at_least(feed, head), "the gap to be filled")
         assert await feed.position() == head
-        assert applied("store") - before_store >= 1
+        assert applied(metrics, "store") - before_store >= 1
 
         async def heartbeat_renewed() -> bool:
             row = await behind.feed_row()

@@ -461,11 +461,6 @@ async def test_the_sites_status_says_whether_its_feed_is_fresh(
         assert status["synced"] >= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ProjectRenamed carries no owner, so after a transfer the secondary's read model"
-    " keeps the old owner_id and access.access_level still grants the old owner OWNER there",
-)
 async def test_after_a_transfer_the_old_owner_is_no_longer_served_here(
     api: Api, secondary: Secondary
 ) -> None:

@@ -54,6 +54,7 @@ async def renamed(
         path=project.path,
         old_namespace=old_namespace,
         old_path=old_path,
+        owner_id=project.owner_id,
     )
     await outbox.append(session, event, aggregate_id=project_aggregate(project.id))
 

@@ -139,6 +139,10 @@ async def _project_renamed(session: AsyncSession, event: Any) -> None:
     project = await session.get(Project, event.project_id)
     if project is not None:
         project.namespace, project.path = event.namespace, event.path
+        # A transfer moves ownership, and an owner's rights come from owner_id: without it
+        # the old owner kept full access to the project on every secondary.
+        if event.owner_id:
+            project.owner_id = event.owner_id
 
 
 async def _project_updated(session: AsyncSession, event: Any) -> None:
