@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.git_commands import SSH_COMMANDS
 from geogit.common.internal_api import ANY_CHANGES, AllowedRequest, AllowedResponse
 from geogit.common.paths import InvalidPathError
 from geogit.internal_api.deps import InternalCaller, Services, ServicesDep, SessionDep, StorageDep
@@ -77,7 +78,7 @@ async def allowed(
 async def _check_action(
     session: AsyncSession, storage: StorageDep, access: Access, body: AllowedRequest
 ) -> None:
-    if body.action != "git-receive-pack":
+    if not SSH_COMMANDS[body.action].writes:
         check_download(access)
         return
     check_push(access)
@@ -102,16 +103,17 @@ async def _on_secondary(
 ) -> AllowedResponse | JSONResponse:
     if user is None:
         raise Denied(401, "Access denied: unknown user or key.")
-    if body.action != "git-receive-pack":
+    command = SSH_COMMANDS[body.action]
+    if not command.writes:
         try:
             access = await access_for(session, await _project(session, body), user)
             check_download(access)
             if await routing.ssh_read_is_local(session, services, access):
                 return _answer(access, body, services.storage)
         except Denied:
-            if body.action == "git-upload-archive":
+            if command.http_service is None:
                 raise
-        if body.action == "git-upload-archive":
+        if command.http_service is None:
             raise Denied(503, ARCHIVE_ON_PRIMARY)
     answer = await routing.ssh_proxy_answer(
         session,
