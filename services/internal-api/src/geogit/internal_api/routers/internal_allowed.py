@@ -91,8 +91,9 @@ async def _check_action(
         await check_updates(session, storage, access, parse_changes(body.changes), quarantine)
 
 
-ARCHIVE_ON_PRIMARY = (
-    "This secondary's copy of the project is not current and git-upload-archive cannot be"
+# For a command without an HTTP form (git-upload-archive).
+NOT_RELAYED = (
+    "This secondary's copy of the project is not current and {action} cannot be"
     " relayed to the primary; run it against the primary site."
 )
 STATUS_GEO_PROXY = 300
@@ -114,7 +115,7 @@ async def _on_secondary(
             if command.http_service is None:
                 raise
         if command.http_service is None:
-            raise Denied(503, ARCHIVE_ON_PRIMARY)
+            raise Denied(503, NOT_RELAYED.format(action=command.ssh_name))
     answer = await routing.ssh_proxy_answer(
         session,
         services.settings,
