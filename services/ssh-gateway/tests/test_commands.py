@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from geogit.common.git_commands import GIT_COMMANDS, GitCommandSpec
 from geogit.ssh_gateway.commands import Command, CommandRefused, parse_command
 
 
@@ -45,3 +46,9 @@ def test_no_command_is_the_welcome(line: str | None) -> None:
 def test_anything_else_is_refused(line: str) -> None:
     with pytest.raises(CommandRefused):
         parse_command(line)
+
+
+@pytest.mark.parametrize("spec", GIT_COMMANDS, ids=lambda spec: spec.ssh_name)
+def test_every_registry_command_is_served(spec: GitCommandSpec) -> None:
+    command = parse_command(f"{spec.ssh_name} 'a/b.git'")
+    assert (command.kind, command.git, command.project) == ("git", spec, "a/b")

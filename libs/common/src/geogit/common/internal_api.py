@@ -12,9 +12,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+# GitAction is re-exported: the internal API's `action` is the registry's SSH command name.
+from geogit.common.git_commands import GitAction as GitAction
+from geogit.common.git_commands import HttpService
 from geogit.common.text import StorableText
 
-GitAction = Literal["git-upload-pack", "git-receive-pack", "git-upload-archive"]
 GitProtocolName = Literal["http", "ssh"]
 ANY_CHANGES = "_any"
 
@@ -83,7 +85,7 @@ class GitHttpAuthorizeRequest(BaseModel):
 
     # "namespace/project", as in the URL, without ".git".
     project: StorableText
-    service: Literal["git-upload-pack", "git-receive-pack"]
+    service: HttpService
     # The client's Authorization header, verbatim ("" when anonymous).
     authorization: StorableText = ""
     git_protocol: StorableText = ""

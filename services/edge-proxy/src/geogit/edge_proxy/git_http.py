@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
-from typing import get_args
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import parse_qs
 
 from geogit.common.geo import GEO_TOKEN_HEADER
+from geogit.common.git_commands import HTTP_COMMANDS, HTTP_SERVICES, UPLOAD_PACK, HttpService
 from geogit.common.internal_api import (
     GitHttpAuthorizeRequest,
     GitHttpProxy,
@@ -31,7 +31,7 @@ from geogit.common.paths import InvalidPathError, validate_project_full_path
 from geogit.edge_proxy.asgi import TEXT, ClientDisconnected, Request, Send, media_type, respond
 from geogit.edge_proxy.body import BodyError, Recorded, decoded, is_supported_encoding
 from geogit.edge_proxy.clients.internal_api import Denied, InternalApiClient, UpstreamError
-from geogit.edge_proxy.clients.storage import GitService, StorageCallError, StorageClient
+from geogit.edge_proxy.clients.storage import StorageCallError, StorageClient
 from geogit.edge_proxy.git_stream import NO_CACHE, relay
 from geogit.edge_proxy.passthrough import ErrorWriter, raw_target
 from geogit.edge_proxy.primary_proxy import PrimaryProxy, primary_error
@@ -39,7 +39,6 @@ from geogit.edge_proxy.wants import read_want_section, replayed
 
 log = logging.getLogger(__name__)
 
-SERVICES: tuple[GitService, ...] = get_args(GitService)
 # As storage accepts it ("version=2", "version=2:object-format=sha256").
 _GIT_PROTOCOL = re.compile(r"[A-Za-z0-9=:._-]{0,256}")
 _REDIRECT_PATH = re.compile(r"/(?!/)[\x21-\x7e]*")
@@ -64,7 +63,7 @@ class GitHttp:
         if not services:
             await respond(send, 403, "Dumb HTTP is not supported; use a smart git client.\n")
             return
-        service = next((known for known in SERVICES if known == services[0]), None)
+        service = next((known for known in HTTP_SERVICES if known == services[0]), None)
         if service is None:
             await respond(send, 400, f"Unknown git service {services[0][:80]!r}.\n")
             return
@@ -76,13 +75,15 @@ class GitHttp:
             content_type = f"application/x-{service}-advertisement"
             await relay(request, send, chunks, content_type, after_body=False)
 
-    async def upload_pack(self, request: Request, send: Send) -> None:
-        await self._post(request, send, "git-upload-pack")
+    def post(self, service: HttpService) -> Callable[[Request, Send], Awaitable[None]]:
+        """The handler of `POST <project>/<service>`."""
 
-    async def receive_pack(self, request: Request, send: Send) -> None:
-        await self._post(request, send, "git-receive-pack")
+        async def handle(request: Request, send: Send) -> None:
+            await self._post(request, send, service)
 
-    async def _post(self, request: Request, send: Send, service: GitService) -> None:
+        return handle
+
+    async def _post(self, request: Request, send: Send, service: HttpService) -> None:
         expected = f"application/x-{service}-request"
         if media_type(request.header("content-type")) != expected:
             await respond(send, 415, f"Content-Type must be {expected}.\n")
@@ -93,7 +94,7 @@ class GitHttp:
             return
         serve = await self._authorize(request, send, service)
         if isinstance(serve, GitHttpProxy):
-            pushed = request.params["project"] if service == "git-receive-pack" else None
+            pushed = request.params["project"] if HTTP_COMMANDS[service].writes else None
             await self.primary.git(
                 request,
                 send,
@@ -105,7 +106,7 @@ class GitHttp:
         if serve is None:
             return
         body: AsyncIterator[bytes] | None
-        if service == "git-upload-pack" and self.primary.geo.primary_url is not None:
+        if service == UPLOAD_PACK.http_service and self.primary.geo.primary_url is not None:
             try:
                 body = await self._checked_wants(request, send, serve, encoding)
             except (BodyError, StorageCallError) as exc:
@@ -157,7 +158,7 @@ class GitHttp:
         return None
 
     async def _authorize(
-        self, request: Request, send: Send, service: GitService
+        self, request: Request, send: Send, service: HttpService
     ) -> GitHttpServe | GitHttpProxy | None:
         """`serve` or `proxy`, or None once the client has had its answer."""
         project = request.params["project"]

@@ -11,6 +11,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from geogit.common.git_commands import HTTP_SERVICES
 from geogit.common.internal_api import ErrorMessage
 from geogit.edge_proxy.asgi import JSON, Request, Send, respond
 from geogit.edge_proxy.git_http import GitHttp
@@ -45,8 +46,11 @@ def build_routes(git: GitHttp, api: ApiPassthrough, primary: PrimaryProxy, ops: 
         # GitLab's redirect mode; on a primary it 404s.
         route("from_secondary", ANY, r"\A/-/from_secondary/[0-9]+/", primary.from_secondary),
         route("git_info_refs", GET, rf"\A{_PROJECT}/info/refs\Z", git.info_refs),
-        route("git_upload_pack", POST, rf"\A{_PROJECT}/git-upload-pack\Z", git.upload_pack),
-        route("git_receive_pack", POST, rf"\A{_PROJECT}/git-receive-pack\Z", git.receive_pack),
+        # git_upload_pack, git_receive_pack: one per smart HTTP service of the Git registry.
+        *(
+            route(service.replace("-", "_"), POST, rf"\A{_PROJECT}/{service}\Z", git.post(service))
+            for service in HTTP_SERVICES
+        ),
         route("api_internal", ANY, r"\A/api/v4/internal(?:/|\Z)", not_found_json),
         route("api", ANY, r"\A/api/v4(?:/|\Z)", api.handle),
         route("liveness", GET, r"\A/-/liveness\Z", ops.liveness),

@@ -8,36 +8,27 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from geogit.common.proto.storage.v1 import shared_pb2, ssh_pb2, ssh_pb2_grpc
+from geogit.common import git_ssh
+from geogit.common.proto.storage.v1 import shared_pb2
 from geogit.common.storage_client import aio_channel, storage_metadata
 from geogit.ssh_gateway.client import ClientGone, ClientIdle, SshClient
 from geogit.ssh_gateway.commands import Command
 from geogit.ssh_gateway.internal_client import Grant
 
-_REQUESTS: dict[str, Any] = {
-    "SSHUploadPack": ssh_pb2.SSHUploadPackRequest,
-    "SSHReceivePack": ssh_pb2.SSHReceivePackRequest,
-    "SSHUploadArchive": ssh_pb2.SSHUploadArchiveRequest,
-}
-
 
 def first_request(command: Command, grant: Grant, git_protocol: str) -> Any:
     repository = grant.repository
-    fields: dict[str, Any] = {
-        "repository": shared_pb2.Repository(
+    return git_ssh.first_request(
+        command.git,
+        shared_pb2.Repository(
             storage_name=repository.storage_name,
             relative_path=repository.relative_path,
             gl_repository=repository.gl_repository,
             gl_project_path=repository.gl_project_path,
         ),
-    }
-    if command.rpc != "SSHUploadArchive":
-        fields["git_protocol"] = git_protocol
-    if command.rpc == "SSHReceivePack":
-        fields["user"] = shared_pb2.User(
-            gl_id=grant.gl_id, gl_username=grant.gl_username, protocol="ssh"
-        )
-    return _REQUESTS[command.rpc](**fields)
+        git_protocol,
+        shared_pb2.User(gl_id=grant.gl_id, gl_username=grant.gl_username, protocol="ssh"),
+    )
 
 
 class GitRelay:
@@ -51,7 +42,7 @@ class GitRelay:
         self._client_error: Exception | None = None
 
     async def _requests(self) -> AsyncIterator[Any]:
-        make = _REQUESTS[self._command.rpc]
+        make = git_ssh.request_type(self._command.git)
         yield first_request(self._command, self._grant, self._git_protocol)
         while True:
             try:
@@ -68,8 +59,8 @@ class GitRelay:
         """The storage command's exit status; raises ClientIdle / ClientGone / AioRpcError."""
         storage = self._grant.storage
         async with aio_channel(storage.address) as channel:
-            call = getattr(ssh_pb2_grpc.SSHServiceStub(channel), self._command.rpc)(
-                self._requests(), metadata=storage_metadata(storage.token)
+            call = git_ssh.start_call(
+                channel, self._command.git, self._requests(), storage_metadata(storage.token)
             )
             try:
                 async for response in call:

@@ -18,7 +18,7 @@ from geogit.common.logging import bound_correlation_id
 from geogit.ssh_gateway import metrics
 from geogit.ssh_gateway.client import ClientGone, ClientIdle, SshClient
 from geogit.ssh_gateway.commands import Command, CommandRefused, parse_command
-from geogit.ssh_gateway.geo_proxy import proxy_to_primary
+from geogit.ssh_gateway.geo_proxy import can_proxy, proxy_to_primary
 from geogit.ssh_gateway.git_relay import GitRelay
 from geogit.ssh_gateway.internal_client import Denial, InternalApiClient, InternalApiError
 from geogit.ssh_gateway.limits import SessionLimits, TooManySessions
@@ -144,7 +144,7 @@ class SessionHandler:
         self, command: Command, answer: GeoProxyToPrimary, git_protocol: str, client: SshClient
     ) -> int:
         """A secondary's stale replica, or any push there: the primary serves it over HTTP."""
-        if command.action not in ("git-upload-pack", "git-receive-pack"):
+        if not can_proxy(command.git):
             await client.write_stderr(
                 f"{PRODUCT}: {command.action} cannot be relayed to the primary\n".encode()
             )
@@ -153,7 +153,7 @@ class SessionHandler:
         log.info("serving from the primary", extra={"primary_repo": data.primary_repo})
         try:
             return await proxy_to_primary(
-                command.action,
+                command.git.ssh_name,
                 data.primary_repo,
                 data.request_headers,
                 git_protocol,
@@ -161,7 +161,7 @@ class SessionHandler:
                 self._primary_http,
             )
         finally:
-            if command.action == "git-receive-pack":
+            if command.git.writes:
                 # Whatever the outcome (the push may have landed though the answer broke off),
                 # and before the client hears the exit status, so its next read is not stale.
                 await self._report_push(command.project)

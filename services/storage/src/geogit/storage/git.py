@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from geogit.common.git_commands import GIT_COMMANDS
+
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
@@ -44,9 +46,8 @@ ALLOWED_SUBCOMMANDS = frozenset(
         "pack-refs",
         "repack",
         "symbolic-ref",
-        "receive-pack",
-        "upload-archive",
-        "upload-pack",
+        # The services clients reach, from the Git command registry.
+        *(command.subcommand for command in GIT_COMMANDS),
     }
 )
 

@@ -1,10 +1,12 @@
-"""The three git services storage exposes, built once for smart HTTP and SSH alike."""
+"""The git services storage exposes, built once for smart HTTP and SSH alike: one builder per
+command of the Git command registry (`geogit.common.git_commands`)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from geogit.common.git_commands import RECEIVE_PACK, UPLOAD_ARCHIVE, UPLOAD_PACK
 from geogit.storage.errors import InvalidArgument
 from geogit.storage.git import GitCommand, object_check_config
 
@@ -41,7 +43,7 @@ def upload_pack(
     path: Path, git_protocol: str, *, stateless: bool = False, advertise_refs: bool = False
 ) -> GitCommand:
     return GitCommand(
-        "upload-pack",
+        UPLOAD_PACK.subcommand,
         options=_stateless(stateless, advertise_refs),
         args=[str(path)],
         config=UPLOAD_PACK_CONFIG,
@@ -59,7 +61,7 @@ def receive_pack(
     advertise_refs: bool = False,
 ) -> GitCommand:
     return GitCommand(
-        "receive-pack",
+        RECEIVE_PACK.subcommand,
         options=_stateless(stateless, advertise_refs),
         args=[str(path)],
         config=(*RECEIVE_PACK_CONFIG, ("core.hooksPath", str(hooks_dir))),
@@ -71,4 +73,4 @@ def receive_pack(
 
 def upload_archive(path: Path) -> GitCommand:
     # upload-archive has no option parser, so no "--"; the path is ours, not the caller's.
-    return GitCommand("upload-archive", args=[str(path)], separator=False)
+    return GitCommand(UPLOAD_ARCHIVE.subcommand, args=[str(path)], separator=False)

@@ -26,8 +26,10 @@ from typing import Any
 
 import grpc
 
+from geogit.common import git_ssh
+from geogit.common.git_commands import SSH_COMMANDS, GitCommandSpec, joined_spelling
 from geogit.common.logging import bound_correlation_id
-from geogit.common.proto.storage.v1 import shared_pb2, ssh_pb2, ssh_pb2_grpc
+from geogit.common.proto.storage.v1 import shared_pb2
 from geogit.common.storage_client import aio_channel, storage_metadata
 
 SSH_PAYLOAD_ENV = "GEOGIT_SSH_PAYLOAD"
@@ -35,16 +37,6 @@ CHUNK_SIZE = 64 * 1024
 # Pack data arrives in 256 KiB messages; a pipe of Linux's default 64 KiB takes each in four
 # writes, each a wake-up of git's index-pack. 1 MiB is the unprivileged maximum.
 PIPE_BYTES = 1024 * 1024
-COMMANDS = {
-    "git-upload-pack": "SSHUploadPack",
-    "git-receive-pack": "SSHReceivePack",
-    "git-upload-archive": "SSHUploadArchive",
-}
-_REQUESTS: dict[str, Any] = {
-    "SSHUploadPack": ssh_pb2.SSHUploadPackRequest,
-    "SSHReceivePack": ssh_pb2.SSHReceivePackRequest,
-    "SSHUploadArchive": ssh_pb2.SSHUploadArchiveRequest,
-}
 
 
 @dataclass(frozen=True)
@@ -81,34 +73,29 @@ class UsageError(Exception):
     pass
 
 
-def parse_command(argv: list[str]) -> tuple[str, str]:
-    """The RPC and repository path from ssh-style arguments; options and host are ignored."""
+def parse_command(argv: list[str]) -> tuple[GitCommandSpec, str]:
+    """The command and repository path from ssh-style arguments; options and host are ignored."""
     if not argv:
         raise UsageError("no command given")
-    words = shlex.split(argv[-1])
-    if len(words) == 3 and words[0] == "git":
-        words = [f"git-{words[1]}", words[2]]
-    if len(words) != 2 or words[0] not in COMMANDS:
+    words = joined_spelling(shlex.split(argv[-1]))
+    command = SSH_COMMANDS.get(words[0]) if len(words) == 2 else None
+    if command is None:
         raise UsageError(f"unsupported command: {argv[-1]!r}")
-    return COMMANDS[words[0]], words[1].lstrip("/")
+    return command, words[1].lstrip("/")
 
 
-def _first_request(rpc: str, payload: SshPayload, path: str) -> Any:
-    fields: dict[str, Any] = {
-        "repository": shared_pb2.Repository(
+def _first_request(command: GitCommandSpec, payload: SshPayload, path: str) -> Any:
+    return git_ssh.first_request(
+        command,
+        shared_pb2.Repository(
             storage_name=payload.storage_name,
             relative_path=payload.relative_path or path,
             gl_repository=payload.gl_repository,
             gl_project_path=payload.gl_project_path,
         ),
-    }
-    if rpc != "SSHUploadArchive":
-        fields["git_protocol"] = os.environ.get("GIT_PROTOCOL", "")
-    if rpc == "SSHReceivePack":
-        fields["user"] = shared_pb2.User(
-            gl_id=payload.gl_id, gl_username=payload.gl_username, protocol="ssh"
-        )
-    return _REQUESTS[rpc](**fields)
+        os.environ.get("GIT_PROTOCOL", ""),
+        shared_pb2.User(gl_id=payload.gl_id, gl_username=payload.gl_username, protocol="ssh"),
+    )
 
 
 def _read_stdin(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes]) -> None:
@@ -120,7 +107,8 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes]) ->
             return
 
 
-async def _requests(rpc: str, first: Any) -> AsyncIterator[Any]:
+async def _requests(command: GitCommandSpec, first: Any) -> AsyncIterator[Any]:
+    make = git_ssh.request_type(command)
     yield first
     queue: asyncio.Queue[bytes] = asyncio.Queue(4)
     reader = threading.Thread(
@@ -128,8 +116,8 @@ async def _requests(rpc: str, first: Any) -> AsyncIterator[Any]:
     )
     reader.start()
     while chunk := await queue.get():
-        yield _REQUESTS[rpc](stdin=chunk)
-    yield _REQUESTS[rpc](stdin_eof=True)
+        yield make(stdin=chunk)
+    yield make(stdin_eof=True)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -176,13 +164,15 @@ class StdoutPipe:
             await self._writer.drain()
 
 
-async def relay(rpc: str, payload: SshPayload, path: str) -> int:
+async def relay(command: GitCommandSpec, payload: SshPayload, path: str) -> int:
     loop = asyncio.get_running_loop()
     stdout = await StdoutPipe.open()
     async with aio_channel(payload.address) as channel:
-        call = getattr(ssh_pb2_grpc.SSHServiceStub(channel), rpc)(
-            _requests(rpc, _first_request(rpc, payload, path)),
-            metadata=storage_metadata(payload.token),
+        call = git_ssh.start_call(
+            channel,
+            command,
+            _requests(command, _first_request(command, payload, path)),
+            storage_metadata(payload.token),
         )
         async for response in call:
             if response.stdout:
@@ -200,14 +190,14 @@ async def relay(rpc: str, payload: SshPayload, path: str) -> int:
 
 def main() -> int:
     try:
-        rpc, path = parse_command(sys.argv[1:])
+        command, path = parse_command(sys.argv[1:])
         payload = SshPayload.from_json(os.environ.get(SSH_PAYLOAD_ENV, ""))
     except UsageError as exc:
         print(f"geogit-storage-ssh: {exc}", file=sys.stderr)
         return 2
     try:
         with bound_correlation_id(payload.correlation_id or None):
-            return asyncio.run(relay(rpc, payload, path))
+            return asyncio.run(relay(command, payload, path))
     except grpc.aio.AioRpcError as exc:
         print(f"geogit-storage-ssh: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1

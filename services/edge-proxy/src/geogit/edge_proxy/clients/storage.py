@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any, Literal
+from typing import Any
 
 import grpc
 
+from geogit.common.git_commands import HTTP_COMMANDS, HttpService
 from geogit.common.internal_api import GitHttpServe
 from geogit.common.proto.storage.v1 import (
     repository_pb2,
@@ -24,8 +25,6 @@ from geogit.common.proto.storage.v1 import (
     smarthttp_pb2_grpc,
 )
 from geogit.common.storage_client import aio_channel, storage_metadata
-
-GitService = Literal["git-upload-pack", "git-receive-pack"]
 
 
 class StorageCallError(Exception):
@@ -81,12 +80,10 @@ class StorageClient:
             await channel.close()
 
     async def info_refs(
-        self, serve: GitHttpServe, service: GitService, git_protocol: str
+        self, serve: GitHttpServe, service: HttpService, git_protocol: str
     ) -> AsyncGenerator[bytes, None]:
         stub = self._stub(serve.storage.address)
-        method = (
-            stub.InfoRefsUploadPack if service == "git-upload-pack" else stub.InfoRefsReceivePack
-        )
+        method = getattr(stub, HTTP_COMMANDS[service].info_refs_rpc)
         request = smarthttp_pb2.InfoRefsRequest(
             repository=_repository(serve), git_protocol=git_protocol
         )
@@ -104,22 +101,19 @@ class StorageClient:
     def post(
         self,
         serve: GitHttpServe,
-        service: GitService,
+        service: HttpService,
         git_protocol: str,
         body: AsyncIterator[bytes],
     ) -> AsyncGenerator[bytes, None]:
-        """PostUploadPack or PostReceivePack; errors raised by `body` come out unchanged."""
-        stub = self._stub(serve.storage.address)
-        method: Any
-        message_type: Any
-        first_fields: dict[str, Any] = {
-            "repository": _repository(serve),
-            "git_protocol": git_protocol,
-        }
-        if service == "git-upload-pack":
-            method, message_type = stub.PostUploadPack, smarthttp_pb2.PostUploadPackRequest
-        else:
-            method, message_type = stub.PostReceivePack, smarthttp_pb2.PostReceivePackRequest
+        """The service's Post RPC (PostUploadPack, ...); errors raised by `body` come out
+        unchanged. Its messages are `<rpc>Request`, as the proto names them."""
+        command = HTTP_COMMANDS[service]
+        method = getattr(self._stub(serve.storage.address), command.post_rpc)
+        message_type = getattr(smarthttp_pb2, f"{command.post_rpc}Request")
+        first_fields: dict[str, Any] = {"repository": _repository(serve)}
+        if "git_protocol" in command.first_request:
+            first_fields["git_protocol"] = git_protocol
+        if "user" in command.first_request:
             first_fields["user"] = shared_pb2.User(
                 gl_id=serve.gl_id, gl_username=serve.gl_username, protocol="http"
             )

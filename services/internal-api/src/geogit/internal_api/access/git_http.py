@@ -19,6 +19,7 @@ import binascii
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.geo import GeoClaims
+from geogit.common.git_commands import HTTP_COMMANDS
 from geogit.common.internal_api import GitHttpAuthorizeRequest
 from geogit.common.paths import InvalidPathError
 from geogit.internal_api.access.git import (
@@ -96,7 +97,7 @@ async def _geo_access(
             session, project, await resolve_actor(session, claims.gl_id, None, "")
         )
         check_download(access)
-        if body.service == "git-receive-pack":
+        if HTTP_COMMANDS[body.service].writes:
             check_push(access)
         return access
     return await _user_access(session, body, project)
@@ -107,12 +108,12 @@ async def _user_access(
 ) -> Access:
     user, may_write = await _authenticate(session, body.authorization)
     if user is None and (
-        project is None or project.visibility != "public" or body.service == "git-receive-pack"
+        project is None or project.visibility != "public" or HTTP_COMMANDS[body.service].writes
     ):
         raise Denied(401, ACCESS_DENIED)
     access = await access_for(session, project, user)
     check_download(access)
-    if body.service == "git-receive-pack":
+    if HTTP_COMMANDS[body.service].writes:
         check_push(access)
         if not may_write:
             raise Denied(403, PUSH_DENIED)

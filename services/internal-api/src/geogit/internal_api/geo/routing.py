@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
+from geogit.common.git_commands import HTTP_COMMANDS
 from geogit.common.internal_api import (
     GeoProxyData,
     GeoProxyPayload,
@@ -118,7 +119,7 @@ async def git_http_answer(
     body: GitHttpAuthorizeRequest,
     local: Callable[[], Awaitable[GitHttpServe]],
 ) -> GitHttpServe | GitHttpProxy | GitHttpRedirect:
-    if body.service == "git-receive-pack":
+    if HTTP_COMMANDS[body.service].writes:
         return await _elsewhere(session, services.settings, body, "push")
     try:
         serve = await local()

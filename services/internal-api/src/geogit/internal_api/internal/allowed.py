@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.git_commands import SSH_COMMANDS
 from geogit.common.internal_api import ANY_CHANGES, AllowedRequest, AllowedResponse
 from geogit.common.paths import InvalidPathError
 from geogit.internal_api.access.git import (
@@ -77,7 +78,7 @@ async def allowed(
 async def _check_action(
     session: AsyncSession, storage: StorageDep, access: Access, body: AllowedRequest
 ) -> None:
-    if body.action != "git-receive-pack":
+    if not SSH_COMMANDS[body.action].writes:
         check_download(access)
         return
     check_push(access)
@@ -90,8 +91,9 @@ async def _check_action(
         await check_updates(session, storage, access, parse_changes(body.changes), quarantine)
 
 
-ARCHIVE_ON_PRIMARY = (
-    "This secondary's copy of the project is not current and git-upload-archive cannot be"
+# For a command without an HTTP form (git-upload-archive).
+NOT_RELAYED = (
+    "This secondary's copy of the project is not current and {action} cannot be"
     " relayed to the primary; run it against the primary site."
 )
 STATUS_GEO_PROXY = 300
@@ -102,17 +104,18 @@ async def _on_secondary(
 ) -> AllowedResponse | JSONResponse:
     if user is None:
         raise Denied(401, "Access denied: unknown user or key.")
-    if body.action != "git-receive-pack":
+    command = SSH_COMMANDS[body.action]
+    if not command.writes:
         try:
             access = await access_for(session, await _project(session, body), user)
             check_download(access)
             if await routing.ssh_read_is_local(session, services, access):
                 return _answer(access, body, services.storage)
         except Denied:
-            if body.action == "git-upload-archive":
+            if command.http_service is None:
                 raise
-        if body.action == "git-upload-archive":
-            raise Denied(503, ARCHIVE_ON_PRIMARY)
+        if command.http_service is None:
+            raise Denied(503, NOT_RELAYED.format(action=command.ssh_name))
     answer = await routing.ssh_proxy_answer(
         session,
         services.settings,

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Literal
 
 import httpx
 
+from geogit.common.git_commands import RECEIVE_PACK, UPLOAD_PACK, GitCommandSpec
 from geogit.ssh_gateway.geo_proxy import receive_pack, upload_pack
 from geogit.ssh_gateway.geo_proxy.primary import Primary, new_http_client
 from geogit.ssh_gateway.geo_proxy.streams import (
@@ -25,19 +25,25 @@ from geogit.ssh_gateway.geo_proxy.streams import (
     client_reader,
 )
 
-__all__ = ["ClientStreams", "new_http_client", "proxy_to_primary"]
+__all__ = ["ClientStreams", "can_proxy", "new_http_client", "proxy_to_primary"]
 
 log = logging.getLogger(__name__)
 
 Command = Callable[[Primary, ByteReader, ClientStreams], Awaitable[int]]
+# Registry commands with an HTTP form, by SSH name → the module converting it.
 COMMANDS: dict[str, Command] = {
-    "git-upload-pack": upload_pack.run,
-    "git-receive-pack": receive_pack.run,
+    UPLOAD_PACK.ssh_name: upload_pack.run,
+    RECEIVE_PACK.ssh_name: receive_pack.run,
 }
 
 
+def can_proxy(command: GitCommandSpec) -> bool:
+    """Whether a secondary can serve the command from the primary (over its HTTP form)."""
+    return command.ssh_name in COMMANDS
+
+
 async def proxy_to_primary(
-    action: Literal["git-upload-pack", "git-receive-pack"],
+    action: str,
     primary_repo: str,
     request_headers: Mapping[str, str],
     git_protocol: str,

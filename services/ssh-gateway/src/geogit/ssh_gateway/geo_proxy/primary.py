@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Literal
 
 import httpx
 
+from geogit.common.git_commands import HttpService
 from geogit.common.pktline import PacketKind
 from geogit.ssh_gateway.geo_proxy.streams import ByteReader, ProxyError
 
-GitService = Literal["git-upload-pack", "git-receive-pack"]
 USER_AGENT = "geogit-ssh-gateway"
 _ERROR_TEXT_LIMIT = 2048
 
@@ -51,7 +50,7 @@ class Primary:
             self._headers["Git-Protocol"] = git_protocol
 
     @asynccontextmanager
-    async def advertisement(self, service: GitService) -> AsyncIterator[ByteReader]:
+    async def advertisement(self, service: HttpService) -> AsyncIterator[ByteReader]:
         """The advertisement as the SSH client expects it: without smart HTTP's header.
 
         HTTP starts with `# service=<service>` and a flush, which SSH does not have; a v2
@@ -73,7 +72,7 @@ class Primary:
 
     @asynccontextmanager
     async def rpc(
-        self, service: GitService, body: bytes | AsyncIterable[bytes]
+        self, service: HttpService, body: bytes | AsyncIterable[bytes]
     ) -> AsyncIterator[ByteReader]:
         """One stateless request; the body is streamed if it is an iterable."""
         headers = {
@@ -89,7 +88,7 @@ class Primary:
 
     @asynccontextmanager
     async def _exchange(
-        self, request: httpx.Request, service: GitService, kind: str
+        self, request: httpx.Request, service: HttpService, kind: str
     ) -> AsyncIterator[ByteReader]:
         try:
             response = await self._http.send(request, stream=True, follow_redirects=False)

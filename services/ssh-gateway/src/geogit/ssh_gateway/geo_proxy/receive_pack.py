@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 
+from geogit.common.git_commands import HttpService
 from geogit.common.pktline import FLUSH_PKT, Packet, encode_packets
-from geogit.ssh_gateway.geo_proxy.primary import GitService, Primary
+from geogit.ssh_gateway.geo_proxy.primary import Primary
 from geogit.ssh_gateway.geo_proxy.streams import (
     ByteReader,
     ClientStreams,
@@ -22,7 +23,7 @@ from geogit.ssh_gateway.geo_proxy.streams import (
     relay,
 )
 
-SERVICE: GitService = "git-receive-pack"
+SERVICE: HttpService = "git-receive-pack"
 # `<old> <new> <ref>`; in a signed push the same lines sit inside the certificate.
 _COMMAND = re.compile(rb"([0-9a-f]{40}|[0-9a-f]{64}) ([0-9a-f]{40}|[0-9a-f]{64}) ")
 

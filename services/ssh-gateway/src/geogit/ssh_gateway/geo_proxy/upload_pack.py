@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from geogit.common.git_commands import HttpService
 from geogit.common.pktline import FLUSH_PKT, Packet, PacketKind, encode_packets, pkt_line
-from geogit.ssh_gateway.geo_proxy.primary import GitService, Primary
+from geogit.ssh_gateway.geo_proxy.primary import Primary
 from geogit.ssh_gateway.geo_proxy.streams import (
     ByteReader,
     ClientStreams,
@@ -22,7 +23,7 @@ from geogit.ssh_gateway.geo_proxy.streams import (
     relay,
 )
 
-SERVICE: GitService = "git-upload-pack"
+SERVICE: HttpService = "git-upload-pack"
 _VERSION_2 = pkt_line(b"version 2\n")
 _DEEPEN = (b"deepen ", b"deepen-since ", b"deepen-not ")
 _SHALLOW_INFO = (b"shallow ", b"unshallow ")
