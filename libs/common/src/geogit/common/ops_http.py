@@ -8,6 +8,10 @@ Bounded as every listener is (issue 9): a head must arrive within the header tim
 at most MAX_REQUEST_HEAD bytes (431), and beyond `max_connections` open at once a new
 connection is answered 503 with Retry-After at once, so a flood of probes or slow clients
 cannot hold the port that Kubernetes uses to decide whether the service lives.
+
+/metrics shows the service's own registry (built per server, so several services in one test
+process each show their own) followed by the process-wide one: the process and GC collectors
+and the Kafka broker's outage state, which belong to the process, not to one service.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from pydantic import Field
 
 from geogit.common.settings import GeogitSettings
@@ -57,6 +61,7 @@ class OpsServer:
         actions: Mapping[str, Callable[[], None]] | None = None,
         header_timeout: float = 10.0,
         max_connections: int = 64,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -64,6 +69,7 @@ class OpsServer:
         self._actions = dict(actions or {})
         self._header_timeout = header_timeout
         self._max_connections = max_connections
+        self._registries = [REGISTRY] if registry is None else [registry, REGISTRY]
         self._open = 0
         self._server: asyncio.Server | None = None
 
@@ -83,7 +89,7 @@ class OpsServer:
         if method != "GET":
             return 405, "text/plain", b"method not allowed\n"
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, generate_latest()
+            return 200, CONTENT_TYPE_LATEST, b"".join(map(generate_latest, self._registries))
         if path == "/-/liveness":
             return 200, "application/json", b'{"status":"ok"}\n'
         if path == "/-/readiness":

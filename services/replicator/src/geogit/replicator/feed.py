@@ -16,7 +16,7 @@ from geogit.common.events import Event, Topics
 from geogit.common.kafka import ConsumerLoop, ConsumerRecordInfo, KafkaConfig
 from geogit.common.storage_client import EMPTY_CHECKSUM
 from geogit.replicator.scheduler import Action, Scheduler
-from geogit.replicator.worker import Hint, ReplicaWorker
+from geogit.replicator.sync_state import Hint, SyncStates
 
 
 class RepositoryFeed:
@@ -26,10 +26,10 @@ class RepositoryFeed:
         topics: Topics,
         site: str,
         scheduler: Scheduler,
-        worker: ReplicaWorker,
+        states: SyncStates,
     ) -> None:
         self._scheduler = scheduler
-        self._worker = worker
+        self._states = states
         self._loop = ConsumerLoop(
             kafka, [topics.repository, topics.domain], f"geogit-replicator-{site}", self.handle
         )
@@ -48,12 +48,12 @@ class RepositoryFeed:
             pushed_at = (
                 payload.pushed_at.ToDatetime(tzinfo=UTC) if payload.HasField("pushed_at") else None
             )
-            self._worker.hint(payload.project_id, Hint(payload.seq, payload.checksum, pushed_at))
+            self._states.hint(payload.project_id, Hint(payload.seq, payload.checksum, pushed_at))
             self._scheduler.request(payload.project_id, Action.SYNC)
         elif event.type == "ProjectUpdated":
-            self._worker.default_branch(payload.project_id, payload.default_branch)
+            self._states.default_branch(payload.project_id, payload.default_branch)
             self._scheduler.request(payload.project_id, Action.SYNC)
         elif event.type == "RepositoryCreated":
             hint = Hint(payload.seq, EMPTY_CHECKSUM, event.occurred_at)
-            self._worker.hint(payload.project_id, hint)
+            self._states.hint(payload.project_id, hint)
             self._scheduler.request(payload.project_id, Action.SYNC)

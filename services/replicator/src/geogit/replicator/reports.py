@@ -17,22 +17,21 @@ import contextlib
 import logging
 
 from google.protobuf.message import Message
-from prometheus_client import Counter, Gauge
 
 from geogit.common.background import Background
 from geogit.replicator.clients.internal_api import InternalApiClient, InternalApiError
+from geogit.replicator.metrics import ReplicatorMetrics
 
 log = logging.getLogger(__name__)
 
 RETRY_BASE_SECONDS = 0.5
 RETRY_MAX_SECONDS = 10.0
-DROPPED = Counter("geogit_replication_reports_dropped_total", "Reports refused as invalid")
-PENDING = Gauge("geogit_replication_reports_pending", "Reports not yet in the site's outbox")
 
 
 class Reports:
-    def __init__(self, api: InternalApiClient, site: str) -> None:
+    def __init__(self, api: InternalApiClient, site: str, metrics: ReplicatorMetrics) -> None:
         self._api = api
+        self._metrics = metrics
         self.site = site
         self._queue: asyncio.Queue[tuple[int, Message]] = asyncio.Queue()
         self._sender = Background("replication-reports", self._send_forever)
@@ -57,7 +56,7 @@ class Reports:
     def publish(self, project_id: int, payload: Message) -> None:
         """Queue a report; it reaches the outbox after every report queued before it."""
         self._queue.put_nowait((project_id, payload))
-        PENDING.set(self._queue.qsize())
+        self._metrics.reports_pending.set(self._queue.qsize())
 
     async def _send_forever(self) -> None:
         while True:
@@ -66,7 +65,7 @@ class Reports:
                 await self._send(project_id, payload)
             finally:
                 self._queue.task_done()
-            PENDING.set(self._queue.qsize())
+            self._metrics.reports_pending.set(self._queue.qsize())
 
     async def _send(self, project_id: int, payload: Message) -> None:
         """Until the internal API has it; the next report waits, so the order holds."""
@@ -78,7 +77,7 @@ class Reports:
                 await self._api.report(payload.DESCRIPTOR.name, project_id, body)
             except InternalApiError as exc:
                 if exc.status == 400:
-                    DROPPED.inc()
+                    self._metrics.reports_dropped.inc()
                     log.error("replication report refused", extra={"error": str(exc)})
                     return
                 failures += 1

@@ -17,7 +17,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from geogit.replicator import metrics
+from geogit.replicator.metrics import ReplicatorMetrics
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,15 @@ class _Entry:
 
 class Scheduler:
     def __init__(
-        self, work: Work, max_concurrency: int, retry_base: float, retry_max: float
+        self,
+        work: Work,
+        max_concurrency: int,
+        retry_base: float,
+        retry_max: float,
+        metrics: ReplicatorMetrics | None = None,
     ) -> None:
         self._work = work
+        self._metrics = metrics or ReplicatorMetrics()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._retry_base = retry_base
         self._retry_max = retry_max
@@ -78,7 +84,7 @@ class Scheduler:
             return
         entry = self._entries[project_id] = _Entry(action)
         entry.task = asyncio.create_task(self._run(project_id, entry), name=f"project-{project_id}")
-        metrics.QUEUE_DEPTH.set(len(self._entries))
+        self._metrics.queue_depth.set(len(self._entries))
 
     def backoff(self, attempt: int) -> float:
         """Full exponential backoff, jittered into its upper half so retries spread out."""
@@ -106,7 +112,7 @@ class Scheduler:
                     return
         finally:
             self._entries.pop(project_id, None)
-            metrics.QUEUE_DEPTH.set(len(self._entries))
+            self._metrics.queue_depth.set(len(self._entries))
 
     async def drain(self, grace: float) -> None:
         """Take no more work; let running work finish within `grace`, then cancel it."""

@@ -23,16 +23,20 @@ from geogit.replicator.clients.internal_api import InternalApiClient
 from geogit.replicator.clients.storage import StorageClient
 from geogit.replicator.config import ReplicatorSettings
 from geogit.replicator.feed import RepositoryFeed
+from geogit.replicator.metrics import ReplicatorMetrics
 from geogit.replicator.reports import Reports
 from geogit.replicator.scheduler import Scheduler
+from geogit.replicator.sync_state import SyncStates
 from geogit.replicator.worker import ReplicaWorker
 
 log = logging.getLogger(__name__)
 
 
-class Replicator:
+class ReplicatorServer:
     def __init__(self, settings: ReplicatorSettings) -> None:
         self.settings = settings
+        self.metrics = ReplicatorMetrics()
+        self.states = SyncStates()
         kafka = (
             KafkaConfig(
                 bootstrap=settings.kafka_bootstrap,
@@ -52,7 +56,7 @@ class Replicator:
         self.storage = StorageClient(
             settings.storages, settings.storage_secret, settings.sync_timeout_seconds
         )
-        self.reports = Reports(self.api, settings.site_name)
+        self.reports = Reports(self.api, settings.site_name, self.metrics)
         self.primary = PrimaryClient(
             settings.primary_url,
             settings.site_name,
@@ -69,12 +73,15 @@ class Replicator:
             settings.geo_secret,
             settings.retry_base_seconds,
             settings.retry_max_seconds,
+            self.states,
+            self.metrics,
         )
         self.scheduler = Scheduler(
             self.worker,
             settings.max_concurrency,
             settings.retry_base_seconds,
             settings.retry_max_seconds,
+            self.metrics,
         )
         self.backfill = Backfill(
             self.api,
@@ -83,7 +90,7 @@ class Replicator:
             settings.verify_interval_seconds,
         )
         self.feed = (
-            RepositoryFeed(kafka, topics, settings.site_name, self.scheduler, self.worker)
+            RepositoryFeed(kafka, topics, settings.site_name, self.scheduler, self.states)
             if kafka is not None
             else None
         )
@@ -94,6 +101,7 @@ class Replicator:
             actions={"/backfill": self.backfill.now},
             header_timeout=settings.ops_header_timeout_seconds,
             max_connections=settings.ops_max_connections,
+            registry=self.metrics.registry,
         )
 
     async def start(self) -> None:
@@ -119,7 +127,7 @@ class Replicator:
 
 
 async def serve(settings: ReplicatorSettings) -> None:
-    replicator = Replicator(settings)
+    replicator = ReplicatorServer(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -28,26 +27,18 @@ from geogit.common.paths import hashed_repository_path
 from geogit.common.primary_client import PrimaryClient, PrimaryUnavailable
 from geogit.common.proto.events.v1 import replication_pb2
 from geogit.common.repository_client import StorageError
-from geogit.replicator import metrics
 from geogit.replicator.clients.internal_api import InternalApiClient, InternalApiError
 from geogit.replicator.clients.storage import StorageClient, repository
+from geogit.replicator.metrics import ReplicatorMetrics
 from geogit.replicator.reports import Reports
 from geogit.replicator.scheduler import Action, Retry, backoff_ceiling
+from geogit.replicator.sync_state import Hint, SyncStates
 
 log = logging.getLogger(__name__)
 
 # A sync requested for a project the read model does not know yet (the event outran it) is
 # retried this many times before it is left to backfill.
 UNKNOWN_PROJECT_RETRIES = 5
-
-
-@dataclass(frozen=True)
-class Hint:
-    """What a repository event said, possibly ahead of the read model."""
-
-    seq: int
-    checksum: str
-    pushed_at: datetime | None
 
 
 def _now() -> datetime:
@@ -65,6 +56,8 @@ class ReplicaWorker:
         geo_secret: str,
         retry_base: float,
         retry_max: float,
+        states: SyncStates,
+        metrics: ReplicatorMetrics,
     ) -> None:
         self._api = api
         self._storage = storage
@@ -74,32 +67,21 @@ class ReplicaWorker:
         self._geo_secret = geo_secret
         self._retry_base = retry_base
         self._retry_max = retry_max
-        self._hints: dict[int, Hint] = {}
-        self._unknown: dict[int, int] = {}
-        self._api_failures: dict[int, int] = {}
-        self._branches: dict[int, str] = {}
-        self._heads: dict[int, str] = {}
-
-    def hint(self, project_id: int, hint: Hint) -> None:
-        known = self._hints.get(project_id)
-        if known is None or hint.seq > known.seq:
-            self._hints[project_id] = hint
-
-    def default_branch(self, project_id: int, branch: str) -> None:
-        """The project's default branch as a `ProjectUpdated` event announced it."""
-        self._branches[project_id] = branch
+        self._states = states
+        self._metrics = metrics
 
     async def __call__(self, project_id: int, action: Action) -> Retry | None:
         try:
             outcome = await self._work(project_id, action)
         except InternalApiError as exc:
-            attempt = self._api_failures[project_id] = self._api_failures.get(project_id, 0) + 1
+            state = self._states[project_id]
+            state.api_failures += 1
             log.warning(
                 "internal API unavailable", extra={"project_id": project_id, "error": str(exc)}
             )
-            metrics.FAILURES.labels("internal_api").inc()
-            return Retry(attempt)
-        self._api_failures.pop(project_id, None)
+            self._metrics.failures.labels("internal_api").inc()
+            return Retry(state.api_failures)
+        self._states[project_id].api_failures = 0
         return outcome
 
     async def _work(self, project_id: int, action: Action) -> Retry | None:
@@ -109,7 +91,7 @@ class ReplicaWorker:
         replicable = await self._api.replicable(project_id)
         if replicable is None:
             return self._not_known_yet(project_id)
-        self._unknown.pop(project_id, None)
+        self._states[project_id].unknown_attempts = 0
         registry = replicable.registry or RegistryEntry()
         if action is Action.VERIFY and registry.state == "synced":
             return await self._verify(replicable, registry)
@@ -118,18 +100,19 @@ class ReplicaWorker:
     def _not_known_yet(self, project_id: int) -> Retry | None:
         """A deleted project's events may still arrive, and a new one's may come before the
         read model has it: try again a few times, then leave it to backfill."""
-        attempts = self._unknown[project_id] = self._unknown.get(project_id, 0) + 1
-        if attempts > UNKNOWN_PROJECT_RETRIES:
-            self._unknown.pop(project_id)
-            self._hints.pop(project_id, None)
+        state = self._states[project_id]
+        state.unknown_attempts += 1
+        if state.unknown_attempts > UNKNOWN_PROJECT_RETRIES:
+            state.unknown_attempts = 0
+            state.hint = None
             return None
-        return Retry(attempts)
+        return Retry(state.unknown_attempts)
 
     # Sync ----------------------------------------------------------------------------------
 
     def _target(self, replicable: Replicable) -> Hint:
         read_model = Hint(replicable.seq, replicable.checksum, replicable.pushed_at)
-        hint = self._hints.get(replicable.project_id)
+        hint = self._states[replicable.project_id].hint
         return hint if hint is not None and hint.seq > read_model.seq else read_model
 
     def _source(self, replicable: Replicable) -> tuple[str, dict[str, str]]:
@@ -152,7 +135,7 @@ class ReplicaWorker:
         except StorageError as exc:
             return await self._failed(replicable, registry, target, f"fetch failed: {exc}")
         finally:
-            metrics.SYNC_SECONDS.observe(time.monotonic() - started)
+            self._metrics.sync_seconds.observe(time.monotonic() - started)
         if checksum != target.checksum:
             settled = await self._settle(project_id, checksum)
             if settled is None:
@@ -174,8 +157,9 @@ class ReplicaWorker:
         return state.seq if state.checksum == checksum else None
 
     async def _follow_head(self, replicable: Replicable) -> None:
-        branch = self._branches.get(replicable.project_id, replicable.default_branch)
-        if self._heads.get(replicable.project_id) == branch:
+        state = self._states[replicable.project_id]
+        branch = replicable.default_branch if state.branch is None else state.branch
+        if state.head == branch:
             return
         try:
             await self._storage.set_head(
@@ -184,7 +168,7 @@ class ReplicaWorker:
         except StorageError as exc:  # storage unreachable: the next sync or check tries again
             log.info("HEAD not moved", extra={"branch": branch, "error": str(exc)})
             return
-        self._heads[replicable.project_id] = branch
+        state.head = branch
 
     async def _synced(self, replicable: Replicable, target: Hint, checksum: str) -> None:
         now = _now()
@@ -198,9 +182,9 @@ class ReplicaWorker:
         )
         await self._api.save(replicable.project_id, entry)
         lag_ms = int((now - target.pushed_at).total_seconds() * 1000) if target.pushed_at else 0
-        metrics.SYNCS.labels("synced").inc()
+        self._metrics.syncs.labels("synced").inc()
         if target.pushed_at is not None:
-            metrics.LAG_SECONDS.observe(lag_ms / 1000)
+            self._metrics.lag_seconds.observe(lag_ms / 1000)
         log.info(
             "replica synced",
             extra={"project_id": replicable.project_id, "seq": target.seq, "lag_ms": lag_ms},
@@ -239,7 +223,7 @@ class ReplicaWorker:
             }
         )
         await self._api.save(replicable.project_id, entry)
-        metrics.SYNCS.labels("failed").inc()
+        self._metrics.syncs.labels("failed").inc()
         log.warning(
             "replica sync failed",
             extra={"project_id": replicable.project_id, "attempt": attempt, "error": error},
@@ -272,7 +256,7 @@ class ReplicaWorker:
         except StorageError as exc:
             checksum = f"unreadable: {exc}"
         ok = checksum == replicable.checksum
-        metrics.VERIFICATIONS.labels("ok" if ok else "mismatch").inc()
+        self._metrics.verifications.labels("ok" if ok else "mismatch").inc()
         self._reports.publish(
             replicable.project_id,
             replication_pb2.ReplicaVerified(
@@ -307,7 +291,6 @@ class ReplicaWorker:
                 if exc.code != grpc.StatusCode.NOT_FOUND:
                     raise
         await self._api.forget(project_id)
-        for known in (self._hints, self._branches, self._heads):
-            known.pop(project_id, None)
-        metrics.DELETIONS.inc()
+        self._states.replica_removed(project_id)
+        self._metrics.deletions.inc()
         log.info("replica removed", extra={"project_id": project_id})

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from geogit.ssh_gateway import metrics
+from geogit.ssh_gateway.metrics import SshMetrics
 
 
 class TooManySessions(Exception):
@@ -16,7 +16,8 @@ class TooManySessions(Exception):
 
 
 class SessionLimits:
-    def __init__(self, max_sessions: int, max_per_user: int) -> None:
+    def __init__(self, max_sessions: int, max_per_user: int, metrics: SshMetrics) -> None:
+        self._metrics = metrics
         self.max_sessions = max_sessions
         self.max_per_user = max_per_user
         self.active = 0
@@ -39,7 +40,7 @@ class SessionLimits:
         self.active += 1
         self._idle.clear()
         self._per_user[username] += 1
-        metrics.SESSIONS_ACTIVE.inc()
+        self._metrics.sessions_active.inc()
         try:
             yield
         finally:
@@ -47,6 +48,6 @@ class SessionLimits:
             self._per_user[username] -= 1
             if not self._per_user[username]:
                 del self._per_user[username]
-            metrics.SESSIONS_ACTIVE.dec()
+            self._metrics.sessions_active.dec()
             if not self.active:
                 self._idle.set()

@@ -17,13 +17,13 @@ import asyncssh
 
 from geogit.common.logging import configure_logging
 from geogit.common.ops_http import OpsServer
-from geogit.ssh_gateway import metrics
 from geogit.ssh_gateway.client import WINDOW
 from geogit.ssh_gateway.config import SshGatewaySettings
 from geogit.ssh_gateway.geo_proxy import new_http_client
 from geogit.ssh_gateway.host_keys import load_or_create_host_keys
 from geogit.ssh_gateway.internal_client import ApiUnavailable, InternalApiClient, InternalApiError
 from geogit.ssh_gateway.limits import SessionLimits
+from geogit.ssh_gateway.metrics import SshMetrics
 from geogit.ssh_gateway.session import Identity, SessionHandler
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class _Connection(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         self._gateway.connections[conn] = self
-        metrics.CONNECTIONS.inc()
+        self._gateway.metrics.connections.inc()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -78,15 +78,15 @@ class _Connection(asyncssh.SSHServer):
                 found = await self._gateway.api.authorized_key(blob)
             except ApiUnavailable as exc:
                 log.warning("key lookup failed", extra={"error": str(exc)})
-                metrics.AUTH.labels("unavailable").inc()
+                self._gateway.metrics.auth.labels("unavailable").inc()
                 self.identity = Identity(0, "", unavailable=str(exc))
                 return True
             except InternalApiError as exc:
                 log.warning("key lookup failed", extra={"error": str(exc)})
-                metrics.AUTH.labels("error").inc()
+                self._gateway.metrics.auth.labels("error").inc()
                 return False
             self._checked[blob] = Identity(found.id, found.username) if found else None
-            metrics.AUTH.labels("accepted" if found else "unknown").inc()
+            self._gateway.metrics.auth.labels("accepted" if found else "unknown").inc()
         identity = self._checked[blob]
         if identity is None:
             return False
@@ -121,11 +121,14 @@ class SshGateway:
             settings.internal_api_secret,
             settings.internal_api_timeout_seconds,
         )
-        self.limits = SessionLimits(settings.max_sessions, settings.max_sessions_per_user)
+        self.metrics = SshMetrics()
+        self.limits = SessionLimits(
+            settings.max_sessions, settings.max_sessions_per_user, self.metrics
+        )
         self.connections: dict[asyncssh.SSHServerConnection, _Connection] = {}
         self.primary_http = new_http_client(settings.idle_timeout_seconds)
         self._handler = SessionHandler(
-            self.api, self.limits, settings.idle_timeout_seconds, self.primary_http
+            self.api, self.limits, settings.idle_timeout_seconds, self.primary_http, self.metrics
         )
         self._acceptor: asyncssh.SSHAcceptor | None = None
         ops_host, ops_port = settings.ops_host_and_port
@@ -135,6 +138,7 @@ class SshGateway:
             lambda: self.state is State.READY,
             header_timeout=settings.ops_header_timeout_seconds,
             max_connections=settings.ops_max_connections,
+            registry=self.metrics.registry,
         )
         self.port = 0
 

@@ -15,13 +15,13 @@ import httpx
 
 from geogit.common.internal_api import GeoProxyToPrimary
 from geogit.common.logging import bound_correlation_id
-from geogit.ssh_gateway import metrics
 from geogit.ssh_gateway.client import ClientGone, ClientIdle, SshClient
 from geogit.ssh_gateway.commands import Command, CommandRefused, parse_command
 from geogit.ssh_gateway.geo_proxy import can_proxy, proxy_to_primary
 from geogit.ssh_gateway.git_relay import GitRelay
 from geogit.ssh_gateway.internal_client import Denial, InternalApiClient, InternalApiError
 from geogit.ssh_gateway.limits import SessionLimits, TooManySessions
+from geogit.ssh_gateway.metrics import SshMetrics
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,9 @@ class SessionHandler:
         limits: SessionLimits,
         idle_timeout: float,
         primary_http: httpx.AsyncClient,
+        metrics: SshMetrics,
     ) -> None:
+        self._metrics = metrics
         self._api = api
         self._limits = limits
         self._idle = idle_timeout
@@ -65,7 +67,7 @@ class SessionHandler:
         connection_lost: Callable[[], bool],
     ) -> None:
         if identity.unavailable:
-            status = _refuse(process, identity.unavailable, "unavailable")
+            status = self._refuse(process, identity.unavailable, "unavailable")
             with contextlib.suppress(OSError, asyncssh.Error):
                 process.exit(status)
             return
@@ -74,10 +76,10 @@ class SessionHandler:
                 with self._limits.session(identity.username):
                     status = await self._run(process, identity, connection_lost, correlation_id)
             except TooManySessions as exc:
-                status = _refuse(process, str(exc), "limited")
+                status = self._refuse(process, str(exc), "limited")
             except Exception:
                 log.exception("ssh session failed", extra={"username": identity.username})
-                status = _refuse(process, "internal error", "error")
+                status = self._refuse(process, "internal error", "error")
             with contextlib.suppress(OSError, asyncssh.Error):  # the client may be gone
                 process.exit(status)
 
@@ -89,24 +91,26 @@ class SessionHandler:
         correlation_id: str,
     ) -> int:
         if process.subsystem:
-            return _refuse(process, f"subsystem {process.subsystem!r} is not allowed", "refused")
+            return self._refuse(
+                process, f"subsystem {process.subsystem!r} is not allowed", "refused"
+            )
         if process.term_type:
-            return _refuse(process, "interactive sessions (pty) are not allowed", "refused")
+            return self._refuse(process, "interactive sessions (pty) are not allowed", "refused")
         try:
             command = parse_command(process.command)
         except CommandRefused as exc:
-            return _refuse(process, str(exc), "refused")
+            return self._refuse(process, str(exc), "refused")
         if command.kind == "welcome":
             process.stdout.write(f"Welcome to {PRODUCT}, @{identity.username}!\n".encode())
-            metrics.SESSIONS.labels("welcome", "ok").inc()
+            self._metrics.sessions.labels("welcome", "ok").inc()
             return 0
         assert command.action is not None
         try:
             answer = await self._api.allowed(command.action, identity.key_id, command.project)
         except InternalApiError as exc:
-            return _refuse(process, str(exc), "error")
+            return self._refuse(process, str(exc), "error")
         if isinstance(answer, Denial):
-            return _refuse(process, answer.message, "denied")
+            return self._refuse(process, answer.message, "denied")
         git_protocol = process.env.get("GIT_PROTOCOL", "")
         if not isinstance(git_protocol, str) or not _GIT_PROTOCOL.fullmatch(git_protocol):
             git_protocol = ""
@@ -128,16 +132,18 @@ class SessionHandler:
             else:
                 status = await GitRelay(client, command, answer, git_protocol).run()
         except ClientIdle:
-            return _refuse(process, "idle timeout: the client stopped sending or reading", "idle")
+            return self._refuse(
+                process, "idle timeout: the client stopped sending or reading", "idle"
+            )
         except ClientGone:
             log.info("client gone mid-command, storage call cancelled")
-            metrics.SESSIONS.labels(command.action, "client_gone").inc()
+            self._metrics.sessions.labels(command.action, "client_gone").inc()
             return 1
         except grpc.aio.AioRpcError as exc:
-            return _refuse(process, f"storage: {exc.code().name}: {exc.details()}", "error")
+            return self._refuse(process, f"storage: {exc.code().name}: {exc.details()}", "error")
         finally:
-            metrics.SESSION_SECONDS.labels(command.action).observe(time.monotonic() - started)
-        metrics.SESSIONS.labels(command.action, "ok" if status == 0 else "failed").inc()
+            self._metrics.session_seconds.labels(command.action).observe(time.monotonic() - started)
+        self._metrics.sessions.labels(command.action, "ok" if status == 0 else "failed").inc()
         return status
 
     async def _from_primary(
@@ -172,10 +178,9 @@ class SessionHandler:
         except InternalApiError as exc:
             log.warning("could not report a relayed push", extra={"error": str(exc)})
 
-
-def _refuse(process: asyncssh.SSHServerProcess[bytes], message: str, outcome: str) -> int:
-    metrics.SESSIONS.labels("-", outcome).inc()
-    log.info("session refused", extra={"reason": message, "outcome": outcome})
-    with contextlib.suppress(OSError, asyncssh.Error):
-        process.stderr.write(f"{PRODUCT}: {message}\n".encode())
-    return 1
+    def _refuse(self, process: asyncssh.SSHServerProcess[bytes], message: str, outcome: str) -> int:
+        self._metrics.sessions.labels("-", outcome).inc()
+        log.info("session refused", extra={"reason": message, "outcome": outcome})
+        with contextlib.suppress(OSError, asyncssh.Error):
+            process.stderr.write(f"{PRODUCT}: {message}\n".encode())
+        return 1

@@ -75,10 +75,10 @@ def run_hook(name: str, args: list[str], raw_payload: str) -> int:
         else:
             print(f"geogit-hooks: unknown hook {name!r}", file=sys.stderr)
             return 1
-        return _relay(responses)
+        return _write_to_git(responses)
 
 
-def _relay(responses: Iterator[hook_pb2.HookResponse]) -> int:
+def _write_to_git(responses: Iterator[hook_pb2.HookResponse]) -> int:
     status = 1
     for response in responses:
         if response.stdout:

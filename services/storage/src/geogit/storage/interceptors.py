@@ -16,18 +16,15 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
-from prometheus_client import Counter, Histogram
 
 from geogit.common.logging import CORRELATION_METADATA_KEY, adopt_correlation_id
 from geogit.common.paths import InvalidPathError
 from geogit.common.tokens import HOOKS_AUDIENCE, STORAGE_AUDIENCE, TokenError, verify_token
 from geogit.storage.errors import InvalidArgument, StorageError
 from geogit.storage.git import GitError, GitProtocolError
+from geogit.storage.metrics import StorageMetrics
 
 log = logging.getLogger(__name__)
-
-RPC_TOTAL = Counter("geogit_storage_rpc_total", "RPCs handled", ["method", "code"])
-RPC_SECONDS = Histogram("geogit_storage_rpc_seconds", "RPC duration", ["method"])
 
 # Probes must work without a token.
 _UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -51,8 +48,9 @@ def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 class StorageInterceptor(grpc.aio.ServerInterceptor):
     """Hooks present a token for HookService only; everyone else a storage token."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, metrics: StorageMetrics | None = None) -> None:
         self._secret = secret
+        self._metrics = metrics or StorageMetrics()
 
     async def intercept_service(
         self,
@@ -66,7 +64,7 @@ class StorageInterceptor(grpc.aio.ServerInterceptor):
         metadata = dict(handler_call_details.invocation_metadata or ())
         audience = HOOKS_AUDIENCE if method.startswith(_HOOK_SERVICE_PREFIX) else STORAGE_AUDIENCE
         denial = self._authenticate(metadata.get("authorization"), audience)
-        call = _Call(method, metadata.get(CORRELATION_METADATA_KEY), denial)
+        call = _Call(method, metadata.get(CORRELATION_METADATA_KEY), denial, self._metrics)
         call.drains = handler.request_streaming and not method.startswith(_INTERACTIVE_PREFIX)
         return _wrap(handler, call)
 
@@ -93,8 +91,11 @@ class _Call:
     traceback, so `decode` never raises: it keeps the failure, and the call ends with it.
     """
 
-    def __init__(self, method: str, correlation: Any, denial: str | None) -> None:
+    def __init__(
+        self, method: str, correlation: Any, denial: str | None, metrics: StorageMetrics
+    ) -> None:
         self.name = method.rsplit("/", 1)[-1]
+        self._metrics = metrics
         if isinstance(correlation, bytes):
             correlation = correlation.decode(errors="replace")
         self.correlation_id: str | None = correlation
@@ -148,7 +149,7 @@ class _Call:
     async def start(self, context: grpc.aio.ServicerContext) -> float:
         adopt_correlation_id(self.correlation_id)
         if self.denial is not None:
-            RPC_TOTAL.labels(self.name, grpc.StatusCode.UNAUTHENTICATED.name).inc()
+            self._metrics.rpc_total.labels(self.name, grpc.StatusCode.UNAUTHENTICATED.name).inc()
             log.warning("rpc refused", extra={"method": self.name, "reason": self.denial})
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, self.denial)
         return time.monotonic()
@@ -156,7 +157,7 @@ class _Call:
     async def fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
         # A request that did not decode explains whatever failed after it.
         code, message = _status_for(self.decode_error or exc)
-        RPC_TOTAL.labels(self.name, code.name).inc()
+        self._metrics.rpc_total.labels(self.name, code.name).inc()
         level = logging.ERROR if code == grpc.StatusCode.INTERNAL else logging.INFO
         log.log(
             level,
@@ -169,8 +170,8 @@ class _Call:
     async def done(self, context: grpc.aio.ServicerContext, started: float) -> None:
         if self.decode_error is not None:
             await self.fail(context, self.decode_error)
-        RPC_TOTAL.labels(self.name, "OK").inc()
-        RPC_SECONDS.labels(self.name).observe(time.monotonic() - started)
+        self._metrics.rpc_total.labels(self.name, "OK").inc()
+        self._metrics.rpc_seconds.labels(self.name).observe(time.monotonic() - started)
 
 
 def _wrap(handler: grpc.RpcMethodHandler, call: _Call) -> grpc.RpcMethodHandler:

@@ -10,24 +10,19 @@ place, so a failed or killed first sync leaves nothing behind; later syncs fetch
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import shlex
 import shutil
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from geogit.common.proto.storage.v1 import repository_pb2
 from geogit.storage.errors import InvalidArgument, Unavailable
 from geogit.storage.git import Git, GitCommand, GitError, object_check_config
 from geogit.storage.locator import RepositoryLocator
+from geogit.storage.repositories import Repositories
 from geogit.storage.ssh_helper import SSH_PAYLOAD_ENV, SshPayload
-
-if TYPE_CHECKING:
-    from geogit.storage.repository_service import RepositoryService
 
 _HEADER_NAME = re.compile(r"\A[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
 _FETCH_OPTIONS = ["--quiet", "--prune", "--force", "--atomic", "--no-write-fetch-head"]
@@ -97,37 +92,24 @@ def _header_line(name: str, value: str) -> str:
     return f"{name}: {value}"
 
 
-class Replicator:
+class ReplicaFetcher:
+    """Fetches a replica's refs from its source (ReplicateRepository); `timeout` bounds one
+    fetch, so a first sync of a large repository may take long but not forever."""
+
     def __init__(
-        self,
-        git: Git,
-        locator: RepositoryLocator,
-        repositories: RepositoryService,
-        timeout: float = 3600.0,
+        self, git: Git, locator: RepositoryLocator, repositories: Repositories, timeout: float
     ) -> None:
         self.git = git
         self.locator = locator
         self.repositories = repositories
         self.timeout = timeout
-        self._locks: dict[Path, asyncio.Lock] = {}
-
-    @contextlib.asynccontextmanager
-    async def lock(self, path: Path) -> AsyncIterator[None]:
-        """Serialize writers of one repository inside this process."""
-        lock = self._locks.setdefault(path, asyncio.Lock())
-        try:
-            async with lock:
-                yield
-        finally:
-            if not lock.locked() and self._locks.get(path) is lock:
-                del self._locks[path]
 
     async def replicate(
         self, request: repository_pb2.ReplicateRepositoryRequest
     ) -> repository_pb2.ReplicateRepositoryResponse:
         path = self.locator.path(request.repository)
         source = FetchSource.from_request(request)
-        async with self.lock(path):
+        async with self.repositories.lock(path):
             created = not (path / "HEAD").is_file()
             if created:
                 await self._replicate_new(path, source)

@@ -3,33 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import shutil
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 
 from geogit.common.proto.storage.v1 import repository_pb2, repository_pb2_grpc
-from geogit.common.storage_client import EMPTY_CHECKSUM
 from geogit.storage.errors import AlreadyExists, InvalidArgument
 from geogit.storage.git import Git, GitCommand, GitError
 from geogit.storage.locator import RepositoryLocator, check_object_id
-from geogit.storage.replication import Replicator
+from geogit.storage.replication import ReplicaFetcher
+from geogit.storage.repositories import Repositories
 
 REFS_PER_MESSAGE = 1000
 STALE_QUARANTINE_SECONDS = 24 * 3600
-_REF_FORMAT = "--format=%(objectname) %(refname)"
 
 
 class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
-    def __init__(self, git: Git, locator: RepositoryLocator, runtime_dir: Path) -> None:
+    def __init__(
+        self,
+        git: Git,
+        locator: RepositoryLocator,
+        repositories: Repositories,
+        fetcher: ReplicaFetcher,
+    ) -> None:
         self.git = git
         self.locator = locator
-        self.runtime_dir = runtime_dir
-        self.replicator = Replicator(git, locator, self)
+        self.repositories = repositories
+        self.fetcher = fetcher
 
     async def CreateRepository(
         self, request: repository_pb2.CreateRepositoryRequest, context: grpc.aio.ServicerContext
@@ -43,7 +46,7 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
     async def create_at(self, path: Path, default_branch: str) -> None:
         """Built in a scratch directory and renamed: a repository appears whole or not at all."""
         await self._check_branch_name(default_branch)
-        scratch = self.scratch_dir()
+        scratch = self.repositories.scratch_dir()
         try:
             await self.git.check(
                 GitCommand(
@@ -69,11 +72,6 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
                 return
         raise InvalidArgument(f"invalid default branch name: {branch!r}")
 
-    def scratch_dir(self) -> Path:
-        scratch_root = self.runtime_dir / "tmp"
-        scratch_root.mkdir(parents=True, exist_ok=True)
-        return scratch_root / uuid.uuid4().hex
-
     async def RepositoryExists(
         self, request: repository_pb2.RepositoryExistsRequest, context: grpc.aio.ServicerContext
     ) -> repository_pb2.RepositoryExistsResponse:
@@ -85,7 +83,7 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
     ) -> repository_pb2.RemoveRepositoryResponse:
         path = self.locator.existing(request.repository)
         # Move aside first: readers never see a half-deleted repository.
-        trash = self.scratch_dir()
+        trash = self.repositories.scratch_dir()
         path.rename(trash)
         await asyncio.to_thread(shutil.rmtree, trash, True)
         return repository_pb2.RemoveRepositoryResponse()
@@ -100,7 +98,7 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
                 GitCommand("symbolic-ref", options=["--quiet"], args=["HEAD"], git_dir=path)
             )
             batch.append(repository_pb2.Reference(name="HEAD", target=head.stdout.decode().strip()))
-        async for oid, name in self.iter_refs(path, list(request.patterns)):
+        async for oid, name in self.repositories.iter_refs(path, list(request.patterns)):
             batch.append(repository_pb2.Reference(name=name, target=oid))
             if len(batch) >= REFS_PER_MESSAGE:
                 yield repository_pb2.ListRefsResponse(references=batch)
@@ -108,30 +106,12 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
         if batch:
             yield repository_pb2.ListRefsResponse(references=batch)
 
-    async def iter_refs(self, path: Path, patterns: list[str]) -> AsyncIterator[tuple[str, str]]:
-        command = GitCommand("for-each-ref", options=[_REF_FORMAT], args=patterns, git_dir=path)
-        async with self.git.process(command) as proc:
-            stderr = asyncio.create_task(proc.drain_stderr())
-            assert proc.proc.stdout is not None
-            async for line in proc.proc.stdout:
-                oid, _, name = line.decode().rstrip("\n").partition(" ")
-                yield oid, name
-            await stderr
-            if (code := await proc.wait()) != 0:
-                raise proc.failure(code)
-
-    async def checksum(self, path: Path) -> str:
-        """XOR of SHA-1 over each "<oid> <ref>" line: order-free, so equal refs give equal sums."""
-        accumulator = 0
-        async for oid, name in self.iter_refs(path, []):
-            accumulator ^= int.from_bytes(hashlib.sha1(f"{oid} {name}".encode()).digest(), "big")
-        return f"{accumulator:040x}" if accumulator else EMPTY_CHECKSUM
-
     async def CalculateChecksum(
         self, request: repository_pb2.CalculateChecksumRequest, context: grpc.aio.ServicerContext
     ) -> repository_pb2.CalculateChecksumResponse:
         path = self.locator.existing(request.repository)
-        return repository_pb2.CalculateChecksumResponse(checksum=await self.checksum(path))
+        checksum = await self.repositories.checksum(path)
+        return repository_pb2.CalculateChecksumResponse(checksum=checksum)
 
     async def CommitIsAncestor(
         self, request: repository_pb2.CommitIsAncestorRequest, context: grpc.aio.ServicerContext
@@ -177,7 +157,7 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
     async def ReplicateRepository(
         self, request: repository_pb2.ReplicateRepositoryRequest, context: grpc.aio.ServicerContext
     ) -> repository_pb2.ReplicateRepositoryResponse:
-        return await self.replicator.replicate(request)
+        return await self.fetcher.replicate(request)
 
     async def SetHead(
         self, request: repository_pb2.SetHeadRequest, context: grpc.aio.ServicerContext
@@ -193,7 +173,7 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
         self, request: repository_pb2.OptimizeRepositoryRequest, context: grpc.aio.ServicerContext
     ) -> repository_pb2.OptimizeRepositoryResponse:
         path = self.locator.existing(request.repository)
-        async with self.replicator.lock(path):
+        async with self.repositories.lock(path):
             await asyncio.to_thread(remove_stale_quarantines, path)
             await self.git.check(
                 GitCommand("pack-refs", options=["--all"], git_dir=path, separator=False)

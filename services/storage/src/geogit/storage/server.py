@@ -30,7 +30,10 @@ from geogit.storage.hook_service import HookService
 from geogit.storage.hooks import install_hooks
 from geogit.storage.interceptors import StorageInterceptor
 from geogit.storage.locator import RepositoryLocator
+from geogit.storage.metrics import StorageMetrics
 from geogit.storage.push import PushEnvironment
+from geogit.storage.replication import ReplicaFetcher
+from geogit.storage.repositories import Repositories
 from geogit.storage.repository_service import RepositoryService
 from geogit.storage.smarthttp import SmartHTTPService
 from geogit.storage.ssh import SSHService
@@ -63,8 +66,10 @@ class StorageServer:
             settings.git_timeout_seconds,
         )
         self.health = health.aio.HealthServicer()
+        self.metrics = StorageMetrics()
         self.grpc = grpc.aio.server(
-            interceptors=[StorageInterceptor(settings.storage_secret)], options=CHANNEL_OPTIONS
+            interceptors=[StorageInterceptor(settings.storage_secret, self.metrics)],
+            options=CHANNEL_OPTIONS,
         )
         self._register()
         self.ops = OpsServer(
@@ -72,14 +77,19 @@ class StorageServer:
             ready=lambda: self.serving,
             header_timeout=settings.ops_header_timeout_seconds,
             max_connections=settings.ops_max_connections,
+            registry=self.metrics.registry,
         )
         self.serving = False
 
     def _register(self) -> None:
         """Every RPC this storage answers, in one place."""
-        repositories = RepositoryService(self.git, self.locator, self.settings.runtime_dir)
-        repositories.replicator.timeout = self.settings.git_timeout_seconds
-        repository_pb2_grpc.add_RepositoryServiceServicer_to_server(repositories, self.grpc)
+        repositories = Repositories(self.git, self.settings.runtime_dir)
+        fetcher = ReplicaFetcher(
+            self.git, self.locator, repositories, self.settings.git_timeout_seconds
+        )
+        repository_pb2_grpc.add_RepositoryServiceServicer_to_server(
+            RepositoryService(self.git, self.locator, repositories, fetcher), self.grpc
+        )
         smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(
             SmartHTTPService(self.git, self.locator, self.push), self.grpc
         )

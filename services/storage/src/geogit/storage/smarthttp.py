@@ -13,7 +13,7 @@ from geogit.storage.git import Git, GitCommand
 from geogit.storage.locator import RepositoryLocator
 from geogit.storage.push import PushEnvironment
 from geogit.storage.request_guard import PktLineGuard
-from geogit.storage.streams import input_chunks, relay
+from geogit.storage.streams import input_chunks, pump_git
 
 
 class SmartHTTPService(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
@@ -87,7 +87,7 @@ class SmartHTTPService(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
         guard: PktLineGuard | None = None,
     ) -> AsyncIterator[bytes]:
         async with self.git.process(command, stdin=body is not None) as proc:
-            async for _, chunk in relay(
+            async for _, chunk in pump_git(
                 proc, body, forward_stderr=False, finite_input=body is not None
             ):
                 yield chunk

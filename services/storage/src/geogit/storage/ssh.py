@@ -16,7 +16,7 @@ from geogit.storage.git import Git, GitCommand
 from geogit.storage.locator import RepositoryLocator
 from geogit.storage.push import PushEnvironment
 from geogit.storage.request_guard import PktLineGuard
-from geogit.storage.streams import Stream, input_chunks, relay
+from geogit.storage.streams import Stream, input_chunks, pump_git
 
 SSHRequest = (
     ssh_pb2.SSHUploadPackRequest | ssh_pb2.SSHReceivePackRequest | ssh_pb2.SSHUploadArchiveRequest
@@ -78,7 +78,7 @@ class SSHService(ssh_pb2_grpc.SSHServiceServicer):
     ) -> AsyncIterator[ssh_pb2.SSHResponse]:
         stdin = guard.guarded(input_chunks(first, rest, lambda m: m.stdin, lambda m: m.stdin_eof))
         async with self.git.process(command, stdin=True) as proc:
-            async for stream, chunk in relay(proc, stdin, forward_stderr=True):
+            async for stream, chunk in pump_git(proc, stdin, forward_stderr=True):
                 if stream is Stream.STDOUT:
                     yield ssh_pb2.SSHResponse(stdout=chunk)
                 else:

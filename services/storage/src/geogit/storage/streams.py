@@ -42,7 +42,7 @@ async def input_chunks(
             return
 
 
-async def relay(
+async def pump_git(
     proc: GitProcess,
     stdin: AsyncIterator[bytes] | None,
     *,

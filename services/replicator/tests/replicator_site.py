@@ -1,0 +1,413 @@
+"""A secondary site for the replicator's tests: its real storage process, its real internal
+API (PostgreSQL, served in a thread) and, standing in for the other site, a small primary:
+`git http-backend` behind the Geo-token check the primary's front door makes, and the
+primary's repository-state answer that a sync settles a mismatch with.
+
+The read model is fed by applying the primary's events to the site's database directly (what
+the internal API's event feed does with each event it receives), so a test says exactly what
+the site knows, and when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
+import uvicorn
+from google.protobuf.message import Message
+
+from geogit.common.events import Topics, new_event
+from geogit.common.geo import GEO_TOKEN_HEADER, verify_geo_token
+from geogit.common.kafka import KafkaConfig
+from geogit.common.net import free_port
+from geogit.common.paths import hashed_repository_path
+from geogit.common.primary_client import PrimaryClient
+from geogit.common.proto.events.v1 import domain_pb2, repository_pb2
+from geogit.common.tokens import TokenError
+from geogit.internal_api.app import create_app
+from geogit.internal_api.config import InternalApiSettings
+from geogit.internal_api.db import make_engine, make_sessionmaker
+from geogit.internal_api.geo import read_model
+from geogit.internal_api.migrate import upgrade
+from geogit.replicator.clients.internal_api import InternalApiClient
+from geogit.replicator.clients.storage import StorageClient
+from geogit.replicator.feed import RepositoryFeed
+from geogit.replicator.metrics import ReplicatorMetrics
+from geogit.replicator.reports import Reports
+from geogit.replicator.scheduler import Scheduler
+from geogit.replicator.sync_state import SyncStates
+from geogit.replicator.worker import ReplicaWorker
+from geogit.storage.git import Git
+from geogit.storage.repositories import Repositories
+from geogit.storage.testing import API_SECRET, STORAGE_SECRET, StorageProcess, git
+
+SITE = "secondary"
+GEO_SECRET = "geo-secret-of-the-secondary-for-tests-0123"
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+OWNER_ID = 1
+
+
+async def _admin_sql(statement: str) -> None:
+    connection = await asyncpg.connect(POSTGRES)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+class Database:
+    def __init__(self) -> None:
+        self.name = f"geogit_replicator_{uuid.uuid4().hex[:12]}"
+        self.url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.name}"
+
+    def create(self) -> None:
+        asyncio.run(_admin_sql(f'CREATE DATABASE "{self.name}"'))
+        upgrade(self.url)
+
+    def drop(self) -> None:
+        asyncio.run(_admin_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+
+
+@dataclass
+class PrimaryRepository:
+    """One project's repository on the primary, and the sequence its pushes reached."""
+
+    project_id: int
+    full_path: str
+    path: Path
+    work: Path
+    seq: int = 1
+
+    @property
+    def disk_path(self) -> str:
+        return hashed_repository_path(self.project_id)
+
+
+class Primary:
+    """The primary as the replicator sees it: smart HTTP at /<full_path>.git for Geo tokens of
+    scope `replication`, and GET /api/v4/geo/projects/:id/repository."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.repositories: dict[int, PrimaryRepository] = {}
+        # Project id → (seq, checksum) the primary answers; absent: 404 (it cannot say).
+        self.states: dict[int, tuple[int, str]] = {}
+        self.fetches = 0
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._thread.join(5)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        primary = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._serve(b"")
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                self._serve(self.rfile.read(length))
+
+            def _serve(self, body: bytes) -> None:
+                try:
+                    claims = verify_geo_token(
+                        self.headers.get(GEO_TOKEN_HEADER, ""), GEO_SECRET, SITE
+                    )
+                except TokenError:
+                    self._answer(401, b"bad geo token\n", "text/plain")
+                    return
+                parts = urlsplit(self.path)
+                prefix = "/api/v4/geo/projects/"
+                if parts.path.startswith(prefix) and parts.path.endswith("/repository"):
+                    project = unquote(parts.path[len(prefix) : -len("/repository")])
+                    state = primary.states.get(int(project))
+                    if state is None:
+                        self._answer(404, b"{}", "application/json")
+                        return
+                    answer = {"project_id": int(project), "seq": state[0], "checksum": state[1]}
+                    self._answer(200, json.dumps(answer).encode(), "application/json")
+                elif claims.scope == "replication" and ".git/" in parts.path:
+                    primary.fetches += self.command == "POST"
+                    self._http_backend(parts.path, parts.query, body)
+                else:
+                    self._answer(404, b"not found\n", "text/plain")
+
+            def _answer(self, status: int, payload: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _http_backend(self, path: str, query: str, body: bytes) -> None:
+                env = {
+                    **os.environ,
+                    "GIT_PROJECT_ROOT": str(primary.root),
+                    "GIT_HTTP_EXPORT_ALL": "1",
+                    "PATH_INFO": path,
+                    "QUERY_STRING": query,
+                    "REQUEST_METHOD": self.command,
+                    "CONTENT_LENGTH": str(len(body)),
+                    "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                    "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+                    "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                    "REMOTE_ADDR": "127.0.0.1",
+                }
+                result = subprocess.run(
+                    ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
+                )
+                head, _, payload = result.stdout.partition(b"\r\n\r\n")
+                status, headers = 200, []
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.decode().partition(": ")
+                    if name.lower() == "status":
+                        status = int(value.split()[0])
+                    elif name:
+                        headers.append((name, value))
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        return Handler
+
+
+class SecondarySite:
+    """The secondary's storage and internal API, the primary beside them, and the read model's
+    inputs: `create`, `push` and `delete` change the primary; `announce_*` tell the site."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.database = Database()
+        self.primary = Primary(root / "primary")
+        self.api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.storage = StorageProcess(root / "storage" / "repositories", self.api_url)
+        self._runtime = root / "checksums"
+        self._next_id = 1000
+        self._stop_api: threading.Event | None = None
+
+    @contextmanager
+    def running(self) -> Iterator[SecondarySite]:
+        self.database.create()
+        self.primary.root.mkdir(parents=True)
+        self.primary.start()
+        self.storage.start()
+        settings = InternalApiSettings.model_validate(
+            {
+                "database_url": self.database.url,
+                "internal_api_secret": API_SECRET,
+                "storage_secret": STORAGE_SECRET,
+                "storages": {"default": self.storage.address},
+                "external_url": "http://secondary.example.test",
+                "site_name": SITE,
+                "site_role": "secondary",
+                "primary_url": self.primary.url,
+                "geo_secret": GEO_SECRET,
+                "http_address": f"127.0.0.1:{self.api_port}",
+                "event_store_poll_seconds": 60.0,
+            }
+        )
+        try:
+            with _serve_in_thread(settings):
+                owner = domain_pb2.UserCreated(
+                    user_id=OWNER_ID, username="owner", email="o@x.test", name="O"
+                )
+                asyncio.run(self.apply(owner))
+                yield self
+        finally:
+            self.storage.stop()
+            self.primary.stop()
+            self.database.drop()
+
+    # The primary -----------------------------------------------------------------------------
+
+    async def create(self, commits: int = 1) -> PrimaryRepository:
+        """A project on the primary with `commits` commits on main, known to the site."""
+        self._next_id += 1
+        project_id = self._next_id
+        full_path = f"owner/p{project_id}"
+        path = self.primary.root / f"{full_path}.git"
+        git("init", "--bare", "--quiet", "--initial-branch=main", str(path))
+        work = self.root / "work" / str(project_id)
+        git("init", "--quiet", "--initial-branch=main", str(work))
+        repo = PrimaryRepository(project_id, full_path, path, work, seq=0)
+        self.repositories[project_id] = repo
+        await self.apply(
+            domain_pb2.ProjectCreated(
+                project_id=project_id,
+                namespace="owner",
+                path=full_path.split("/")[1],
+                visibility="private",
+                default_branch="main",
+                storage_shard="default",
+                disk_path=repo.disk_path,
+                owner_id=OWNER_ID,
+            )
+        )
+        await self.apply(repository_pb2.RepositoryCreated(project_id=project_id, seq=1))
+        repo.seq = 1
+        for _ in range(commits):
+            await self.push(repo)
+        return repo
+
+    @property
+    def repositories(self) -> dict[int, PrimaryRepository]:
+        return self.primary.repositories
+
+    async def push(self, repo: PrimaryRepository, branch: str = "main") -> tuple[int, str]:
+        """A commit pushed on the primary; the new (seq, checksum), which the primary answers
+        from now on but the site does not know until it is announced."""
+        git("checkout", "--quiet", "-B", branch, cwd=repo.work)
+        (repo.work / "file.txt").write_text(uuid.uuid4().hex)
+        git("add", "file.txt", cwd=repo.work)
+        git("-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "c", cwd=repo.work)
+        git("push", "--quiet", str(repo.path), f"HEAD:refs/heads/{branch}", cwd=repo.work)
+        repo.seq += 1
+        checksum = await self.checksum(repo.path)
+        self.primary.states[repo.project_id] = (repo.seq, checksum)
+        return repo.seq, checksum
+
+    async def checksum(self, path: Path) -> str:
+        """What storage computes for a repository: the same code, run here."""
+        self._runtime.mkdir(parents=True, exist_ok=True)
+        return await Repositories(Git("git", home=self._runtime), self._runtime).checksum(path)
+
+    # What the site knows ---------------------------------------------------------------------
+
+    async def announce_push(self, repo: PrimaryRepository, seq: int, checksum: str) -> None:
+        await self.apply(
+            repository_pb2.RepositoryUpdated(project_id=repo.project_id, seq=seq, checksum=checksum)
+        )
+
+    async def announce_deleted(self, repo: PrimaryRepository) -> None:
+        await self.apply(
+            domain_pb2.ProjectDeleted(project_id=repo.project_id, disk_path=repo.disk_path)
+        )
+
+    async def apply(self, payload: Message) -> None:
+        project_id = getattr(payload, "project_id", 0)
+        event = new_event(
+            payload, aggregate_id=f"project-{project_id}", aggregate_seq=1, origin_site="primary"
+        )
+        await _apply(self.database.url, event)
+
+    # The replica -----------------------------------------------------------------------------
+
+    def replica_path(self, repo: PrimaryRepository) -> Path:
+        return self.storage.root / repo.disk_path
+
+
+async def _apply(database_url: str, event: object) -> None:
+    engine = make_engine(database_url)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            await read_model.apply(session, event)  # type: ignore[arg-type]
+    finally:
+        await engine.dispose()
+
+
+@contextmanager
+def _serve_in_thread(settings: InternalApiSettings) -> Iterator[None]:
+    host, port = settings.http_host_port
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the secondary's internal API did not start")
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@dataclass
+class Replication:
+    """The replicator's parts that a sync goes through, wired as the server wires them, with
+    the feed's entry point for events (`feed.handle`) instead of a Kafka consumer."""
+
+    api: InternalApiClient
+    storage: StorageClient
+    reports: Reports
+    primary: PrimaryClient
+    states: SyncStates
+    metrics: ReplicatorMetrics
+    worker: ReplicaWorker
+    scheduler: Scheduler
+    feed: RepositoryFeed
+
+    def sample(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    async def idle(self) -> None:
+        async with asyncio.timeout(60):
+            while self.scheduler.depth:  # noqa: ASYNC110 (the scheduler exposes a count)
+                await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def replication(
+    site: SecondarySite, retry_base: float = 0.05, retry_max: float = 0.2
+) -> AsyncIterator[Replication]:
+    metrics = ReplicatorMetrics()
+    states = SyncStates()
+    api = InternalApiClient(site.api_url, API_SECRET, 30)
+    storage = StorageClient({"default": site.storage.address}, STORAGE_SECRET, 120)
+    reports = Reports(api, SITE, metrics)
+    primary = PrimaryClient(site.primary.url, SITE, GEO_SECRET, 10, scope="replication")
+    worker = ReplicaWorker(
+        api,
+        storage,
+        reports,
+        primary,
+        site.primary.url,
+        GEO_SECRET,
+        retry_base,
+        retry_max,
+        states,
+        metrics,
+    )
+    scheduler = Scheduler(worker, 4, retry_base, retry_max, metrics)
+    # Never started: the tests hand it events, as its Kafka consumer would.
+    kafka = KafkaConfig(bootstrap="127.0.0.1:9", idempotent=False, client_id="unused")
+    feed = RepositoryFeed(kafka, Topics("geogit"), SITE, scheduler, states)
+    parts = Replication(api, storage, reports, primary, states, metrics, worker, scheduler, feed)
+    try:
+        yield parts
+    finally:
+        await scheduler.drain(5)
+        await storage.close()
+        await primary.aclose()
+        await api.aclose()
