@@ -20,7 +20,8 @@ from google.protobuf.message import Message
 from prometheus_client import Counter, Gauge
 
 from geogit.common.background import Background
-from geogit.replicator.clients.internal_api import InternalApiClient, InternalApiError
+from geogit.common.internal_api_client import InternalApiError
+from geogit.replicator.clients.internal_api import InternalApiClient
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 from geogit.common.proto.storage.v1 import shared_pb2, ssh_pb2, ssh_pb2_grpc
 from geogit.common.storage_client import aio_channel, storage_metadata
 from geogit.ssh_gateway.client import ClientGone, ClientIdle, SshClient
+from geogit.ssh_gateway.clients.internal_api import Grant
 from geogit.ssh_gateway.commands import Command
-from geogit.ssh_gateway.internal_client import Grant
 
 _REQUESTS: dict[str, Any] = {
     "SSHUploadPack": ssh_pb2.SSHUploadPackRequest,
