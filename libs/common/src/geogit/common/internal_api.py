@@ -14,6 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geogit.common.text import StorableText
 
+# Statuses of the contract: a refusal carrying a message for the user; authorized_keys for a
+# key nobody registered (a 401 is the caller's token refused); GitLab's "custom action" (on a
+# secondary, serve the command from the primary).
+DENIAL_STATUSES = frozenset({401, 403, 404})
+UNKNOWN_KEY_STATUSES = frozenset({403, 404})
+STATUS_CUSTOM_ACTION = 300
+
 GitAction = Literal["git-upload-pack", "git-receive-pack", "git-upload-archive"]
 GitProtocolName = Literal["http", "ssh"]
 ANY_CHANGES = "_any"

@@ -22,6 +22,9 @@ import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from geogit.common.internal_api import (
+    DENIAL_STATUSES,
+    STATUS_CUSTOM_ACTION,
+    UNKNOWN_KEY_STATUSES,
     AllowedRequest,
     AllowedResponse,
     AuthorizedKey,
@@ -51,12 +54,6 @@ from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issu
 
 log = logging.getLogger(__name__)
 
-# A refusal with a message for the user; any other status outside the contract is an error.
-DENIAL_STATUSES = frozenset({401, 403, 404})
-# authorized_keys for a key nobody registered (401 would be our own token refused).
-UNKNOWN_KEY_STATUSES = frozenset({403, 404})
-# GitLab's status for a "custom action": on a secondary, serve the command from the primary.
-STATUS_CUSTOM_ACTION = 300
 REPLICABLES_PAGE = 500
 LIVENESS_TIMEOUT_SECONDS = 2.0
 
@@ -166,7 +163,6 @@ class InternalApiClient:
         """The key's id and user, or None for a key nobody registered."""
         key = base64.b64encode(public_blob).decode()
         response = await self._send("GET", "/api/v4/internal/authorized_keys", params={"key": key})
-        _raise_if_unavailable(response)
         if response.status_code in UNKNOWN_KEY_STATUSES:
             return None
         return _parsed(response, AuthorizedKey)
@@ -177,19 +173,18 @@ class InternalApiClient:
         """May this Git command run: a grant, a refusal, or (SSH on a secondary, 300) the
         primary to serve it from."""
         response = await self._send("POST", "/api/v4/internal/allowed", body=request)
-        _raise_if_unavailable(response)
         if response.status_code == STATUS_CUSTOM_ACTION:
             try:
                 return GeoProxyToPrimary.model_validate_json(response.content)
             except ValidationError as exc:
                 raise InternalApiError("allowed answered 300 without a Geo proxy action") from exc
-        if response.status_code not in DENIAL_STATUSES:
-            answer = _parsed(response, AllowedResponse)
-        else:
+        if response.status_code in DENIAL_STATUSES:
             try:
                 answer = AllowedResponse.model_validate_json(response.content)
             except ValidationError as exc:
                 raise _unexpected(response) from exc
+        else:
+            answer = _parsed(response, AllowedResponse)
         if response.status_code != 200 or not answer.status:
             return Denied(response.status_code, answer.message or "access denied")
         return answer
@@ -290,12 +285,6 @@ class InternalApiClient:
 def _is_json(response: httpx.Response) -> bool:
     content_type: str = response.headers.get("content-type", "")
     return content_type.split(";", 1)[0].strip().lower() == "application/json"
-
-
-def _raise_if_unavailable(response: httpx.Response) -> None:
-    unavailable = unavailable_answer(response.status_code, response.headers, response.content)
-    if unavailable is not None:
-        raise ApiUnavailable(unavailable)
 
 
 def _unexpected(response: httpx.Response) -> InternalApiError:
