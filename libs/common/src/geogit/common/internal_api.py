@@ -17,6 +17,12 @@ from geogit.common.git_commands import GitAction as GitAction
 from geogit.common.git_commands import HttpService
 from geogit.common.text import StorableText
 
+# Statuses of the contract: a refusal carrying a message for the user; authorized_keys for a
+# key nobody registered (a 401 is the caller's token refused); GitLab's "custom action" (on a
+# secondary, serve the command from the primary).
+DENIAL_STATUSES = frozenset({401, 403, 404})
+UNKNOWN_KEY_STATUSES = frozenset({403, 404})
+STATUS_CUSTOM_ACTION = 300
 GitProtocolName = Literal["http", "ssh"]
 ANY_CHANGES = "_any"
 

@@ -7,7 +7,8 @@ edges with their own settings; ASGI lifespan shutdown closes the pooled connecti
 from __future__ import annotations
 
 from geogit.edge_proxy.asgi import Receive, Scope, Send
-from geogit.edge_proxy.clients.internal_api import InternalApiClient, RelayClient
+from geogit.edge_proxy.clients.internal_api import InternalApiClient
+from geogit.edge_proxy.clients.relay import RelayClient
 from geogit.edge_proxy.clients.storage import StorageClient
 from geogit.edge_proxy.config import EdgeProxySettings
 from geogit.edge_proxy.geo_state import GeoState

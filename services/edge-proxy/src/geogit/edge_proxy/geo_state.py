@@ -15,7 +15,8 @@ import logging
 
 from geogit.common.background import Background
 from geogit.common.internal_api import GeoProxyInfo
-from geogit.edge_proxy.clients.internal_api import InternalApiClient, UpstreamError
+from geogit.common.internal_api_client import InternalApiError
+from geogit.edge_proxy.clients.internal_api import InternalApiClient
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class GeoState:
     async def poll(self) -> None:
         try:
             self.info = await self._internal_api.geo_proxy()
-        except UpstreamError as exc:
+        except InternalApiError as exc:
             log.warning("geo proxy poll failed, keeping the last answer", extra={"error": str(exc)})
 
     async def start(self) -> None:

@@ -24,13 +24,14 @@ from geogit.common.internal_api import (
     GitHttpProxy,
     GitHttpRedirect,
     GitHttpServe,
-    Unavailable,
 )
+from geogit.common.internal_api_client import ApiUnavailable, Denied, InternalApiError
 from geogit.common.logging import get_correlation_id
 from geogit.common.paths import InvalidPathError, validate_project_full_path
 from geogit.edge_proxy.asgi import TEXT, ClientDisconnected, Request, Send, media_type, respond
 from geogit.edge_proxy.body import BodyError, Recorded, decoded, is_supported_encoding
-from geogit.edge_proxy.clients.internal_api import Denied, InternalApiClient, UpstreamError
+from geogit.edge_proxy.clients.internal_api import InternalApiClient
+from geogit.edge_proxy.clients.relay import GATEWAY_ANSWERS
 from geogit.edge_proxy.clients.storage import StorageCallError, StorageClient
 from geogit.edge_proxy.git_stream import NO_CACHE, relay
 from geogit.edge_proxy.passthrough import ErrorWriter, raw_target
@@ -182,28 +183,29 @@ class GitHttp:
         )
         try:
             answer = await self.internal_api.authorize(question)
-        except UpstreamError as exc:
+        except ApiUnavailable as exc:
+            request.log.update(outcome="internal_api_unavailable", error=str(exc))
+            if self.primary.geo.primary_url is not None:
+                return GitHttpProxy(reason=str(exc))
+            retry = [("retry-after", exc.retry_after)] if exc.retry_after else []
+            await respond(send, 503, f"{exc}\n", TEXT, [*NO_CACHE, *retry])
+            return None
+        except InternalApiError as exc:
             if self.primary.geo.primary_url is not None:
                 request.log.update(internal_api_error=str(exc))
                 return GitHttpProxy(reason="internal API unavailable")
             request.log.update(outcome="internal_api_error", error=str(exc))
             log.warning("authorization failed", extra={"kind": exc.kind, "error": str(exc)})
+            status, summary = GATEWAY_ANSWERS[exc.kind]
             message = (
-                f"The Git request could not be authorized: the internal API {exc.summary}"
+                f"The Git request could not be authorized: the internal API {summary}"
                 f" (request id {get_correlation_id()}).\n"
             )
-            await respond(send, exc.status, message, TEXT, NO_CACHE)
+            await respond(send, status, message, TEXT, NO_CACHE)
             return None
         if isinstance(answer, Denied):
             request.log.update(outcome=f"denied_{answer.status}")
             await _deny(send, answer)
-            return None
-        if isinstance(answer, Unavailable):
-            request.log.update(outcome="internal_api_unavailable", error=answer.message)
-            if self.primary.geo.primary_url is not None:
-                return GitHttpProxy(reason=answer.message)
-            retry = [("retry-after", answer.retry_after)] if answer.retry_after else []
-            await respond(send, 503, f"{answer.message}\n", TEXT, [*NO_CACHE, *retry])
             return None
         if isinstance(answer, GitHttpRedirect):
             await self._redirect(request, send, answer)

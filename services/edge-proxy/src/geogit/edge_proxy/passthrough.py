@@ -29,7 +29,7 @@ from geogit.edge_proxy.asgi import (
     respond,
     send_body,
 )
-from geogit.edge_proxy.clients.internal_api import RelayClient, UpstreamError
+from geogit.edge_proxy.clients.relay import RelayClient, UpstreamError
 
 HOP_BY_HOP = frozenset(
     {

@@ -16,8 +16,9 @@ import re
 from collections.abc import AsyncIterator, Iterable
 
 from geogit.common.geo import GEO_TOKEN_HEADER
+from geogit.common.internal_api_client import InternalApiError
 from geogit.edge_proxy.asgi import Request, Send, respond
-from geogit.edge_proxy.clients.internal_api import InternalApiClient, UpstreamError
+from geogit.edge_proxy.clients.internal_api import InternalApiClient
 from geogit.edge_proxy.geo_state import GeoState
 from geogit.edge_proxy.passthrough import (
     ErrorWriter,
@@ -104,7 +105,7 @@ class PrimaryProxy:
             return
         try:
             await self.internal_api.proxied_push(project)
-        except UpstreamError as exc:
+        except InternalApiError as exc:
             log.warning("could not report a relayed push", extra={"error": str(exc)})
 
     async def from_secondary(self, request: Request, send: Send) -> None:

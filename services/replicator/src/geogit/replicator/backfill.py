@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 from geogit.common.background import Background
 from geogit.common.internal_api import RegistryEntry, Replicable
-from geogit.replicator.clients.internal_api import InternalApiClient, InternalApiError
+from geogit.common.internal_api_client import InternalApiError
+from geogit.replicator.clients.internal_api import InternalApiClient
 from geogit.replicator.scheduler import Action, Scheduler
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ import logging
 from google.protobuf.message import Message
 
 from geogit.common.background import Background
-from geogit.replicator.clients.internal_api import InternalApiClient, InternalApiError
+from geogit.common.internal_api_client import InternalApiError
+from geogit.replicator.clients.internal_api import InternalApiClient
 from geogit.replicator.metrics import ReplicatorMetrics
 
 log = logging.getLogger(__name__)

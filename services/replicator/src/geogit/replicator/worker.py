@@ -23,11 +23,12 @@ import grpc
 
 from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
 from geogit.common.internal_api import RegistryEntry, Replicable
+from geogit.common.internal_api_client import InternalApiError
 from geogit.common.paths import hashed_repository_path
 from geogit.common.primary_client import PrimaryClient, PrimaryUnavailable
 from geogit.common.proto.events.v1 import replication_pb2
 from geogit.common.repository_client import StorageError
-from geogit.replicator.clients.internal_api import InternalApiClient, InternalApiError
+from geogit.replicator.clients.internal_api import InternalApiClient
 from geogit.replicator.clients.storage import StorageClient, repository
 from geogit.replicator.metrics import ReplicatorMetrics
 from geogit.replicator.reports import Reports

@@ -12,8 +12,8 @@ from geogit.common import git_ssh
 from geogit.common.proto.storage.v1 import shared_pb2
 from geogit.common.storage_client import aio_channel, storage_metadata
 from geogit.ssh_gateway.client import ClientGone, ClientIdle, SshClient
+from geogit.ssh_gateway.clients.internal_api import Grant
 from geogit.ssh_gateway.commands import Command
-from geogit.ssh_gateway.internal_client import Grant
 
 
 def first_request(command: Command, grant: Grant, git_protocol: str) -> Any:

@@ -15,13 +15,14 @@ import signal
 
 import asyncssh
 
+from geogit.common.internal_api_client import ApiUnavailable, InternalApiError
 from geogit.common.logging import configure_logging
 from geogit.common.ops_http import OpsServer
 from geogit.ssh_gateway.client import WINDOW
+from geogit.ssh_gateway.clients.internal_api import InternalApiClient
 from geogit.ssh_gateway.config import SshGatewaySettings
 from geogit.ssh_gateway.geo_proxy import new_http_client
 from geogit.ssh_gateway.host_keys import load_or_create_host_keys
-from geogit.ssh_gateway.internal_client import ApiUnavailable, InternalApiClient, InternalApiError
 from geogit.ssh_gateway.limits import SessionLimits
 from geogit.ssh_gateway.metrics import SshMetrics
 from geogit.ssh_gateway.session import Identity, SessionHandler
@@ -185,7 +186,7 @@ class SshGateway:
         if self._acceptor is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._acceptor.wait_closed(), 5)
-        await self.api.close()
+        await self.api.aclose()
         await self.primary_http.aclose()
         await self.ops.stop()
         self.state = State.CLOSED

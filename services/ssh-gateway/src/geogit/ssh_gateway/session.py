@@ -14,12 +14,13 @@ import grpc
 import httpx
 
 from geogit.common.internal_api import GeoProxyToPrimary
+from geogit.common.internal_api_client import Denied, InternalApiError
 from geogit.common.logging import bound_correlation_id
 from geogit.ssh_gateway.client import ClientGone, ClientIdle, SshClient
+from geogit.ssh_gateway.clients.internal_api import InternalApiClient
 from geogit.ssh_gateway.commands import Command, CommandRefused, parse_command
 from geogit.ssh_gateway.geo_proxy import can_proxy, proxy_to_primary
 from geogit.ssh_gateway.git_relay import GitRelay
-from geogit.ssh_gateway.internal_client import Denial, InternalApiClient, InternalApiError
 from geogit.ssh_gateway.limits import SessionLimits, TooManySessions
 from geogit.ssh_gateway.metrics import SshMetrics
 
@@ -106,10 +107,12 @@ class SessionHandler:
             return 0
         assert command.action is not None
         try:
-            answer = await self._api.allowed(command.action, identity.key_id, command.project)
+            answer = await self._api.allowed_command(
+                command.action, identity.key_id, command.project
+            )
         except InternalApiError as exc:
             return self._refuse(process, str(exc), "error")
-        if isinstance(answer, Denial):
+        if isinstance(answer, Denied):
             return self._refuse(process, answer.message, "denied")
         git_protocol = process.env.get("GIT_PROTOCOL", "")
         if not isinstance(git_protocol, str) or not _GIT_PROTOCOL.fullmatch(git_protocol):

@@ -18,12 +18,14 @@ import grpc
 
 from geogit.common.internal_api import (
     AllowedRequest,
+    GeoProxyToPrimary,
     GitProtocolName,
     PostReceiveRequest,
     PreReceiveRequest,
 )
+from geogit.common.internal_api_client import Denied, InternalApiError
 from geogit.common.proto.storage.v1 import hook_pb2, hook_pb2_grpc, shared_pb2
-from geogit.storage.clients.internal_api import InternalApiClient, InternalApiError
+from geogit.storage.clients.internal_api import InternalApiClient
 from geogit.storage.errors import InvalidArgument
 from geogit.storage.hooks import HooksPayload
 from geogit.storage.locator import RepositoryLocator
@@ -74,8 +76,10 @@ class HookService(hook_pb2_grpc.HookServiceServicer):
                     push_options=list(first.environment.push_options),
                 )
             )
-            if not answer.status:
-                yield _err(f"geogit: {answer.message or 'push refused'}\n")
+            if isinstance(answer, GeoProxyToPrimary):
+                raise InternalApiError("allowed told a push's hook to proxy to the primary")
+            if isinstance(answer, Denied):
+                yield _err(f"geogit: {answer.message}\n")
                 yield _exit(1)
                 return
             counter = await self.internal_api.pre_receive(

@@ -1,0 +1,1 @@
+"""Clients for the services the gateway calls: its site's internal API."""
