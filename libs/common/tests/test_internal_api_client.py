@@ -160,6 +160,25 @@ async def test_every_call_is_signed_and_carries_the_correlation_id(
     assert GitHttpAuthorizeRequest.model_validate_json(seen.body) == QUESTION
 
 
+@pytest.mark.parametrize(("timeout", "lifetime"), [(2.0, 30), (45.0, 45), (60.0, 60), (600.0, 60)])
+async def test_the_token_outlives_the_call(
+    api: tuple[StandIn, str], timeout: float, lifetime: int
+) -> None:
+    """A call that waits at a busy API for most of its timeout must not arrive expired (it would
+    be a misleading 401); no token lives longer than a verifier accepts."""
+    stand_in, url = api
+    stand_in.on("GET", "/api/v4/geo/proxy", Answer(200, {}))
+    client = InternalApiClient(url, SECRET, ISSUER, timeout=timeout)
+    try:
+        await client.geo_proxy()
+    finally:
+        await client.aclose()
+    claims = verify_token(
+        stand_in.seen[0].headers[API_REQUEST_HEADER.lower()], SECRET, INTERNAL_API_AUDIENCE
+    )
+    assert claims["exp"] - claims["iat"] == lifetime
+
+
 async def test_without_a_correlation_id_none_is_sent(
     client: InternalApiClient, stand_in: StandIn
 ) -> None:

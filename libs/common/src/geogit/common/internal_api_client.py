@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar, cast
@@ -50,7 +51,12 @@ from geogit.common.internal_api import (
     unavailable_answer,
 )
 from geogit.common.logging import CORRELATION_HEADER, get_correlation_id
-from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issue_token
+from geogit.common.tokens import (
+    API_REQUEST_HEADER,
+    INTERNAL_API_AUDIENCE,
+    MAX_TTL_SECONDS,
+    issue_token,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +135,9 @@ class InternalApiClient:
     ) -> None:
         self._secret = secret
         self._issuer = issuer
+        # A call may wait at a busy API for most of its timeout before the token is checked;
+        # the token outlives the call, or a slow answer would come back as "token expired".
+        self._token_ttl = min(MAX_TTL_SECONDS, max(30, math.ceil(timeout)))
         connect = timeout if connect_timeout is None else connect_timeout
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
@@ -264,7 +273,9 @@ class InternalApiClient:
         body: BaseModel | None = None,
     ) -> httpx.Response:
         headers = {
-            API_REQUEST_HEADER: issue_token(self._secret, self._issuer, INTERNAL_API_AUDIENCE)
+            API_REQUEST_HEADER: issue_token(
+                self._secret, self._issuer, INTERNAL_API_AUDIENCE, self._token_ttl
+            )
         }
         if correlation_id := get_correlation_id():
             headers[CORRELATION_HEADER] = correlation_id

@@ -20,6 +20,8 @@ HOOKS_AUDIENCE = "geogit-storage-hooks"
 
 ALGORITHM = "HS256"
 _REGISTERED_CLAIMS = ("iss", "aud", "iat", "exp")
+# The longest lifetime a verifier accepts by default.
+MAX_TTL_SECONDS = 60
 
 
 class TokenError(Exception):
@@ -45,7 +47,7 @@ def verify_token(
     secret: str,
     audience: str,
     *,
-    max_ttl_seconds: int = 60,
+    max_ttl_seconds: int = MAX_TTL_SECONDS,
     leeway_seconds: int = 10,
     issuers: Collection[str] | None = None,
 ) -> dict[str, Any]:
