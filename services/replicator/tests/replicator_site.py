@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -25,8 +22,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
-import uvicorn
 from google.protobuf.message import Message
+from http_backend_server import answer_with_http_backend
+from internal_api_support import serve_in_thread
 
 from geogit.common.events import Topics, new_event
 from geogit.common.geo import GEO_TOKEN_HEADER, verify_geo_token
@@ -36,7 +34,6 @@ from geogit.common.paths import hashed_repository_path
 from geogit.common.primary_client import PrimaryClient
 from geogit.common.proto.events.v1 import domain_pb2, repository_pb2
 from geogit.common.tokens import TokenError
-from geogit.internal_api.app import create_app
 from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.db import make_engine, make_sessionmaker
 from geogit.internal_api.geo import read_model
@@ -163,36 +160,7 @@ class Primary:
                 self.wfile.write(payload)
 
             def _http_backend(self, path: str, query: str, body: bytes) -> None:
-                env = {
-                    **os.environ,
-                    "GIT_PROJECT_ROOT": str(primary.root),
-                    "GIT_HTTP_EXPORT_ALL": "1",
-                    "PATH_INFO": path,
-                    "QUERY_STRING": query,
-                    "REQUEST_METHOD": self.command,
-                    "CONTENT_LENGTH": str(len(body)),
-                    "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-                    "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-                    "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-                    "REMOTE_ADDR": "127.0.0.1",
-                }
-                result = subprocess.run(
-                    ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
-                )
-                head, _, payload = result.stdout.partition(b"\r\n\r\n")
-                status, headers = 200, []
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.decode().partition(": ")
-                    if name.lower() == "status":
-                        status = int(value.split()[0])
-                    elif name:
-                        headers.append((name, value))
-                self.send_response(status)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                answer_with_http_backend(self, primary.root, path, query, body)
 
         return Handler
 
@@ -234,7 +202,7 @@ class SecondarySite:
             }
         )
         try:
-            with _serve_in_thread(settings):
+            with serve_in_thread(settings):
                 owner = domain_pb2.UserCreated(
                     user_id=OWNER_ID, username="owner", email="o@x.test", name="O"
                 )
@@ -330,27 +298,6 @@ async def _apply(database_url: str, event: object) -> None:
             await read_model.apply(session, event)  # type: ignore[arg-type]
     finally:
         await engine.dispose()
-
-
-@contextmanager
-def _serve_in_thread(settings: InternalApiSettings) -> Iterator[None]:
-    host, port = settings.http_host_port
-    config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the secondary's internal API did not start")
-        time.sleep(0.02)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @dataclass

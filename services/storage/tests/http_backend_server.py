@@ -13,6 +13,42 @@ from urllib.parse import urlsplit
 from geogit.common.net import free_port
 
 
+def answer_with_http_backend(
+    handler: BaseHTTPRequestHandler, project_root: Path, path: str, query: str, body: bytes
+) -> None:
+    """Answer `handler`'s request as `git http-backend` answers it (CGI: headers, then body)."""
+    env = {
+        **os.environ,
+        "GIT_PROJECT_ROOT": str(project_root),
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "REQUEST_METHOD": handler.command,
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": handler.headers.get("Content-Type", ""),
+        "HTTP_CONTENT_ENCODING": handler.headers.get("Content-Encoding", ""),
+        "GIT_PROTOCOL": handler.headers.get("Git-Protocol", ""),
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    result = subprocess.run(
+        ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
+    )
+    head, _, payload = result.stdout.partition(b"\r\n\r\n")
+    status, headers = 200, []
+    for line in head.split(b"\r\n"):
+        name, _, value = line.decode().partition(": ")
+        if name.lower() == "status":
+            status = int(value.split()[0])
+        elif name:
+            headers.append((name, value))
+    handler.send_response(status)
+    for name, value in headers:
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
 class HttpBackendServer:
     def __init__(self, project_root: Path, header: str, secret: str) -> None:
         self.port = free_port()
@@ -46,37 +82,7 @@ class HttpBackendServer:
                     self.send_error(401, "missing or wrong replication credentials")
                     return
                 parts = urlsplit(self.path)
-                env = {
-                    **os.environ,
-                    "GIT_PROJECT_ROOT": str(project_root),
-                    "GIT_HTTP_EXPORT_ALL": "1",
-                    "PATH_INFO": parts.path,
-                    "QUERY_STRING": parts.query,
-                    "REQUEST_METHOD": self.command,
-                    "CONTENT_LENGTH": str(len(body)),
-                    "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-                    "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-                    "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-                    "REMOTE_ADDR": "127.0.0.1",
-                }
-                result = subprocess.run(
-                    ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
-                )
-                head, _, payload = result.stdout.partition(b"\r\n\r\n")
-                status = 200
-                headers = []
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.decode().partition(": ")
-                    if name.lower() == "status":
-                        status = int(value.split()[0])
-                    elif name:
-                        headers.append((name, value))
-                self.send_response(status)
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                answer_with_http_backend(self, project_root, parts.path, parts.query, body)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
