@@ -23,6 +23,23 @@ from geogit.common.text import StorableText
 DENIAL_STATUSES = frozenset({401, 403, 404})
 UNKNOWN_KEY_STATUSES = frozenset({403, 404})
 STATUS_CUSTOM_ACTION = 300
+
+
+@dataclass(frozen=True)
+class Denied(Exception):
+    """A refusal (one of DENIAL_STATUSES) with a message for the user, in GitLab's wording.
+
+    One type on both sides of the contract: the internal API's access decisions raise it, and
+    the internal-API client returns it as an answer.
+    """
+
+    status: int
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
 GitProtocolName = Literal["http", "ssh"]
 ANY_CHANGES = "_any"
 

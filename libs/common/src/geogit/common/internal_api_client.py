@@ -16,7 +16,6 @@ import base64
 import logging
 import math
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Literal, TypeVar, cast
 
 import httpx
@@ -29,6 +28,7 @@ from geogit.common.internal_api import (
     AllowedRequest,
     AllowedResponse,
     AuthorizedKey,
+    Denied,
     ErrorMessage,
     GeoProxyInfo,
     GeoProxyToPrimary,
@@ -94,14 +94,6 @@ class ApiUnavailable(InternalApiError):
     def __init__(self, answer: Unavailable) -> None:
         super().__init__(answer.message, "unavailable", 503)
         self.retry_after = answer.retry_after
-
-
-@dataclass(frozen=True)
-class Denied:
-    """The internal API refused the request, with a message for the user."""
-
-    status: int
-    message: str
 
 
 AuthorizeOutcome = GitHttpServe | GitHttpRedirect | GitHttpProxy | Denied

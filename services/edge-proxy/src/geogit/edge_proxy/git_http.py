@@ -20,12 +20,13 @@ from urllib.parse import parse_qs
 from geogit.common.geo import GEO_TOKEN_HEADER
 from geogit.common.git_commands import HTTP_COMMANDS, HTTP_SERVICES, UPLOAD_PACK, HttpService
 from geogit.common.internal_api import (
+    Denied,
     GitHttpAuthorizeRequest,
     GitHttpProxy,
     GitHttpRedirect,
     GitHttpServe,
 )
-from geogit.common.internal_api_client import ApiUnavailable, Denied, InternalApiError
+from geogit.common.internal_api_client import ApiUnavailable, InternalApiError
 from geogit.common.logging import get_correlation_id
 from geogit.common.paths import InvalidPathError, validate_project_full_path
 from geogit.edge_proxy.asgi import TEXT, ClientDisconnected, Request, Send, media_type, respond

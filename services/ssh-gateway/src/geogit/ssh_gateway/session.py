@@ -13,8 +13,8 @@ import asyncssh
 import grpc
 import httpx
 
-from geogit.common.internal_api import GeoProxyToPrimary
-from geogit.common.internal_api_client import Denied, InternalApiError
+from geogit.common.internal_api import Denied, GeoProxyToPrimary
+from geogit.common.internal_api_client import InternalApiError
 from geogit.common.logging import bound_correlation_id
 from geogit.ssh_gateway.client import ClientGone, ClientIdle, SshClient
 from geogit.ssh_gateway.clients.internal_api import InternalApiClient

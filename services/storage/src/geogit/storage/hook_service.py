@@ -18,12 +18,13 @@ import grpc
 
 from geogit.common.internal_api import (
     AllowedRequest,
+    Denied,
     GeoProxyToPrimary,
     GitProtocolName,
     PostReceiveRequest,
     PreReceiveRequest,
 )
-from geogit.common.internal_api_client import Denied, InternalApiError
+from geogit.common.internal_api_client import InternalApiError
 from geogit.common.proto.storage.v1 import hook_pb2, hook_pb2_grpc, shared_pb2
 from geogit.storage.clients.internal_api import InternalApiClient
 from geogit.storage.errors import InvalidArgument

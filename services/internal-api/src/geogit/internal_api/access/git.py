@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.internal_api import Denied
 from geogit.internal_api.access.levels import access_level, can_download, can_push, can_see
 from geogit.internal_api.lookup import user_by_username
 from geogit.internal_api.models import Project, SshKey, User
@@ -23,13 +24,6 @@ PUSH_DENIED = "You are not allowed to push code to this project."
 ACCOUNT_BLOCKED = "Your account has been blocked."
 UNKNOWN_ACTOR = "Access denied: unknown user or key."
 KEY_EXPIRED = "Your SSH key has expired."
-
-
-class Denied(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)

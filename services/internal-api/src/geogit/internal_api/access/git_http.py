@@ -20,14 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.geo import GeoClaims
 from geogit.common.git_commands import HTTP_COMMANDS
-from geogit.common.internal_api import GitHttpAuthorizeRequest
+from geogit.common.internal_api import Denied, GitHttpAuthorizeRequest
 from geogit.common.paths import InvalidPathError
 from geogit.internal_api.access.git import (
     ACCOUNT_BLOCKED,
     PROJECT_NOT_FOUND,
     PUSH_DENIED,
     Access,
-    Denied,
     access_for,
     check_download,
     check_push,

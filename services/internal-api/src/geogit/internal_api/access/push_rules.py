@@ -15,7 +15,8 @@ from fnmatch import fnmatchcase
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from geogit.internal_api.access.git import Access, Denied
+from geogit.common.internal_api import Denied
+from geogit.internal_api.access.git import Access
 from geogit.internal_api.access.levels import AccessLevel
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.models import ProtectedBranch

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.geo import GEO_TOKEN_HEADER, GeoClaims, GeoScope, claimed_site, verify_geo_token
+from geogit.common.internal_api import Denied
 from geogit.common.tokens import API_REQUEST_HEADER, TokenError
-from geogit.internal_api.access.git import Denied
 from geogit.internal_api.deps import ServicesDep, internal_caller
 from geogit.internal_api.errors import ApiError, forbidden, unauthorized
 from geogit.internal_api.models import GeoSite

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
 from geogit.common.git_commands import HTTP_COMMANDS
 from geogit.common.internal_api import (
+    Denied,
     GeoProxyData,
     GeoProxyPayload,
     GeoProxyToPrimary,
@@ -28,7 +29,7 @@ from geogit.common.internal_api import (
     GitHttpServe,
 )
 from geogit.common.primary_client import PrimaryClient, PrimaryUnavailable
-from geogit.internal_api.access.git import Access, Denied
+from geogit.internal_api.access.git import Access
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.deps import Services

@@ -17,12 +17,17 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.git_commands import SSH_COMMANDS
-from geogit.common.internal_api import ANY_CHANGES, AllowedRequest, AllowedResponse
+from geogit.common.internal_api import (
+    ANY_CHANGES,
+    STATUS_CUSTOM_ACTION,
+    AllowedRequest,
+    AllowedResponse,
+    Denied,
+)
 from geogit.common.paths import InvalidPathError
 from geogit.internal_api.access.git import (
     PROJECT_NOT_FOUND,
     Access,
-    Denied,
     access_for,
     check_download,
     check_push,
@@ -96,7 +101,6 @@ NOT_RELAYED = (
     "This secondary's copy of the project is not current and {action} cannot be"
     " relayed to the primary; run it against the primary site."
 )
-STATUS_GEO_PROXY = 300
 
 
 async def _on_secondary(
@@ -123,7 +127,7 @@ async def _on_secondary(
         body.action,
         f"user-{user.id}",
     )
-    return JSONResponse(answer.model_dump(), STATUS_GEO_PROXY)
+    return JSONResponse(answer.model_dump(), STATUS_CUSTOM_ACTION)
 
 
 def _answer(access: Access, body: AllowedRequest, storage: StorageDep) -> AllowedResponse:

@@ -11,12 +11,12 @@ from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.internal_api import (
+    Denied,
     GitHttpAuthorizeRequest,
     GitHttpProxy,
     GitHttpRedirect,
     GitHttpServe,
 )
-from geogit.internal_api.access.git import Denied
 from geogit.internal_api.access.git_http import git_http_access
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep, StorageDep

@@ -11,12 +11,13 @@ from pydantic import ValidationError
 from geogit.common import internal_api_client
 from geogit.common.internal_api import (
     AllowedRequest,
+    Denied,
     GeoProxyToPrimary,
     GitAction,
     RepositoryRef,
     StorageAccess,
 )
-from geogit.common.internal_api_client import Denied, InternalApiError
+from geogit.common.internal_api_client import InternalApiError
 
 ISSUER = "geogit-ssh-gateway"
 
