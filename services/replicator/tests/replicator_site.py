@@ -21,10 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import asyncpg
 from google.protobuf.message import Message
 from http_backend_server import answer_with_http_backend
-from internal_api_support import serve_in_thread
+from internal_api_support import Database, serve_in_thread
 
 from geogit.common.events import Topics, new_event
 from geogit.common.geo import GEO_TOKEN_HEADER, verify_geo_token
@@ -37,7 +36,6 @@ from geogit.common.tokens import TokenError
 from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.db import make_engine, make_sessionmaker
 from geogit.internal_api.geo import read_model
-from geogit.internal_api.migrate import upgrade
 from geogit.replicator.clients.internal_api import InternalApiClient
 from geogit.replicator.clients.storage import StorageClient
 from geogit.replicator.feed import RepositoryFeed
@@ -52,29 +50,7 @@ from geogit.storage.testing import API_SECRET, STORAGE_SECRET, StorageProcess, g
 
 SITE = "secondary"
 GEO_SECRET = "geo-secret-of-the-secondary-for-tests-0123"
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 OWNER_ID = 1
-
-
-async def _admin_sql(statement: str) -> None:
-    connection = await asyncpg.connect(POSTGRES)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-class Database:
-    def __init__(self) -> None:
-        self.name = f"geogit_replicator_{uuid.uuid4().hex[:12]}"
-        self.url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.name}"
-
-    def create(self) -> None:
-        asyncio.run(_admin_sql(f'CREATE DATABASE "{self.name}"'))
-        upgrade(self.url)
-
-    def drop(self) -> None:
-        asyncio.run(_admin_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
 
 
 @dataclass
