@@ -34,15 +34,24 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class RepoSpec:
-    """Arguments of make_repo.py; the same spec always yields the same commit ids."""
+    """Arguments of make_repo.py; the same spec always yields the same commit ids.
+
+    With `source`, the repository is instead a copy of a real one (its branches and tags):
+    real histories carry what generated ones do not (old time zones, odd tree modes, thousands
+    of refs).
+    """
 
     commits: int = 10000
     files: int = 1000
     binary_mb: int = 200
     seed: int = 1
+    source: str = ""
 
     @property
     def key(self) -> str:
+        if self.source:
+            path = Path(self.source).resolve()
+            return f"real-{path.parent.name}-{path.name}".replace("+", "-")
         return f"c{self.commits}-f{self.files}-b{self.binary_mb}-s{self.seed}"
 
     def args(self) -> list[str]:
@@ -64,10 +73,14 @@ TINY = RepoSpec(commits=5, files=10, binary_mb=0)
 class Options:
     quick: bool
     repeat: int
+    repo: Path | None = None
 
     @property
     def spec(self) -> RepoSpec:
-        """The main repository: the quick one makes a smoke test of the benchmark, not figures."""
+        """The main repository: a real one when given, else generated; the quick one makes a
+        smoke test of the benchmark, not figures."""
+        if self.repo is not None:
+            return RepoSpec(source=str(self.repo))
         return QUICK if self.quick else LARGE
 
 
@@ -94,13 +107,28 @@ def generated_repo(spec: RepoSpec) -> Path:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     scratch = CACHE_DIR / f"building-{spec.key}-{os.getpid()}.git"
     shutil.rmtree(scratch, ignore_errors=True)
-    log(f"generating repository {spec.key} (once; cached in {out})")
+    log(f"preparing repository {spec.key} (once; cached in {out})")
     started = time.monotonic()
-    subprocess.run(
-        [sys.executable, str(MAKE_REPO), str(scratch), *spec.args()],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    if spec.source:
+        git("init", "-q", "--bare", str(scratch))
+        git(
+            "--git-dir",
+            str(scratch),
+            "fetch",
+            "-q",
+            "--no-tags",
+            spec.source,
+            "+refs/heads/*:refs/heads/*",
+            "+refs/tags/*:refs/tags/*",
+        )
+        head = git("--git-dir", spec.source, "symbolic-ref", "HEAD").strip()
+        git("--git-dir", str(scratch), "symbolic-ref", "HEAD", head)
+    else:
+        subprocess.run(
+            [sys.executable, str(MAKE_REPO), str(scratch), *spec.args()],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     scratch.rename(out)
     log(f"generated in {time.monotonic() - started:.0f} s")
     return out

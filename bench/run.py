@@ -3,13 +3,14 @@
 Areas are independent modules with a `run(Options) -> dict` entry point, so a new one is
 added to AREAS without touching the others.
 
-    python -m bench.run [--quick] [--repeat N] [AREA ...]
+    python -m bench.run [--quick] [--repeat N] [--repo PATH] [AREA ...]
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench import edge_clone, geo, ssh_clone, storage_clone
@@ -37,14 +38,21 @@ def main(argv: list[str] | None = None) -> int:
         help="small repositories: a smoke test of the benchmark, not figures",
     )
     parser.add_argument("--repeat", type=int, default=3, help="measured runs per operation")
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        help="a real repository (bare or not, kept outside this one) to use instead of the"
+        " generated main repository",
+    )
     args = parser.parse_args(argv)
     if unknown := set(args.areas) - set(AREAS):
         parser.error(f"unknown area(s): {', '.join(sorted(unknown))}")
-    options = Options(quick=args.quick, repeat=args.repeat)
+    options = Options(quick=args.quick, repeat=args.repeat, repo=args.repo)
     for area in args.areas or AREAS:
         warn_if_busy()
         results = AREAS[area](options)
-        path = write_results(f"{area}-quick" if options.quick else area, results)
+        suffix = "-real" if options.repo else "-quick" if options.quick else ""
+        path = write_results(f"{area}{suffix}", results)
         log(f"results written to {path}")
     return 0
 
