@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping
 import httpx
 
 from geogit.common.git_commands import RECEIVE_PACK, UPLOAD_PACK, GitCommandSpec
+from geogit.ssh_gateway.clients.primary import Primary, new_http_client
 from geogit.ssh_gateway.geo_proxy import receive_pack, upload_pack
-from geogit.ssh_gateway.geo_proxy.primary import Primary, new_http_client
 from geogit.ssh_gateway.geo_proxy.streams import (
     ByteReader,
     ClientStreams,

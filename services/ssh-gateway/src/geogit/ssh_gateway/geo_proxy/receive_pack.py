@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 from geogit.common.git_commands import HttpService
 from geogit.common.pktline import FLUSH_PKT, Packet, encode_packets
-from geogit.ssh_gateway.geo_proxy.primary import Primary
+from geogit.ssh_gateway.clients.primary import Primary
 from geogit.ssh_gateway.geo_proxy.streams import (
     ByteReader,
     ClientStreams,

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from geogit.common.git_commands import HttpService
 from geogit.common.pktline import FLUSH_PKT, Packet, PacketKind, encode_packets, pkt_line
-from geogit.ssh_gateway.geo_proxy.primary import Primary
+from geogit.ssh_gateway.clients.primary import Primary
 from geogit.ssh_gateway.geo_proxy.streams import (
     ByteReader,
     ClientStreams,
