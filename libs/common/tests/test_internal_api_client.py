@@ -5,6 +5,7 @@ each answer becomes (a typed answer, a `Denied`, or which error), and what every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -281,6 +282,28 @@ async def test_allowed_grants_refuses_or_sends_to_the_primary(
         await client.allowed(SSH_QUESTION)
 
 
+async def test_refusals_of_allowed_in_any_shape_are_denied(
+    client: InternalApiClient, stand_in: StandIn
+) -> None:
+    """The hooks and the SSH gateway show the API's words: a refusal without `status` (the
+    internal-JWT check's 401), one without a message, and a 400 in the answer's own shape."""
+    stand_in.on(
+        "POST",
+        ALLOWED,
+        Answer(401, {"message": "401 Unauthorized - Geogit-Api-Request: token expired"}),
+        Answer(403, {}),
+        Answer(400, {"status": False, "message": "400 Bad request - changes are malformed"}),
+        Answer(400, {"status": True}),
+    )
+    expired = "401 Unauthorized - Geogit-Api-Request: token expired"
+    assert await client.allowed(SSH_QUESTION) == Denied(401, expired)
+    assert await client.allowed(SSH_QUESTION) == Denied(403, "access denied (403)")
+    malformed = "400 Bad request - changes are malformed"
+    assert await client.allowed(SSH_QUESTION) == Denied(400, malformed)
+    with pytest.raises(InternalApiError, match="answered 400"):
+        await client.allowed(SSH_QUESTION)
+
+
 async def test_an_unknown_key_is_none(client: InternalApiClient, stand_in: StandIn) -> None:
     known = {"id": 3, "key": "ssh-ed25519 AAAA", "user_id": 1, "username": "alice"}
     stand_in.on("GET", KEYS, Answer(200, known), Answer(404, {"message": "not found"}))
@@ -334,3 +357,17 @@ async def test_reachable_asks_the_liveness_probe(
     assert not await client.reachable()  # the stand-in has no /-/liveness yet: 404
     stand_in.on("GET", "/-/liveness", Answer(200, {"status": "ok"}))
     assert await client.reachable()
+
+
+async def test_denied_can_be_raised_through_a_context_manager() -> None:
+    """The API raises Denied inside session and push-queue contexts, which set its traceback."""
+
+    @contextlib.asynccontextmanager
+    async def context() -> AsyncIterator[None]:
+        yield
+
+    with pytest.raises(Denied) as raised:
+        async with context():
+            raise Denied(403, "You are not allowed to push code.")
+    assert raised.value == Denied(403, "You are not allowed to push code.")
+    assert str(raised.value) == "You are not allowed to push code."

@@ -127,17 +127,20 @@ async def test_a_delete_removes_the_replica_and_its_registry_row(site: Secondary
         await site.announce_deleted(repo)
         assert await parts.worker(repo.project_id, Action.DELETE) is None
         assert not site.replica_path(repo).exists()
-        assert parts.states[repo.project_id].hint is None
+        # Nothing known of a deleted project stays behind (hint, HEAD, attempts).
+        assert parts.states.get(repo.project_id) is None
         async for page in parts.api.pages():
             assert repo.project_id not in page.orphans
         # A second delete (a redelivered event) finds nothing to remove, and is fine.
         assert await parts.worker(repo.project_id, Action.DELETE) is None
         assert parts.sample("geogit_replication_deletions_total") == 2
+        assert parts.states.get(repo.project_id) is None
 
 
 async def test_a_project_the_read_model_lacks_is_retried_then_left(site: SecondarySite) -> None:
     async with replication(site) as parts:
         outcomes = [await parts.worker(999_999, Action.SYNC) for _ in range(6)]
+        assert parts.states.get(999_999) is None
     assert outcomes == [Retry(n) for n in range(1, UNKNOWN_PROJECT_RETRIES + 1)] + [None]
 
 

@@ -25,19 +25,32 @@ UNKNOWN_KEY_STATUSES = frozenset({403, 404})
 STATUS_CUSTOM_ACTION = 300
 
 
-@dataclass(frozen=True)
 class Denied(Exception):
-    """A refusal (one of DENIAL_STATUSES) with a message for the user, in GitLab's wording.
+    """A refusal with a message for the user, in GitLab's wording, and its HTTP status.
 
     One type on both sides of the contract: the internal API's access decisions raise it, and
-    the internal-API client returns it as an answer.
+    the internal-API client returns it as an answer. A plain exception, not a frozen dataclass:
+    raising one through a context manager sets its traceback.
     """
 
-    status: int
-    message: str
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
 
     def __str__(self) -> str:
         return self.message
+
+    def __repr__(self) -> str:
+        return f"Denied({self.status}, {self.message!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Denied):
+            return NotImplemented
+        return (self.status, self.message) == (other.status, other.message)
+
+    def __hash__(self) -> int:
+        return hash((self.status, self.message))
 
 
 GitProtocolName = Literal["http", "ssh"]

@@ -179,15 +179,21 @@ class InternalApiClient:
                 return GeoProxyToPrimary.model_validate_json(response.content)
             except ValidationError as exc:
                 raise InternalApiError("allowed answered 300 without a Geo proxy action") from exc
-        if response.status_code in DENIAL_STATUSES:
+        status = response.status_code
+        if status in DENIAL_STATUSES:
+            return Denied(status, _message(response) or f"access denied ({status})")
+        if status not in (200, 503):
+            # A refusal in the answer's own shape (e.g. a 400 for changes it cannot read).
             try:
-                answer = AllowedResponse.model_validate_json(response.content)
+                refusal = AllowedResponse.model_validate_json(response.content)
             except ValidationError as exc:
                 raise _unexpected(response) from exc
-        else:
-            answer = _parsed(response, AllowedResponse)
-        if response.status_code != 200 or not answer.status:
-            return Denied(response.status_code, answer.message or "access denied")
+            if refusal.status:
+                raise _unexpected(response)
+            return Denied(status, refusal.message or f"access denied ({status})")
+        answer = _parsed(response, AllowedResponse)
+        if not answer.status:
+            return Denied(status, answer.message or "access denied")
         return answer
 
     # Hooks: the two calls around a push's ref update.

@@ -19,7 +19,13 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.primary_client import PrimaryClient
-from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, TokenError, verify_token
+from geogit.common.tokens import (
+    API_REQUEST_HEADER,
+    INTERNAL_API_AUDIENCE,
+    MAX_TTL_SECONDS,
+    TokenError,
+    verify_token,
+)
 from geogit.internal_api.accounts.credentials import active_token
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
@@ -127,7 +133,7 @@ async def internal_caller(request: Request, settings: SettingsDep) -> dict[str, 
             request.headers.get(API_REQUEST_HEADER),
             settings.internal_api_secret,
             INTERNAL_API_AUDIENCE,
-            max_ttl_seconds=60,
+            max_ttl_seconds=MAX_TTL_SECONDS,
         )
     except TokenError as exc:
         raise ApiError(401, f"401 Unauthorized - {API_REQUEST_HEADER}: {exc}") from exc

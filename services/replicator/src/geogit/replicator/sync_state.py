@@ -55,7 +55,11 @@ class SyncStates:
     def default_branch(self, project_id: int, branch: str) -> None:
         self[project_id].branch = branch
 
-    def replica_removed(self, project_id: int) -> None:
-        """The replica is gone: what was known of its refs and HEAD no longer holds."""
-        state = self[project_id]
-        state.hint = state.branch = state.head = None
+    def get(self, project_id: int) -> ProjectSyncState | None:
+        """What is known of a project, without starting to track it."""
+        return self._projects.get(project_id)
+
+    def forget(self, project_id: int) -> None:
+        """The replica is gone, or the project is left to backfill: nothing known of its refs,
+        HEAD or attempts still holds, and a deleted project's entry must not stay forever."""
+        self._projects.pop(project_id, None)

@@ -82,7 +82,8 @@ class ReplicaWorker:
             )
             self._metrics.failures.labels("internal_api").inc()
             return Retry(state.api_failures)
-        self._states[project_id].api_failures = 0
+        if (known := self._states.get(project_id)) is not None:
+            known.api_failures = 0
         return outcome
 
     async def _work(self, project_id: int, action: Action) -> Retry | None:
@@ -104,8 +105,7 @@ class ReplicaWorker:
         state = self._states[project_id]
         state.unknown_attempts += 1
         if state.unknown_attempts > UNKNOWN_PROJECT_RETRIES:
-            state.unknown_attempts = 0
-            state.hint = None
+            self._states.forget(project_id)
             return None
         return Retry(state.unknown_attempts)
 
@@ -292,6 +292,6 @@ class ReplicaWorker:
                 if exc.code != grpc.StatusCode.NOT_FOUND:
                     raise
         await self._api.forget(project_id)
-        self._states.replica_removed(project_id)
+        self._states.forget(project_id)
         self._metrics.deletions.inc()
         log.info("replica removed", extra={"project_id": project_id})

@@ -30,9 +30,15 @@ class Grant:
     gl_username: str
 
 
+# An API that is down fails a session in seconds; one that is busy may take the whole timeout.
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
 class InternalApiClient(internal_api_client.InternalApiClient):
     def __init__(self, base_url: str, secret: str, timeout: float) -> None:
-        super().__init__(base_url, secret, ISSUER, timeout)
+        super().__init__(
+            base_url, secret, ISSUER, timeout, connect_timeout=min(timeout, CONNECT_TIMEOUT_SECONDS)
+        )
 
     async def allowed_command(
         self, action: GitAction, key_id: int, project: str
