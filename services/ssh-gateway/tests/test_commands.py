@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from geogit.common.git_commands import GIT_COMMANDS, GitCommandSpec
+from geogit.common.git_commands import GIT_COMMANDS, SSH_COMMANDS, GitCommandSpec
 from geogit.ssh_gateway.commands import Command, CommandRefused, parse_command
+from geogit.ssh_gateway.geo_proxy import can_proxy
 
 
 @pytest.mark.parametrize(
@@ -52,3 +53,10 @@ def test_anything_else_is_refused(line: str) -> None:
 def test_every_registry_command_is_served(spec: GitCommandSpec) -> None:
     command = parse_command(f"{spec.ssh_name} 'a/b.git'")
     assert (command.kind, command.git, command.project) == ("git", spec, "a/b")
+
+
+def test_a_secondary_relays_exactly_the_commands_with_an_http_form() -> None:
+    """The internal API answers 300 (serve it from the primary) for every command with an
+    HTTP form; the gateway must then have a module that converts it."""
+    for spec in SSH_COMMANDS.values():
+        assert can_proxy(spec) == (spec.http_service is not None), spec.ssh_name
