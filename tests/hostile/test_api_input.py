@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from e2e import Account
 from geo_support import wait_until
-from hostile_support import GeoPair, geo_pair, row_counts, unhealthy
+from hostile_support import TABLES, GeoPair, geo_pair, row_counts, unhealthy
 
 from geogit.common.http_testing import OneConnection
 from geogit.common.text import UNSTORABLE_MESSAGE
@@ -272,7 +272,8 @@ def owner(geo_pair: GeoPair) -> tuple[Account, dict[str, Any]]:
     def known(table: str) -> bool:
         return row_counts(geo_pair.secondary)[table] == row_counts(geo_pair.primary)[table]
 
-    wait_until(lambda: known("users") and known("projects"), what="the secondary's read model")
+    mirrored = [table for table in TABLES if table != "outbox"]
+    wait_until(lambda: all(known(t) for t in mirrored), what="the secondary's read model")
     return account, project
 
 
