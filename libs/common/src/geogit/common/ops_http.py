@@ -39,6 +39,13 @@ _REASONS = {
 }
 
 
+def render_metrics(registry: CollectorRegistry | None) -> bytes:
+    """A service's own registry, then the process-wide one (process and GC collectors, the
+    Kafka outage state), as every /metrics page shows them."""
+    registries = [REGISTRY] if registry is None else [registry, REGISTRY]
+    return b"".join(map(generate_latest, registries))
+
+
 class OpsListenerSettings(GeogitSettings):
     """The bounds of a service's ops listener, from GEOGIT_* variables."""
 
@@ -69,7 +76,7 @@ class OpsServer:
         self._actions = dict(actions or {})
         self._header_timeout = header_timeout
         self._max_connections = max_connections
-        self._registries = [REGISTRY] if registry is None else [registry, REGISTRY]
+        self._registry = registry
         self._open = 0
         self._server: asyncio.Server | None = None
 
@@ -89,7 +96,7 @@ class OpsServer:
         if method != "GET":
             return 405, "text/plain", b"method not allowed\n"
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, b"".join(map(generate_latest, self._registries))
+            return 200, CONTENT_TYPE_LATEST, render_metrics(self._registry)
         if path == "/-/liveness":
             return 200, "application/json", b'{"status":"ok"}\n'
         if path == "/-/readiness":

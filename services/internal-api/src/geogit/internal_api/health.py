@@ -7,11 +7,11 @@ import logging
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from geogit.internal_api.deps import ServicesDep
-from geogit.internal_api.metrics import CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 READINESS_TIMEOUT_SECONDS = 2.0
@@ -37,4 +37,4 @@ async def readiness(services: ServicesDep) -> JSONResponse:
 
 @router.get("/metrics")
 async def metrics(services: ServicesDep) -> Response:
-    return Response(services.metrics.render(), media_type=CONTENT_TYPE)
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)

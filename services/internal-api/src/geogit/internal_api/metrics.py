@@ -10,16 +10,13 @@ both.
 from __future__ import annotations
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+from geogit.common.ops_http import render_metrics
 
 
 class Metrics:
@@ -67,4 +64,4 @@ class Metrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry) + generate_latest(REGISTRY)
+        return render_metrics(self.registry)
