@@ -71,6 +71,8 @@ class Event:
     origin_site: str
     payload: Message
     correlation_id: str = ""
+    # The epoch of the primary that wrote it (DESIGN §10).
+    epoch: int = 1
 
     def __post_init__(self) -> None:
         # A naive time would be read as local time by one side and as UTC by the other; one
@@ -89,6 +91,7 @@ def new_event(
     global_seq: int = 0,
     occurred_at: datetime | None = None,
     correlation_id: str | None = None,
+    epoch: int = 1,
 ) -> Event:
     """Wrap a payload; refuses unregistered messages so no consumer receives an unknown type.
 
@@ -109,6 +112,7 @@ def new_event(
         origin_site=origin_site,
         payload=payload,
         correlation_id=get_correlation_id() if correlation_id is None else correlation_id,
+        epoch=epoch,
     )
 
 
@@ -134,6 +138,7 @@ def encode_event(event: Event) -> bytes:
         origin_site=event.origin_site,
         payload=event.payload.SerializeToString(),
         correlation_id=event.correlation_id,
+        epoch=event.epoch,
     )
     envelope.occurred_at.FromDatetime(event.occurred_at)
     return envelope.SerializeToString()
@@ -165,6 +170,7 @@ def decode_event(data: bytes) -> Event:
         origin_site=envelope.origin_site,
         payload=payload,
         correlation_id=envelope.correlation_id,
+        epoch=envelope.epoch or 1,
     )
 
 
@@ -184,6 +190,7 @@ def event_to_json(event: Event) -> dict[str, Any]:
         "occurred_at": event.occurred_at.isoformat(),
         "origin_site": event.origin_site,
         "correlation_id": event.correlation_id,
+        "epoch": event.epoch,
         "payload": json_format.MessageToDict(
             event.payload,
             preserving_proto_field_name=True,
@@ -207,6 +214,7 @@ def event_from_json(data: Mapping[str, Any]) -> Event:
             origin_site=str(data["origin_site"]),
             payload=json_format.ParseDict(data["payload"], payload_class()),
             correlation_id=str(data.get("correlation_id", "")),
+            epoch=int(data.get("epoch", 1)),
         )
     except EventDecodeError:
         raise

@@ -182,21 +182,13 @@ class GeoSite(Base):
     secret: Mapped[str] = mapped_column(default="", server_default="")
 
 
-class OutboxEvent(Base):
-    """The event store (DESIGN §4): append-only, `id` is the global sequence, rows are kept.
-
-    `sent_at` is the only column ever updated: the relay sets it once Kafka has the event.
-    """
-
-    __tablename__ = "outbox"
-    __table_args__ = (
-        UniqueConstraint("stream", "aggregate_id", "aggregate_seq"),
-        Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
-    )
+class _OutboxColumns:
+    """An event waiting for the relay: the envelope's fields, the payload, and `sent_at`, the
+    only column ever updated (set once Kafka has the event)."""
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
     event_id: Mapped[str] = mapped_column(UUID(as_uuid=False), unique=True)
-    # "domain" or "repository": which topic the relay publishes the event on.
+    # "domain", "repository" or "replication": which topic the relay publishes the event on.
     stream: Mapped[str] = mapped_column(String(16))
     type: Mapped[str]
     schema_version: Mapped[int] = mapped_column(Integer)
@@ -208,6 +200,34 @@ class OutboxEvent(Base):
     origin_site: Mapped[str]
     correlation_id: Mapped[str] = mapped_column(default="", server_default="")
     sent_at: Mapped[datetime | None]
+    # The epoch of the primary that wrote the event (DESIGN §10).
+    epoch: Mapped[int] = mapped_column(default=1, server_default=text("1"))
+
+
+class OutboxEvent(_OutboxColumns, Base):
+    """The event store (DESIGN §4): append-only, `id` is the global sequence, rows are kept.
+
+    On the primary its own events; on a secondary the primary's, mirrored by the event feed
+    with their global sequence as id and already sent, so a promoted secondary's store holds
+    the whole history and its outbox continues the sequence.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("stream", "aggregate_id", "aggregate_seq"),
+        Index("outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+    )
+
+
+class ReportOutboxEvent(_OutboxColumns, Base):
+    """A site's own replication reports, on their way to `geogit.replication`: kept apart from
+    `outbox`, whose ids are the global sequence."""
+
+    __tablename__ = "report_outbox"
+    __table_args__ = (
+        UniqueConstraint("stream", "aggregate_id", "aggregate_seq"),
+        Index("report_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+    )
 
 
 class GeoEventFeed(Base):
@@ -242,6 +262,9 @@ class ReplicaRegistry(Base):
     verification_state: Mapped[str] = mapped_column(
         String(16), default="pending", server_default="pending"
     )
+    # Set by a rollback (DESIGN §10): the next sync keeps what the new primary lacks under
+    # refs/geogit/diverged/epoch-<n>/ instead of overwriting it.
+    diverged_epoch: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
 
 
@@ -279,3 +302,64 @@ class GeoPushFloor(Base):
 
     project_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     min_seq: Mapped[int]
+
+
+class GeoSiteState(Base):
+    """This site's authority (one row, DESIGN §10): its role, the epoch it holds or follows,
+    its primary, and a planned failover's maintenance. Bootstrapped from GEOGIT_SITE_ROLE and
+    GEOGIT_PRIMARY_URL; changed only by promotion, demotion and fencing."""
+
+    __tablename__ = "geo_site_state"
+    __table_args__ = (
+        CheckConstraint("id = 1", name="geo_site_state_single_row"),
+        CheckConstraint("role IN ('primary', 'secondary')", name="geo_site_state_role"),
+    )
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    epoch: Mapped[int]
+    primary_site: Mapped[str] = mapped_column(default="", server_default="")
+    primary_url: Mapped[str] = mapped_column(default="", server_default="")
+    # Non-empty while this primary is read-only, failing over to the named site.
+    maintenance_target: Mapped[str] = mapped_column(default="", server_default="")
+    maintenance_since: Mapped[datetime | None]
+    # When this site, a primary, learnt of a higher epoch and stopped taking writes.
+    fenced_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class GeoEpoch(Base):
+    """The epoch history: epoch n's events are those after `after_seq` (until epoch n+1's)."""
+
+    __tablename__ = "geo_epochs"
+
+    epoch: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    primary_site: Mapped[str]
+    after_seq: Mapped[int]
+    promoted_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class PushReferenceCounter(Base):
+    """Pushes between pre-receive and post-receive, per project (GitLab's reference counter):
+    a planned failover waits for them to land before the primary's last sequence is final."""
+
+    __tablename__ = "push_reference_counters"
+
+    project_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class GeoDivergedRef(Base):
+    """A commit this site had and the new primary lacked, kept after a rollback (DESIGN §10)."""
+
+    __tablename__ = "geo_diverged_refs"
+    __table_args__ = (UniqueConstraint("project_id", "kept_as"),)
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    project_id: Mapped[int]
+    epoch: Mapped[int]
+    ref: Mapped[str]
+    kept_as: Mapped[str]
+    oid: Mapped[str]
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
