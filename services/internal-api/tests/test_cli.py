@@ -63,7 +63,8 @@ async def test_migrate_builds_the_schema_the_models_describe(empty_database: Dat
     try:
         async with engine.connect() as connection:
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-            head = ScriptDirectory.from_config(alembic_config(empty_database.url)).get_current_head()
+            scripts = ScriptDirectory.from_config(alembic_config(empty_database.url))
+            head = scripts.get_current_head()
             assert version == head and head is not None
             assert await connection.run_sync(_schema_differences) == []
     finally:
