@@ -181,6 +181,8 @@ class GeoProxyInfo(BaseModel):
     geo_proxy_url: str = ""
     # A Geo JWT (scope `proxy`) naming this site, sent as Geogit-Geo-Token on proxied requests.
     geo_proxy_extra_data: str = ""
+    # The epoch of the primary named (DESIGN §10): an edge never follows a lower one.
+    geo_epoch: int = 0
 
 
 class GeoProxyData(BaseModel):
@@ -234,6 +236,9 @@ class RegistryEntry(BaseModel):
     last_error: Annotated[StorableText, Field(max_length=4000)] = ""
     verified_at: datetime | None = None
     verification_state: Literal["pending", "verified", "failed"] = "pending"
+    # Non-zero after a rollback: the next sync keeps what the new primary lacks under
+    # refs/geogit/diverged/epoch-<n>/ (DESIGN §10).
+    diverged_epoch: Annotated[int, Field(ge=0, le=_BIGINT)] = 0
 
 
 class Replicable(BaseModel):
@@ -278,6 +283,9 @@ class GeoSiteStatus(BaseModel):
 
     site: str
     role: str
+    epoch: int = 1
+    # Where this site's primary is (empty on the primary itself): the replicator fetches there.
+    primary_url: str = ""
     last_global_seq: int
     caught_up_at: datetime | None
     fresh: bool

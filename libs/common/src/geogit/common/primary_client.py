@@ -48,6 +48,10 @@ class PrimaryClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    def retarget(self, primary_url: str) -> None:
+        """Follow a promotion: later calls go to the new primary's front door."""
+        self._http.base_url = httpx.URL(primary_url.rstrip("/"))
+
     def _headers(self) -> dict[str, str]:
         return {
             GEO_TOKEN_HEADER: issue_geo_token(self._secret, self._site, self._scope),

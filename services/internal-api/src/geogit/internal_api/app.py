@@ -13,12 +13,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from geogit.common.events import Topics
+from geogit.common.events import Event, Topics
+from geogit.common.geo import issue_geo_token
+from geogit.common.geo_routes import SITE_LOCAL_GEO
 from geogit.common.kafka import KafkaConfig
 from geogit.common.primary_client import PrimaryClient
 from geogit.internal_api import health
 from geogit.internal_api.admin import (
+    geo_promotion,
     geo_sites,
     keys,
     members,
@@ -28,16 +32,26 @@ from geogit.internal_api.admin import (
     tokens,
     users,
 )
+from geogit.internal_api.clients.sites import SitesClient
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
-from geogit.internal_api.db import make_engine, make_sessionmaker
-from geogit.internal_api.deps import Services
+from geogit.internal_api.db import SessionMaker, make_engine, make_sessionmaker
+from geogit.internal_api.deps import GeoServices, Services
 from geogit.internal_api.errors import ApiError, install_error_handlers
-from geogit.internal_api.events.outbox import Outbox
+from geogit.internal_api.events.outbox import Outbox, ReportOutbox
 from geogit.internal_api.events.relay import OutboxRelay
+from geogit.internal_api.geo import follow, site_state
 from geogit.internal_api.geo.auth import geo_gate
 from geogit.internal_api.geo.event_feed import EventFeed
+from geogit.internal_api.geo.peers import Peers
+from geogit.internal_api.geo.promotion import Promotions
 from geogit.internal_api.geo.replication_status import ReplicationStatusConsumer
+from geogit.internal_api.geo.site_state import (
+    Authority,
+    Listener,
+    SiteAuthority,
+    maintenance_message,
+)
 from geogit.internal_api.internal import (
     allowed,
     authorized_keys,
@@ -46,6 +60,7 @@ from geogit.internal_api.internal import (
     geo_proxy,
     git_http,
     hooks,
+    site_authority,
 )
 from geogit.internal_api.metrics import Metrics
 from geogit.internal_api.middleware import (
@@ -54,6 +69,7 @@ from geogit.internal_api.middleware import (
     RequestContext,
     UnexpectedErrors,
 )
+from geogit.internal_api.models import OutboxEvent, ReportOutboxEvent
 
 # Every route family, in one place.
 ROUTERS: tuple[APIRouter, ...] = (
@@ -67,6 +83,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     geo.router,
     geo_proxy.router,
     event_store.router,
+    # Site-local Geo routes (DESIGN §10): other sites, and admins, on any role.
+    site_authority.router,
     # Admin REST API (personal access tokens), GitLab v4 shapes.
     users.router,
     tokens.router,
@@ -76,6 +94,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     members.router,
     protected_branches.router,
     geo_sites.router,
+    geo_promotion.router,
 )
 
 
@@ -91,39 +110,32 @@ def _kafka(settings: InternalApiSettings) -> KafkaConfig | None:
 
 
 class _Background:
-    """What runs beside the request handlers, by role; started and stopped as one."""
+    """What runs beside the request handlers, started and stopped as one. Every part runs on
+    every role and follows the site's authority: the event feed applies the primary's events
+    only while this site is a secondary, the relays publish whatever is unsent, and the
+    replication reports are kept on any site (a promoted one has them already)."""
 
     def __init__(self, settings: InternalApiSettings, services: Services) -> None:
-        self._parts: list[OutboxRelay | EventFeed | ReplicationStatusConsumer] = []
         kafka, topics = _kafka(settings), Topics(settings.topic_prefix)
-        if services.primary is not None:
-            self._parts.append(
-                EventFeed(
-                    services.sessions,
-                    services.primary,
-                    kafka,
-                    topics,
-                    settings.site_name,
-                    poll_seconds=settings.event_store_poll_seconds,
-                    heartbeat_seconds=settings.feed_heartbeat_seconds,
-                    metrics=services.metrics,
-                )
-            )
+        self._parts: list[OutboxRelay | EventFeed | ReplicationStatusConsumer | Peers] = [
+            services.geo.feed,
+            services.geo.peers,
+        ]
         if kafka is not None:
-            # On a secondary its outbox holds only its replicator's reports.
-            self._parts.append(
+            self._parts += [
                 OutboxRelay(
                     services.sessions,
                     kafka,
                     topics,
+                    table,
                     batch_size=settings.relay_batch_size,
                     poll_seconds=settings.relay_poll_seconds,
                     max_backoff_seconds=settings.relay_max_backoff_seconds,
                     publish_timeout_seconds=settings.relay_publish_timeout_seconds,
                     metrics=services.metrics,
                 )
-            )
-        if kafka is not None and services.primary is None:
+                for table in (OutboxEvent, ReportOutboxEvent)
+            ]
             self._parts.append(
                 ReplicationStatusConsumer(services.sessions, kafka, topics, settings.site_name)
             )
@@ -137,6 +149,49 @@ class _Background:
             await part.stop()
 
 
+def _geo(
+    settings: InternalApiSettings,
+    engine: AsyncEngine,
+    sessions: SessionMaker,
+    authority: SiteAuthority,
+    primary: PrimaryClient,
+    outbox: Outbox,
+    metrics: Metrics,
+) -> GeoServices:
+    sites = SitesClient(
+        lambda: issue_geo_token(settings.geo_secret, settings.site_name, "site"),
+        settings.primary_timeout_seconds,
+    )
+    peers = Peers(sessions, authority, sites, settings.geo_peer_check_seconds, lambda: feed.wake())
+
+    async def on_new_epoch(event: Event) -> None:
+        peers.check_soon()
+
+    async def roll_back() -> None:
+        resynced = await follow.roll_back(sessions, primary)
+        if resynced is not None:
+            metrics.follows.labels("rollback").inc()
+            await authority.refresh()
+
+    feed = EventFeed(
+        sessions,
+        primary,
+        _kafka(settings),
+        Topics(settings.topic_prefix),
+        settings.site_name,
+        authority,
+        on_new_epoch=on_new_epoch,
+        rollback=roll_back,
+        poll_seconds=settings.event_store_poll_seconds,
+        heartbeat_seconds=settings.feed_heartbeat_seconds,
+        metrics=metrics,
+    )
+    promotions = Promotions(
+        engine, sessions, settings.site_name, outbox, sites, feed.catch_up, authority.refresh
+    )
+    return GeoServices(feed=feed, peers=peers, promotions=promotions, sites=sites)
+
+
 def _lifespan(
     settings: InternalApiSettings, metrics: Metrics
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -145,26 +200,43 @@ def _lifespan(
         async with AsyncExitStack() as stack:
             engine = make_engine(settings.database_url, settings.database_connect_timeout_seconds)
             stack.push_async_callback(engine.dispose)
+            sessions = make_sessionmaker(engine)
+            async with sessions() as session:
+                await site_state.bootstrap(
+                    session, settings.site_role, settings.site_name, settings.primary_url
+                )
+                await session.commit()
+            authority = SiteAuthority(sessions, settings)
+            await authority.start()
+            stack.push_async_callback(authority.stop)
             storage = StorageClient(settings.storages, settings.storage_secret)
             stack.push_async_callback(storage.close)
-            primary = None
-            if settings.is_secondary:
-                primary = PrimaryClient(
-                    settings.primary_url,
-                    settings.site_name,
-                    settings.geo_secret,
-                    settings.primary_timeout_seconds,
-                )
-                stack.push_async_callback(primary.aclose)
+            primary = PrimaryClient(
+                authority.current.primary_url,
+                settings.site_name,
+                settings.geo_secret,
+                settings.primary_timeout_seconds,
+            )
+            stack.push_async_callback(primary.aclose)
+            authority.listen(_retarget(primary))
+            outbox = Outbox(settings.site_name)
+            geo = _geo(settings, engine, sessions, authority, primary, outbox, metrics)
+            stack.push_async_callback(geo.sites.aclose)
             services = Services(
                 settings=settings,
-                sessions=make_sessionmaker(engine),
+                sessions=sessions,
                 storage=storage,
-                outbox=Outbox(settings.site_name),
+                outbox=outbox,
+                reports=ReportOutbox(settings.site_name),
                 metrics=metrics,
+                authority=authority,
                 primary=primary,
+                geo=geo,
             )
             app.state.services = services
+            if authority.current.is_primary:
+                # A primary that was away may have been replaced: it asks before its first write.
+                await geo.peers.check_once()
             background = _Background(settings, services)
             background.start()
             stack.push_async_callback(background.stop)
@@ -173,22 +245,37 @@ def _lifespan(
     return lifespan
 
 
+def _retarget(primary: PrimaryClient) -> Listener:
+    async def follow_primary(before: Authority, now: Authority) -> None:
+        if now.primary_url != before.primary_url:
+            primary.retarget(now.primary_url)
+
+    return follow_primary
+
+
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-async def _read_only_on_secondary(request: Request) -> None:
-    """A secondary's tables follow the primary's events; a write here would fork them."""
-    services: Services = request.app.state.services
+async def _writes_allowed(request: Request) -> None:
+    """A secondary's tables follow the primary's events; a write here would fork them. A
+    primary failing over refuses writes until the new primary takes them."""
     path = request.url.path
-    if (
-        services.settings.is_secondary
-        and request.method not in _READS
-        and path.startswith("/api/v4/")
-        and not path.startswith("/api/v4/internal/")
-    ):
+    if request.method in _READS or not path.startswith("/api/v4/") or _exempt(path):
+        return
+    authority: Authority = request.app.state.services.authority.current
+    if authority.is_secondary:
         raise ApiError(
             403, "403 Forbidden - this is a read-only Geo secondary; write through the primary"
         )
+    if authority.in_maintenance:
+        raise ApiError(
+            503, f"503 Service Unavailable - {maintenance_message(authority.maintenance_target)}"
+        )
+
+
+def _exempt(path: str) -> bool:
+    """The internal API, and the Geo coordination a site answers on any role."""
+    return path.startswith("/api/v4/internal/") or SITE_LOCAL_GEO.match(path) is not None
 
 
 def create_app(settings: InternalApiSettings) -> FastAPI:
@@ -205,7 +292,7 @@ def create_app(settings: InternalApiSettings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=_lifespan(settings, metrics),
-        dependencies=[Depends(geo_gate), Depends(_read_only_on_secondary)],
+        dependencies=[Depends(geo_gate), Depends(_writes_allowed)],
     )
     for router in ROUTERS:
         app.include_router(router)

@@ -16,6 +16,7 @@ from geogit.internal_api.accounts.tokens import issue
 from geogit.internal_api.db import make_engine, make_sessionmaker
 from geogit.internal_api.events.outbox import Outbox, user_aggregate
 from geogit.internal_api.events.user_events import user_payload
+from geogit.internal_api.geo import site_state
 from geogit.internal_api.lookup import user_by_username
 from geogit.internal_api.models import User
 
@@ -57,6 +58,8 @@ async def bootstrap_admin(
     outbox = Outbox(site_name)
     try:
         async with make_sessionmaker(engine)() as session:
+            # Only a primary has an admin to bootstrap; a site that was never started is one.
+            await site_state.bootstrap(session, "primary", site_name)
             user = await _admin_user(session, outbox, username, email, password)
             _, token = await issue(session, outbox, user, "bootstrap-admin", list(SCOPES))
             await session.commit()

@@ -54,6 +54,9 @@ class InternalApiSettings(HttpListenerSettings):
     feed_heartbeat_seconds: float = 1.0
     # Timeout of one call to the primary.
     primary_timeout_seconds: float = 10.0
+    # How often the site asks the others who is primary, to learn of a promotion it was not
+    # told of (DESIGN §10).
+    geo_peer_check_seconds: float = 5.0
     max_body_bytes: int = MIB
     # The hooks' calls carry a push's ref changes: storage accepts up to 64 MiB of them.
     max_internal_body_bytes: int = 64 * MIB

@@ -27,14 +27,29 @@ from geogit.common.tokens import (
     verify_token,
 )
 from geogit.internal_api.accounts.credentials import active_token
+from geogit.internal_api.clients.sites import SitesClient
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.errors import ApiError, forbidden, unauthorized
-from geogit.internal_api.events.outbox import Outbox
+from geogit.internal_api.events.outbox import Outbox, ReportOutbox
+from geogit.internal_api.geo.event_feed import EventFeed
+from geogit.internal_api.geo.peers import Peers
+from geogit.internal_api.geo.promotion import Promotions
+from geogit.internal_api.geo.site_state import Authority, SiteAuthority
 from geogit.internal_api.metrics import Metrics
 from geogit.internal_api.models import User
 from geogit.internal_api.repositories.push_queue import PushQueue
+
+
+@dataclass(frozen=True)
+class GeoServices:
+    """The site's part in Geo beside request handling (DESIGN §5, §10)."""
+
+    feed: EventFeed
+    peers: Peers
+    promotions: Promotions
+    sites: SitesClient
 
 
 @dataclass(frozen=True)
@@ -45,9 +60,14 @@ class Services:
     sessions: SessionMaker
     storage: StorageClient
     outbox: Outbox
+    reports: ReportOutbox
     metrics: Metrics
-    # A secondary's client for the primary's front door; None on the primary.
-    primary: PrimaryClient | None = None
+    # The site's role, epoch and primary (DESIGN §10), followed at runtime.
+    authority: SiteAuthority
+    # The client for the primary's front door; it follows the authority's primary URL and is
+    # used only while this site is a secondary.
+    primary: PrimaryClient
+    geo: GeoServices
     push_queue: PushQueue = field(default_factory=PushQueue)
 
 
@@ -76,7 +96,12 @@ async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_authority(services: ServicesDep) -> Authority:
+    return services.authority.current
+
+
 SettingsDep = Annotated[InternalApiSettings, Depends(get_settings)]
+AuthorityDep = Annotated[Authority, Depends(get_authority)]
 StorageDep = Annotated[StorageClient, Depends(get_storage)]
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -62,6 +62,29 @@ class Metrics:
             "Last global sequence applied",
             registry=self.registry,
         )
+        self.events_refused = Counter(
+            "geogit_geo_events_refused_total",
+            "Events not applied because of their epoch (DESIGN §10)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.epoch = Gauge(
+            "geogit_geo_epoch",
+            "The epoch this site holds or follows",
+            registry=self.registry,
+        )
+        self.promotions = Counter(
+            "geogit_geo_promotions_total",
+            "Promotions of this site, by mode and outcome",
+            ["mode", "outcome"],
+            registry=self.registry,
+        )
+        self.follows = Counter(
+            "geogit_geo_follows_total",
+            "Times this site followed a new primary, and whether it rolled back",
+            ["rollback"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return render_metrics(self.registry)

@@ -325,6 +325,9 @@ class GeoSiteState(Base):
     maintenance_since: Mapped[datetime | None]
     # When this site, a primary, learnt of a higher epoch and stopped taking writes.
     fenced_at: Mapped[datetime | None]
+    # Set when this site learnt of an epoch whose history forks below what it had applied:
+    # its read model is rolled back to this sequence before it applies anything else.
+    rollback_after_seq: Mapped[int | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
 
 

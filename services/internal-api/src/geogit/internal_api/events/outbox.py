@@ -12,7 +12,7 @@ call (storage RPCs) is done.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy import func, select
@@ -20,11 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.events import EVENT_TYPES, Event, Topics, new_event
 from geogit.common.proto.events.v1 import replication_pb2, repository_pb2
-from geogit.internal_api.models import OutboxEvent
+from geogit.internal_api.geo.site_state import lock_for_write
+from geogit.internal_api.models import OutboxEvent, ReportOutboxEvent
 
 Stream = Literal["domain", "repository", "replication"]
+Row = TypeVar("Row", OutboxEvent, ReportOutboxEvent)
 # Any constant shared by every writer; pg_advisory_xact_lock takes a bigint key.
 OUTBOX_LOCK_KEY = 0x6765_6F67_6974_01  # "geogit" 1
+REPORT_OUTBOX_LOCK_KEY = 0x6765_6F67_6974_03  # "geogit" 3
 
 
 def stream_of(payload: Message) -> Stream:
@@ -54,7 +57,11 @@ def site_aggregate(site_id: int) -> str:
 
 
 class Outbox:
-    """Appends events for one site; `origin_site` goes into every envelope."""
+    """Appends the site's events; `origin_site` goes into every envelope.
+
+    Only a primary writes events, and not while it is failing over: `append` checks the site's
+    authority in the writer's own transaction (geo/site_state.py) and stamps the epoch.
+    """
 
     def __init__(self, origin_site: str) -> None:
         self.origin_site = origin_site
@@ -66,49 +73,89 @@ class Outbox:
         *,
         aggregate_id: str,
         aggregate_seq: int | None = None,
+        during_maintenance: bool = False,
     ) -> OutboxEvent:
         """Add the event to the session's transaction; the caller commits.
 
         Repository events pass the project's `repository_seq`; domain events get the next
-        sequence of their aggregate, which the lock makes race-free.
+        sequence of their aggregate, which the lock makes race-free. `during_maintenance` is
+        for the end of a push that began before a planned failover (post-receive): it must
+        land, and the failover waits for it.
         """
         await session.execute(select(func.pg_advisory_xact_lock(OUTBOX_LOCK_KEY)))
-        stream = stream_of(payload)
-        if aggregate_seq is None:
-            aggregate_seq = await _next_aggregate_seq(session, stream, aggregate_id)
-        event = new_event(
-            payload,
-            aggregate_id=aggregate_id,
-            aggregate_seq=aggregate_seq,
-            origin_site=self.origin_site,
+        epoch = await lock_for_write(session, during_maintenance=during_maintenance)
+        return await _add(
+            session, OutboxEvent, payload, aggregate_id, aggregate_seq, epoch, self.origin_site
         )
-        row = OutboxEvent(
-            event_id=event.event_id,
-            stream=stream,
-            type=event.type,
-            schema_version=event.schema_version,
-            aggregate_id=aggregate_id,
-            aggregate_seq=aggregate_seq,
-            payload=payload.SerializeToString(),
-            occurred_at=event.occurred_at,
-            origin_site=event.origin_site,
-            correlation_id=event.correlation_id,
-        )
-        session.add(row)
-        await session.flush()
-        return row
 
 
-async def _next_aggregate_seq(session: AsyncSession, stream: str, aggregate_id: str) -> int:
+class ReportOutbox:
+    """The site's replicator reports, in their own table: on any role, in maintenance too."""
+
+    def __init__(self, origin_site: str) -> None:
+        self.origin_site = origin_site
+
+    async def append(
+        self, session: AsyncSession, payload: Message, *, aggregate_id: str
+    ) -> ReportOutboxEvent:
+        await session.execute(select(func.pg_advisory_xact_lock(REPORT_OUTBOX_LOCK_KEY)))
+        return await _add(
+            session, ReportOutboxEvent, payload, aggregate_id, None, 1, self.origin_site
+        )
+
+
+async def _add(
+    session: AsyncSession,
+    model: type[Row],
+    payload: Message,
+    aggregate_id: str,
+    aggregate_seq: int | None,
+    epoch: int,
+    origin_site: str,
+) -> Row:
+    stream = stream_of(payload)
+    if aggregate_seq is None:
+        aggregate_seq = await _next_aggregate_seq(session, model, stream, aggregate_id)
+    event = new_event(
+        payload,
+        aggregate_id=aggregate_id,
+        aggregate_seq=aggregate_seq,
+        origin_site=origin_site,
+        epoch=epoch,
+    )
+    row = model(
+        event_id=event.event_id,
+        stream=stream,
+        type=event.type,
+        schema_version=event.schema_version,
+        aggregate_id=aggregate_id,
+        aggregate_seq=aggregate_seq,
+        payload=payload.SerializeToString(),
+        occurred_at=event.occurred_at,
+        origin_site=origin_site,
+        correlation_id=event.correlation_id,
+        epoch=epoch,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def _next_aggregate_seq(
+    session: AsyncSession,
+    model: type[OutboxEvent | ReportOutboxEvent],
+    stream: str,
+    aggregate_id: str,
+) -> int:
     last = await session.scalar(
-        select(func.max(OutboxEvent.aggregate_seq)).where(
-            OutboxEvent.stream == stream, OutboxEvent.aggregate_id == aggregate_id
+        select(func.max(model.aggregate_seq)).where(
+            model.stream == stream, model.aggregate_id == aggregate_id
         )
     )
     return (last or 0) + 1
 
 
-def to_event(row: OutboxEvent) -> Event:
+def to_event(row: OutboxEvent | ReportOutboxEvent) -> Event:
     """The stored row as the event consumers see, its outbox id as the global sequence."""
     payload = EVENT_TYPES[row.type].FromString(row.payload)
     return Event(
@@ -122,6 +169,7 @@ def to_event(row: OutboxEvent) -> Event:
         origin_site=row.origin_site,
         payload=payload,
         correlation_id=row.correlation_id,
+        epoch=row.epoch,
     )
 
 

@@ -59,13 +59,21 @@ async def renamed(
     await outbox.append(session, event, aggregate_id=project_aggregate(project.id))
 
 
-async def updated(session: AsyncSession, outbox: Outbox, project: Project) -> None:
+async def updated(
+    session: AsyncSession, outbox: Outbox, project: Project, *, during_maintenance: bool = False
+) -> None:
+    """`during_maintenance`: a push's first branch became the default (see hooks.py)."""
     event = domain_pb2.ProjectUpdated(
         project_id=project.id,
         visibility=project.visibility,
         default_branch=project.default_branch,
     )
-    await outbox.append(session, event, aggregate_id=project_aggregate(project.id))
+    await outbox.append(
+        session,
+        event,
+        aggregate_id=project_aggregate(project.id),
+        during_maintenance=during_maintenance,
+    )
 
 
 async def member_set(

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 
 from aiokafka.errors import KafkaError
-from sqlalchemy import func, select, update
+from sqlalchemy import ScalarResult, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from geogit.common.background import Background
@@ -28,11 +28,13 @@ from geogit.common.kafka_health import broker_health
 from geogit.internal_api.db import SessionMaker, database_unavailable
 from geogit.internal_api.events.outbox import to_event, topic_of
 from geogit.internal_api.metrics import Metrics
-from geogit.internal_api.models import OutboxEvent, utcnow
+from geogit.internal_api.models import OutboxEvent, ReportOutboxEvent, utcnow
 
 log = logging.getLogger(__name__)
 
 RELAY_LOCK_KEY = 0x6765_6F67_6974_02  # "geogit" 2
+REPORT_RELAY_LOCK_KEY = 0x6765_6F67_6974_04  # "geogit" 4
+Table = type[OutboxEvent] | type[ReportOutboxEvent]
 INITIAL_BACKOFF_SECONDS = 0.2
 
 _KAFKA_ERRORS = (KafkaError, PublishError, OSError, TimeoutError)
@@ -50,6 +52,7 @@ class OutboxRelay:
         sessions: SessionMaker,
         kafka: KafkaConfig,
         topics: Topics,
+        table: Table = OutboxEvent,
         *,
         batch_size: int = 200,
         poll_seconds: float = 0.2,
@@ -60,6 +63,9 @@ class OutboxRelay:
         self._sessions = sessions
         self._kafka = kafka
         self._topics = topics
+        # The site's events, or its replicator's reports: two tables, one relay each.
+        self._table = table
+        self._lock_key = RELAY_LOCK_KEY if table is OutboxEvent else REPORT_RELAY_LOCK_KEY
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
         self._max_backoff = max_backoff_seconds
@@ -67,7 +73,7 @@ class OutboxRelay:
         # A relay built on its own (a test's) counts into a registry nobody reads.
         self._metrics = metrics or Metrics()
         self._producer: EventProducer | None = None
-        self._loop = Background("outbox-relay", self.run)
+        self._loop = Background(f"relay-{table.__tablename__}", self.run)
 
     def start(self) -> None:
         self._loop.start()
@@ -108,12 +114,13 @@ class OutboxRelay:
         published: list[int] = []
         failure: BaseException | None = None
         async with self._sessions() as session, session.begin():
-            if not await session.scalar(select(func.pg_try_advisory_xact_lock(RELAY_LOCK_KEY))):
+            if not await session.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key))):
                 return 0  # another replica is relaying
-            rows = await session.scalars(
-                select(OutboxEvent)
-                .where(OutboxEvent.sent_at.is_(None))
-                .order_by(OutboxEvent.id)
+            table = self._table
+            rows: ScalarResult[OutboxEvent | ReportOutboxEvent] = await session.scalars(
+                select(table)
+                .where(table.sent_at.is_(None))
+                .order_by(table.id)
                 .limit(self._batch_size)
             )
             try:
@@ -123,16 +130,16 @@ class OutboxRelay:
                 failure.__cause__ = exc
             if published:
                 await session.execute(
-                    update(OutboxEvent)
-                    .where(OutboxEvent.id.in_(published))
-                    .values(sent_at=utcnow())
+                    update(table).where(table.id.in_(published)).values(sent_at=utcnow())
                 )
         self._metrics.outbox_published.inc(len(published))
         if failure is not None:
             raise failure
         return len(published)
 
-    async def _publish(self, rows: Sequence[OutboxEvent], published: list[int]) -> None:
+    async def _publish(
+        self, rows: Sequence[OutboxEvent | ReportOutboxEvent], published: list[int]
+    ) -> None:
         if not rows:
             return
         # Checked before every batch, not only when connecting: a broker restarted behind a

@@ -15,10 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.geo import GEO_TOKEN_HEADER, GeoClaims, GeoScope, claimed_site, verify_geo_token
+from geogit.common.geo_routes import SITE_LOCAL_GEO
 from geogit.common.internal_api import Denied
 from geogit.common.tokens import API_REQUEST_HEADER, TokenError
-from geogit.internal_api.deps import ServicesDep, internal_caller
+from geogit.internal_api.deps import Services, ServicesDep, internal_caller
 from geogit.internal_api.errors import ApiError, forbidden, unauthorized
+from geogit.internal_api.geo.site_state import Authority
 from geogit.internal_api.models import GeoSite
 
 log = logging.getLogger(__name__)
@@ -41,18 +43,44 @@ async def verify_geo(session: AsyncSession, token: str) -> GeoClaims:
 
 async def geo_gate(request: Request, services: ServicesDep) -> GeoClaims | None:
     """Every request that carries a Geo token is checked, whatever the route: a forged,
-    expired or revoked site's token is refused even where the user's own credentials would do."""
+    expired or revoked site's token is refused even where the user's own credentials would do.
+    A secondary takes Geo tokens only on the site-local routes (promotion's coordination)."""
     token = request.headers.get(GEO_TOKEN_HEADER)
     if token is None:
         return None
-    if services.settings.is_secondary:
+    authority = services.authority.current
+    site_local = SITE_LOCAL_GEO.match(request.url.path) is not None
+    if authority.is_secondary and not site_local:
         raise ApiError(403, f"403 Forbidden - {GEO_REFUSED}: this site is not the primary")
     async with services.sessions() as session:
         try:
             claims = await verify_geo(session, token)
         except Denied as denial:
             raise ApiError(denial.status, f"403 Forbidden - {denial.message}") from denial
+    _check_epoch(claims, authority, services, site_local)
     return claims
+
+
+def _check_epoch(
+    claims: GeoClaims, authority: Authority, services: Services, site_local: bool
+) -> None:
+    """A token from an older epoch is a fenced site's; one from a newer epoch means this site
+    missed a promotion: it asks the other sites at once and, meanwhile, takes no relayed
+    request (it may no longer be the primary)."""
+    if claims.epoch < authority.epoch:
+        raise ApiError(
+            403,
+            f"403 Forbidden - {GEO_REFUSED}: it is from epoch {claims.epoch}; this site is at"
+            f" epoch {authority.epoch} (primary: {authority.primary_site})",
+        )
+    if claims.epoch > authority.epoch:
+        services.geo.peers.check_soon()
+        if not site_local:
+            raise ApiError(
+                503,
+                f"503 Service Unavailable - {GEO_REFUSED}: it is from epoch {claims.epoch}, newer"
+                f" than this site's {authority.epoch}; this site is checking for the new primary",
+            )
 
 
 GeoGate = Annotated[GeoClaims | None, Depends(geo_gate)]

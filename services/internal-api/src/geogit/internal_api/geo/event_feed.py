@@ -26,25 +26,28 @@ from typing import Literal
 
 from aiokafka import TopicPartition
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
 
 from geogit.common.background import Background
 from geogit.common.events import Event, Topics
 from geogit.common.kafka import ConsumerLoop, ConsumerRecordInfo, KafkaConfig
 from geogit.common.primary_client import PrimaryClient, PrimaryUnavailable
 from geogit.internal_api.db import SessionMaker
-from geogit.internal_api.geo import read_model
+from geogit.internal_api.geo import epochs, site_state
+from geogit.internal_api.geo.epochs import EpochHistory
+from geogit.internal_api.geo.mirror import FEED_ROW, apply_and_mirror, lock_feed
+from geogit.internal_api.geo.site_state import SiteAuthority
 from geogit.internal_api.metrics import Metrics
 from geogit.internal_api.models import GeoEventFeed, utcnow
 
 log = logging.getLogger(__name__)
 
-FEED_ROW = 1
 STORE_PAGE = 500
 # Kafka events held for an earlier one; past this many the store is asked at once.
 MAX_WAITING = 10_000
 
-Outcome = Literal["applied", "duplicate", "gap"]
+Outcome = Literal["applied", "duplicate", "gap", "stale", "new_epoch", "held"]
+NewEpoch = Callable[[Event], Awaitable[None]]
+Rollback = Callable[[], Awaitable[None]]
 
 
 class EventFeed:
@@ -55,13 +58,19 @@ class EventFeed:
         kafka: KafkaConfig | None,
         topics: Topics,
         site_name: str,
+        authority: SiteAuthority,
         *,
+        on_new_epoch: NewEpoch,
+        rollback: Rollback,
         poll_seconds: float,
         heartbeat_seconds: float,
         metrics: Metrics | None = None,
     ) -> None:
         self._sessions = sessions
         self._primary = primary
+        self._authority = authority
+        self._on_new_epoch = on_new_epoch
+        self._rollback = rollback
         self._poll_seconds = poll_seconds
         self._heartbeat_seconds = heartbeat_seconds
         self._metrics = metrics or Metrics()
@@ -101,30 +110,61 @@ class EventFeed:
 
     async def _apply_in_order(self, events: list[Event], *, from_store: bool) -> list[Outcome]:
         """One transaction for a batch: the store's pages replay a new site's history quickly.
-        The store's events are the next ones by definition; Kafka's must follow on."""
+        The store's events are the next ones by definition; Kafka's must follow on. Nothing is
+        applied while this site is primary or has a rollback to do, and only events of the
+        epoch their sequence falls under are (geo/epochs.py); the first event of an epoch this
+        site has not heard of is handed to `on_new_epoch`, which confirms it with the sites."""
         outcomes: list[Outcome] = []
+        promotions: list[Event] = []
         async with self._lock, self._sessions() as session, session.begin():
-            await session.execute(insert(GeoEventFeed).values(id=FEED_ROW).on_conflict_do_nothing())
-            feed = await session.scalar(
-                select(GeoEventFeed).where(GeoEventFeed.id == FEED_ROW).with_for_update()
-            )
-            assert feed is not None
+            state = await site_state.load(session)
+            if state.role != "secondary" or state.rollback_after_seq is not None:
+                return ["held"] * len(events)
+            feed = await lock_feed(session)
+            known = await epochs.history(session)
             for event in events:
-                if event.global_seq <= feed.last_global_seq:
-                    outcomes.append("duplicate")
+                outcome = self._judge(event, known, feed.last_global_seq, from_store=from_store)
+                outcomes.append(outcome)
+                if outcome == "new_epoch" and event.type == "SitePromoted":
+                    promotions.append(event)
+                if outcome != "applied":
                     continue
-                if not from_store and event.global_seq != feed.last_global_seq + 1:
-                    outcomes.append("gap")
-                    continue
-                await read_model.apply(session, event)
+                await apply_and_mirror(session, event)
                 feed.last_global_seq = event.global_seq
-                outcomes.append("applied")
+                if event.type == "SitePromoted":
+                    known = await epochs.history(session)
             feed.updated_at = utcnow()
         applied = outcomes.count("applied")
         self._metrics.events_applied.labels("store" if from_store else "kafka").inc(applied)
+        if stale := outcomes.count("stale"):
+            self._metrics.events_refused.labels("stale_epoch").inc(stale)
         if applied:
             self._metrics.feed_position.set(feed.last_global_seq)
+        for promotion in promotions:
+            await self._on_new_epoch(promotion)
         return outcomes
+
+    @staticmethod
+    def _judge(event: Event, known: EpochHistory, position: int, *, from_store: bool) -> Outcome:
+        verdict = known.judge(event.epoch, event.global_seq)
+        if verdict == "unknown":
+            return "new_epoch"
+        if verdict == "stale":
+            log.warning(
+                "event of a stale epoch refused",
+                extra={
+                    "global_seq": event.global_seq,
+                    "epoch": event.epoch,
+                    "expected_epoch": known.epoch_at(event.global_seq),
+                    "origin_site": event.origin_site,
+                },
+            )
+            return "stale"
+        if event.global_seq <= position:
+            return "duplicate"
+        if not from_store and event.global_seq != position + 1:
+            return "gap"
+        return "applied"
 
     async def position(self) -> int:
         async with self._sessions() as session:
@@ -137,9 +177,8 @@ class EventFeed:
         """Apply every event the store has after our position; raises PrimaryUnavailable."""
         while True:
             events = await self._primary.events_after(await self.position(), STORE_PAGE)
-            if events:
-                await self._apply_in_order(events, from_store=True)
-            if len(events) < STORE_PAGE:
+            outcomes = await self._apply_in_order(events, from_store=True) if events else []
+            if len(events) < STORE_PAGE or "applied" not in outcomes:
                 return
 
     async def _mark_caught_up(self) -> None:
@@ -150,6 +189,10 @@ class EventFeed:
                 .values(caught_up_at=func.now())
             )
 
+    def wake(self) -> None:
+        """After this site followed a new primary: ask its event store at the next poll."""
+        self._flag_gap()
+
     # The three loops ---------------------------------------------------------------------
 
     def _flag_gap(self) -> None:
@@ -157,6 +200,12 @@ class EventFeed:
         self._gap_generation += 1
 
     async def _poll_once(self) -> None:
+        authority = await self._authority.refresh()
+        if authority.rollback_after_seq is not None:
+            await self._rollback()
+            return
+        if not authority.is_secondary:
+            return
         generation = self._gap_generation
         try:
             await self.catch_up()
@@ -193,7 +242,7 @@ class EventFeed:
 
     async def _heartbeat_once(self) -> None:
         consumer = self._kafka_loop.consumer if self._kafka_loop is not None else None
-        if consumer is None:
+        if consumer is None or not self._authority.current.is_secondary:
             return
         positions = await consumer.positions()
         reset = [tp for tp, (_, end) in positions.items() if end < self._ends.get(tp, 0)]

@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.events import Event
 from geogit.common.storage_client import EMPTY_CHECKSUM
+from geogit.internal_api.geo import epochs
 from geogit.internal_api.models import (
     Base,
     GeoPushFloor,
@@ -205,6 +206,16 @@ async def _site(session: AsyncSession, event: Any) -> None:
     )
 
 
+async def _site_promoted(session: AsyncSession, event: Any) -> None:
+    """The epoch's start, and the registry's primary flag, as the new primary wrote them."""
+    await epochs.record(session, event.epoch, event.site, event.after_seq)
+    await mark_primary(session, event.site)
+
+
+async def mark_primary(session: AsyncSession, site_name: str) -> None:
+    await session.execute(update(GeoSite).values(primary=GeoSite.name == site_name))
+
+
 async def _site_removed(session: AsyncSession, event: Any) -> None:
     await session.execute(delete(GeoSite).where(GeoSite.id == event.site_id))
 
@@ -256,6 +267,7 @@ HANDLERS: dict[str, Handler] = {
     "SiteAdded": _site,
     "SiteUpdated": _site,
     "SiteRemoved": _site_removed,
+    "SitePromoted": _site_promoted,
     "RepositoryCreated": _repository_created,
     "RepositoryUpdated": _repository_updated,
 }

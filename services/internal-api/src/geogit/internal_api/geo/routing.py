@@ -34,6 +34,7 @@ from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.deps import Services
 from geogit.internal_api.geo.freshness import UNKNOWN_SEQ, Verdict, replica_verdict
+from geogit.internal_api.geo.site_state import Authority, maintenance_message
 from geogit.internal_api.lookup import project_by_path
 from geogit.internal_api.models import GeoPushFloor, GeoSite, Project
 from geogit.internal_api.repositories.location import repository_ref, storage_access
@@ -88,8 +89,14 @@ async def floor_for_unknown(session: AsyncSession, primary: PrimaryClient, path:
     await session.commit()
 
 
+def refuse_writes_while_failing_over(authority: Authority, writes: bool) -> None:
+    """A primary in maintenance takes no push; the pusher retries once the new one is up."""
+    if writes and authority.in_maintenance:
+        raise Denied(503, maintenance_message(authority.maintenance_target))
+
+
 async def _verdict(session: AsyncSession, services: Services, project: Project) -> Verdict:
-    if project.geo_min_seq == UNKNOWN_SEQ and services.primary is not None:
+    if project.geo_min_seq == UNKNOWN_SEQ:
         await refresh_min_seq(session, services.primary, project)
     return await replica_verdict(session, project, services.settings.freshness_max_lag_seconds)
 
@@ -137,13 +144,14 @@ async def git_http_answer(
 
 async def ssh_proxy_answer(
     session: AsyncSession,
-    settings: InternalApiSettings,
+    services: Services,
     project_path: str,
     action: str,
     gl_id: str,
 ) -> GeoProxyToPrimary:
     """`/allowed`'s 300: the SSH gateway relays to the primary over smart HTTP, as the user,
     with a token good for this one command on this one project."""
+    settings = services.settings
     project = await project_by_path(session, project_path)
     path = project.full_path if project is not None else project_path
     token = issue_geo_token(
@@ -154,11 +162,12 @@ async def ssh_proxy_answer(
         project=path,
         action=action,
     )
+    primary_url = services.authority.current.primary_url
     return GeoProxyToPrimary(
         message="proxying to the primary",
         payload=GeoProxyPayload(
             data=GeoProxyData(
-                primary_repo=f"{settings.primary_url.rstrip('/')}/{path}.git",
+                primary_repo=f"{primary_url.rstrip('/')}/{path}.git",
                 request_headers={GEO_TOKEN_HEADER: token},
             )
         ),

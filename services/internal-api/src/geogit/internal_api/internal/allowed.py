@@ -69,8 +69,10 @@ async def allowed(
 ) -> AllowedResponse | JSONResponse:
     try:
         user = await resolve_actor(session, body.gl_id, body.key_id, body.username)
-        if services.settings.is_secondary and body.protocol == "ssh":
+        authority = services.authority.current
+        if authority.is_secondary and body.protocol == "ssh":
             return await _on_secondary(session, services, body, user)
+        routing.refuse_writes_while_failing_over(authority, SSH_COMMANDS[body.action].writes)
         access = await access_for(session, await _project(session, body), user)
         await _check_action(session, storage, access, body)
     except Denied as denial:
@@ -122,7 +124,7 @@ async def _on_secondary(
             raise Denied(503, NOT_RELAYED.format(action=command.ssh_name))
     answer = await routing.ssh_proxy_answer(
         session,
-        services.settings,
+        services,
         _ssh_project_path(body.project),
         body.action,
         f"user-{user.id}",

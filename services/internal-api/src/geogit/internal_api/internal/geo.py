@@ -27,7 +27,7 @@ from geogit.common.internal_api import (
     ReplicationReport,
 )
 from geogit.common.paths import InvalidPathError
-from geogit.internal_api.deps import InternalCaller, OutboxDep, ServicesDep, SessionDep
+from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep
 from geogit.internal_api.errors import bad_request, not_found
 from geogit.internal_api.geo.freshness import feed_is_current
 from geogit.internal_api.geo.routing import floor_for_unknown, refresh_min_seq
@@ -57,7 +57,7 @@ async def _orphans(session: AsyncSession) -> list[int]:
     rows = await session.scalars(
         select(ReplicaRegistry.project_id)
         .outerjoin(Project, Project.id == ReplicaRegistry.project_id)
-        .where(Project.id.is_(None))
+        .where(Project.id.is_(None), ReplicaRegistry.diverged_epoch == 0)
         .limit(MAX_PAGE)
     )
     return list(rows)
@@ -116,12 +116,12 @@ async def delete_registry(project_id: Id, session: SessionDep) -> Response:
 
 @router.post("/reports", status_code=204)
 async def save_report(
-    report: ReplicationReport, session: SessionDep, outbox: OutboxDep, services: ServicesDep
+    report: ReplicationReport, session: SessionDep, services: ServicesDep
 ) -> Response:
     """The site's replicator reports a sync or a verification: the report waits in the site's
-    outbox, which the relay publishes to `geogit.replication` in order, retrying while Kafka is
-    down. Its sequence is the report's own per project (a sync and a verification of the same
-    repository sequence are two reports)."""
+    report outbox, which its relay publishes to `geogit.replication` in order, retrying while
+    Kafka is down. Its sequence is the report's own per project (a sync and a verification of
+    the same repository sequence are two reports)."""
     try:
         payload = EVENT_TYPES[report.type].FromString(
             base64.b64decode(report.payload, validate=True)
@@ -129,7 +129,7 @@ async def save_report(
     except (ValueError, DecodeError) as exc:  # binascii.Error is a ValueError
         raise bad_request(f"400 Bad request - payload is not a {report.type}: {exc}") from exc
     aggregate = f"{services.settings.site_name}:{report.project_id}"
-    await outbox.append(session, payload, aggregate_id=aggregate)
+    await services.reports.append(session, payload, aggregate_id=aggregate)
     await session.commit()
     return Response(status_code=204)
 
@@ -144,7 +144,7 @@ async def proxied_push(body: ProxiedPush, session: SessionDep, services: Service
         project = await project_by_path(session, path)
     except InvalidPathError:
         return Response(status_code=204)
-    if services.primary is None:
+    if not services.authority.current.is_secondary:
         return Response(status_code=204)
     if project is not None:
         await refresh_min_seq(session, services.primary, project)
@@ -156,6 +156,7 @@ async def proxied_push(body: ProxiedPush, session: SessionDep, services: Service
 @router.get("/status", response_model=GeoSiteStatus)
 async def status(session: SessionDep, services: ServicesDep) -> GeoSiteStatus:
     settings = services.settings
+    authority = services.authority.current
     feed = await session.get(GeoEventFeed, 1)
 
     async def count(*conditions: ColumnElement[bool]) -> int:
@@ -164,7 +165,9 @@ async def status(session: SessionDep, services: ServicesDep) -> GeoSiteStatus:
 
     return GeoSiteStatus(
         site=settings.site_name,
-        role=settings.site_role,
+        role=authority.role,
+        epoch=authority.epoch,
+        primary_url=authority.primary_url if authority.is_secondary else "",
         last_global_seq=feed.last_global_seq if feed else 0,
         caught_up_at=feed.caught_up_at if feed else None,
         fresh=await feed_is_current(session, settings.freshness_max_lag_seconds),

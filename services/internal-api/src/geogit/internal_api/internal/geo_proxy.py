@@ -1,8 +1,8 @@
 """GET /api/v4/geo/proxy (internal JWT): the edge-proxy's question "is this site a secondary?".
 
-On a primary the answer is `{}`: there is nothing to proxy to. On a secondary it names the
-primary and carries a fresh Geo token (scope `proxy`) for the edge to send with everything it
-relays (DESIGN §3.4).
+On a primary the answer is only its epoch: there is nothing to proxy to. On a secondary it
+names the primary (and its epoch, DESIGN §10) and carries a fresh Geo token (scope `proxy`) for
+the edge to send with everything it relays (DESIGN §3.4).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from fastapi import APIRouter
 
 from geogit.common.geo import issue_geo_token
 from geogit.common.internal_api import GeoProxyInfo
-from geogit.internal_api.deps import InternalCaller, SettingsDep
+from geogit.internal_api.deps import AuthorityDep, InternalCaller, SettingsDep
 
 router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
 
@@ -22,10 +22,11 @@ router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
     response_model=GeoProxyInfo,
     response_model_exclude_defaults=True,
 )
-async def proxy(settings: SettingsDep) -> GeoProxyInfo:
-    if not settings.is_secondary:
-        return GeoProxyInfo()
+async def proxy(settings: SettingsDep, authority: AuthorityDep) -> GeoProxyInfo:
+    if not authority.is_secondary:
+        return GeoProxyInfo(geo_epoch=authority.epoch)
     return GeoProxyInfo(
-        geo_proxy_url=settings.primary_url,
+        geo_proxy_url=authority.primary_url,
         geo_proxy_extra_data=issue_geo_token(settings.geo_secret, settings.site_name, "proxy"),
+        geo_epoch=authority.epoch,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.git_commands import HTTP_COMMANDS
 from geogit.common.internal_api import (
     Denied,
     GitHttpAuthorizeRequest,
@@ -42,11 +43,13 @@ async def local_serve(
 async def authorize(
     body: GitHttpAuthorizeRequest, session: SessionDep, storage: StorageDep, services: ServicesDep
 ) -> GitHttpServe | GitHttpProxy | GitHttpRedirect:
+    authority = services.authority.current
     try:
-        if services.settings.is_secondary:
+        if authority.is_secondary:
             return await routing.git_http_answer(
                 session, services, body, lambda: local_serve(session, storage, body)
             )
+        routing.refuse_writes_while_failing_over(authority, HTTP_COMMANDS[body.service].writes)
         return await local_serve(session, storage, body)
     except Denied as denial:
         raise ApiError(denial.status, denial.message) from denial

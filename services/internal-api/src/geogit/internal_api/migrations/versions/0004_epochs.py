@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("maintenance_target", sa.Text(), server_default="", nullable=False),
         sa.Column("maintenance_since", sa.DateTime(timezone=True), nullable=True),
         sa.Column("fenced_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("rollback_after_seq", sa.BigInteger(), nullable=True),
         _now("updated_at"),
         sa.CheckConstraint("id = 1", name="geo_site_state_single_row"),
         sa.CheckConstraint("role IN ('primary', 'secondary')", name="geo_site_state_role"),

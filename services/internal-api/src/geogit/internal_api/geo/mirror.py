@@ -1,0 +1,49 @@
+"""A secondary applies the primary's events and keeps them: the read model, and a mirror of
+the primary's event store in its own `outbox` (same ids, already sent), so that when it is
+promoted its event store holds the whole history and its outbox continues the sequence."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from geogit.common.events import Event
+from geogit.internal_api.events.outbox import stream_of
+from geogit.internal_api.geo import read_model
+from geogit.internal_api.models import GeoEventFeed, OutboxEvent, utcnow
+
+FEED_ROW = 1
+
+
+async def lock_feed(session: AsyncSession) -> GeoEventFeed:
+    """The feed's position, locked for this transaction (created on first use)."""
+    await session.execute(insert(GeoEventFeed).values(id=FEED_ROW).on_conflict_do_nothing())
+    feed = await session.scalar(
+        select(GeoEventFeed).where(GeoEventFeed.id == FEED_ROW).with_for_update()
+    )
+    assert feed is not None
+    return feed
+
+
+async def apply_and_mirror(session: AsyncSession, event: Event) -> None:
+    await read_model.apply(session, event)
+    await session.execute(
+        insert(OutboxEvent)
+        .values(
+            id=event.global_seq,
+            event_id=event.event_id,
+            stream=stream_of(event.payload),
+            type=event.type,
+            schema_version=event.schema_version,
+            aggregate_id=event.aggregate_id,
+            aggregate_seq=event.aggregate_seq,
+            payload=event.payload.SerializeToString(),
+            occurred_at=event.occurred_at,
+            origin_site=event.origin_site,
+            correlation_id=event.correlation_id,
+            sent_at=utcnow(),
+            epoch=event.epoch,
+        )
+        .on_conflict_do_nothing()
+    )

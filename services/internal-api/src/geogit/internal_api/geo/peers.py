@@ -1,0 +1,128 @@
+"""How a site learns that another one was promoted while it was not told (DESIGN §10): it was
+down, partitioned, or it is an old primary coming back.
+
+Every few seconds, at start-up before a primary takes its first write, and at once when an
+event or a token names a newer epoch, the site asks every other registered site for its
+authority. A newer epoch is believed only once the site named as its primary confirms it is
+primary at that epoch (through the URL in this site's own registry), and then this site
+follows it — a primary fences itself that way, before it accepts another write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from geogit.common.background import Background
+from geogit.internal_api.clients.sites import SitesClient, SiteUnreachable
+from geogit.internal_api.db import SessionMaker
+from geogit.internal_api.geo.coordination import SiteStateOut
+from geogit.internal_api.geo.follow import EpochConflict, NewPrimary, follow
+from geogit.internal_api.geo.site_state import SiteAuthority
+from geogit.internal_api.models import GeoSite
+
+log = logging.getLogger(__name__)
+
+ASK_TIMEOUT_SECONDS = 3.0
+
+
+class Peers:
+    def __init__(
+        self,
+        sessions: SessionMaker,
+        authority: SiteAuthority,
+        sites: SitesClient,
+        interval_seconds: float,
+        on_followed: Callable[[], None],
+    ) -> None:
+        self._sessions = sessions
+        self._authority = authority
+        self._sites = sites
+        self._interval = interval_seconds
+        self._on_followed = on_followed
+        self._soon = asyncio.Event()
+        self._loop = Background("geo-peers", self._run)
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+
+    def check_soon(self) -> None:
+        self._soon.set()
+
+    async def check_once(self) -> NewPrimary | None:
+        """Follow the newest confirmed primary any site knows of; what was followed, if any."""
+        mine = self._authority.current.epoch
+        urls = await self._registered()
+        answers = await asyncio.gather(*(self._ask(url) for url in urls.values()))
+        newer = [answer for answer in answers if answer is not None and answer.epoch > mine]
+        if not newer:
+            return None
+        claimed = max(newer, key=lambda answer: answer.epoch)
+        confirmed = await self._confirm(claimed, urls)
+        if confirmed is None:
+            log.warning(
+                "a newer epoch was claimed but its primary does not confirm it",
+                extra={"epoch": claimed.epoch, "primary": claimed.primary_site},
+            )
+            return None
+        new = NewPrimary(
+            epoch=confirmed.epoch,
+            after_seq=confirmed.epoch_after_seq,
+            site=confirmed.site,
+            url=urls.get(confirmed.site, confirmed.primary_url),
+        )
+        try:
+            followed = await follow(self._sessions, new)
+        except EpochConflict as exc:
+            log.error("not following", extra={"error": str(exc)})
+            return None
+        await self._authority.refresh()
+        if followed:
+            self._on_followed()
+        return new if followed else None
+
+    async def _registered(self) -> dict[str, str]:
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(GeoSite.name, GeoSite.url).where(
+                    GeoSite.enabled, GeoSite.name != self._authority.site_name
+                )
+            )
+        return {name: url for name, url in rows.all()}
+
+    async def _ask(self, url: str) -> SiteStateOut | None:
+        try:
+            return await self._sites.site_state(url, timeout=ASK_TIMEOUT_SECONDS)
+        except SiteUnreachable as exc:
+            log.debug("site did not answer", extra={"url": url, "error": str(exc)})
+            return None
+
+    async def _confirm(self, claimed: SiteStateOut, urls: dict[str, str]) -> SiteStateOut | None:
+        if claimed.role == "primary":
+            return claimed
+        url = urls.get(claimed.primary_site)
+        if url is None:
+            return None
+        answer = await self._ask(url)
+        if answer is None or answer.role != "primary" or answer.epoch < claimed.epoch:
+            return None
+        return answer
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._interval):
+                    await self._soon.wait()
+            except TimeoutError:
+                pass
+            self._soon.clear()
+            try:
+                await self.check_once()
+            except Exception as exc:  # a database or network blip: the next round tries again
+                log.warning("checking the other sites failed", extra={"error": repr(exc)})

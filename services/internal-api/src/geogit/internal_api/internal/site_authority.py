@@ -1,0 +1,133 @@
+"""The site-local Geo routes through which sites agree on the primary (DESIGN §10), answered
+on any role (the edge routes them here even on a secondary, `geogit.common.geo_routes`):
+
+- `GET /api/v4/geo/site_state`: this site's role, epoch, primary and maintenance — for other
+  sites (Geo token), operators (admin token) and this site's own tools (internal JWT);
+- `POST /api/v4/geo/follow`: the new primary tells this site to follow it (its Geo token, of
+  the epoch it announces);
+- `POST|DELETE /api/v4/geo/maintenance`: a candidate asks this primary to stop writes for a
+  planned failover, or to take them again (the candidate's Geo token, or an admin).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy import func, select
+
+from geogit.common.geo import GeoClaims
+from geogit.common.tokens import API_REQUEST_HEADER
+from geogit.internal_api.deps import OptionalUser, ServicesDep, SessionDep, internal_caller
+from geogit.internal_api.errors import ApiError, forbidden, unauthorized
+from geogit.internal_api.geo import epochs, maintenance, site_state
+from geogit.internal_api.geo.auth import GeoGate
+from geogit.internal_api.geo.coordination import (
+    DrainedOut,
+    FollowIn,
+    FollowOut,
+    MaintenanceIn,
+    MaintenanceOut,
+    SiteStateOut,
+)
+from geogit.internal_api.geo.follow import EpochConflict, NewPrimary, follow
+from geogit.internal_api.geo.maintenance import MaintenanceRefused
+from geogit.internal_api.models import GeoEventFeed, GeoSite, OutboxEvent
+
+router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
+
+
+async def _site_or_admin(
+    request: Request, services: ServicesDep, claims: GeoGate, user: OptionalUser
+) -> GeoClaims | None:
+    """Another site (its claims), an admin or this site's own services (None)."""
+    if claims is not None:
+        if claims.scope != "site":
+            raise forbidden()
+        return claims
+    if user is not None:
+        if not user.is_admin:
+            raise forbidden()
+        return None
+    if API_REQUEST_HEADER in request.headers:
+        await internal_caller(request, services.settings)
+        return None
+    raise unauthorized()
+
+
+SiteOrAdmin = Annotated[GeoClaims | None, Depends(_site_or_admin)]
+
+
+@router.get("/site_state", response_model=SiteStateOut)
+async def get_site_state(
+    _: SiteOrAdmin, session: SessionDep, services: ServicesDep
+) -> SiteStateOut:
+    state = await site_state.load(session)
+    me = services.settings.site_name
+    site_id = await session.scalar(select(GeoSite.id).where(GeoSite.name == me))
+    history = await epochs.history(session)
+    if state.role == "primary":
+        last = await session.scalar(select(func.max(OutboxEvent.id)))
+    else:
+        last = await session.scalar(
+            select(GeoEventFeed.last_global_seq).where(GeoEventFeed.id == 1)
+        )
+    return SiteStateOut(
+        site_id=site_id,
+        site=me,
+        role="primary" if state.role == "primary" else "secondary",
+        epoch=state.epoch,
+        epoch_after_seq=dict(history.epochs).get(state.epoch, 0),
+        primary_site=state.primary_site,
+        primary_url=state.primary_url,
+        maintenance=(
+            MaintenanceOut(target=state.maintenance_target, since=state.maintenance_since)
+            if state.maintenance_target
+            else None
+        ),
+        fenced=state.fenced_at is not None,
+        last_global_seq=int(last or 0),
+    )
+
+
+@router.post("/follow", response_model=FollowOut)
+async def post_follow(body: FollowIn, claims: GeoGate, services: ServicesDep) -> FollowOut:
+    if claims is None or claims.scope != "site":
+        raise unauthorized()
+    if claims.site != body.primary_site or claims.epoch != body.epoch:
+        raise forbidden(
+            f"only {body.primary_site} itself, at epoch {body.epoch}, can announce its epoch"
+        )
+    new = NewPrimary(body.epoch, body.after_seq, body.primary_site, body.primary_url)
+    try:
+        followed = await follow(services.sessions, new)
+    except EpochConflict as exc:
+        raise ApiError(409, f"409 Conflict - {exc}") from exc
+    authority = await services.authority.refresh()
+    if followed:
+        services.geo.feed.wake()
+    return FollowOut(followed=followed, rollback=authority.rollback_after_seq is not None)
+
+
+@router.post("/maintenance", response_model=DrainedOut)
+async def enter_maintenance(
+    body: MaintenanceIn, caller: SiteOrAdmin, services: ServicesDep
+) -> DrainedOut:
+    if caller is not None and caller.site != body.target:
+        raise forbidden(f"site {caller.site!r} cannot fail this site over to {body.target!r}")
+    try:
+        drained = await maintenance.enter(
+            services.sessions, body.target, body.drain_timeout_seconds
+        )
+    except MaintenanceRefused as refused:
+        raise ApiError(refused.status, refused.message) from refused
+    finally:
+        await services.authority.refresh()
+    return drained
+
+
+@router.delete("/maintenance", status_code=204)
+async def leave_maintenance(_: SiteOrAdmin, services: ServicesDep) -> Response:
+    await maintenance.leave(services.sessions)
+    await services.authority.refresh()
+    return Response(status_code=204)
