@@ -25,7 +25,7 @@ from geogit.internal_api.app import create_app
 from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.migrate import upgrade
-from geogit.internal_api.models import OutboxEvent
+from geogit.internal_api.models import OutboxEvent, ReportOutboxEvent
 from geogit.storage.testing import API_SECRET, STORAGE_SECRET, StorageProcess, git
 
 ZERO = "0" * 40
@@ -194,17 +194,20 @@ class Api:
         )
 
 
-async def outbox_count(db: SessionMaker) -> int:
+OutboxTable = type[OutboxEvent] | type[ReportOutboxEvent]
+
+
+async def outbox_count(db: SessionMaker, table: OutboxTable = OutboxEvent) -> int:
     async with db() as session:
-        return int(await session.scalar(select(func.count()).select_from(OutboxEvent)) or 0)
+        return int(await session.scalar(select(func.count()).select_from(table)) or 0)
 
 
-async def outbox_rows(db: SessionMaker, aggregate_id: str) -> list[OutboxEvent]:
+async def outbox_rows(
+    db: SessionMaker, aggregate_id: str, table: OutboxTable = OutboxEvent
+) -> list[OutboxEvent | ReportOutboxEvent]:
     async with db() as session:
         rows = await session.scalars(
-            select(OutboxEvent)
-            .where(OutboxEvent.aggregate_id == aggregate_id)
-            .order_by(OutboxEvent.id)
+            select(table).where(table.aggregate_id == aggregate_id).order_by(table.id)
         )
         return list(rows.all())
 

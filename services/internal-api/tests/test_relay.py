@@ -21,6 +21,7 @@ from geogit.common.proto.events.v1 import repository_pb2
 from geogit.common.tansu import TansuBroker
 from geogit.internal_api.app import create_app
 from geogit.internal_api.bootstrap import bootstrap_admin
+from geogit.internal_api.geo import site_state
 from geogit.internal_api.db import SessionMaker, make_engine, make_sessionmaker
 from geogit.internal_api.events.outbox import Outbox
 from geogit.internal_api.events.relay import OutboxRelay
@@ -188,6 +189,7 @@ async def test_two_relays_never_publish_the_same_row(
     relays = [OutboxRelay(db, kafka, topics, batch_size=5) for _ in range(2)]
     try:
         async with db() as session:
+            await site_state.bootstrap(session, "primary", "primary")
             for seq in range(1, 21):
                 payload = repository_pb2.RepositoryUpdated(project_id=1, seq=seq)
                 await Outbox("primary").append(

@@ -1,4 +1,4 @@
-"""A replicator's reports go into its site's outbox (POST /internal/geo/reports), in order, each
+"""A replicator's reports go into its site's report outbox (POST /internal/geo/reports), in order, each
 with its own sequence; a report that is not what it says is refused and writes nothing."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from internal_api_support import Api, outbox_count, outbox_rows
 
 from geogit.common.proto.events.v1 import replication_pb2
 from geogit.internal_api.db import SessionMaker
+from geogit.internal_api.models import ReportOutboxEvent
 
 
 def _encoded(message: replication_pb2.ReplicaSynced | replication_pb2.ReplicaVerified) -> str:
@@ -27,7 +28,7 @@ async def test_reports_are_appended_in_order_to_the_replication_stream(
         body = {"type": report_type, "project_id": project_id, "payload": _encoded(payload)}
         response = await api.internal("geo/reports", body)
         assert response.status_code == 204, response.text
-    rows = await outbox_rows(db, f"primary:{project_id}")
+    rows = await outbox_rows(db, f"primary:{project_id}", ReportOutboxEvent)
     assert [(row.stream, row.type, row.aggregate_seq) for row in rows] == [
         ("replication", "ReplicaSynced", 1),
         ("replication", "ReplicaVerified", 2),
@@ -51,8 +52,8 @@ BAD_REPORTS = [
 async def test_invalid_reports_are_refused_and_write_nothing(
     api: Api, db: SessionMaker, body: dict[str, object]
 ) -> None:
-    before = await outbox_count(db)
+    before = await outbox_count(db, ReportOutboxEvent)
     response = await api.internal("geo/reports", body)
     assert response.status_code == 400, response.text
     assert response.json()["message"].startswith("400 Bad request - ")
-    assert await outbox_count(db) == before
+    assert await outbox_count(db, ReportOutboxEvent) == before

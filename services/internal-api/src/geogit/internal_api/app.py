@@ -40,7 +40,7 @@ from geogit.internal_api.deps import GeoServices, Services
 from geogit.internal_api.errors import ApiError, install_error_handlers
 from geogit.internal_api.events.outbox import Outbox, ReportOutbox
 from geogit.internal_api.events.relay import OutboxRelay
-from geogit.internal_api.geo import follow, site_state
+from geogit.internal_api.geo import follow
 from geogit.internal_api.geo.auth import geo_gate
 from geogit.internal_api.geo.event_feed import EventFeed
 from geogit.internal_api.geo.peers import Peers
@@ -201,11 +201,6 @@ def _lifespan(
             engine = make_engine(settings.database_url, settings.database_connect_timeout_seconds)
             stack.push_async_callback(engine.dispose)
             sessions = make_sessionmaker(engine)
-            async with sessions() as session:
-                await site_state.bootstrap(
-                    session, settings.site_role, settings.site_name, settings.primary_url
-                )
-                await session.commit()
             authority = SiteAuthority(sessions, settings)
             await authority.start()
             stack.push_async_callback(authority.stop)
@@ -234,7 +229,7 @@ def _lifespan(
                 geo=geo,
             )
             app.state.services = services
-            if authority.current.is_primary:
+            if authority.loaded and authority.current.is_primary:
                 # A primary that was away may have been replaced: it asks before its first write.
                 await geo.peers.check_once()
             background = _Background(settings, services)

@@ -159,6 +159,8 @@ class SiteAuthority:
             primary_site=settings.site_name if primary else "",
             primary_url="" if primary else settings.primary_url,
         )
+        self._bootstrap = (settings.site_role, settings.site_name, settings.primary_url)
+        self.loaded = False
         self._listeners: list[Listener] = []
         self._lock = asyncio.Lock()
         self._loop = Background("site-authority", self._refresh_forever)
@@ -172,7 +174,11 @@ class SiteAuthority:
     async def refresh(self) -> Authority:
         async with self._lock:
             async with self._sessions() as session:
+                if not self.loaded:
+                    await bootstrap(session, *self._bootstrap)
+                    await session.commit()
                 fresh = Authority.of(await load(session))
+                self.loaded = True
             before, self.current = self.current, fresh
             if fresh != before:
                 log.info(
@@ -184,7 +190,12 @@ class SiteAuthority:
         return fresh
 
     async def start(self) -> None:
-        await self.refresh()
+        """A site whose database is away starts all the same (it answers 503s); its
+        authority is the environment's until the database answers."""
+        try:
+            await self.refresh()
+        except Exception as exc:
+            log.warning("site authority not loaded yet", extra={"error": repr(exc)})
         self._loop.start()
 
     async def stop(self) -> None:
