@@ -34,8 +34,12 @@ async def check_prefix(git: Git, prefix: str) -> None:
     what = f"keep_diverged_prefix {prefix[:200]!r}"
     if len(prefix) > MAX_PREFIX_CHARS:
         raise InvalidArgument(f"{what} is longer than {MAX_PREFIX_CHARS} characters")
-    if not prefix.startswith(DIVERGED_REFS) or prefix == DIVERGED_REFS:
-        raise InvalidArgument(f"{what} must name a directory under {DIVERGED_REFS!r}")
+    if not prefix.startswith(DIVERGED_REFS):
+        raise InvalidArgument(f"{what} must start with {DIVERGED_REFS!r}")
+    if prefix == DIVERGED_REFS:
+        raise InvalidArgument(
+            f"{what} must name a directory under it, e.g. {DIVERGED_REFS}epoch-2/"
+        )
     if not prefix.endswith("/"):
         raise InvalidArgument(f"{what} must end with '/'")
     # A NUL cannot even reach git's argv.
