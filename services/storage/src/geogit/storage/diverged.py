@@ -54,6 +54,8 @@ async def check_prefix(git: Git, prefix: str) -> None:
 
 
 class DivergedRefs:
+    """A replica's public refs before a re-sync's fetch, and what the fetch made it lose."""
+
     def __init__(self, git: Git, repositories: Repositories) -> None:
         self.git = git
         self.repositories = repositories
