@@ -66,3 +66,16 @@ def test_large_push_is_gzip_free_and_streams(pushed, storage: StorageProcess, wo
     head = commit_all(tree, "big")
     git("-c", "http.postBuffer=65536", "push", "-q", url, "main", cwd=tree)
     assert refs_of(storage.path_of(repo))["refs/heads/main"] == head
+
+
+def test_private_refs_are_hidden_and_refused_over_http(
+    pushed, storage: StorageProcess, work: Path
+) -> None:
+    repo, tree, url = pushed
+    path = storage.path_of(repo)
+    kept = "refs/geogit/diverged/epoch-2/refs/heads/main"
+    git("update-ref", kept, git("rev-parse", "main", cwd=tree).stdout.decode().strip(), cwd=path)
+    assert b"refs/geogit/" not in git("ls-remote", url).stdout
+    pushed_private = git("push", url, "main:refs/geogit/x", cwd=tree, check=False)
+    assert b"deny updating a hidden ref" in pushed_private.stderr
+    assert refs_of(path).keys() == {"refs/heads/main", kept}

@@ -133,3 +133,24 @@ def test_upload_archive(seeded, work: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(result.stdout)) as archive:
         names = archive.getnames()
     assert {"file0.txt", "file4.txt"} <= set(names)
+
+
+@pytest.mark.parametrize("version", ["0", "2"])
+def test_private_refs_are_hidden_and_refused(seeded, work: Path, version: str) -> None:
+    """refs/geogit/ (diverged refs a re-sync kept) is storage's own: clients neither see nor
+    push it."""
+    storage, repo, tree = seeded
+    path = storage.path_of(repo)
+    head = git("rev-parse", "main", cwd=tree).stdout.decode().strip()
+    kept = "refs/geogit/diverged/epoch-2/refs/heads/main"
+    git("update-ref", kept, head, cwd=path)
+    env = storage.git_env(repo)
+    listed = git("-c", f"protocol.version={version}", "ls-remote", storage.url(repo), env=env)
+    assert b"refs/geogit/" not in listed.stdout and b"refs/heads/main" in listed.stdout
+    git("clone", "-q", "--mirror", storage.url(repo), str(work / "mirror"), env=env)
+    assert not any(name.startswith("refs/geogit/") for name in refs_of(work / "mirror"))
+
+    pushed = git("push", storage.url(repo), "main:refs/geogit/x", cwd=tree, env=env, check=False)
+    assert pushed.returncode != 0
+    assert b"deny updating a hidden ref" in pushed.stderr
+    assert "refs/geogit/x" not in refs_of(path)

@@ -137,3 +137,38 @@ def test_bad_sources_are_refused(source: dict[str, object], second_storage: Stor
         _replicate(second_storage, repo, **source)
     assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert not second_storage.path_of(repo).exists()
+
+
+@pytest.mark.parametrize("kind", ["storage", "http"])
+def test_without_a_prefix_diverged_commits_go_but_private_refs_stay(
+    kind: str,
+    storage: StorageProcess,
+    second_storage: StorageProcess,
+    http_source: HttpBackendServer,
+    work: Path,
+) -> None:
+    """Today's behaviour: the replica becomes its source. But refs/geogit/ is storage's own on
+    each side: the source's is never fetched, the replica's never pruned."""
+    repo = storage.create()
+    tree = make_work_tree(work / "src", commits=2)
+    git("push", "-q", storage.url(repo), "main", cwd=tree, env=storage.git_env(repo))
+    source = (
+        _storage_source(storage, repo) if kind == "storage" else _http_source(http_source, repo)
+    )
+    _replicate(second_storage, repo, **source)
+    replica_path = second_storage.path_of(repo)
+    main = git("rev-parse", "main", cwd=tree).stdout.decode().strip()
+    ahead = commit_all(tree, "only on the replica")
+    git("push", "-q", str(replica_path), "main", cwd=tree)
+    kept = "refs/geogit/diverged/epoch-1/refs/heads/main"
+    git("update-ref", kept, ahead, cwd=replica_path)
+    git("update-ref", "refs/geogit/source-only", main, cwd=storage.path_of(repo))
+
+    response = _replicate(second_storage, repo, **source)
+
+    assert list(response.diverged) == []
+    refs = refs_of(replica_path)
+    assert refs["refs/heads/main"] == main
+    assert refs[kept] == ahead
+    assert "refs/geogit/source-only" not in refs
+    assert response.checksum == storage.checksum(repo)

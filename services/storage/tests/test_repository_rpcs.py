@@ -72,6 +72,10 @@ def test_checksum_changes_with_refs_and_only_with_refs(storage: StorageProcess, 
     repo, tree, _, _ = seeded
     before = storage.checksum(repo)
     assert storage.checksum(repo) == before
+    # Storage's private refs (a replica's diverged refs) are not part of what sites compare.
+    head = git("rev-parse", "HEAD", cwd=tree).stdout.decode().strip()
+    git("update-ref", "refs/geogit/diverged/epoch-2/refs/heads/x", head, cwd=storage.path_of(repo))
+    assert storage.checksum(repo) == before
     commit_all(tree, "more")
     git("push", "-q", storage.url(repo), "develop", cwd=tree, env=storage.git_env(repo))
     assert storage.checksum(repo) != before

@@ -45,7 +45,9 @@ ALLOWED_SUBCOMMANDS = frozenset(
         "merge-base",
         "pack-refs",
         "repack",
+        "rev-list",
         "symbolic-ref",
+        "update-ref",
         # The services clients reach, from the Git command registry.
         *(command.subcommand for command in GIT_COMMANDS),
     }

@@ -9,13 +9,19 @@ from pathlib import Path
 from geogit.common.git_commands import RECEIVE_PACK, UPLOAD_ARCHIVE, UPLOAD_PACK
 from geogit.storage.errors import InvalidArgument
 from geogit.storage.git import GitCommand, object_check_config
+from geogit.storage.repositories import PRIVATE_REFS
 
-# Without these a partial clone (--filter) or a fetch of a specific commit would be refused.
+# Storage's private refs are absent from what upload-pack and receive-pack advertise, and
+# receive-pack refuses to update them ("deny updating a hidden ref").
+_HIDE_PRIVATE_REFS = ("transfer.hideRefs", PRIVATE_REFS)
 UPLOAD_PACK_CONFIG = (
+    _HIDE_PRIVATE_REFS,
+    # Without these a partial clone (--filter) or a fetch of a specific commit would be refused.
     ("uploadpack.allowFilter", "true"),
     ("uploadpack.allowAnySHA1InWant", "true"),
 )
 RECEIVE_PACK_CONFIG = (
+    _HIDE_PRIVATE_REFS,
     *object_check_config("receive"),
     ("receive.advertisePushOptions", "true"),
     ("receive.advertiseAtomic", "true"),

@@ -4,7 +4,8 @@ Two sources (DESIGN §5): another storage's SSHUploadPack through the git-ssh he
 site), or a smart-HTTP URL with extra headers (a secondary fetching through the primary's
 front door). A first sync builds the repository in a scratch directory and renames it into
 place, so a failed or killed first sync leaves nothing behind; later syncs fetch with
-`--atomic`, so refs move all together or not at all.
+`--atomic`, so refs move all together or not at all. Storage's private refs (refs/geogit/) are
+neither fetched nor pruned; a later sync may keep the refs it would drop (diverged.py).
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from geogit.common.proto.storage.v1 import repository_pb2
+from geogit.storage.diverged import DivergedRefs, check_prefix
 from geogit.storage.errors import InvalidArgument, Unavailable
 from geogit.storage.git import Git, GitCommand, GitError, object_check_config
 from geogit.storage.locator import RepositoryLocator
-from geogit.storage.repositories import Repositories
+from geogit.storage.repositories import PRIVATE_REFS, Repositories
 from geogit.storage.ssh_helper import SSH_PAYLOAD_ENV, SshPayload
 
 _HEADER_NAME = re.compile(r"\A[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
 _FETCH_OPTIONS = ["--quiet", "--prune", "--force", "--atomic", "--no-write-fetch-head"]
-_ALL_REFS = "+refs/*:refs/*"
+# Every ref, except the private ones: a negative refspec keeps the source's out of the fetch
+# and ours out of --prune (git 2.29+).
+_REFSPECS = ["+refs/*:refs/*", f"^{PRIVATE_REFS}*"]
 STORAGE_URL_HOST = "geogit-storage"
 
 
@@ -103,22 +107,32 @@ class ReplicaFetcher:
         self.locator = locator
         self.repositories = repositories
         self.timeout = timeout
+        self.diverged = DivergedRefs(git, repositories)
 
     async def replicate(
         self, request: repository_pb2.ReplicateRepositoryRequest
     ) -> repository_pb2.ReplicateRepositoryResponse:
         path = self.locator.path(request.repository)
         source = FetchSource.from_request(request)
+        prefix = request.keep_diverged_prefix
+        if prefix:
+            await check_prefix(self.git, prefix)
+        diverged: list[repository_pb2.DivergedRef] = []
         async with self.repositories.lock(path):
             created = not (path / "HEAD").is_file()
             if created:
                 await self._replicate_new(path, source)
             else:
+                before = await self.diverged.snapshot(path) if prefix else {}
                 await self._fetch(path, source)
+                if before:
+                    diverged = await self.diverged.keep(path, prefix, before)
                 if request.sync_head:
                     await self._sync_head(path, source)
             checksum = await self.repositories.checksum(path)
-        return repository_pb2.ReplicateRepositoryResponse(checksum=checksum, created=created)
+        return repository_pb2.ReplicateRepositoryResponse(
+            checksum=checksum, created=created, diverged=diverged
+        )
 
     async def _replicate_new(self, path: Path, source: FetchSource) -> None:
         scratch = self.repositories.scratch_dir()
@@ -137,7 +151,7 @@ class ReplicaFetcher:
         command = GitCommand(
             "fetch",
             options=_FETCH_OPTIONS,
-            args=[source.url, _ALL_REFS],
+            args=[source.url, *_REFSPECS],
             git_dir=path,
             config=source.config,
             env=source.env,

@@ -18,6 +18,10 @@ from geogit.common.storage_client import EMPTY_CHECKSUM
 from geogit.storage.git import Git, GitCommand
 
 _REF_FORMAT = "--format=%(objectname) %(refname)"
+# Refs only storage writes and reads (the diverged refs a re-sync keeps, DESIGN §10): clients
+# never see or push them (git_services hides them), replication neither fetches nor prunes
+# them, and the checksum leaves them out, so a replica keeping some still matches its primary.
+PRIVATE_REFS = "refs/geogit/"
 
 
 class Repositories:
@@ -55,9 +59,16 @@ class Repositories:
             if (code := await proc.wait()) != 0:
                 raise proc.failure(code)
 
-    async def checksum(self, path: Path) -> str:
-        """XOR of SHA-1 over each "<oid> <ref>" line: order-free, so equal refs give equal sums."""
-        accumulator = 0
+    async def iter_public_refs(self, path: Path) -> AsyncIterator[tuple[str, str]]:
+        """Every ref outside PRIVATE_REFS (for-each-ref excludes patterns only from git 2.42)."""
         async for oid, name in self.iter_refs(path, []):
+            if not name.startswith(PRIVATE_REFS):
+                yield oid, name
+
+    async def checksum(self, path: Path) -> str:
+        """XOR of SHA-1 over each public "<oid> <ref>" line: order-free, so equal refs give
+        equal sums."""
+        accumulator = 0
+        async for oid, name in self.iter_public_refs(path):
             accumulator ^= int.from_bytes(hashlib.sha1(f"{oid} {name}".encode()).digest(), "big")
         return f"{accumulator:040x}" if accumulator else EMPTY_CHECKSUM
