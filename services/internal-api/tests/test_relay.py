@@ -21,10 +21,10 @@ from geogit.common.proto.events.v1 import repository_pb2
 from geogit.common.tansu import TansuBroker
 from geogit.internal_api.app import create_app
 from geogit.internal_api.bootstrap import bootstrap_admin
-from geogit.internal_api.geo import site_state
 from geogit.internal_api.db import SessionMaker, make_engine, make_sessionmaker
 from geogit.internal_api.events.outbox import Outbox
 from geogit.internal_api.events.relay import OutboxRelay
+from geogit.internal_api.geo import site_state
 from geogit.internal_api.models import OutboxEvent
 from geogit.storage.testing import StorageProcess
 

@@ -1,5 +1,6 @@
-"""A replicator's reports go into its site's report outbox (POST /internal/geo/reports), in order, each
-with its own sequence; a report that is not what it says is refused and writes nothing."""
+"""A replicator's reports go into its site's report outbox (POST /internal/geo/reports), in
+order, each with its own sequence; a report that is not what it says is refused and writes
+nothing."""
 
 from __future__ import annotations
 

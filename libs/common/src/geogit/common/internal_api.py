@@ -262,7 +262,7 @@ class ReplicablePage(BaseModel):
     next_after: int | None = None
 
 
-ReportType = Literal["ReplicaSynced", "ReplicaFailed", "ReplicaVerified"]
+ReportType = Literal["ReplicaSynced", "ReplicaFailed", "ReplicaVerified", "ReplicaDiverged"]
 
 
 class ReplicationReport(BaseModel):
@@ -293,6 +293,10 @@ class GeoSiteStatus(BaseModel):
     synced: int
     failed: int
     verified: int
+    # Non-empty while this primary is failing over to the named site (DESIGN §10).
+    maintenance: str = ""
+    # Refs a rollback kept under refs/geogit/diverged/ on this site's replicas.
+    diverged_refs: int = 0
 
 
 class AuthorizedKey(BaseModel):

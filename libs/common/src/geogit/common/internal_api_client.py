@@ -32,6 +32,7 @@ from geogit.common.internal_api import (
     ErrorMessage,
     GeoProxyInfo,
     GeoProxyToPrimary,
+    GeoSiteStatus,
     GitHttpAuthorizeRequest,
     GitHttpAuthorizeResponse,
     GitHttpProxy,
@@ -244,8 +245,12 @@ class InternalApiClient:
         path = f"/api/v4/internal/geo/registry/{project_id}"
         _expect_no_content(await self._send("DELETE", path))
 
+    async def site_status(self) -> GeoSiteStatus:
+        """The site's own Geo view: its role, epoch and primary (DESIGN §10), feed, replicas."""
+        return _parsed(await self._send("GET", "/api/v4/internal/geo/status"), GeoSiteStatus)
+
     async def report(self, report_type: str, project_id: int, payload: str) -> None:
-        """Hand a replication report (base64 protobuf) to the site's outbox."""
+        """Hand a replication report (base64 protobuf) to the site's report outbox."""
         body = ReplicationReport(
             type=cast(ReportType, report_type), project_id=project_id, payload=payload
         )

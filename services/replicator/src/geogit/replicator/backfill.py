@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from geogit.common.background import Background
@@ -50,8 +51,10 @@ class Backfill:
         scheduler: Scheduler,
         interval_seconds: float,
         verify_interval_seconds: float,
+        replicating: Callable[[], bool] = lambda: True,
     ) -> None:
         self._api = api
+        self._replicating = replicating
         self._scheduler = scheduler
         self._interval = interval_seconds
         self._verify_after = timedelta(seconds=verify_interval_seconds)
@@ -71,6 +74,8 @@ class Backfill:
     async def scan(self) -> int:
         """Request the work every project needs; returns how many projects needed some."""
         requested = 0
+        if not self._replicating():
+            return requested
         now = datetime.now(UTC)
         async for page in self._api.pages():
             for project_id in page.orphans:

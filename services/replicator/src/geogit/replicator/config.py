@@ -17,9 +17,11 @@ class ReplicatorSettings(OpsListenerSettings):
     # This site's storage shards (GEOGIT_STORAGES is a JSON object) and their token secret.
     storages: dict[str, str] = Field(default_factory=lambda: {"default": "127.0.0.1:9999"})
     storage_secret: str = ""
-    # The primary's front door, fetched from with Geo tokens signed by this site's secret.
-    primary_url: str = ""
+    # Signs the Geo tokens the primary's front door is fetched from with. Which primary, and
+    # whether this site replicates at all, the site's internal API says (DESIGN §10).
     geo_secret: str = ""
+    # How often the site's role and primary are asked for.
+    site_poll_seconds: Annotated[float, Field(gt=0)] = 2.0
     # Kafka: repository events in, replication reports out. Empty: backfill scans only.
     kafka_bootstrap: str = ""
     kafka_idempotent: bool = False
@@ -52,7 +54,7 @@ class ReplicatorSettings(OpsListenerSettings):
         self.check_secrets("internal_api_secret", "storage_secret", "geo_secret")
         missing = [
             f"GEOGIT_{name.upper()}"
-            for name in ("internal_api_secret", "storage_secret", "geo_secret", "primary_url")
+            for name in ("internal_api_secret", "storage_secret", "geo_secret")
             if not getattr(self, name)
         ]
         if missing:

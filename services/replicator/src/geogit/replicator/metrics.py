@@ -47,6 +47,11 @@ class ReplicatorMetrics:
         self.deletions = Counter(
             "geogit_replication_deletions_total", "Replicas removed", registry=registry
         )
+        self.diverged_refs = Counter(
+            "geogit_replication_diverged_refs_total",
+            "Refs kept under refs/geogit/diverged/ by a re-sync after a failover",
+            registry=registry,
+        )
         self.reports_dropped = Counter(
             "geogit_replication_reports_dropped_total",
             "Reports refused as invalid",

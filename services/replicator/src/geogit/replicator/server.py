@@ -1,10 +1,12 @@
 """geogit-replicator: the wiring, the lifecycle and `main`.
 
-Parts: the scheduler (per-project, bounded concurrency) running the replica worker; the
-repository feed from Kafka (the fast path) and the backfill scan (start, interval, on demand)
-feeding it; reports to `geogit.replication`; the ops endpoint. Lifecycle: starting → ready →
-draining (SIGTERM/SIGINT: no new work; running syncs get GEOGIT_SHUTDOWN_GRACE_SECONDS, then
-are cancelled, which storage turns into a killed fetch that changed nothing) → exit 0.
+Parts: the site's role (replication happens only while the site is a secondary, from the
+primary it follows); the scheduler (per-project, bounded concurrency) running the replica
+worker; the repository feed from Kafka (the fast path) and the backfill scan (start,
+interval, on demand) feeding it; reports to `geogit.replication`; the ops endpoint.
+Lifecycle: starting → ready → draining (SIGTERM/SIGINT: no new work; running syncs get
+GEOGIT_SHUTDOWN_GRACE_SECONDS, then are cancelled, which storage turns into a killed fetch
+that changed nothing) → exit 0.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from geogit.replicator.feed import RepositoryFeed
 from geogit.replicator.metrics import ReplicatorMetrics
 from geogit.replicator.reports import Reports
 from geogit.replicator.scheduler import Scheduler
+from geogit.replicator.site import SiteRole
 from geogit.replicator.sync_state import SyncStates
 from geogit.replicator.worker import ReplicaWorker
 
@@ -58,18 +61,21 @@ class ReplicatorServer:
         )
         self.reports = Reports(self.api, settings.site_name, self.metrics)
         self.primary = PrimaryClient(
-            settings.primary_url,
+            "",
             settings.site_name,
             settings.geo_secret,
             settings.internal_api_timeout_seconds,
             scope="replication",
+        )
+        self.site = SiteRole(
+            self.api, self.primary, settings.site_poll_seconds, lambda: self.backfill.now()
         )
         self.worker = ReplicaWorker(
             self.api,
             self.storage,
             self.reports,
             self.primary,
-            settings.primary_url,
+            self.site,
             settings.geo_secret,
             settings.retry_base_seconds,
             settings.retry_max_seconds,
@@ -88,6 +94,7 @@ class ReplicatorServer:
             self.scheduler,
             settings.backfill_interval_seconds,
             settings.verify_interval_seconds,
+            lambda: self.site.replicating,
         )
         self.feed = (
             RepositoryFeed(kafka, topics, settings.site_name, self.scheduler, self.states)
@@ -106,6 +113,7 @@ class ReplicatorServer:
 
     async def start(self) -> None:
         await self.ops.start()
+        await self.site.start()
         self.reports.start()
         if self.feed is not None:
             self.feed.start()
@@ -119,6 +127,7 @@ class ReplicatorServer:
             await self.feed.stop()
         await self.backfill.stop()
         await self.scheduler.drain(self.settings.shutdown_grace_seconds)
+        await self.site.stop()
         await self.reports.stop()
         await self.storage.close()
         await self.primary.aclose()

@@ -33,6 +33,7 @@ from geogit.replicator.clients.storage import StorageClient, repository
 from geogit.replicator.metrics import ReplicatorMetrics
 from geogit.replicator.reports import Reports
 from geogit.replicator.scheduler import Action, Retry, backoff_ceiling
+from geogit.replicator.site import SiteRole
 from geogit.replicator.sync_state import Hint, SyncStates
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _diverged_prefix(epoch: int) -> str:
+    """Where a re-sync after a rollback keeps what the new primary lacks; none otherwise."""
+    return f"refs/geogit/diverged/epoch-{epoch}/" if epoch else ""
+
+
 class ReplicaWorker:
     def __init__(
         self,
@@ -53,7 +59,7 @@ class ReplicaWorker:
         storage: StorageClient,
         reports: Reports,
         primary: PrimaryClient,
-        primary_url: str,
+        site: SiteRole,
         geo_secret: str,
         retry_base: float,
         retry_max: float,
@@ -64,7 +70,7 @@ class ReplicaWorker:
         self._storage = storage
         self._reports = reports
         self._primary = primary
-        self._primary_url = primary_url.rstrip("/")
+        self._site = site
         self._geo_secret = geo_secret
         self._retry_base = retry_base
         self._retry_max = retry_max
@@ -87,6 +93,8 @@ class ReplicaWorker:
         return outcome
 
     async def _work(self, project_id: int, action: Action) -> Retry | None:
+        if not self._site.replicating:
+            return None  # this site is the primary now: its repositories are the originals
         if action is Action.DELETE:
             await self._delete(project_id)
             return None
@@ -118,7 +126,8 @@ class ReplicaWorker:
 
     def _source(self, replicable: Replicable) -> tuple[str, dict[str, str]]:
         token = issue_geo_token(self._geo_secret, self._reports.site, "replication")
-        return f"{self._primary_url}/{replicable.full_path}.git", {GEO_TOKEN_HEADER: token}
+        primary = self._site.primary_url.rstrip("/")
+        return f"{primary}/{replicable.full_path}.git", {GEO_TOKEN_HEADER: token}
 
     async def _sync(self, replicable: Replicable, registry: RegistryEntry) -> Retry | None:
         target = self._target(replicable)
@@ -130,8 +139,11 @@ class ReplicaWorker:
         url, headers = self._source(replicable)
         started = time.monotonic()
         try:
-            checksum = await self._storage.replicate_over_http(
-                repository(replicable.storage_shard, replicable.disk_path), url, headers
+            checksum, kept = await self._storage.replicate_over_http(
+                repository(replicable.storage_shard, replicable.disk_path),
+                url,
+                headers,
+                keep_diverged_prefix=_diverged_prefix(registry.diverged_epoch),
             )
         except StorageError as exc:
             return await self._failed(replicable, registry, target, f"fetch failed: {exc}")
@@ -143,9 +155,26 @@ class ReplicaWorker:
                 message = f"checksum {checksum} != primary's {target.checksum}"
                 return await self._failed(replicable, registry, target, message)
             target = Hint(settled, checksum, target.pushed_at)
+        if kept:
+            self._report_diverged(replicable.project_id, registry.diverged_epoch, kept)
         await self._follow_head(replicable)
         await self._synced(replicable, target, checksum)
         return None
+
+    def _report_diverged(
+        self, project_id: int, epoch: int, kept: list[replication_pb2.DivergedRef]
+    ) -> None:
+        log.warning(
+            "commits the new primary lacks were kept",
+            extra={"project_id": project_id, "epoch": epoch, "refs": len(kept)},
+        )
+        self._metrics.diverged_refs.inc(len(kept))
+        self._reports.publish(
+            project_id,
+            replication_pb2.ReplicaDiverged(
+                site=self._reports.site, project_id=project_id, epoch=epoch, refs=kept
+            ),
+        )
 
     async def _settle(self, project_id: int, checksum: str) -> int | None:
         """The primary's sequence if the replica equals the primary now (a push landed while

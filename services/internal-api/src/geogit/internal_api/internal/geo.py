@@ -27,12 +27,19 @@ from geogit.common.internal_api import (
     ReplicationReport,
 )
 from geogit.common.paths import InvalidPathError
+from geogit.common.proto.events.v1 import replication_pb2
 from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep
 from geogit.internal_api.errors import bad_request, not_found
 from geogit.internal_api.geo.freshness import feed_is_current
 from geogit.internal_api.geo.routing import floor_for_unknown, refresh_min_seq
 from geogit.internal_api.lookup import project_by_path
-from geogit.internal_api.models import GeoEventFeed, Project, ReplicaRegistry, utcnow
+from geogit.internal_api.models import (
+    GeoDivergedRef,
+    GeoEventFeed,
+    Project,
+    ReplicaRegistry,
+    utcnow,
+)
 from geogit.internal_api.params import MAX_ID, Id
 
 router = APIRouter(prefix="/api/v4/internal/geo", tags=["internal"], dependencies=[InternalCaller])
@@ -130,8 +137,28 @@ async def save_report(
         raise bad_request(f"400 Bad request - payload is not a {report.type}: {exc}") from exc
     aggregate = f"{services.settings.site_name}:{report.project_id}"
     await services.reports.append(session, payload, aggregate_id=aggregate)
+    if isinstance(payload, replication_pb2.ReplicaDiverged):
+        await _keep_record(session, report.project_id, payload)
     await session.commit()
     return Response(status_code=204)
+
+
+async def _keep_record(
+    session: AsyncSession, project_id: int, report: replication_pb2.ReplicaDiverged
+) -> None:
+    """The site's own list of what a rollback kept (its status shows it)."""
+    for ref in report.refs:
+        await session.execute(
+            insert(GeoDivergedRef)
+            .values(
+                project_id=project_id,
+                epoch=report.epoch,
+                ref=ref.ref,
+                kept_as=ref.kept_as,
+                oid=ref.oid,
+            )
+            .on_conflict_do_nothing()
+        )
 
 
 @router.post("/proxied_push", status_code=204)
@@ -175,4 +202,8 @@ async def status(session: SessionDep, services: ServicesDep) -> GeoSiteStatus:
         synced=await count(ReplicaRegistry.state == "synced"),
         failed=await count(ReplicaRegistry.state == "failed"),
         verified=await count(ReplicaRegistry.verification_state == "verified"),
+        maintenance=authority.maintenance_target,
+        diverged_refs=int(
+            await session.scalar(select(func.count()).select_from(GeoDivergedRef)) or 0
+        ),
     )
