@@ -33,10 +33,12 @@ class EdgeProxyApp:
         own_api = Upstream(settings.internal_api_url, "the internal API")
         routes = build_routes(
             GitHttp(self.internal_api, self.storage, primary, settings.max_inflated_body_bytes),
-            # On a secondary the whole API is the primary's (DESIGN §3.2).
+            # On a secondary the whole API is the primary's (DESIGN §3.2)...
             ApiPassthrough(
                 relay, lambda: primary.upstream() or own_api, settings.max_api_body_bytes
             ),
+            # ...but for the routes through which sites agree on the primary (DESIGN §10).
+            ApiPassthrough(relay, lambda: own_api, settings.max_api_body_bytes),
             primary,
             Ops(self.internal_api, self.metrics),
         )

@@ -40,8 +40,9 @@ class EdgeProxySettings(HttpListenerSettings):
     # Upper bound for one clone, fetch or push streamed to storage.
     git_timeout_seconds: Annotated[float, Field(gt=0)] = 3600.0
     api_max_connections: Annotated[int, Field(ge=1)] = 256
-    # How often to ask the internal API whether this site proxies to a primary (DESIGN §3.4).
-    geo_poll_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # How often to ask the internal API whether this site proxies to a primary (DESIGN §3.4):
+    # also how long after a promotion this edge may still send writes to the old primary.
+    geo_poll_seconds: Annotated[float, Field(gt=0)] = 2.0
 
     @property
     def host_and_port(self) -> tuple[str, int]:

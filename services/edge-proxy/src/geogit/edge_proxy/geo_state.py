@@ -2,10 +2,11 @@
 
 Polled from the site's own internal API (`GET /api/v4/geo/proxy`), as Workhorse polls Rails:
 once at startup and every GEOGIT_GEO_POLL_SECONDS after. The answer carries the primary's
-URL and a fresh Geo token; a token lives 60 s and the poll is every 10 s by default, so the one
-in hand is valid while the internal API answers. A failed poll keeps the last answer rather
-than forgetting the primary; once the internal API has been away for about a minute the
-primary refuses that token, and so relayed requests, until it is back.
+URL, its epoch and a fresh Geo token; a token lives 60 s and the poll is every 2 s by default
+(a promotion is followed that soon), so the one in hand is valid while the internal API
+answers. An answer from an older epoch than one already seen is not followed. A failed poll
+keeps the last answer rather than forgetting the primary; once the internal API has been away
+for about a minute the primary refuses that token, and so relayed requests, until it is back.
 """
 
 from __future__ import annotations
@@ -39,9 +40,20 @@ class GeoState:
 
     async def poll(self) -> None:
         try:
-            self.info = await self._internal_api.geo_proxy()
+            info = await self._internal_api.geo_proxy()
         except InternalApiError as exc:
             log.warning("geo proxy poll failed, keeping the last answer", extra={"error": str(exc)})
+            return
+        if info.geo_epoch < self.info.geo_epoch:
+            # An answer from before a promotion this edge already follows (DESIGN §10).
+            log.warning(
+                "geo proxy answer from an older epoch ignored",
+                extra={"epoch": info.geo_epoch, "known": self.info.geo_epoch},
+            )
+            return
+        if info.geo_proxy_url != self.info.geo_proxy_url:
+            log.info("geo proxy target", extra={"primary": info.geo_proxy_url or "(none)"})
+        self.info = info
 
     async def start(self) -> None:
         await self.poll()

@@ -11,6 +11,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from geogit.common.geo_routes import SITE_LOCAL_GEO
 from geogit.common.git_commands import HTTP_SERVICES
 from geogit.common.internal_api import ErrorMessage
 from geogit.edge_proxy.asgi import JSON, Request, Send, respond
@@ -41,7 +42,13 @@ def route(name: str, methods: frozenset[str], pattern: str, handler: Handler) ->
     return Route(name, methods, re.compile(pattern), handler)
 
 
-def build_routes(git: GitHttp, api: ApiPassthrough, primary: PrimaryProxy, ops: Ops) -> list[Route]:
+def build_routes(
+    git: GitHttp,
+    api: ApiPassthrough,
+    site_api: ApiPassthrough,
+    primary: PrimaryProxy,
+    ops: Ops,
+) -> list[Route]:
     return [
         # GitLab's redirect mode; on a primary it 404s.
         route("from_secondary", ANY, r"\A/-/from_secondary/[0-9]+/", primary.from_secondary),
@@ -52,6 +59,8 @@ def build_routes(git: GitHttp, api: ApiPassthrough, primary: PrimaryProxy, ops: 
             for service in HTTP_SERVICES
         ),
         route("api_internal", ANY, r"\A/api/v4/internal(?:/|\Z)", not_found_json),
+        # Promotion's coordination: always this site's own API, whatever its role.
+        Route("api_site_local", ANY, SITE_LOCAL_GEO, site_api.handle),
         route("api", ANY, r"\A/api/v4(?:/|\Z)", api.handle),
         route("liveness", GET, r"\A/-/liveness\Z", ops.liveness),
         route("readiness", GET, r"\A/-/readiness\Z", ops.readiness),
