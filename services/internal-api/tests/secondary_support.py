@@ -32,11 +32,16 @@ from internal_api_support import (
 )
 from sqlalchemy import func, select, update
 
-from geogit.common.events import Topics
+from geogit.common.events import Event, Topics
+from geogit.common.kafka import KafkaConfig
 from geogit.common.net import free_port
 from geogit.common.primary_client import PrimaryClient
+from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.db import SessionMaker, make_engine, make_sessionmaker
+from geogit.internal_api.geo import site_state
 from geogit.internal_api.geo.event_feed import EventFeed
+from geogit.internal_api.geo.site_state import SiteAuthority
+from geogit.internal_api.metrics import Metrics
 from geogit.internal_api.models import GeoEventFeed, OutboxEvent, Project, utcnow
 from geogit.storage.testing import StorageProcess, git
 
@@ -70,18 +75,50 @@ def primary_client(primary: ServerInfo, site: Registration) -> PrimaryClient:
     return PrimaryClient(primary.url, site.name, site.secret, timeout=30)
 
 
-def feed_for(sessions: SessionMaker, primary: ServerInfo, site: Registration) -> EventFeed:
-    """The secondary's event feed as its app builds it, without Kafka and not started: the
-    test drives it."""
+def feed_for(
+    sessions: SessionMaker,
+    primary: ServerInfo,
+    site: Registration,
+    kafka: KafkaConfig | None = None,
+    topics: Topics | None = None,
+    *,
+    poll_seconds: float = NEVER,
+    heartbeat_seconds: float = NEVER,
+    metrics: Metrics | None = None,
+) -> EventFeed:
+    """The secondary's event feed as its app builds it, not started: the test drives it (no
+    promotion happens in these tests). The site's database must be bootstrapped."""
+    settings = InternalApiSettings(
+        site_name=site.name, site_role="secondary", primary_url=primary.url
+    )
+
+    async def no_promotion(event: Event) -> None:
+        raise AssertionError(f"unexpected new epoch: {event}")
+
+    async def no_rollback() -> None:
+        raise AssertionError("unexpected rollback")
+
     return EventFeed(
         sessions,
         primary_client(primary, site),
-        None,
-        Topics(),
+        kafka,
+        topics or Topics(),
         site.name,
-        poll_seconds=NEVER,
-        heartbeat_seconds=NEVER,
+        SiteAuthority(sessions, settings),
+        on_new_epoch=no_promotion,
+        rollback=no_rollback,
+        poll_seconds=poll_seconds,
+        heartbeat_seconds=heartbeat_seconds,
+        metrics=metrics,
     )
+
+
+async def bootstrap_secondary(
+    sessions: SessionMaker, primary: ServerInfo, site: Registration
+) -> None:
+    async with sessions() as session:
+        await site_state.bootstrap(session, "secondary", site.name, primary.url)
+        await session.commit()
 
 
 @dataclass

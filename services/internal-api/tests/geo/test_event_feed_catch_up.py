@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 import pytest
 from internal_api_support import Api, Database, ServerInfo
-from secondary_support import NEVER, Registration, primary_client, register_secondary, store_head
+from secondary_support import (
+    NEVER,
+    Registration,
+    bootstrap_secondary,
+    feed_for,
+    primary_client,
+    register_secondary,
+    store_head,
+)
 from sqlalchemy import func, select, text
 
 from geogit.common.events import Event, Topics
@@ -45,12 +53,12 @@ class Behind:
         heartbeat_seconds: float = NEVER,
         metrics: Metrics | None = None,
     ) -> EventFeed:
-        return EventFeed(
+        return feed_for(
             self.sessions,
-            primary_client(primary, self.site),
+            primary,
+            self.site,
             kafka,
-            topics or Topics(),
-            self.site.name,
+            topics,
             poll_seconds=poll_seconds,
             heartbeat_seconds=heartbeat_seconds,
             metrics=metrics,
@@ -75,8 +83,10 @@ async def behind(server: ServerInfo, admin_token: str) -> AsyncIterator[Behind]:
     db = Database()
     await asyncio.to_thread(db.create)
     engine = make_engine(db.url)
+    sessions = make_sessionmaker(engine)
+    await bootstrap_secondary(sessions, server, site)
     try:
-        yield Behind(site, make_sessionmaker(engine))
+        yield Behind(site, sessions)
     finally:
         await engine.dispose()
         await asyncio.to_thread(db.drop)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.geo import site_state
 from geogit.internal_api.geo.coordination import DrainedOut
-from geogit.internal_api.models import OutboxEvent, PushReferenceCounter, utcnow
+from geogit.internal_api.models import GeoSite, OutboxEvent, PushReferenceCounter, utcnow
 
 STALE_AFTER = timedelta(seconds=20)
 DRAIN_STEP_SECONDS = 0.05
@@ -55,9 +55,17 @@ async def push_finished(session: AsyncSession, project_id: int) -> None:
     )
 
 
-async def enter(sessions: SessionMaker, target: str, timeout_seconds: float) -> DrainedOut:
+async def begin(sessions: SessionMaker, target: str) -> None:
+    """From its commit on, no write but a push's completion gets past the outbox."""
     async with sessions() as session, session.begin():
         state = await site_state.lock_for_update(session)
+        if state.primary_site == target:
+            raise MaintenanceRefused(409, f"{target} is this site: nothing to fail over to")
+        site = await session.scalar(select(GeoSite).where(GeoSite.name == target))
+        if site is None:
+            raise MaintenanceRefused(404, f"404 Geo Site {target!r} Not Found")
+        if not site.enabled:
+            raise MaintenanceRefused(409, f"site {target!r} is disabled")
         if state.role != "primary":
             raise MaintenanceRefused(409, f"this site is not the primary (it is {state.role})")
         if state.maintenance_target and state.maintenance_target != target:
@@ -66,7 +74,6 @@ async def enter(sessions: SessionMaker, target: str, timeout_seconds: float) -> 
             )
         state.maintenance_target = target
         state.maintenance_since = state.maintenance_since or utcnow()
-    return await _drain(sessions, timeout_seconds)
 
 
 async def leave(sessions: SessionMaker) -> None:
@@ -75,7 +82,8 @@ async def leave(sessions: SessionMaker) -> None:
         state.maintenance_target, state.maintenance_since = "", None
 
 
-async def _drain(sessions: SessionMaker, timeout_seconds: float) -> DrainedOut:
+async def drain(sessions: SessionMaker, timeout_seconds: float) -> DrainedOut:
+    """Once every push past pre-receive has landed: the epoch and the final sequence."""
     deadline = time.monotonic() + timeout_seconds
     while True:
         async with sessions() as session:

@@ -116,14 +116,11 @@ async def enter_maintenance(
     if caller is not None and caller.site != body.target:
         raise forbidden(f"site {caller.site!r} cannot fail this site over to {body.target!r}")
     try:
-        drained = await maintenance.enter(
-            services.sessions, body.target, body.drain_timeout_seconds
-        )
+        await maintenance.begin(services.sessions, body.target)
+        await services.authority.refresh()
+        return await maintenance.drain(services.sessions, body.drain_timeout_seconds)
     except MaintenanceRefused as refused:
         raise ApiError(refused.status, refused.message) from refused
-    finally:
-        await services.authority.refresh()
-    return drained
 
 
 @router.delete("/maintenance", status_code=204)
