@@ -113,7 +113,7 @@ def test_starting_what_runs_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
         supervisor.stop_all()
 
 
-UNKNOWN = ["secondary-1/edge", "primary/replicator", "tertiary/storage", "storage", ""]
+UNKNOWN = ["secondary-1/edge", "secondary-1/", "tertiary/storage", "tertiary", "storage", ""]
 
 
 @pytest.mark.usefixtures("external_database")
@@ -125,7 +125,8 @@ def test_unknown_components_are_refused_with_the_known_ones(
     assert _dev(tmp_path, "stop", component) == 1
     err = capsys.readouterr().err
     assert f"no component {component!r}" in err
-    assert "kafka, postgresql, primary/storage" in err and "secondary-1/replicator" in err
+    assert "kafka, postgresql, primary, primary/storage" in err
+    assert "primary/replicator, secondary-1, secondary-1/storage" in err
     assert Supervisor(tmp_path).records() == []
 
 
