@@ -217,7 +217,7 @@ def test_a_forced_promotion_names_what_is_at_risk_and_goes_ahead(
         "  blocker: the primary is unreachable",
     ]
     # The old primary is down: recorded as a secondary of the site that says it is primary.
-    assert any(line.startswith("primary: did not answer (") for line in out)
+    assert any(line.startswith("primary: no site state (") for line in out)
     assert "recorded as secondary" in next(line for line in out if line.startswith("primary:"))
     stack = read_stack(tmp_path / "stack.json")
     assert stack.site("primary").role == "secondary"

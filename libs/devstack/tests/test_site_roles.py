@@ -81,7 +81,7 @@ def test_refresh_says_what_changed_and_who_was_silent() -> None:
         said: list[str] = []
         stack = refresh_roles(stack_of(urls, RECORDED), said.append)
     assert [site.role for site in stack.sites] == ["secondary", "primary"]
-    assert said[0].startswith("primary: did not answer (GET /api/v4/geo/site_state: ")
+    assert said[0].startswith("primary: no site state (GET /api/v4/geo/site_state: ")
     assert said[0].endswith("); recorded as secondary")
     assert said[1:] == ["secondary-1: now primary (was secondary)"]
 

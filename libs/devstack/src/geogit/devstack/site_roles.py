@@ -78,7 +78,7 @@ def refresh_roles(stack: Stack, say: Callable[[str], None]) -> Stack:
     for site in stack.sites:
         answer = answers[site.name]
         if isinstance(answer, ApiError):
-            say(f"{site.name}: did not answer ({answer}); recorded as {roles[site.name]}")
+            say(f"{site.name}: no site state ({answer}); recorded as {roles[site.name]}")
         elif roles[site.name] != site.role:
             say(f"{site.name}: now {roles[site.name]} (was {site.role})")
     return with_roles(stack, roles)
