@@ -1,5 +1,7 @@
 """deploy/k8s stays in step with the code: every GEOGIT_* variable the manifests set is a
-setting of the service that reads it, and every probe points at an endpoint that exists."""
+setting of the service that reads it, every probe points at an endpoint that exists, and every
+site (overlay) runs every service, a replicator included: a promotion demotes the primary to a
+secondary without a redeploy."""
 
 from __future__ import annotations
 
@@ -73,3 +75,39 @@ def test_site_config_map_keys_are_settings_of_some_service() -> None:
             for literal in generator.get("literals", []):
                 name = literal.split("=", 1)[0]
                 assert _setting_name(name) in known, f"{kustomization}: {name}"
+
+
+def _workloads(directory: Path) -> dict[str, set[str]]:
+    """Containers per Deployment or StatefulSet that `kubectl apply -k directory` creates,
+    following the kustomization's resources into the directories it names."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    workloads: dict[str, set[str]] = {}
+    for resource in kustomization.get("resources", []):
+        path = (directory / resource).resolve()
+        if path.is_dir():
+            workloads |= _workloads(path)
+            continue
+        for doc in _documents(path):
+            if doc.get("kind") in ("Deployment", "StatefulSet"):
+                containers = doc["spec"]["template"]["spec"]["containers"]
+                workloads[doc["metadata"]["name"]] = {c["name"] for c in containers}
+    return workloads
+
+
+def test_every_site_runs_every_service_and_a_replicator() -> None:
+    overlays = sorted(path for path in (K8S / "overlays").iterdir() if path.is_dir())
+    assert [path.name for path in overlays] == ["primary", "secondary"]
+    for overlay in overlays:
+        workloads = _workloads(overlay)
+        assert workloads["geogit-replicator"] == {"replicator"}, overlay.name
+        assert set().union(*workloads.values()) == set(SETTINGS_BY_CONTAINER) - {"migrate"}
+
+
+def test_every_site_mounts_its_geo_secret_where_geo_tokens_are_signed() -> None:
+    for name in ("internal-api.yaml", "replicator.yaml"):
+        for doc in _documents(K8S / "base" / name):
+            if doc.get("kind") != "Deployment":
+                continue
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                variables = {v["name"]: v.get("value") for v in container.get("env", [])}
+                assert variables["GEOGIT_GEO_SECRET_FILE"] == "/etc/geogit/secrets/geo_secret"

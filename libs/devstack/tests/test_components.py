@@ -1,9 +1,12 @@
 """`geogit dev stop|start|restart COMPONENT` on a stack file written as `up` writes it, with
-real processes (Tansu, storage) on free ports so the test runs beside a dev stack."""
+real processes (Tansu, storage, or stand-ins recorded under a service's name) on free ports so
+the test runs beside a dev stack."""
 
 from __future__ import annotations
 
 import os
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -11,12 +14,21 @@ import pytest
 
 from geogit.common.net import free_port
 from geogit.devstack.cli import main
+from geogit.devstack.components import resolve, stack_sites
 from geogit.devstack.credentials import CredentialStore, UserCredentials
 from geogit.devstack.layout import RunLayout
 from geogit.devstack.ports import SitePorts
 from geogit.devstack.processes import Supervisor
-from geogit.devstack.site import Site
-from geogit.devstack.stack import Stack, write_stack
+from geogit.devstack.procfs import identity_of
+from geogit.devstack.site import SERVICES, Site
+from geogit.devstack.stack import Stack, read_stack, write_stack
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+STUBBORN = [
+    sys.executable,
+    "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)",
+]
 
 
 def _stack(run_dir: Path) -> tuple[Site, Site, str]:
@@ -113,7 +125,7 @@ def test_starting_what_runs_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
         supervisor.stop_all()
 
 
-UNKNOWN = ["secondary-1/edge", "primary/replicator", "tertiary/storage", "storage", ""]
+UNKNOWN = ["secondary-1/edge", "secondary-1/", "tertiary/storage", "tertiary", "storage", ""]
 
 
 @pytest.mark.usefixtures("external_database")
@@ -125,7 +137,8 @@ def test_unknown_components_are_refused_with_the_known_ones(
     assert _dev(tmp_path, "stop", component) == 1
     err = capsys.readouterr().err
     assert f"no component {component!r}" in err
-    assert "kafka, postgresql, primary/storage" in err and "secondary-1/replicator" in err
+    assert "kafka, postgresql, primary, primary/storage" in err
+    assert "primary/replicator, secondary-1, secondary-1/storage" in err
     assert Supervisor(tmp_path).records() == []
 
 
@@ -146,3 +159,128 @@ def test_components_of_a_stack_that_is_not_up(
     assert "the dev stack is not up" in capsys.readouterr().err
     assert not (tmp_path / "pids").exists()
     assert os.listdir(tmp_path) == []
+
+
+def _resolved(run_dir: Path, name: str) -> list[str]:
+    stack = read_stack(RunLayout(run_dir).stack_file)
+    supervisor = Supervisor(run_dir)
+    store = CredentialStore(RunLayout(run_dir).secrets_file)
+    sites = stack_sites(stack, supervisor, store)
+    return [component.name for component in resolve(name, stack, sites, supervisor, None)]
+
+
+def test_a_site_name_stands_for_all_its_services_in_start_order(tmp_path: Path) -> None:
+    _stack(tmp_path)
+    assert _resolved(tmp_path, "primary") == [f"primary/{service}" for service in SERVICES]
+    assert _resolved(tmp_path, "secondary-1")[-1] == "secondary-1/replicator"
+    assert _resolved(tmp_path, "primary/replicator") == ["primary/replicator"]
+    assert _resolved(tmp_path, "kafka") == ["kafka"]
+
+
+def _stand_ins(supervisor: Supervisor, site: str, argv: list[str] = SLEEPER) -> None:
+    """A process recorded under each of the site's service names, in start order."""
+    for service in SERVICES:
+        supervisor.start(f"{site}-{service}", argv, os.environ, None)
+
+
+@pytest.mark.usefixtures("external_database")
+def test_stopping_a_site_stops_its_services_last_started_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stack(tmp_path)
+    supervisor = Supervisor(tmp_path)
+    try:
+        _stand_ins(supervisor, "primary")
+        supervisor.start("secondary-1-storage", SLEEPER, os.environ, None)
+
+        assert _dev(tmp_path, "stop", "primary") == 0
+
+        lines = capsys.readouterr().out.splitlines()
+        assert [line.split(" ")[0] for line in lines] == [
+            f"primary-{service}" for service in reversed(SERVICES)
+        ]
+        assert all(line.endswith(": stopped") for line in lines)
+        assert [record.name for record in supervisor.records()] == ["secondary-1-storage"]
+    finally:
+        supervisor.stop_all()
+
+
+@pytest.mark.usefixtures("external_database")
+def test_kill_does_not_wait_for_a_process_that_ignores_sigterm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stack(tmp_path)
+    supervisor = Supervisor(tmp_path)  # its grace is 15 s
+    try:
+        _stand_ins(supervisor, "secondary-1", STUBBORN)
+        records = supervisor.records()
+        started = time.monotonic()
+
+        assert _dev(tmp_path, "stop", "secondary-1", "--kill") == 0
+
+        assert time.monotonic() - started < 5
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == f"secondary-1-replicator (pid {records[-1].pid}): killed"
+        assert len(lines) == len(SERVICES) and all(line.endswith(": killed") for line in lines)
+        assert supervisor.records() == []
+        # Gone, or on its way out (a dying process has lost its command line already).
+        assert all(identity_of(record.pid) != record.identity for record in records)
+    finally:
+        supervisor.stop_all()
+
+
+@pytest.fixture
+def stand_in_services(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Site.start_service starts a stand-in under the service's name; the starts, in order."""
+    started: list[str] = []
+
+    def start_service(site: Site, service: str) -> None:
+        site.supervisor.start(site.process_name(service), SLEEPER, os.environ, None)
+        started.append(f"{site.name}/{service}")
+
+    monkeypatch.setattr(Site, "start_service", start_service)
+    return started
+
+
+@pytest.mark.usefixtures("external_database")
+def test_starting_a_site_starts_what_is_not_running_in_start_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stand_in_services: list[str]
+) -> None:
+    _stack(tmp_path)
+    supervisor = Supervisor(tmp_path)
+    try:
+        storage = supervisor.start("primary-storage", SLEEPER, os.environ, None)
+
+        assert _dev(tmp_path, "start", "primary") == 0
+
+        assert stand_in_services == [f"primary/{service}" for service in SERVICES[1:]]
+        assert capsys.readouterr().out.splitlines() == [
+            f"primary/storage: already running (pid {storage.pid})",
+            *(f"primary/{service}: started" for service in SERVICES[1:]),
+        ]
+    finally:
+        supervisor.stop_all()
+
+
+@pytest.mark.usefixtures("external_database")
+def test_restarting_a_site_stops_it_whole_then_starts_it_in_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stand_in_services: list[str]
+) -> None:
+    _stack(tmp_path)
+    supervisor = Supervisor(tmp_path)
+    try:
+        _stand_ins(supervisor, "secondary-1")
+        before = {record.name: record.pid for record in supervisor.records()}
+
+        assert _dev(tmp_path, "restart", "secondary-1") == 0
+
+        lines = capsys.readouterr().out.splitlines()
+        assert [line.split(" ")[0] for line in lines[: len(SERVICES)]] == [
+            f"secondary-1-{service}" for service in reversed(SERVICES)
+        ]
+        assert lines[len(SERVICES) :] == [f"secondary-1/{s}: started" for s in SERVICES]
+        after = {record.name: record.pid for record in supervisor.records()}
+        assert after.keys() == before.keys()
+        assert not set(after.values()) & set(before.values())
+    finally:
+        supervisor.stop_all()

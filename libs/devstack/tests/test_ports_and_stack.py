@@ -7,6 +7,8 @@ import socket
 import stat
 from pathlib import Path
 
+import pytest
+
 from geogit.devstack.credentials import UserCredentials
 from geogit.devstack.ports import SitePorts, busy_ports
 from geogit.devstack.site import Site
@@ -32,6 +34,12 @@ def test_fixed_ports_are_the_documented_ones() -> None:
         ssh_ops=8284,
         replicator_ops=8285,
     )
+
+
+def test_every_site_listens_on_its_replicator_ops_port() -> None:
+    assert SitePorts.fixed(0).listening()["replicator ops"] == 8085
+    assert SitePorts.fixed(1).listening()["replicator ops"] == 8185
+    assert len(set(SitePorts.fixed(0).listening().values())) == 7
 
 
 def test_busy_ports_names_the_taken_one() -> None:
@@ -95,3 +103,16 @@ def test_demo_section_is_added_when_present(tmp_path: Path) -> None:
     stack.demo = StackDemo(username="alice", token="a", project="alice/demo", clone_url="u")
     write_stack(tmp_path / "stack.json", stack)
     assert json.loads((tmp_path / "stack.json").read_text())["demo"]["project"] == "alice/demo"
+
+
+def test_the_primary_is_the_site_recorded_as_primary(tmp_path: Path) -> None:
+    sites = [
+        Site("primary", "secondary", tmp_path, SitePorts.fixed(0), "postgresql://x/p", "k:1",
+             primary_url="http://127.0.0.1:8180"),
+        Site("secondary-1", "primary", tmp_path, SitePorts.fixed(1), "postgresql://x/s", "k:1"),
+    ]  # fmt: skip
+    stack = Stack.of(sites, UserCredentials("root", "t"), "k:1")
+    assert stack.primary().name == "secondary-1"
+    stack.sites[1].role = "secondary"
+    with pytest.raises(KeyError):
+        stack.primary()

@@ -12,7 +12,7 @@ from geogit.common.tansu import TansuBroker
 from geogit.devstack.credentials import SiteSecrets
 from geogit.devstack.ports import SitePorts
 from geogit.devstack.procfs import identity_of
-from geogit.devstack.site import Site
+from geogit.devstack.site import SERVICES, Site
 from geogit.devstack.testing import running_site
 
 PORTS = SitePorts(
@@ -62,6 +62,26 @@ def test_services_are_wired_to_each_other(tmp_path: Path) -> None:
         assert env["GEOGIT_SITE_NAME"] == "secondary-1"
         assert env["GEOGIT_INTERNAL_API_SECRET"] == SECRETS.internal_api_secret
     assert storage["GEOGIT_STORAGE_SECRET"] == api["GEOGIT_STORAGE_SECRET"]
+
+
+def test_every_site_runs_a_replicator_the_primary_with_no_primary_url(tmp_path: Path) -> None:
+    secondary = make_site(tmp_path)
+    primary = Site(
+        "primary", "primary", tmp_path, PORTS, "postgresql+asyncpg://x@127.0.0.1/p", "k:1", SECRETS
+    )
+    assert primary.services == secondary.services == SERVICES
+    assert SERVICES[-1] == "replicator"
+    for site, primary_url in ((primary, ""), (secondary, "http://127.0.0.1:8080")):
+        for env in (site.replicator_env(), site.internal_api_env()):
+            assert env["GEOGIT_PRIMARY_URL"] == primary_url
+            assert env["GEOGIT_GEO_SECRET"] == SECRETS.geo_secret
+    replicator = primary.replicator_env()
+    assert replicator["GEOGIT_OPS_ADDRESS"] == "127.0.0.1:18085"
+    assert replicator["GEOGIT_INTERNAL_API_URL"] == API_URL
+    assert json.loads(replicator["GEOGIT_STORAGES"]) == {"default": "127.0.0.1:18082"}
+    assert set(replicator) - {"GEOGIT_PRIMARY_URL"} == set(secondary.replicator_env()) - {
+        "GEOGIT_PRIMARY_URL"
+    }
 
 
 def test_inherited_geogit_variables_do_not_leak_in(

@@ -1,20 +1,32 @@
 """The slice of the admin REST API (GitLab v4 shapes, DESIGN §6) the dev stack drives.
 
-Only what `up`, `demo` and `status` need: who am I, find/create a user, give them a token,
-find/create a project, register Geo sites and read their status. Errors carry GitLab's
-`{"message": ...}` so a refusal reads the same as on GitLab.
+Only what `up`, `demo`, `status` and `geo promote` need: who am I, find/create a user, give
+them a token, find/create a project, register Geo sites and read their status, ask a site what
+it is, preview and run a promotion. Errors carry GitLab's `{"message": ...}` so a refusal reads
+the same as on GitLab.
 """
 
 from __future__ import annotations
 
 import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ValidationError
+
+from geogit.devstack.geo_models import (
+    PromotionMode,
+    PromotionPreview,
+    PromotionResult,
+    SiteState,
+)
 
 _TOKEN_LIFETIME = datetime.timedelta(days=365)
+# A promotion answers once it is done: the candidate may wait for its feed and replicas.
+PROMOTE_TIMEOUT_SECONDS = 300.0
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class ApiError(RuntimeError):
@@ -50,9 +62,17 @@ class AdminApi:
     ) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, json: Any = None, params: Any = None) -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        params: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        wait = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
         try:
-            response = self._client.request(method, path, json=json, params=params)
+            response = self._client.request(method, path, json=json, params=params, timeout=wait)
         except httpx.HTTPError as exc:
             raise ApiError(f"{method} /api/v4{path}: {exc}") from exc
         if response.status_code >= 400:
@@ -125,3 +145,25 @@ class AdminApi:
     def site_status(self, site_id: int) -> dict[str, Any]:
         status: dict[str, Any] = self._request("GET", f"/geo/sites/{site_id}/status")
         return status
+
+    def site_state(self) -> SiteState:
+        """What the site answering says it is (its own internal API, even on a secondary)."""
+        answer = self._request("GET", "/geo/site_state")
+        return _parsed(SiteState, "GET /api/v4/geo/site_state", answer)
+
+    def promotion_preview(self, site_id: int, mode: PromotionMode) -> PromotionPreview:
+        path = f"/geo/sites/{site_id}/promotion"
+        answer = self._request("GET", path, params={"mode": mode})
+        return _parsed(PromotionPreview, f"GET /api/v4{path}", answer)
+
+    def promote(self, site_id: int, mode: PromotionMode) -> PromotionResult:
+        path = f"/geo/sites/{site_id}/promote"
+        answer = self._request("POST", path, json={"mode": mode}, timeout=PROMOTE_TIMEOUT_SECONDS)
+        return _parsed(PromotionResult, f"POST /api/v4{path}", answer)
+
+
+def _parsed(kind: type[_Model], request: str, answer: Any) -> _Model:
+    try:
+        return kind.model_validate(answer)
+    except ValidationError as exc:
+        raise ApiError(f"{request}: unexpected answer: {exc}") from exc

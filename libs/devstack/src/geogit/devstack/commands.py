@@ -2,12 +2,15 @@
 this package.
 
 `up` starts, in order: Kafka (Tansu), PostgreSQL (unless GEOGIT_DATABASE_URL names a server),
-the primary site (storage, internal API, edge proxy, SSH gateway), bootstraps the admin,
-registers the secondaries on the primary, starts them (the same plus a replicator each),
-writes `.run/stack.json` and returns once everything answers its health check. If any step
+the primary site (storage, internal API, edge proxy, SSH gateway, replicator), bootstraps the
+admin, registers the secondaries on the primary, starts them (the same services), writes
+`.run/stack.json` with the roles the sites report and returns once everything answers its
+health check. Which site is primary is what the sites last reported (`.run/roles.json`, kept
+across `down`): after `geogit geo promote` it is no longer the one named `primary`. If any step
 fails it stops what it started, so a failed `up` leaves nothing running. `down` stops, last
 started first, exactly the processes recorded in `.run/pids/`, then the throwaway cluster.
-`stop|start|restart COMPONENT` act on one part of a running stack (components.py).
+`stop|start|restart COMPONENT` act on one part of a running stack, or on a whole site
+(components.py).
 """
 
 from __future__ import annotations
@@ -37,13 +40,22 @@ from geogit.devstack.databases import (
     site_database_url,
 )
 from geogit.devstack.demo import Demo, DemoError, ensure_demo, geo_story, ssh_clone_command
+from geogit.devstack.geo_models import PromotionMode
+from geogit.devstack.geo_promote import PromoteError, promote
 from geogit.devstack.geo_sites import register_sites
-from geogit.devstack.geo_status import StatusError, print_status
+from geogit.devstack.geo_status import print_status
 from geogit.devstack.layout import RunLayout
 from geogit.devstack.ports import KAFKA_PORT, POSTGRES_PORT, SitePorts, busy_ports
 from geogit.devstack.postgres import PostgresError, ThrowawayPostgres
 from geogit.devstack.processes import ProcessError, Supervisor
 from geogit.devstack.site import Site, SiteError
+from geogit.devstack.site_roles import (
+    RolesError,
+    load_roles,
+    refresh_roles,
+    save_roles,
+    starting_roles,
+)
 from geogit.devstack.stack import Stack, StackDemo, StackSite, read_stack, write_stack
 
 DATABASE_URL_VARIABLE = "GEOGIT_DATABASE_URL"
@@ -70,6 +82,7 @@ _FAILURES = (
     ApiError,
     DemoError,
     ComponentError,
+    RolesError,
 )
 
 
@@ -90,8 +103,13 @@ class DevStack:
         print(message, file=self.out, flush=True)
 
     def _fail(self, command: str, message: str) -> int:
-        print(f"geogit dev {command}: {message}", file=self.err, flush=True)
+        print(f"geogit {command}: {message}", file=self.err, flush=True)
         return 1
+
+    def _record(self, stack: Stack) -> None:
+        """Write stack.json, and the roles apart so they outlive `down` (site_roles.py)."""
+        write_stack(self.layout.stack_file, stack)
+        save_roles(self.layout.roles_file, stack)
 
     # Wiring --------------------------------------------------------------------------------
 
@@ -100,21 +118,24 @@ class DevStack:
         return os.environ.get(DATABASE_URL_VARIABLE) or None
 
     def sites(self, secondaries: int = 1) -> list[Site]:
-        """The primary and `secondaries` secondaries on their fixed ports and own databases."""
+        """Site `primary` and `secondaries` secondaries on their fixed ports and own databases,
+        each in the role the sites last reported (bootstrap: `primary` is the primary)."""
         server = self.external_database or self.postgres.url("geogit")
         names = [PRIMARY] + [f"secondary-{index}" for index in range(1, secondaries + 1)]
-        primary_url = f"http://127.0.0.1:{SitePorts.fixed(0).http}"
+        roles = starting_roles(names, load_roles(self.layout.roles_file))
+        primary = next(name for name, role in roles.items() if role == "primary")
+        primary_url = f"http://127.0.0.1:{SitePorts.fixed(names.index(primary)).http}"
         return [
             Site(
                 name=name,
-                role="primary" if index == 0 else "secondary",
+                role=roles[name],
                 base_dir=self.layout.run_dir,
                 ports=SitePorts.fixed(index),
                 database_url=site_database_url(server, name),
                 kafka_bootstrap=kafka.bootstrap(),
                 secrets=self.store.site(name),
                 supervisor=self.supervisor,
-                primary_url="" if index == 0 else primary_url,
+                primary_url="" if roles[name] == "primary" else primary_url,
             )
             for index, name in enumerate(names)
         ]
@@ -123,17 +144,20 @@ class DevStack:
 
     def up(self, secondaries: int = 1, demo: bool = False) -> int:
         if not 0 <= secondaries <= MAX_SECONDARIES:
-            return self._fail("up", f"--secondaries must be 0 to {MAX_SECONDARIES}")
+            return self._fail("dev up", f"--secondaries must be 0 to {MAX_SECONDARIES}")
         live = [record for record in self.supervisor.records() if record.is_running()]
         if live:
             names = ", ".join(f"{record.name} (pid {record.pid})" for record in live)
-            return self._fail("up", f"already up: {names}; run `geogit dev down` first")
+            return self._fail("dev up", f"already up: {names}; run `geogit dev down` first")
         self.supervisor.forget_dead()
-        sites = self.sites(secondaries)
+        try:
+            sites = self.sites(secondaries)
+        except RolesError as exc:
+            return self._fail("dev up", str(exc))
         busy = busy_ports(self._wanted_ports(sites))
         if busy:
             taken = ", ".join(f"{port} ({label})" for label, port in busy.items())
-            return self._fail("up", f"ports already in use by another process: {taken}")
+            return self._fail("dev up", f"ports already in use by another process: {taken}")
         try:
             stack = self._start(sites)
         except KeyboardInterrupt:
@@ -142,7 +166,8 @@ class DevStack:
         except _FAILURES as exc:
             self._stop_everything()
             return self._fail(
-                "up", f"{exc}\n(everything started has been stopped)\n{up_failed_next(self.layout)}"
+                "dev up",
+                f"{exc}\n(everything started has been stopped)\n{up_failed_next(self.layout)}",
             )
         self._say(next_steps(stack, self.layout))
         if demo:
@@ -155,8 +180,7 @@ class DevStack:
         if self.external_database is None and not self.postgres.running():
             wanted["postgres"] = POSTGRES_PORT
         for site in sites:
-            listening = site.ports.listening(secondary=site.role == "secondary")
-            wanted |= {f"{site.name} {role}": port for role, port in listening.items()}
+            wanted |= {f"{site.name} {what}": port for what, port in site.ports.listening().items()}
         return wanted
 
     def _start(self, sites: list[Site]) -> Stack:
@@ -166,14 +190,15 @@ class DevStack:
             where = f"127.0.0.1:{self.postgres.port} ({self.postgres.root})"
             self._say(f"starting postgresql on {where}")
             self.postgres.start()
-        primary, secondaries = sites[0], sites[1:]
+        primary = next(site for site in sites if site.role == "primary")
+        secondaries = [site for site in sites if site is not primary]
         self._start_site(primary)
         admin = ensure_admin(primary, self.store)
         register_sites(primary, admin.token, secondaries)
         for site in secondaries:
             self._start_site(site)
-        stack = Stack.of(sites, admin, kafka.bootstrap())
-        write_stack(self.layout.stack_file, stack)
+        stack = refresh_roles(Stack.of(sites, admin, kafka.bootstrap()), self._say)
+        self._record(stack)
         return stack
 
     def _start_site(self, site: Site) -> None:
@@ -200,7 +225,7 @@ class DevStack:
             if self.postgres.stop():
                 self._say(f"postgresql ({self.postgres.data_dir}): stopped")
         except PostgresError as exc:
-            return self._fail("down", str(exc))
+            return self._fail("dev down", str(exc))
         if purge:
             if self.layout.stack_file.exists() and self.external_database:
                 self._say(f"databases on {DATABASE_URL_VARIABLE}'s server are kept")
@@ -210,9 +235,9 @@ class DevStack:
             self.layout.stack_file.unlink(missing_ok=True)
         return 0
 
-    # stop, start, restart one component ---------------------------------------------------
+    # stop, start, restart one component or a whole site ---------------------------------
 
-    def _component(self, name: str) -> Component:
+    def _components(self, name: str) -> list[Component]:
         if not self.layout.stack_file.exists():
             raise ComponentError("the dev stack is not up; run `geogit dev up` first")
         stack = read_stack(self.layout.stack_file)
@@ -220,30 +245,35 @@ class DevStack:
         postgres = None if self.external_database else self.postgres
         return resolve(name, stack, sites, self.supervisor, postgres)
 
-    def stop_component(self, name: str) -> int:
+    def _stop_components(self, components: list[Component], kill: bool) -> None:
+        for component in reversed(components):
+            self._say(component.stop(kill))
+
+    def _start_components(self, components: list[Component]) -> None:
+        for component in components:
+            self._say(component.start())
+
+    def stop_component(self, name: str, kill: bool = False) -> int:
         try:
-            self._say(self._component(name).stop())
+            self._stop_components(self._components(name), kill)
         except _FAILURES as exc:
-            return self._fail("stop", str(exc))
+            return self._fail("dev stop", str(exc))
         return 0
 
     def start_component(self, name: str) -> int:
         try:
-            component = self._component(name)
-            component.start()
+            self._start_components(self._components(name))
         except _FAILURES as exc:
-            return self._fail("start", str(exc))
-        self._say(f"{name}: started")
+            return self._fail("dev start", str(exc))
         return 0
 
     def restart_component(self, name: str) -> int:
         try:
-            component = self._component(name)
-            self._say(component.stop())
-            component.start()
+            components = self._components(name)
+            self._stop_components(components, kill=False)
+            self._start_components(components)
         except _FAILURES as exc:
-            return self._fail("restart", str(exc))
-        self._say(f"{name}: started")
+            return self._fail("dev restart", str(exc))
         return 0
 
     # status --------------------------------------------------------------------------------
@@ -294,37 +324,50 @@ class DevStack:
         return not stopped
 
     def geo_status(self) -> int:
-        """`geogit status`: replication per site (geo_status.py)."""
+        """`geogit status`: replication and roles per site (geo_status.py)."""
         if not self.layout.stack_file.exists():
             return self._fail("status", "the dev stack is not up; run `geogit dev up` first")
+        print_status(read_stack(self.layout.stack_file), self.store, self._say)
+        return 0
+
+    # geo promote ---------------------------------------------------------------------------
+
+    def promote(self, name: str, mode: PromotionMode) -> int:
+        """`geogit geo promote` (geo_promote.py), then record the roles the sites report."""
+        if not self.layout.stack_file.exists():
+            return self._fail("geo promote", "the dev stack is not up; run `geogit dev up` first")
+        stack = read_stack(self.layout.stack_file)
         try:
-            print_status(read_stack(self.layout.stack_file), self.store, self._say)
-        except StatusError as exc:
-            return self._fail("status", str(exc))
+            promote(stack, name, mode, self._say)
+        except (ApiError, PromoteError) as exc:
+            return self._fail("geo promote", f"{exc}\n(stack.json is unchanged)")
+        self._record(refresh_roles(stack, self._say))
+        self._say(f"roles recorded in {self.layout.stack_file}")
         return 0
 
     # demo ----------------------------------------------------------------------------------
 
     def demo(self) -> int:
         if not self.layout.stack_file.exists():
-            return self._fail("demo", "the dev stack is not up; run `geogit dev up` first")
+            return self._fail("dev demo", "the dev stack is not up; run `geogit dev up` first")
         stack = read_stack(self.layout.stack_file)
         admin = self.store.user("admin")
         if admin is None:
-            return self._fail("demo", f"no admin credentials in {self.layout.secrets_file}")
+            return self._fail("dev demo", f"no admin credentials in {self.layout.secrets_file}")
         self._say("\ncreating demo data: user alice, her token, alice/demo with a few commits")
         try:
-            demo = ensure_demo(
-                stack.site(PRIMARY).http_url, admin, self.store, self.layout.run_dir / "demo"
-            )
-            stack.demo = _stack_demo(demo, stack.site(PRIMARY))
+            primary = stack.primary()
+            demo = ensure_demo(primary.http_url, admin, self.store, self.layout.run_dir / "demo")
+            stack.demo = _stack_demo(demo, primary)
             write_stack(self.layout.stack_file, stack)
             self._say(demo_text(stack.demo))
             secondaries = [site for site in stack.sites if site.role == "secondary"]
             if secondaries:
-                geo_story(stack.site(PRIMARY), secondaries[0], stack.demo, self._say)
+                geo_story(primary, secondaries[0], stack.demo, self._say)
         except _FAILURES as exc:
-            return self._fail("demo", f"{exc}\n(the stack stays up; retry with `geogit dev demo`)")
+            return self._fail(
+                "dev demo", f"{exc}\n(the stack stays up; retry with `geogit dev demo`)"
+            )
         return 0
 
 
@@ -348,7 +391,7 @@ def demo_text(demo: StackDemo) -> str:
 
 
 def next_steps(stack: Stack, layout: RunLayout) -> str:
-    primary = stack.site(PRIMARY)
+    primary = stack.primary()
     host = primary.http_url.removeprefix("http://")
     lines = [
         f"geogit dev stack is up; state in {layout.run_dir} (logs in {layout.logs_dir})",

@@ -42,6 +42,10 @@ class RunLayout:
         return self.run_dir / "stack.json"
 
     @property
+    def roles_file(self) -> Path:
+        return self.run_dir / "roles.json"
+
+    @property
     def secrets_file(self) -> Path:
         return self.run_dir / "secrets.json"
 

@@ -8,7 +8,7 @@
 | storage ops (health/metrics) | 8083    | 8083 + 100*N       |
 | SSH gateway                  | 2222    | 2222 + 100*N       |
 | SSH gateway ops              | 8084    | 8084 + 100*N       |
-| replicator ops (secondaries) |         | 8085 + 100*N       |
+| replicator ops               | 8085    | 8085 + 100*N       |
 | Kafka (Tansu), shared        | 19092   |                    |
 | PostgreSQL (throwaway), shared | 15432 | (one database per site) |
 
@@ -72,19 +72,17 @@ class SitePorts:
             replicator_ops=free_port(),
         )
 
-    def listening(self, secondary: bool = False) -> dict[str, int]:
-        """The ports a started site binds, by role; only secondaries run a replicator."""
-        ports = {
+    def listening(self) -> dict[str, int]:
+        """The ports a started site binds (every site runs a replicator, the primary too)."""
+        return {
             "edge proxy": self.http,
             "internal API": self.internal_api,
             "storage gRPC": self.storage,
             "storage ops": self.storage_ops,
             "SSH gateway": self.ssh,
             "SSH gateway ops": self.ssh_ops,
+            "replicator ops": self.replicator_ops,
         }
-        if secondary:
-            ports["replicator ops"] = self.replicator_ops
-        return ports
 
 
 def busy_ports(wanted: Mapping[str, int], host: str = LOOPBACK) -> dict[str, int]:

@@ -150,12 +150,14 @@ class ThrowawayPostgres:
             what="starting PostgreSQL", timeout=timeout + 10,
         )  # fmt: skip
 
-    def stop(self, timeout: float = 60.0) -> bool:
-        """Fast shutdown (rolls back open transactions); returns whether it was running."""
+    def stop(self, timeout: float = 60.0, immediate: bool = False) -> bool:
+        """Fast shutdown (rolls back open transactions); `immediate` aborts the server as a
+        crash would (crash recovery at the next start). Returns whether it was running."""
         if not self.running():
             return False
+        mode = "immediate" if immediate else "fast"
         self._run(
-            "pg_ctl", "stop", "--wait", f"--timeout={int(timeout)}", "-m", "fast",
+            "pg_ctl", "stop", "--wait", f"--timeout={int(timeout)}", "-m", mode,
             "-D", str(self.data_dir), what="stopping PostgreSQL", timeout=timeout + 10,
         )  # fmt: skip
         return True

@@ -225,8 +225,9 @@ class Supervisor:
                 )
             time.sleep(_POLL_SECONDS)
 
-    def stop(self, name: str) -> StopResult:
-        """SIGTERM the recorded pid, SIGKILL its process group after the grace period.
+    def stop(self, name: str, kill: bool = False) -> StopResult:
+        """SIGTERM the recorded pid, SIGKILL its process group after the grace period; with
+        `kill`, SIGKILL at once (no drain, no clean shutdown: a crash, for drills).
 
         Refuses to signal a pid whose command line or start time no longer match the record.
         """
@@ -234,11 +235,11 @@ class Supervisor:
         if record is None:
             return StopResult(name, 0, "not running", "no record")
         try:
-            return self._stop(record)
+            return self._stop(record, kill)
         finally:
             self._record_path(name).unlink(missing_ok=True)
 
-    def _stop(self, record: ProcessRecord) -> StopResult:
+    def _stop(self, record: ProcessRecord, kill: bool) -> StopResult:
         current = identity_of(record.pid)
         if current is None:
             self._reap(record.pid)
@@ -251,6 +252,10 @@ class Supervisor:
                 f"pid {record.pid} is now {' '.join(current.cmdline)!r}, not the process"
                 " `up` started; left alone",
             )
+        if kill:
+            self._kill_group(record.pid)
+            self._wait_gone(record, 5.0)
+            return StopResult(record.name, record.pid, "killed")
         os.kill(record.pid, signal.SIGTERM)
         outcome: StopOutcome = "stopped"
         if not self._wait_gone(record, self.grace_seconds):

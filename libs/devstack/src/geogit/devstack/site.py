@@ -1,17 +1,21 @@
 """One geogit site as real processes: storage, the internal API, the edge proxy, the SSH
-gateway, and on a secondary the replicator.
+gateway and the replicator.
 
-The dev stack runs one `Site` per site on the fixed ports of `geogit.devstack.ports` (primary:
-edge proxy 8080, internal API 8081, storage gRPC 8082, storage ops 8083, SSH 2222, SSH ops
-8084; secondary N: the same plus 100*N). End-to-end tests build a `Site` on a temporary directory
+Every site runs a replicator, the primary too: a promotion demotes the old primary to a
+secondary without restarting it, and its replicator (which idles while its site is primary)
+then starts following the new one. The dev stack runs one `Site` per site on the fixed ports of
+`geogit.devstack.ports` (primary: edge proxy 8080, internal API 8081, storage gRPC 8082,
+storage ops 8083, SSH 2222, SSH ops 8084, replicator ops 8085; secondary N: the same plus
+100*N). End-to-end tests build a `Site` on a temporary directory
 with `SitePorts.free()` and a fresh database, so they start exactly what the dev stack starts,
 wired the same way.
 
 Start order follows the dependencies: storage answers readiness without the API; the internal
 API's schema is migrated before it serves, and it needs storage to create repositories; the
-edge proxy and the SSH gateway are the front doors and come last.
-Stop is the reverse. Every variable a service reads is set here; inherited `GEOGIT_*` variables
-are dropped (except the log level) so a stray export cannot cross-wire two sites.
+edge proxy and the SSH gateway are the front doors; the replicator needs the internal API
+and storage, and comes last. Stop is the reverse. Every variable a service reads is set here;
+inherited `GEOGIT_*` variables are dropped (except the log level) so a stray export cannot
+cross-wire two sites.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from geogit.devstack.processes import StopResult, Supervisor, log_tail
 
 Role = Literal["primary", "secondary"]
 SERVICES = ("storage", "internal-api", "edge-proxy", "ssh-gateway", "replicator")
-"""Start order (the replicator only on secondaries); stop order is the reverse."""
+"""Start order, on every site; stop order is the reverse."""
 
 STORAGE_NAME = "default"
 _PASSED_THROUGH = frozenset({"GEOGIT_LOG_LEVEL"})
@@ -94,6 +98,7 @@ class Site:
         self.extra_env = dict(extra_env or {})
         self.host = host
         # A secondary: the primary's front door, where it proxies, catches up and fetches.
+        # Empty on the primary.
         self.primary_url = primary_url
         if role == "secondary" and not primary_url:
             raise SiteError(f"{name}: a secondary needs the primary's URL")
@@ -134,7 +139,7 @@ class Site:
 
     @property
     def services(self) -> tuple[str, ...]:
-        return SERVICES if self.role == "secondary" else SERVICES[:-1]
+        return SERVICES
 
     def process_name(self, service: str) -> str:
         return f"{self.name}-{service}"
@@ -177,13 +182,13 @@ class Site:
                 "GEOGIT_SITE_ROLE": self.role,
                 "GEOGIT_EXTERNAL_URL": self.http_url,
                 "GEOGIT_EXTERNAL_SSH_URL": f"ssh://git@{self.host}:{self.ports.ssh}",
-                **self._secondary_env(),
+                **self._geo_env(),
             }
         )
 
-    def _secondary_env(self) -> dict[str, str]:
-        if self.role != "secondary":
-            return {}
+    def _geo_env(self) -> dict[str, str]:
+        """Where the primary is (empty on the primary) and the secret this site signs its Geo
+        tokens with. Every site has one: a demoted primary signs as a secondary at once."""
         return {
             "GEOGIT_PRIMARY_URL": self.primary_url,
             "GEOGIT_GEO_SECRET": self.secrets.geo_secret,
@@ -219,7 +224,7 @@ class Site:
                 "GEOGIT_STORAGE_SECRET": self.secrets.storage_secret,
                 "GEOGIT_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
                 "GEOGIT_KAFKA_IDEMPOTENT": "true" if self.kafka_idempotent else "false",
-                **self._secondary_env(),
+                **self._geo_env(),
             }
         )
 
@@ -233,8 +238,7 @@ class Site:
             self.start_internal_api()
             self.start_edge_proxy()
             self.start_ssh_gateway()
-            if self.role == "secondary":
-                self.start_replicator()
+            self.start_replicator()
         except BaseException:
             self.stop()
             raise
@@ -299,10 +303,12 @@ class Site:
             raise SiteError(f"{self.name} has no {service}; it runs {', '.join(self.services)}")
         starters[service]()
 
-    def stop(self) -> list[StopResult]:
-        """Stop the site's services, last started first."""
+    def stop(self, kill: bool = False) -> list[StopResult]:
+        """Stop the site's services, last started first; `kill` sends SIGKILL at once, as a
+        crashed machine would (for unplanned-failover drills)."""
         return [
-            self.supervisor.stop(self.process_name(service)) for service in reversed(self.services)
+            self.supervisor.stop(self.process_name(service), kill=kill)
+            for service in reversed(self.services)
         ]
 
     # One-shot internal API commands --------------------------------------------------------

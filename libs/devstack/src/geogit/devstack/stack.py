@@ -88,6 +88,13 @@ class Stack(BaseModel):
                 return site
         raise KeyError(f"no site {name!r} in the stack")
 
+    def primary(self) -> StackSite:
+        """The site recorded as primary: after a promotion not the one named `primary`."""
+        for site in self.sites:
+            if site.role == "primary":
+                return site
+        raise KeyError("no site of the stack is recorded as primary")
+
 
 def write_stack(path: Path, stack: Stack) -> None:
     """Write atomically and private (it holds tokens): readers never see half a file."""
