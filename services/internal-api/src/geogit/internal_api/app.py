@@ -259,8 +259,11 @@ async def _writes_allowed(request: Request) -> None:
         return
     authority: Authority = request.app.state.services.authority.current
     if authority.is_secondary:
+        primary = authority.primary_site or "the primary"
         raise ApiError(
-            403, "403 Forbidden - this is a read-only Geo secondary; write through the primary"
+            403,
+            f"403 Forbidden - this is a read-only Geo secondary; write through the primary"
+            f" ({primary})",
         )
     if authority.in_maintenance:
         raise ApiError(

@@ -1,0 +1,167 @@
+"""Helpers for the failover tests (DESIGN §10): the sites' authority, promotion through the
+candidate's front door, pushers that record what was acknowledged, and the refs of a site's
+repositories read from disk."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from e2e import Account, clone_url, git
+
+from geogit.common.paths import hashed_repository_path
+from geogit.devstack.site import Site
+from geogit.storage.testing import commit_all, make_work_tree
+
+DIVERGED = "refs/geogit/diverged/"
+
+
+def site_state(site: Site, admin_token: str) -> dict[str, Any]:
+    response = httpx.get(
+        f"{site.http_url}/api/v4/geo/site_state",
+        headers={"PRIVATE-TOKEN": admin_token},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def answers(site: Site) -> bool:
+    try:
+        return httpx.get(f"{site.http_url}/-/readiness", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def promote(site: Site, admin_token: str, mode: str, **extra: Any) -> httpx.Response:
+    site_id = site_state(site, admin_token)["site_id"]
+    return httpx.post(
+        f"{site.http_url}/api/v4/geo/sites/{site_id}/promote",
+        json={"mode": mode, **extra},
+        headers={"PRIVATE-TOKEN": admin_token},
+        timeout=300,
+    )
+
+
+def preview(site: Site, admin_token: str, mode: str) -> dict[str, Any]:
+    site_id = site_state(site, admin_token)["site_id"]
+    response = httpx.get(
+        f"{site.http_url}/api/v4/geo/sites/{site_id}/promotion",
+        params={"mode": mode},
+        headers={"PRIVATE-TOKEN": admin_token},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def refs_on_disk(site: Site, project_id: int) -> dict[str, str]:
+    """Every ref of the project's repository on the site's storage, refs/geogit/ included."""
+    repo = site.repositories_dir / "default" / hashed_repository_path(project_id)
+    output = subprocess.run(
+        ["git", "--git-dir", str(repo), "for-each-ref", "--format=%(objectname) %(refname)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {name: oid for oid, name in (line.split(" ", 1) for line in output.splitlines())}
+
+
+def public_refs(site: Site, project_id: int) -> dict[str, str]:
+    return {n: o for n, o in refs_on_disk(site, project_id).items() if not n.startswith(DIVERGED)}
+
+
+def contains(site: Site, project_id: int, commit: str) -> bool:
+    repo = site.repositories_dir / "default" / hashed_repository_path(project_id)
+    result = subprocess.run(
+        ["git", "--git-dir", str(repo), "branch", "--contains", commit, "--format=%(refname)"],
+        capture_output=True,
+        text=True,
+    )
+    return result.returncode == 0 and bool(result.stdout.strip())
+
+
+@dataclass
+class Push:
+    url: str
+    branch: str
+    commit: str
+    ok: bool
+    stderr: str
+    finished_at: float
+
+
+@dataclass
+class Pusher:
+    """Pushes a new commit to its own branch through `url` every `interval` seconds."""
+
+    name: str
+    url: str
+    work: Path
+    env: dict[str, str] = field(default_factory=dict)
+    interval: float = 0.1
+    pushes: list[Push] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.tree = make_work_tree(self.work, commits=1)
+        git("checkout", "-q", "-b", self.name, cwd=self.tree)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
+
+    def _run(self) -> None:
+        round_ = 0
+        while not self._stop.is_set():
+            round_ += 1
+            (self.tree / f"{self.name}.txt").write_text(f"{self.name} {round_}\n")
+            commit = commit_all(self.tree, f"{self.name} round {round_}")
+            result = git(
+                "push",
+                "-q",
+                self.url,
+                f"+HEAD:refs/heads/{self.name}",
+                cwd=self.tree,
+                check=False,
+                env=self.env,
+            )
+            self.pushes.append(
+                Push(
+                    self.url,
+                    self.name,
+                    commit,
+                    result.returncode == 0,
+                    result.stderr,
+                    time.monotonic(),
+                )
+            )
+            if result.returncode != 0:
+                # A refused push is not in history: the next round builds on what landed.
+                git("reset", "-q", "--hard", "HEAD~1", cwd=self.tree)
+            self._stop.wait(self.interval)
+
+    @property
+    def acknowledged(self) -> list[Push]:
+        return [push for push in self.pushes if push.ok]
+
+    @property
+    def refused(self) -> list[Push]:
+        return [push for push in self.pushes if not push.ok]
+
+
+def http_pusher(
+    name: str, site: Site, project: dict[str, Any], account: Account, work: Path
+) -> Pusher:
+    return Pusher(name, clone_url(site.http_url, project, account), work / name)
