@@ -298,9 +298,10 @@ def test_unplanned_failover_keeps_what_it_cannot_take_and_fences_the_old_primary
     for index, project in enumerate((shared, lonely)):
         tree = make_work_tree(tmp_path / f"base{index}", commits=1)
         git("push", "-q", clone_url(primary.http_url, project, owner), "main", cwd=tree)
+        tip = _head(tree)
         for site in (first, second):
             wait_until(
-                lambda site=site, project=project, tip=_head(tree): served_locally(
+                lambda site=site, project=project, tip=tip: served_locally(
                     site, project, owner, tip
                 ),
                 what=f"{site.name} current",
