@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from geogit.common.events import Topics
+from geogit.common.geo import BOOTSTRAP_EPOCH, GeoSigner
 from geogit.common.kafka import KafkaConfig
 from geogit.common.primary_client import PrimaryClient
 from geogit.internal_api import health
@@ -147,13 +148,14 @@ def _lifespan(
             stack.push_async_callback(engine.dispose)
             storage = StorageClient(settings.storages, settings.storage_secret)
             stack.push_async_callback(storage.close)
+            # The epoch stays the bootstrap one until the site's state drives it (DESIGN §10).
+            geo_signer = GeoSigner(
+                settings.geo_private_key, settings.site_name, lambda: BOOTSTRAP_EPOCH
+            )
             primary = None
             if settings.is_secondary:
                 primary = PrimaryClient(
-                    settings.primary_url,
-                    settings.site_name,
-                    settings.geo_secret,
-                    settings.primary_timeout_seconds,
+                    settings.primary_url, geo_signer, settings.primary_timeout_seconds
                 )
                 stack.push_async_callback(primary.aclose)
             services = Services(
@@ -162,6 +164,7 @@ def _lifespan(
                 storage=storage,
                 outbox=Outbox(settings.site_name),
                 metrics=metrics,
+                geo_signer=geo_signer,
                 primary=primary,
             )
             app.state.services = services

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.geo import GeoSigner
 from geogit.common.primary_client import PrimaryClient
 from geogit.common.tokens import (
     API_REQUEST_HEADER,
@@ -46,6 +47,8 @@ class Services:
     storage: StorageClient
     outbox: Outbox
     metrics: Metrics
+    # Signs this site's Geo tokens (the one signer of the process).
+    geo_signer: GeoSigner
     # A secondary's client for the primary's front door; None on the primary.
     primary: PrimaryClient | None = None
     push_queue: PushQueue = field(default_factory=PushQueue)

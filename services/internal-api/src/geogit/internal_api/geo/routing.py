@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
+from geogit.common.geo import GEO_TOKEN_HEADER
 from geogit.common.git_commands import HTTP_COMMANDS
 from geogit.common.internal_api import (
     Denied,
@@ -137,7 +137,7 @@ async def git_http_answer(
 
 async def ssh_proxy_answer(
     session: AsyncSession,
-    settings: InternalApiSettings,
+    services: Services,
     project_path: str,
     action: str,
     gl_id: str,
@@ -146,19 +146,13 @@ async def ssh_proxy_answer(
     with a token good for this one command on this one project."""
     project = await project_by_path(session, project_path)
     path = project.full_path if project is not None else project_path
-    token = issue_geo_token(
-        settings.geo_secret,
-        settings.site_name,
-        "ssh_proxy",
-        gl_id=gl_id,
-        project=path,
-        action=action,
-    )
+    token = services.geo_signer.token("ssh_proxy", gl_id=gl_id, project=path, action=action)
+    primary_url = services.settings.primary_url
     return GeoProxyToPrimary(
         message="proxying to the primary",
         payload=GeoProxyPayload(
             data=GeoProxyData(
-                primary_repo=f"{settings.primary_url.rstrip('/')}/{path}.git",
+                primary_repo=f"{primary_url.rstrip('/')}/{path}.git",
                 request_headers={GEO_TOKEN_HEADER: token},
             )
         ),

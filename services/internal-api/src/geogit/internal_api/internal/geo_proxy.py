@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from geogit.common.geo import issue_geo_token
 from geogit.common.internal_api import GeoProxyInfo
-from geogit.internal_api.deps import InternalCaller, SettingsDep
+from geogit.internal_api.deps import InternalCaller, ServicesDep
 
 router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
 
@@ -22,10 +21,10 @@ router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
     response_model=GeoProxyInfo,
     response_model_exclude_defaults=True,
 )
-async def proxy(settings: SettingsDep) -> GeoProxyInfo:
-    if not settings.is_secondary:
+async def proxy(services: ServicesDep) -> GeoProxyInfo:
+    if not services.settings.is_secondary:
         return GeoProxyInfo()
     return GeoProxyInfo(
-        geo_proxy_url=settings.primary_url,
-        geo_proxy_extra_data=issue_geo_token(settings.geo_secret, settings.site_name, "proxy"),
+        geo_proxy_url=services.settings.primary_url,
+        geo_proxy_extra_data=services.geo_signer.token("proxy"),
     )

@@ -19,6 +19,7 @@ from geogit.common.internal_api import (
 )
 from geogit.internal_api.access.git_http import git_http_access
 from geogit.internal_api.clients.storage import StorageClient
+from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep, StorageDep
 from geogit.internal_api.errors import ApiError
 from geogit.internal_api.geo import routing
@@ -27,10 +28,13 @@ router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[I
 
 
 async def local_serve(
-    session: AsyncSession, storage: StorageClient, body: GitHttpAuthorizeRequest
+    session: AsyncSession,
+    settings: InternalApiSettings,
+    storage: StorageClient,
+    body: GitHttpAuthorizeRequest,
 ) -> GitHttpServe:
     """This site's own answer from its own tables; raises Denied."""
-    return routing.serve_answer(await git_http_access(session, body), storage)
+    return routing.serve_answer(await git_http_access(session, settings, body), storage)
 
 
 @router.post(
@@ -43,10 +47,11 @@ async def authorize(
     body: GitHttpAuthorizeRequest, session: SessionDep, storage: StorageDep, services: ServicesDep
 ) -> GitHttpServe | GitHttpProxy | GitHttpRedirect:
     try:
-        if services.settings.is_secondary:
+        settings = services.settings
+        if settings.is_secondary:
             return await routing.git_http_answer(
-                session, services, body, lambda: local_serve(session, storage, body)
+                session, services, body, lambda: local_serve(session, settings, storage, body)
             )
-        return await local_serve(session, storage, body)
+        return await local_serve(session, settings, storage, body)
     except Denied as denial:
         raise ApiError(denial.status, denial.message) from denial
