@@ -14,6 +14,7 @@ import logging
 import signal
 
 from geogit.common.events import Topics
+from geogit.common.geo import BOOTSTRAP_EPOCH, GeoSigner
 from geogit.common.kafka import KafkaConfig
 from geogit.common.logging import configure_logging
 from geogit.common.ops_http import OpsServer
@@ -57,10 +58,13 @@ class ReplicatorServer:
             settings.storages, settings.storage_secret, settings.sync_timeout_seconds
         )
         self.reports = Reports(self.api, settings.site_name, self.metrics)
+        # The epoch stays the bootstrap one until the site's state drives it (DESIGN §10).
+        self.geo_signer = GeoSigner(
+            settings.geo_private_key, settings.site_name, lambda: BOOTSTRAP_EPOCH
+        )
         self.primary = PrimaryClient(
             settings.primary_url,
-            settings.site_name,
-            settings.geo_secret,
+            self.geo_signer,
             settings.internal_api_timeout_seconds,
             scope="replication",
         )
@@ -70,7 +74,7 @@ class ReplicatorServer:
             self.reports,
             self.primary,
             settings.primary_url,
-            settings.geo_secret,
+            self.geo_signer,
             settings.retry_base_seconds,
             settings.retry_max_seconds,
             self.states,
