@@ -64,6 +64,18 @@ def test_services_are_wired_to_each_other(tmp_path: Path) -> None:
     assert storage["GEOGIT_STORAGE_SECRET"] == api["GEOGIT_STORAGE_SECRET"]
 
 
+def test_every_site_signs_geo_tokens_with_its_own_key(tmp_path: Path) -> None:
+    secondary = make_site(tmp_path)
+    primary = Site("primary", "primary", tmp_path, PORTS, "postgresql+asyncpg://x/p", "k:1")
+    for site in (primary, secondary):
+        for env in (site.internal_api_env(), site.replicator_env()):
+            assert env["GEOGIT_GEO_PRIVATE_KEY"] == site.secrets.geo_private_key
+    assert primary.secrets.geo_public_key != secondary.secrets.geo_public_key
+    assert "GEOGIT_PRIMARY_URL" not in primary.internal_api_env()
+    assert secondary.replicator_env()["GEOGIT_PRIMARY_URL"] == "http://127.0.0.1:8080"
+    assert not any("GEO_SECRET" in name for name in secondary.internal_api_env())
+
+
 def test_inherited_geogit_variables_do_not_leak_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -177,17 +177,16 @@ class Site:
                 "GEOGIT_SITE_ROLE": self.role,
                 "GEOGIT_EXTERNAL_URL": self.http_url,
                 "GEOGIT_EXTERNAL_SSH_URL": f"ssh://git@{self.host}:{self.ports.ssh}",
-                **self._secondary_env(),
+                **self._geo_env(),
             }
         )
 
-    def _secondary_env(self) -> dict[str, str]:
-        if self.role != "secondary":
-            return {}
-        return {
-            "GEOGIT_PRIMARY_URL": self.primary_url,
-            "GEOGIT_GEO_SECRET": self.secrets.geo_secret,
-        }
+    def _geo_env(self) -> dict[str, str]:
+        """Every site signs with its own key; a secondary also knows its primary."""
+        env = {"GEOGIT_GEO_PRIVATE_KEY": self.secrets.geo_private_key}
+        if self.role == "secondary":
+            env["GEOGIT_PRIMARY_URL"] = self.primary_url
+        return env
 
     def edge_proxy_env(self) -> dict[str, str]:
         return self._env(
@@ -219,7 +218,7 @@ class Site:
                 "GEOGIT_STORAGE_SECRET": self.secrets.storage_secret,
                 "GEOGIT_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
                 "GEOGIT_KAFKA_IDEMPOTENT": "true" if self.kafka_idempotent else "false",
-                **self._secondary_env(),
+                **self._geo_env(),
             }
         )
 
