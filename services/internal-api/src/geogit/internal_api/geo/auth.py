@@ -26,6 +26,7 @@ from geogit.internal_api.models import GeoSite
 
 log = logging.getLogger(__name__)
 GEO_REFUSED = "Geo token refused"
+NOT_THE_PRIMARY = "this site is not the primary"
 
 
 async def verify_geo(
@@ -57,7 +58,7 @@ async def verify_secondary(
 ) -> GeoClaims:
     """What the primary's routes accept: a secondary's token. A secondary takes none."""
     if settings.is_secondary:
-        raise Denied(403, f"{GEO_REFUSED}: this site is not the primary")
+        raise Denied(403, f"{GEO_REFUSED}: {NOT_THE_PRIMARY}")
     return await verify_geo(session, token, settings.site_name, secondaries_only=True)
 
 
@@ -67,12 +68,16 @@ async def geo_gate(request: Request, services: ServicesDep) -> GeoClaims | None:
     token = request.headers.get(GEO_TOKEN_HEADER)
     if token is None:
         return None
-    # A session connects only once it is used: a secondary refuses before that.
+    if services.settings.is_secondary:
+        raise ApiError(403, f"403 Forbidden - {GEO_REFUSED}: {NOT_THE_PRIMARY}")
     async with services.sessions() as session:
         try:
-            return await verify_secondary(session, services.settings, token)
+            claims = await verify_geo(
+                session, token, services.settings.site_name, secondaries_only=True
+            )
         except Denied as denial:
             raise ApiError(denial.status, f"403 Forbidden - {denial.message}") from denial
+    return claims
 
 
 GeoGate = Annotated[GeoClaims | None, Depends(geo_gate)]

@@ -144,15 +144,20 @@ async def ssh_proxy_answer(
 ) -> GeoProxyToPrimary:
     """`/allowed`'s 300: the SSH gateway relays to the primary over smart HTTP, as the user,
     with a token good for this one command on this one project."""
+    settings = services.settings
     project = await project_by_path(session, project_path)
     path = project.full_path if project is not None else project_path
-    token = services.geo_signer.token("ssh_proxy", gl_id=gl_id, project=path, action=action)
-    primary_url = services.settings.primary_url
+    token = services.geo_signer.token(
+        "ssh_proxy",
+        gl_id=gl_id,
+        project=path,
+        action=action,
+    )
     return GeoProxyToPrimary(
         message="proxying to the primary",
         payload=GeoProxyPayload(
             data=GeoProxyData(
-                primary_repo=f"{primary_url.rstrip('/')}/{path}.git",
+                primary_repo=f"{settings.primary_url.rstrip('/')}/{path}.git",
                 request_headers={GEO_TOKEN_HEADER: token},
             )
         ),

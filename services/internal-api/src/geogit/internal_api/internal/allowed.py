@@ -121,7 +121,11 @@ async def _on_secondary(
         if command.http_service is None:
             raise Denied(503, NOT_RELAYED.format(action=command.ssh_name))
     answer = await routing.ssh_proxy_answer(
-        session, services, _ssh_project_path(body.project), body.action, f"user-{user.id}"
+        session,
+        services,
+        _ssh_project_path(body.project),
+        body.action,
+        f"user-{user.id}",
     )
     return JSONResponse(answer.model_dump(), STATUS_CUSTOM_ACTION)
 
