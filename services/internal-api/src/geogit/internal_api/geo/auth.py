@@ -26,7 +26,6 @@ from geogit.internal_api.models import GeoSite
 
 log = logging.getLogger(__name__)
 GEO_REFUSED = "Geo token refused"
-NOT_THE_PRIMARY = "this site is not the primary"
 
 
 async def verify_geo(
@@ -58,7 +57,7 @@ async def verify_secondary(
 ) -> GeoClaims:
     """What the primary's routes accept: a secondary's token. A secondary takes none."""
     if settings.is_secondary:
-        raise Denied(403, f"{GEO_REFUSED}: {NOT_THE_PRIMARY}")
+        raise Denied(403, f"{GEO_REFUSED}: this site is not the primary")
     return await verify_geo(session, token, settings.site_name, secondaries_only=True)
 
 
@@ -69,7 +68,7 @@ async def geo_gate(request: Request, services: ServicesDep) -> GeoClaims | None:
     if token is None:
         return None
     if services.settings.is_secondary:
-        raise ApiError(403, f"403 Forbidden - {GEO_REFUSED}: {NOT_THE_PRIMARY}")
+        raise ApiError(403, f"403 Forbidden - {GEO_REFUSED}: this site is not the primary")
     async with services.sessions() as session:
         try:
             claims = await verify_geo(
