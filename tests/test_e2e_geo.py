@@ -18,7 +18,7 @@ import pytest
 from e2e import Account, Api, clone_url, git
 from geo_support import info_refs, internal, registry, route, served_locally, wait_until
 
-from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
+from geogit.common.geo import BOOTSTRAP_EPOCH, GEO_TOKEN_HEADER, GeoSigner, generate_site_key
 from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.site import Site
@@ -226,18 +226,24 @@ def test_admin_api_on_a_secondary_is_the_primarys(api: Api, primary: Site, secon
     through_secondary.http.close()
 
 
-def _geo_token(secret: str, site: str, **claims: Any) -> str:
+def _geo_token(key: str, site: str, algorithm: str = "EdDSA", **claims: Any) -> str:
+    """A token shaped like a site's, signed with `key` (a PEM private key, or an HMAC secret)."""
     now = int(time.time())
     payload = {
         "site": site,
         "scope": "proxy",
+        "epoch": BOOTSTRAP_EPOCH,
         "iss": f"geogit-site/{site}",
         "aud": "geogit-geo",
         "iat": now,
         "exp": now + 30,
         **claims,
     }
-    return jwt.encode(payload, secret, algorithm="HS256")
+    return jwt.encode(payload, key, algorithm=algorithm)
+
+
+def _signer(site: Site) -> GeoSigner:
+    return GeoSigner(site.secrets.geo_private_key, site.name, lambda: BOOTSTRAP_EPOCH)
 
 
 def test_forged_expired_and_foreign_geo_tokens_are_refused(
@@ -246,16 +252,26 @@ def test_forged_expired_and_foreign_geo_tokens_are_refused(
     primary, secondary, other, api = sites
     owner, project, _ = pushed_project(api, primary, tmp_path / "src")
     now = int(time.time())
-    tokens = {
-        "forged": _geo_token("x" * 40, secondary.name),
-        "expired": _geo_token(
-            secondary.secrets.geo_secret, secondary.name, iat=now - 120, exp=now - 90
+    key = secondary.secrets.geo_private_key
+    # (the reason the primary gives, the token)
+    tokens = [
+        ("token signature invalid", _geo_token(generate_site_key()[0], secondary.name)),
+        (
+            "token algorithm 'HS256' not accepted",
+            _geo_token("x" * 40, secondary.name, algorithm="HS256"),
         ),
-        "other site": _geo_token(secondary.secrets.geo_secret, other.name),
-        "unknown site": _geo_token(secondary.secrets.geo_secret, "nowhere"),
-    }
+        ("token expired", _geo_token(key, secondary.name, iat=now - 120, exp=now - 90)),
+        ("token missing claim 'epoch'", _geo_token(key, secondary.name, epoch=None)),
+        # The secondary's key, naming the other secondary: verified with the other's key.
+        ("token signature invalid", _geo_token(key, other.name)),
+        ("site 'nowhere' is not registered", _geo_token(key, "nowhere")),
+        (
+            f"site {primary.name!r} is this site",
+            _geo_token(primary.secrets.geo_private_key, primary.name),
+        ),
+    ]
     git_url = f"{primary.http_url}/{project['path_with_namespace']}.git/info/refs"
-    for why, token in tokens.items():
+    for why, token in tokens:
         headers = {GEO_TOKEN_HEADER: token}
         response = httpx.get(
             git_url,
@@ -264,7 +280,7 @@ def test_forged_expired_and_foreign_geo_tokens_are_refused(
             auth=(owner.username, owner.token),
         )
         assert response.status_code == 403, (why, response.text)
-        assert "Geo token refused" in response.text, why
+        assert "Geo token refused" in response.text and why in response.text, response.text
         api_answer = httpx.get(
             f"{primary.http_url}/api/v4/user", headers={**headers, "PRIVATE-TOKEN": owner.token}
         )
@@ -274,7 +290,7 @@ def test_forged_expired_and_foreign_geo_tokens_are_refused(
     other_id = next(s["id"] for s in api.call("GET", "/geo/sites") if s["name"] == other.name)
     api.call("PUT", f"/geo/sites/{other_id}", json={"enabled": False})
     try:
-        revoked = issue_geo_token(other.secrets.geo_secret, other.name, "replication")
+        revoked = _signer(other).token("replication")
         refused = httpx.get(
             git_url, params={"service": "git-upload-pack"}, headers={GEO_TOKEN_HEADER: revoked}
         )
@@ -283,7 +299,7 @@ def test_forged_expired_and_foreign_geo_tokens_are_refused(
         api.call("PUT", f"/geo/sites/{other_id}", json={"enabled": True})
 
     # A real replication token fetches a private project it has no user for, and pushes nothing.
-    good = issue_geo_token(secondary.secrets.geo_secret, secondary.name, "replication")
+    good = _signer(secondary).token("replication")
     allowed = httpx.get(
         git_url, params={"service": "git-upload-pack"}, headers={GEO_TOKEN_HEADER: good}
     )
@@ -539,9 +555,7 @@ def test_geo_tokens_do_only_what_they_were_issued_for(
     )
     assert through_secondary.status_code == 403
     # An SSH relay token is good for one command on one project.
-    token = issue_geo_token(
-        secondary.secrets.geo_secret,
-        secondary.name,
+    token = _signer(secondary).token(
         "ssh_proxy",
         gl_id=f"user-{owner.id}",
         project=project["path_with_namespace"],

@@ -3,12 +3,14 @@ starts with '-' still bootstraps the admin, and a failed `up` says what to do ne
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
 import httpx
 import pytest
 
+from geogit.common.geo import public_key_of
 from geogit.common.tansu import TansuBroker
 from geogit.devstack import credentials
 from geogit.devstack.cli import main
@@ -62,3 +64,25 @@ def test_a_saved_password_starting_with_a_dash_still_bootstraps(
         )
         assert response.status_code == 200
         assert response.json()["username"] == "root"
+
+
+def test_a_sites_geo_key_is_generated_once_and_kept(tmp_path: Path) -> None:
+    store = CredentialStore(tmp_path / "secrets.json")
+    first = store.site("secondary-1")
+    assert first.geo_private_key.startswith("-----BEGIN PRIVATE KEY-----")
+    assert first.geo_public_key == public_key_of(first.geo_private_key)
+    assert CredentialStore(tmp_path / "secrets.json").site("secondary-1") == first
+    assert store.site("secondary-2").geo_public_key != first.geo_public_key
+
+
+def test_secrets_saved_before_site_keys_keep_their_secrets_and_gain_a_key(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "secrets.json"
+    old = {"internal_api_secret": "i" * 43, "storage_secret": "s" * 43, "geo_secret": "g" * 43}
+    path.write_text(json.dumps({"sites": {"primary": old}}))
+    site = CredentialStore(path).site("primary")
+    assert (site.internal_api_secret, site.storage_secret) == ("i" * 43, "s" * 43)
+    saved = json.loads(path.read_text())["sites"]["primary"]
+    assert "geo_secret" not in saved and saved["geo_private_key"] == site.geo_private_key
+    assert CredentialStore(path).site("primary") == site

@@ -64,24 +64,26 @@ def test_services_are_wired_to_each_other(tmp_path: Path) -> None:
     assert storage["GEOGIT_STORAGE_SECRET"] == api["GEOGIT_STORAGE_SECRET"]
 
 
-def test_every_site_runs_a_replicator_the_primary_with_no_primary_url(tmp_path: Path) -> None:
+def test_every_site_runs_a_replicator_and_signs_with_its_own_key(tmp_path: Path) -> None:
     secondary = make_site(tmp_path)
     primary = Site(
         "primary", "primary", tmp_path, PORTS, "postgresql+asyncpg://x@127.0.0.1/p", "k:1", SECRETS
     )
     assert primary.services == secondary.services == SERVICES
     assert SERVICES[-1] == "replicator"
-    for site, primary_url in ((primary, ""), (secondary, "http://127.0.0.1:8080")):
-        for env in (site.replicator_env(), site.internal_api_env()):
-            assert env["GEOGIT_PRIMARY_URL"] == primary_url
-            assert env["GEOGIT_GEO_SECRET"] == SECRETS.geo_secret
+    for site in (primary, secondary):
+        for env in (site.internal_api_env(), site.replicator_env()):
+            assert env["GEOGIT_GEO_PRIVATE_KEY"] == site.secrets.geo_private_key
+        assert not any("GEO_SECRET" in name for name in site.internal_api_env())
+    assert primary.internal_api_env()["GEOGIT_PRIMARY_URL"] == ""
+    assert secondary.internal_api_env()["GEOGIT_PRIMARY_URL"] == "http://127.0.0.1:8080"
+    # The replicator asks its internal API where the primary is.
+    assert "GEOGIT_PRIMARY_URL" not in secondary.replicator_env()
     replicator = primary.replicator_env()
     assert replicator["GEOGIT_OPS_ADDRESS"] == "127.0.0.1:18085"
     assert replicator["GEOGIT_INTERNAL_API_URL"] == API_URL
     assert json.loads(replicator["GEOGIT_STORAGES"]) == {"default": "127.0.0.1:18082"}
-    assert set(replicator) - {"GEOGIT_PRIMARY_URL"} == set(secondary.replicator_env()) - {
-        "GEOGIT_PRIMARY_URL"
-    }
+    assert set(replicator) == set(secondary.replicator_env())
 
 
 def test_inherited_geogit_variables_do_not_leak_in(

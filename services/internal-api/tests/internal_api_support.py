@@ -18,6 +18,7 @@ import httpx
 import uvicorn
 from sqlalchemy import func, select
 
+from geogit.common.geo import generate_site_key
 from geogit.common.paths import hashed_repository_path
 from geogit.common.proto.storage.v1 import shared_pb2
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issue_token
@@ -31,6 +32,8 @@ from geogit.storage.testing import API_SECRET, STORAGE_SECRET, StorageProcess, g
 ZERO = "0" * 40
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 ADMIN_PASSWORD = "admin-password-for-tests"
+# The primary's Geo key pair (every site has one; the primary signs coordination tokens).
+PRIMARY_GEO_KEY, PRIMARY_GEO_PUBLIC_KEY = generate_site_key()
 
 
 async def _admin_sql(statement: str) -> None:
@@ -67,6 +70,7 @@ def make_settings(
         "storages": {"default": storage.address},
         "external_url": "http://git.example.test",
         "site_name": "primary",
+        "geo_private_key": PRIMARY_GEO_KEY,
         **overrides,
     }
     return InternalApiSettings.model_validate(values)

@@ -33,6 +33,7 @@ from internal_api_support import (
 from sqlalchemy import func, select, update
 
 from geogit.common.events import Event, Topics
+from geogit.common.geo import BOOTSTRAP_EPOCH, GeoSigner, generate_site_key
 from geogit.common.kafka import KafkaConfig
 from geogit.common.net import free_port
 from geogit.common.primary_client import PrimaryClient
@@ -52,27 +53,33 @@ MAX_LAG = 15.0
 
 @dataclass(frozen=True)
 class Registration:
-    """A secondary as the primary knows it: its name, its Geo secret and its site id."""
+    """A secondary as the primary knows it: its name, its Geo key pair and its site id."""
 
     name: str
-    secret: str
+    private_key: str
+    public_key: str
     site_id: int
+
+    @property
+    def signer(self) -> GeoSigner:
+        return GeoSigner(self.private_key, self.name, lambda: BOOTSTRAP_EPOCH)
 
 
 def register_secondary(primary: ServerInfo, admin_token: str) -> Registration:
-    name, secret = unique("secondary-"), secrets.token_urlsafe(32)
+    name, (private_key, public_key) = unique("secondary-"), generate_site_key()
     response = httpx.post(
         f"{primary.url}/api/v4/geo/sites",
         headers={"PRIVATE-TOKEN": admin_token},
-        json={"name": name, "url": f"http://{name}.example.test", "secret": secret},
+        json={"name": name, "url": f"http://{name}.example.test", "public_key": public_key},
         timeout=30,
     )
     assert response.status_code == 201, response.text
-    return Registration(name, secret, int(response.json()["id"]))
+    assert response.json()["public_key"] == public_key
+    return Registration(name, private_key, public_key, int(response.json()["id"]))
 
 
 def primary_client(primary: ServerInfo, site: Registration) -> PrimaryClient:
-    return PrimaryClient(primary.url, site.name, site.secret, timeout=30)
+    return PrimaryClient(primary.url, site.signer, timeout=30)
 
 
 def feed_for(
@@ -228,7 +235,7 @@ def running_secondary(
         "site_name": site.name,
         "site_role": "secondary",
         "primary_url": primary.url,
-        "geo_secret": site.secret,
+        "geo_private_key": site.private_key,
         "event_store_poll_seconds": NEVER,
         "feed_heartbeat_seconds": NEVER,
         "freshness_max_lag_seconds": MAX_LAG,
@@ -353,6 +360,8 @@ async def make_history(
         await call(
             "PUT", f"/geo/sites/{kept.site_id}", 200, headers=api.admin, json={"enabled": False}
         )
+        rotated = {"public_key": generate_site_key()[1]}
+        await call("PUT", f"/geo/sites/{kept.site_id}", 200, headers=api.admin, json=rotated)
         await call("DELETE", f"/geo/sites/{gone.site_id}", 204, headers=api.admin)
     return History(
         before=before,

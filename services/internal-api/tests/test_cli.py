@@ -16,7 +16,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from internal_api_support import Database
+from internal_api_support import PRIMARY_GEO_KEY, Database
 from sqlalchemy import Connection, text
 
 from geogit.common.net import free_port
@@ -91,6 +91,7 @@ def test_bootstrap_admin_then_serve_then_sigterm(
             GEOGIT_INTERNAL_API_SECRET=API_SECRET,
             GEOGIT_STORAGE_SECRET=STORAGE_SECRET,
             GEOGIT_STORAGES=json.dumps({"default": storage.address}),
+            GEOGIT_GEO_PRIVATE_KEY=PRIMARY_GEO_KEY,
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -115,3 +116,18 @@ def test_bootstrap_admin_then_serve_then_sigterm(
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_serve_refuses_a_geo_private_key_that_is_not_one(empty_database: Database) -> None:
+    env = _env(
+        empty_database,
+        GEOGIT_INTERNAL_API_SECRET=API_SECRET,
+        GEOGIT_STORAGE_SECRET=STORAGE_SECRET,
+        GEOGIT_GEO_PRIVATE_KEY="not a key",
+    )
+    result = subprocess.run([*CLI, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "geogit-internal-api: GEOGIT_GEO_PRIVATE_KEY: not a PEM private key"
+        " (expected -----BEGIN PRIVATE KEY-----)"
+    )

@@ -9,12 +9,13 @@ import pytest
 from internal_api_support import Database
 
 from geogit.common.events import new_event
+from geogit.common.geo import generate_site_key
 from geogit.common.internal_api import RepositoryState
 from geogit.common.proto.events.v1 import domain_pb2, repository_pb2
 from geogit.internal_api.db import SessionMaker, make_engine, make_sessionmaker
 from geogit.internal_api.geo import read_model
 from geogit.internal_api.geo.routing import floor_for_unknown
-from geogit.internal_api.models import GeoPushFloor, Project, User
+from geogit.internal_api.models import GeoPushFloor, GeoSite, Project, User
 
 
 class PrimaryAnswering:
@@ -78,3 +79,19 @@ async def test_events_become_rows_and_a_floor_waits_for_its_project(
         # The replica must reach the pushed sequence, not just the one the events told of.
         assert (project.repository_seq, project.geo_min_seq) == (1, 2)
         assert await session.get(GeoPushFloor, 42) is None
+
+
+async def test_site_events_carry_the_sites_public_key(sessions: SessionMaker) -> None:
+    """Every site verifies every other's tokens, so the key travels with the registry."""
+    first, second = generate_site_key()[1], generate_site_key()[1]
+    site = {"site_id": 9, "name": "secondary-9", "url": "http://s9.example.test"}
+    added = domain_pb2.SiteAdded(**site, role="secondary", enabled=True, public_key=first)
+    await _apply(sessions, added, "site-9")
+    async with sessions() as session:
+        row = await session.get(GeoSite, 9)
+        assert row is not None and (row.primary, row.public_key) == (False, first)
+    rotated = domain_pb2.SiteUpdated(**site, role="secondary", enabled=False, public_key=second)
+    await _apply(sessions, rotated, "site-9")
+    async with sessions() as session:
+        row = await session.get(GeoSite, 9)
+        assert row is not None and (row.enabled, row.public_key) == (False, second)

@@ -26,7 +26,13 @@ from http_backend_server import answer_with_http_backend
 from internal_api_support import Database, serve_in_thread
 
 from geogit.common.events import Topics, new_event
-from geogit.common.geo import GEO_TOKEN_HEADER, verify_geo_token
+from geogit.common.geo import (
+    BOOTSTRAP_EPOCH,
+    GEO_TOKEN_HEADER,
+    GeoSigner,
+    generate_site_key,
+    verify_geo_token,
+)
 from geogit.common.kafka import KafkaConfig
 from geogit.common.net import free_port
 from geogit.common.paths import hashed_repository_path
@@ -49,7 +55,7 @@ from geogit.storage.repositories import Repositories
 from geogit.storage.testing import API_SECRET, STORAGE_SECRET, StorageProcess, git
 
 SITE = "secondary"
-GEO_SECRET = "geo-secret-of-the-secondary-for-tests-0123"
+GEO_PRIVATE_KEY, GEO_PUBLIC_KEY = generate_site_key()
 OWNER_ID = 1
 
 
@@ -107,7 +113,7 @@ class Primary:
             def _serve(self, body: bytes) -> None:
                 try:
                     claims = verify_geo_token(
-                        self.headers.get(GEO_TOKEN_HEADER, ""), GEO_SECRET, SITE
+                        self.headers.get(GEO_TOKEN_HEADER, ""), GEO_PUBLIC_KEY, SITE
                     )
                 except TokenError:
                     self._answer(401, b"bad geo token\n", "text/plain")
@@ -172,7 +178,7 @@ class SecondarySite:
                 "site_name": SITE,
                 "site_role": "secondary",
                 "primary_url": self.primary.url,
-                "geo_secret": GEO_SECRET,
+                "geo_private_key": GEO_PRIVATE_KEY,
                 "http_address": f"127.0.0.1:{self.api_port}",
                 "event_store_poll_seconds": 60.0,
             }
@@ -309,14 +315,15 @@ async def replication(
     api = InternalApiClient(site.api_url, API_SECRET, 30)
     storage = StorageClient({"default": site.storage.address}, STORAGE_SECRET, 120)
     reports = Reports(api, SITE, metrics)
-    primary = PrimaryClient(site.primary.url, SITE, GEO_SECRET, 10, scope="replication")
+    signer = GeoSigner(GEO_PRIVATE_KEY, SITE, lambda: BOOTSTRAP_EPOCH)
+    primary = PrimaryClient(site.primary.url, signer, 10, scope="replication")
     worker = ReplicaWorker(
         api,
         storage,
         reports,
         primary,
         site.primary.url,
-        GEO_SECRET,
+        signer,
         retry_base,
         retry_max,
         states,

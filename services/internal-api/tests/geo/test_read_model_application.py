@@ -43,7 +43,7 @@ READ_MODEL = {
     " disk_path, repository_seq, repository_checksum, repository_pushed_at, geo_min_seq",
     "members": "project_id, user_id, access_level",
     "protected_branches": "project_id, name, push_access_level, allow_force_push",
-    "geo_sites": 'id, name, url, "primary", enabled',
+    "geo_sites": 'id, name, url, "primary", enabled, public_key',
     "geo_push_floors": "project_id, min_seq",
     "geo_event_feed": "last_global_seq",
 }

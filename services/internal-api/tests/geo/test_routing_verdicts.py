@@ -305,7 +305,7 @@ async def test_an_unreachable_primary_leaves_the_floor_unknown(
     """No replica can satisfy an unknown floor, so reads keep proxying."""
     await _set_inputs(secondary, world.private["id"], "synced-ahead", PROJECT_SEQ, "fresh")
     engine = make_engine(secondary.database.url)
-    dead = PrimaryClient("http://127.0.0.1:9", secondary.site.name, secondary.site.secret, 5)
+    dead = PrimaryClient("http://127.0.0.1:9", secondary.site.signer, 5)
     try:
         async with make_sessionmaker(engine)() as session:
             project = await session.get(Project, world.private["id"])
@@ -382,7 +382,7 @@ def _relayed(response: httpx.Response, secondary: Secondary, full_path: str, act
     assert response.json()["payload"]["action"] == "geo_proxy_to_primary"
     assert data["primary_repo"] == f"{secondary.primary.url}/{full_path}.git"
     claims = verify_geo_token(
-        data["request_headers"][GEO_TOKEN_HEADER], secondary.site.secret, secondary.site.name
+        data["request_headers"][GEO_TOKEN_HEADER], secondary.site.public_key, secondary.site.name
     )
     assert (claims.scope, claims.action, claims.project) == ("ssh_proxy", action, full_path)
 

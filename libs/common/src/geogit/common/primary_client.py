@@ -2,8 +2,8 @@
 (the internal API catching up) and repository states (read-your-writes; the replicator
 settling a checksum that did not match).
 
-Every call carries a fresh Geo token naming this site; the primary verifies it against the
-secret it holds for the site.
+Every call carries a fresh Geo token signed by this site; the primary verifies it against the
+site's public key in its registry.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from geogit.common.events import Event, EventDecodeError, event_from_json
-from geogit.common.geo import GEO_TOKEN_HEADER, GeoScope, issue_geo_token
+from geogit.common.geo import GEO_TOKEN_HEADER, GeoScope, GeoSigner
 from geogit.common.internal_api import RepositoryState
 from geogit.common.logging import CORRELATION_HEADER, get_correlation_id
 
@@ -33,13 +33,11 @@ class PrimaryClient:
     def __init__(
         self,
         primary_url: str,
-        site_name: str,
-        geo_secret: str,
+        signer: GeoSigner,
         timeout: float,
         scope: GeoScope = "events",
     ) -> None:
-        self._site = site_name
-        self._secret = geo_secret
+        self._signer = signer
         self._scope: GeoScope = scope
         self._http = httpx.AsyncClient(
             base_url=primary_url.rstrip("/"), timeout=timeout, trust_env=False
@@ -54,7 +52,7 @@ class PrimaryClient:
 
     def _headers(self) -> dict[str, str]:
         return {
-            GEO_TOKEN_HEADER: issue_geo_token(self._secret, self._site, self._scope),
+            GEO_TOKEN_HEADER: self._signer.token(self._scope),
             CORRELATION_HEADER: get_correlation_id(),
         }
 

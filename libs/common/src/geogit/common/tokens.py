@@ -5,6 +5,9 @@ Every internal call carries one: the gateways and hooks to the internal API
 leaked one is worthless almost at once; the verifier enforces that by refusing long lifetimes,
 whatever the issuer chose. Errors say exactly what was wrong, because a refused internal call
 is debugged from the log line alone.
+
+`encode_token` and `decode_token` are the same rules for any one algorithm and key; Geo tokens
+(`geogit.common.geo`, EdDSA between sites) use them too.
 """
 
 import time
@@ -33,13 +36,20 @@ def issue_token(
 ) -> str:
     if not secret:
         raise ValueError("refusing to sign with an empty secret")
+    return encode_token(secret, ALGORITHM, issuer, audience, ttl_seconds, **claims)
+
+
+def encode_token(
+    key: Any, algorithm: str, issuer: str, audience: str, ttl_seconds: int, **claims: Any
+) -> str:
+    """`claims` with the registered ones, signed with `key` (a secret or a private key)."""
     if ttl_seconds <= 0:
         raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
     if overridden := sorted(set(claims) & set(_REGISTERED_CLAIMS)):
         raise ValueError(f"claims {overridden} are set by issue_token itself")
     now = int(time.time())
     payload = {**claims, "iss": issuer, "aud": audience, "iat": now, "exp": now + ttl_seconds}
-    return jwt.encode(payload, secret, algorithm=ALGORITHM)
+    return jwt.encode(payload, key, algorithm=algorithm)
 
 
 def verify_token(
@@ -59,22 +69,46 @@ def verify_token(
     """
     if not secret:
         raise ValueError("refusing to verify with an empty secret")
+    return decode_token(
+        token,
+        secret,
+        ALGORITHM,
+        audience,
+        max_ttl_seconds=max_ttl_seconds,
+        leeway_seconds=leeway_seconds,
+        issuers=issuers,
+    )
+
+
+def decode_token(
+    token: str | None,
+    key: Any,
+    algorithm: str,
+    audience: str,
+    *,
+    max_ttl_seconds: int = MAX_TTL_SECONDS,
+    leeway_seconds: int = 10,
+    issuers: Collection[str] | None = None,
+    required: Collection[str] = (),
+) -> dict[str, Any]:
+    """`verify_token`'s checks for one `algorithm` and its `key` (a secret or a public key);
+    `required` names claims that must be present besides the registered ones."""
     if not token:
         raise TokenError("token missing")
     try:
-        algorithm = jwt.get_unverified_header(token).get("alg")
+        header_algorithm = jwt.get_unverified_header(token).get("alg")
     except jwt.DecodeError as exc:
         raise TokenError("malformed token") from exc
-    if algorithm != ALGORITHM:
-        raise TokenError(f"token algorithm {algorithm!r} not accepted (only {ALGORITHM})")
+    if header_algorithm != algorithm:
+        raise TokenError(f"token algorithm {header_algorithm!r} not accepted (only {algorithm})")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            secret,
-            algorithms=[ALGORITHM],
+            key,
+            algorithms=[algorithm],
             audience=audience,
             leeway=leeway_seconds,
-            options={"require": list(_REGISTERED_CLAIMS)},
+            options={"require": [*_REGISTERED_CLAIMS, *required]},
         )
     except jwt.InvalidSignatureError as exc:
         raise TokenError("token signature invalid") from exc

@@ -135,11 +135,13 @@ class AdminApi:
         sites: list[dict[str, Any]] = self._request("GET", "/geo/sites")
         return sites
 
-    def add_site(self, name: str, url: str, *, primary: bool, secret: str = "") -> dict[str, Any]:
-        body: dict[str, Any] = {"name": name, "url": url, "primary": primary}
-        if secret:
-            body["secret"] = secret
+    def add_site(self, name: str, url: str, *, primary: bool, public_key: str) -> dict[str, Any]:
+        body = {"name": name, "url": url, "primary": primary, "public_key": public_key}
         site: dict[str, Any] = self._request("POST", "/geo/sites", json=body)
+        return site
+
+    def update_site(self, site_id: int, **changes: Any) -> dict[str, Any]:
+        site: dict[str, Any] = self._request("PUT", f"/geo/sites/{site_id}", json=changes)
         return site
 
     def site_status(self, site_id: int) -> dict[str, Any]:

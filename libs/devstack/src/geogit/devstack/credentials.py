@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from geogit.common.geo import generate_site_key, public_key_of
 
 
 def generate_secret(nbytes: int) -> str:
@@ -31,13 +33,18 @@ def generate_secret(nbytes: int) -> str:
 @dataclass(frozen=True)
 class SiteSecrets:
     """What one site's services share: the internal API's JWT secret and storage's; and the
-    Geo secret a secondary signs its Geo tokens with (the primary is given it at registration).
+    site's Ed25519 private key (PEM), which signs its Geo tokens. Its public key is derived
+    from it and registered on the primary.
     """
 
     internal_api_secret: str
     storage_secret: str
-    # A default, so a secrets.json written before secondaries existed still loads.
-    geo_secret: str = field(default_factory=lambda: generate_secret(32))
+    # A default, so a secrets.json written before site keys existed still loads.
+    geo_private_key: str = field(default_factory=lambda: generate_site_key()[0])
+
+    @property
+    def geo_public_key(self) -> str:
+        return public_key_of(self.geo_private_key)
 
     @classmethod
     def generate(cls) -> SiteSecrets:
@@ -45,6 +52,9 @@ class SiteSecrets:
             internal_api_secret=generate_secret(32),
             storage_secret=generate_secret(32),
         )
+
+
+_SITE_FIELDS = frozenset(item.name for item in fields(SiteSecrets))
 
 
 @dataclass(frozen=True)
@@ -81,8 +91,12 @@ class CredentialStore:
         """The site's secrets, generated and saved on first use."""
         data = self._load()
         sites = data.setdefault("sites", {})
-        if name not in sites or "geo_secret" not in sites[name]:
-            sites[name] = asdict(SiteSecrets(**sites.get(name, asdict(SiteSecrets.generate()))))
+        if name not in sites or set(sites[name]) != _SITE_FIELDS:
+            # New, or saved by an older version: keep what is still used, add what is missing.
+            saved = sites.get(name) or asdict(SiteSecrets.generate())
+            sites[name] = asdict(
+                SiteSecrets(**{k: v for k, v in saved.items() if k in _SITE_FIELDS})
+            )
             self._save(data)
         return SiteSecrets(**sites[name])
 

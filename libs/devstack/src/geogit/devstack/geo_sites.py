@@ -1,7 +1,9 @@
 """Registering the stack's sites on the primary (`/api/v4/geo/sites`), once each.
 
-A secondary is registered with the Geo secret its services sign with, so the primary can
-verify its tokens; registering again is a no-op, so `up` after `down` keeps the same sites.
+Every site, the primary included, is registered with the public key of the private key its
+services sign Geo tokens with, so any site can verify them. Registering again is a no-op, so
+`up` after `down` keeps the same sites; a site registered with another key (say, before site
+keys existed) gets its current one.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from geogit.devstack.site import Site
 
 def register_sites(primary: Site, admin_token: str, secondaries: list[Site]) -> None:
     with AdminApi(primary.http_url, admin_token) as api:
-        known = {site["name"] for site in api.sites()}
-        if primary.name not in known:
-            api.add_site(primary.name, primary.http_url, primary=True)
-        for site in secondaries:
-            if site.name not in known:
+        known = {site["name"]: site for site in api.sites()}
+        for site in [primary, *secondaries]:
+            public_key = site.secrets.geo_public_key
+            registered = known.get(site.name)
+            if registered is None:
                 api.add_site(
-                    site.name, site.http_url, primary=False, secret=site.secrets.geo_secret
+                    site.name, site.http_url, primary=site is primary, public_key=public_key
                 )
+            elif registered.get("public_key") != public_key:
+                api.update_site(registered["id"], public_key=public_key)

@@ -179,7 +179,10 @@ class Site:
                 "GEOGIT_STORAGES": json.dumps({STORAGE_NAME: self.storage_address}),
                 "GEOGIT_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
                 "GEOGIT_KAFKA_IDEMPOTENT": "true" if self.kafka_idempotent else "false",
+                # The bootstrap role and primary (empty on the primary); after a promotion the
+                # site's database holds them (DESIGN §10).
                 "GEOGIT_SITE_ROLE": self.role,
+                "GEOGIT_PRIMARY_URL": self.primary_url,
                 "GEOGIT_EXTERNAL_URL": self.http_url,
                 "GEOGIT_EXTERNAL_SSH_URL": f"ssh://git@{self.host}:{self.ports.ssh}",
                 **self._geo_env(),
@@ -187,12 +190,9 @@ class Site:
         )
 
     def _geo_env(self) -> dict[str, str]:
-        """Where the primary is (empty on the primary) and the secret this site signs its Geo
-        tokens with. Every site has one: a demoted primary signs as a secondary at once."""
-        return {
-            "GEOGIT_PRIMARY_URL": self.primary_url,
-            "GEOGIT_GEO_SECRET": self.secrets.geo_secret,
-        }
+        """Every site signs its Geo tokens with its own key, the primary too: a demoted primary
+        signs as a secondary at once."""
+        return {"GEOGIT_GEO_PRIVATE_KEY": self.secrets.geo_private_key}
 
     def edge_proxy_env(self) -> dict[str, str]:
         return self._env(

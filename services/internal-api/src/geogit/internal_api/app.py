@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from geogit.common.events import Event, Topics
-from geogit.common.geo import issue_geo_token
+from geogit.common.geo import GeoSigner
 from geogit.common.geo_routes import SITE_LOCAL_GEO
 from geogit.common.kafka import KafkaConfig
 from geogit.common.primary_client import PrimaryClient
@@ -155,13 +155,11 @@ def _geo(
     sessions: SessionMaker,
     authority: SiteAuthority,
     primary: PrimaryClient,
+    signer: GeoSigner,
     outbox: Outbox,
     metrics: Metrics,
 ) -> GeoServices:
-    sites = SitesClient(
-        lambda: issue_geo_token(settings.geo_secret, settings.site_name, "site"),
-        settings.primary_timeout_seconds,
-    )
+    sites = SitesClient(lambda: signer.token("site"), settings.primary_timeout_seconds)
     peers = Peers(sessions, authority, sites, settings.geo_peer_check_seconds, lambda: feed.wake())
 
     async def on_new_epoch(event: Event) -> None:
@@ -206,16 +204,14 @@ def _lifespan(
             stack.push_async_callback(authority.stop)
             storage = StorageClient(settings.storages, settings.storage_secret)
             stack.push_async_callback(storage.close)
+            geo_signer = GeoSigner(settings.geo_private_key, settings.site_name, authority.epoch)
             primary = PrimaryClient(
-                authority.current.primary_url,
-                settings.site_name,
-                settings.geo_secret,
-                settings.primary_timeout_seconds,
+                authority.current.primary_url, geo_signer, settings.primary_timeout_seconds
             )
             stack.push_async_callback(primary.aclose)
             authority.listen(_retarget(primary))
             outbox = Outbox(settings.site_name)
-            geo = _geo(settings, engine, sessions, authority, primary, outbox, metrics)
+            geo = _geo(settings, engine, sessions, authority, primary, geo_signer, outbox, metrics)
             stack.push_async_callback(geo.sites.aclose)
             services = Services(
                 settings=settings,
@@ -225,6 +221,7 @@ def _lifespan(
                 reports=ReportOutbox(settings.site_name),
                 metrics=metrics,
                 authority=authority,
+                geo_signer=geo_signer,
                 primary=primary,
                 geo=geo,
             )

@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         sys.stdout.write("\n")
     else:
+        try:
+            settings.check_required_secrets()
+        except ValueError as exc:
+            raise SystemExit(f"geogit-internal-api: {exc}") from exc
         serve(settings)
 
 

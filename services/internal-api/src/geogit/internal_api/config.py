@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from geogit.common.geo import public_key_of
 from geogit.common.http_listener import HttpListenerSettings
 from geogit.common.net import split_address
 
@@ -39,10 +40,11 @@ class InternalApiSettings(HttpListenerSettings):
     shutdown_grace_seconds: int = 30
     site_role: Literal["primary", "secondary"] = "primary"
     # A secondary: the primary's front door (its edge proxy), for proxied traffic, the event
-    # store and read-your-writes checks; and this site's Geo secret, which signs its Geo
-    # tokens (the primary holds the same secret, given when the site was registered).
+    # store and read-your-writes checks.
     primary_url: str = ""
-    geo_secret: str = ""
+    # Every site: its Ed25519 private key (PEM), which signs its Geo tokens; other sites verify
+    # them with its public key, given when the site was registered (DESIGN §3.4).
+    geo_private_key: str = ""
     # A secondary: relay in place (`transparent`) or send git a 302 to /-/from_secondary/ first.
     geo_proxy_mode: Literal["transparent", "redirect"] = "transparent"
     # The freshness rule (DESIGN §5): reads are served locally only while the event feed has
@@ -72,22 +74,22 @@ class InternalApiSettings(HttpListenerSettings):
         return split_address(self.http_address, "127.0.0.1")
 
     def check_required_secrets(self) -> None:
-        """Both secrets must exist even in development: nothing internal works without them."""
-        self.check_secrets("internal_api_secret", "storage_secret")
-        missing = [
-            f"GEOGIT_{name.upper()}"
-            for name in ("internal_api_secret", "storage_secret")
-            if not getattr(self, name)
-        ]
-        if self.site_role == "secondary":
-            self.check_secrets("geo_secret")
-            missing += [
-                f"GEOGIT_{name.upper()}"
-                for name in ("primary_url", "geo_secret")
-                if not getattr(self, name)
-            ]
+        """The secrets must exist even in development: nothing internal works without them.
+
+        The Geo private key too, on every site: a primary signs coordination tokens and may
+        become a secondary (DESIGN §10).
+        """
+        required = ("internal_api_secret", "storage_secret", "geo_private_key")
+        self.check_secrets(*required)
+        missing = [f"GEOGIT_{name.upper()}" for name in required if not getattr(self, name)]
+        if self.site_role == "secondary" and not self.primary_url:
+            missing.append("GEOGIT_PRIMARY_URL")
         if missing:
             raise ValueError(f"{', '.join(missing)} must be set")
+        try:
+            public_key_of(self.geo_private_key)
+        except ValueError as exc:
+            raise ValueError(f"GEOGIT_GEO_PRIVATE_KEY: {exc}") from exc
 
     @property
     def is_secondary(self) -> bool:

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.geo import GeoSigner
 from geogit.common.primary_client import PrimaryClient
 from geogit.common.tokens import (
     API_REQUEST_HEADER,
@@ -64,6 +65,8 @@ class Services:
     metrics: Metrics
     # The site's role, epoch and primary (DESIGN §10), followed at runtime.
     authority: SiteAuthority
+    # Signs this site's Geo tokens (the one signer of the process), at the site's epoch.
+    geo_signer: GeoSigner
     # The client for the primary's front door; it follows the authority's primary URL and is
     # used only while this site is a secondary.
     primary: PrimaryClient

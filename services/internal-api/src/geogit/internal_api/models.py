@@ -178,8 +178,8 @@ class GeoSite(Base):
     primary: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[datetime] = _created_at()
-    # Verifies the site's Geo tokens (geogit.common.geo); on the primary only, never in events.
-    secret: Mapped[str] = mapped_column(default="", server_default="")
+    # PEM Ed25519 public key: verifies the site's Geo tokens (geogit.common.geo) on every site.
+    public_key: Mapped[str] = mapped_column(default="", server_default="")
 
 
 class _OutboxColumns:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from geogit.common.geo import public_key_of
 from geogit.common.net import split_address
 from geogit.common.ops_http import OpsListenerSettings
 
@@ -17,9 +18,10 @@ class ReplicatorSettings(OpsListenerSettings):
     # This site's storage shards (GEOGIT_STORAGES is a JSON object) and their token secret.
     storages: dict[str, str] = Field(default_factory=lambda: {"default": "127.0.0.1:9999"})
     storage_secret: str = ""
-    # Signs the Geo tokens the primary's front door is fetched from with. Which primary, and
+    # Signs the Geo tokens the primary's front door is fetched from with: this site's Ed25519
+    # private key (PEM), whose public key the sites hold in their registry. Which primary, and
     # whether this site replicates at all, the site's internal API says (DESIGN §10).
-    geo_secret: str = ""
+    geo_private_key: str = ""
     # How often the site's role and primary are asked for.
     site_poll_seconds: Annotated[float, Field(gt=0)] = 2.0
     # Kafka: repository events in, replication reports out. Empty: backfill scans only.
@@ -51,11 +53,15 @@ class ReplicatorSettings(OpsListenerSettings):
         return split_address(self.ops_address)
 
     def check_required(self) -> None:
-        self.check_secrets("internal_api_secret", "storage_secret", "geo_secret")
+        self.check_secrets("internal_api_secret", "storage_secret", "geo_private_key")
         missing = [
             f"GEOGIT_{name.upper()}"
-            for name in ("internal_api_secret", "storage_secret", "geo_secret")
+            for name in ("internal_api_secret", "storage_secret", "geo_private_key")
             if not getattr(self, name)
         ]
         if missing:
             raise ValueError(f"{', '.join(missing)} must be set")
+        try:
+            public_key_of(self.geo_private_key)
+        except ValueError as exc:
+            raise ValueError(f"GEOGIT_GEO_PRIVATE_KEY: {exc}") from exc

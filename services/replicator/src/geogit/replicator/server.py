@@ -16,6 +16,7 @@ import logging
 import signal
 
 from geogit.common.events import Topics
+from geogit.common.geo import BOOTSTRAP_EPOCH, GeoSigner
 from geogit.common.kafka import KafkaConfig
 from geogit.common.logging import configure_logging
 from geogit.common.ops_http import OpsServer
@@ -60,10 +61,13 @@ class ReplicatorServer:
             settings.storages, settings.storage_secret, settings.sync_timeout_seconds
         )
         self.reports = Reports(self.api, settings.site_name, self.metrics)
+        # Tokens carry the epoch the site follows (DESIGN §10), as its internal API says.
+        self.geo_signer = GeoSigner(
+            settings.geo_private_key, settings.site_name, lambda: self.site.epoch or BOOTSTRAP_EPOCH
+        )
         self.primary = PrimaryClient(
             "",
-            settings.site_name,
-            settings.geo_secret,
+            self.geo_signer,
             settings.internal_api_timeout_seconds,
             scope="replication",
         )
@@ -76,7 +80,7 @@ class ReplicatorServer:
             self.reports,
             self.primary,
             self.site,
-            settings.geo_secret,
+            self.geo_signer,
             settings.retry_base_seconds,
             settings.retry_max_seconds,
             self.states,

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 
-from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
+from geogit.common.geo import GEO_TOKEN_HEADER, GeoSigner
 from geogit.common.internal_api import RegistryEntry, Replicable
 from geogit.common.internal_api_client import InternalApiError
 from geogit.common.paths import hashed_repository_path
@@ -60,7 +60,7 @@ class ReplicaWorker:
         reports: Reports,
         primary: PrimaryClient,
         site: SiteRole,
-        geo_secret: str,
+        geo_signer: GeoSigner,
         retry_base: float,
         retry_max: float,
         states: SyncStates,
@@ -71,7 +71,7 @@ class ReplicaWorker:
         self._reports = reports
         self._primary = primary
         self._site = site
-        self._geo_secret = geo_secret
+        self._geo_signer = geo_signer
         self._retry_base = retry_base
         self._retry_max = retry_max
         self._states = states
@@ -125,7 +125,7 @@ class ReplicaWorker:
         return hint if hint is not None and hint.seq > read_model.seq else read_model
 
     def _source(self, replicable: Replicable) -> tuple[str, dict[str, str]]:
-        token = issue_geo_token(self._geo_secret, self._reports.site, "replication")
+        token = self._geo_signer.token("replication")
         primary = self._site.primary_url.rstrip("/")
         return f"{primary}/{replicable.full_path}.git", {GEO_TOKEN_HEADER: token}
 

@@ -33,7 +33,8 @@ from geogit.internal_api.access.git import (
     resolve_actor,
 )
 from geogit.internal_api.accounts.credentials import READ_SCOPES, WRITE_SCOPES, active_token
-from geogit.internal_api.geo.auth import verify_geo
+from geogit.internal_api.deps import Services
+from geogit.internal_api.geo.auth import verify_secondary
 from geogit.internal_api.lookup import project_by_path
 from geogit.internal_api.models import Project, User
 
@@ -119,8 +120,11 @@ async def _user_access(
     return access
 
 
-async def git_http_access(session: AsyncSession, body: GitHttpAuthorizeRequest) -> Access:
+async def git_http_access(
+    session: AsyncSession, services: Services, body: GitHttpAuthorizeRequest
+) -> Access:
     """This site's own decision from its own tables; raises Denied."""
     if body.geo_token:
-        return await _geo_access(session, body, await verify_geo(session, body.geo_token))
+        claims = await verify_secondary(session, services, body.geo_token)
+        return await _geo_access(session, body, claims)
     return await _user_access(session, body, await _project(session, body.project))

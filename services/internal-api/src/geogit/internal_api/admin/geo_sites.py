@@ -1,12 +1,12 @@
 """/api/v4/geo/sites: the admin API for the sites of the deployment (GitLab's shape).
 
-A secondary is registered with the secret it signs its Geo tokens with: given in the request,
-or generated and shown once in the answer, like a personal access token.
+Every site, primary or secondary, is registered with the Ed25519 public key its Geo tokens
+verify with (DESIGN §3.4); the private key never leaves the site. The key travels with the
+site's events, so every site can verify every other's tokens; PUT rotates it.
 """
 
 from __future__ import annotations
 
-import secrets as secrets_module
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from geogit.common.geo import check_public_key
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.common.text import StorableText
 from geogit.internal_api.deps import (
@@ -21,7 +22,7 @@ from geogit.internal_api.deps import (
     OutboxDep,
     SessionDep,
 )
-from geogit.internal_api.errors import conflict, not_found
+from geogit.internal_api.errors import conflict, field_error, not_found
 from geogit.internal_api.events.outbox import site_aggregate
 from geogit.internal_api.geo.status import SiteStatusOut, site_status
 from geogit.internal_api.models import GeoSite
@@ -30,8 +31,8 @@ from geogit.internal_api.params import Id
 
 router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
 
-
-MIN_SECRET_LENGTH = 32
+# A PEM Ed25519 public key is 113 characters; room for line-ending variations, not for essays.
+MAX_PUBLIC_KEY_LENGTH = 1024
 
 
 class SiteIn(BaseModel):
@@ -42,8 +43,8 @@ class SiteIn(BaseModel):
     internal_url: StorableText = Field("", max_length=2048, pattern=r"^(https?://.*)?$")
     primary: bool = False
     enabled: bool = True
-    # A secondary's Geo secret; generated when omitted.
-    secret: StorableText | None = Field(None, min_length=MIN_SECRET_LENGTH, max_length=512)
+    # PEM Ed25519 public key (SubjectPublicKeyInfo): verifies the site's Geo tokens.
+    public_key: StorableText = Field(min_length=1, max_length=MAX_PUBLIC_KEY_LENGTH)
 
 
 class SiteUpdate(BaseModel):
@@ -52,6 +53,8 @@ class SiteUpdate(BaseModel):
     url: StorableText | None = Field(None, min_length=1, max_length=2048, pattern=r"^https?://")
     internal_url: StorableText | None = Field(None, max_length=2048, pattern=r"^(https?://.*)?$")
     enabled: bool | None = None
+    # A new key (rotation): tokens signed with the old one are refused from now on.
+    public_key: StorableText | None = Field(None, min_length=1, max_length=MAX_PUBLIC_KEY_LENGTH)
 
 
 class SiteOut(BaseModel):
@@ -61,17 +64,12 @@ class SiteOut(BaseModel):
     internal_url: str
     primary: bool
     enabled: bool
+    public_key: str
     created_at: datetime
 
     @classmethod
     def of(cls, site: GeoSite) -> SiteOut:
         return cls.model_validate(site, from_attributes=True)
-
-
-class NewSiteOut(SiteOut):
-    """The creation answer: the only time a secondary's secret is shown."""
-
-    secret: str | None = None
 
 
 def _role(site: GeoSite) -> str:
@@ -80,8 +78,20 @@ def _role(site: GeoSite) -> str:
 
 def _site_event(site: GeoSite, kind: type[Any]) -> Any:
     return kind(
-        site_id=site.id, name=site.name, url=site.url, role=_role(site), enabled=site.enabled
+        site_id=site.id,
+        name=site.name,
+        url=site.url,
+        role=_role(site),
+        enabled=site.enabled,
+        public_key=site.public_key,
     )
+
+
+def _public_key(pem: str) -> str:
+    try:
+        return check_public_key(pem)
+    except ValueError as exc:
+        raise field_error("public_key", str(exc)) from exc
 
 
 async def _site(session: SessionDep, site_id: int) -> GeoSite:
@@ -97,23 +107,21 @@ async def list_sites(_: AdminUser, session: SessionDep, page: PageDep) -> list[S
     return [SiteOut.of(site) for site in sites]
 
 
-@router.post("/sites", response_model=NewSiteOut, status_code=201, response_model_exclude_none=True)
-async def add_site(
-    body: SiteIn, _: AdminUser, session: SessionDep, outbox: OutboxDep
-) -> NewSiteOut:
+@router.post("/sites", response_model=SiteOut, status_code=201)
+async def add_site(body: SiteIn, _: AdminUser, session: SessionDep, outbox: OutboxDep) -> SiteOut:
+    public_key = _public_key(body.public_key)
     if await session.scalar(select(GeoSite.id).where(GeoSite.name == body.name)):
         raise conflict({"name": ["has already been taken"]})
     if body.primary and await session.scalar(select(GeoSite.id).where(GeoSite.primary)):
         raise conflict({"primary": ["a primary site already exists"]})
-    secret = "" if body.primary else body.secret or secrets_module.token_urlsafe(32)
-    site = GeoSite(**body.model_dump(exclude={"secret"}), secret=secret)
+    site = GeoSite(**body.model_dump(exclude={"public_key"}), public_key=public_key)
     session.add(site)
     await session.flush()
     await outbox.append(
         session, _site_event(site, domain_pb2.SiteAdded), aggregate_id=site_aggregate(site.id)
     )
     await session.commit()
-    return NewSiteOut(**SiteOut.of(site).model_dump(), secret=secret or None)
+    return SiteOut.of(site)
 
 
 @router.get("/sites/{site_id}", response_model=SiteOut)
@@ -131,7 +139,10 @@ async def update_site(
     site_id: Id, body: SiteUpdate, _: AdminUser, session: SessionDep, outbox: OutboxDep
 ) -> SiteOut:
     site = await _site(session, site_id)
-    for field, value in body.model_dump(exclude_none=True).items():
+    changes = body.model_dump(exclude_none=True)
+    if "public_key" in changes:
+        changes["public_key"] = _public_key(changes["public_key"])
+    for field, value in changes.items():
         setattr(site, field, value)
     await outbox.append(
         session, _site_event(site, domain_pb2.SiteUpdated), aggregate_id=site_aggregate(site.id)

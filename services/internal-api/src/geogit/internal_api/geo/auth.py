@@ -1,8 +1,10 @@
-"""Who another site is: Geo tokens verified against the sites registered on this primary.
+"""Who another site is: Geo tokens verified against the sites in this site's registry.
 
-A token names its site; the site must be registered, enabled and a secondary, and the token
-must verify with that site's secret. A secondary that was removed or disabled is refused at
-once, whatever tokens it still holds (DESIGN §3.4).
+A token names its site; the site must be registered here (every site holds the registry: the
+primary writes it, secondaries follow it), enabled, not this site itself, and have a public
+key, and the token must verify with that key. A site that was removed or disabled is refused at
+once, whatever tokens it still holds (DESIGN §3.4). The primary's routes take only secondaries'
+tokens.
 """
 
 from __future__ import annotations
@@ -27,18 +29,41 @@ log = logging.getLogger(__name__)
 GEO_REFUSED = "Geo token refused"
 
 
-async def verify_geo(session: AsyncSession, token: str) -> GeoClaims:
-    """The token's claims; `Denied(403)` naming the reason for anything else."""
+async def verify_geo(
+    session: AsyncSession, token: str, this_site: str, *, secondaries_only: bool
+) -> GeoClaims:
+    """The claims of a token another registered site signed; `Denied(403)` naming the reason
+    for anything else. `secondaries_only`: a site registered as the primary is refused too."""
     try:
         name = claimed_site(token)
+        if name == this_site:
+            raise TokenError(f"site {name!r} is this site")
         site = await session.scalar(select(GeoSite).where(GeoSite.name == name))
-        if site is None or site.primary or not site.secret:
-            raise TokenError(f"site {name!r} is not a registered secondary")
+        if site is None:
+            raise TokenError(f"site {name!r} is not registered")
         if not site.enabled:
             raise TokenError(f"site {name!r} is disabled")
-        return verify_geo_token(token, site.secret, name)
+        # The registry's role for now; the sites' durable roles and epochs will decide it.
+        if secondaries_only and site.primary:
+            raise TokenError(f"site {name!r} is not a secondary")
+        if not site.public_key:
+            raise TokenError(f"site {name!r} has no public key")
+        return verify_geo_token(token, site.public_key, name)
     except TokenError as exc:
         raise Denied(403, f"{GEO_REFUSED}: {exc}") from exc
+
+
+async def verify_secondary(session: AsyncSession, services: Services, token: str) -> GeoClaims:
+    """What the primary's routes accept: a secondary's token. A secondary takes none."""
+    authority = services.authority.current
+    if authority.is_secondary:
+        raise Denied(403, f"{GEO_REFUSED}: this site is not the primary")
+    claims = await verify_geo(session, token, services.settings.site_name, secondaries_only=True)
+    try:
+        check_epoch(claims, authority, services, site_local=False)
+    except ApiError as refused:
+        raise Denied(refused.status, str(refused.message).split(" - ", 1)[-1]) from refused
+    return claims
 
 
 async def geo_gate(request: Request, services: ServicesDep) -> GeoClaims | None:
@@ -54,15 +79,17 @@ async def geo_gate(request: Request, services: ServicesDep) -> GeoClaims | None:
         raise ApiError(403, f"403 Forbidden - {GEO_REFUSED}: this site is not the primary")
     async with services.sessions() as session:
         try:
-            claims = await verify_geo(session, token)
+            claims = await verify_geo(
+                session, token, services.settings.site_name, secondaries_only=True
+            )
         except Denied as denial:
             raise ApiError(denial.status, f"403 Forbidden - {denial.message}") from denial
-    _check_epoch(claims, authority, services, site_local)
+    check_epoch(claims, authority, services, site_local=site_local)
     return claims
 
 
-def _check_epoch(
-    claims: GeoClaims, authority: Authority, services: Services, site_local: bool
+def check_epoch(
+    claims: GeoClaims, authority: Authority, services: Services, *, site_local: bool
 ) -> None:
     """A token from an older epoch is a fenced site's; one from a newer epoch means this site
     missed a promotion: it asks the other sites at once and, meanwhile, takes no relayed
@@ -85,7 +112,7 @@ def _check_epoch(
 
 GeoGate = Annotated[GeoClaims | None, Depends(geo_gate)]
 # Not `proxy`: that token rides on every request a secondary relays for its users, who must
-# not read the event store through it.
+# not read the event store through it. Nor `site`: sites coordinating a promotion.
 _READER_SCOPES: frozenset[GeoScope] = frozenset({"events", "replication"})
 
 

@@ -203,6 +203,7 @@ async def _site(session: AsyncSession, event: Any) -> None:
         url=event.url,
         primary=event.role == "primary",
         enabled=event.enabled,
+        public_key=event.public_key,
     )
 
 

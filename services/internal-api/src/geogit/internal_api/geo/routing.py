@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from geogit.common.geo import GEO_TOKEN_HEADER, issue_geo_token
+from geogit.common.geo import GEO_TOKEN_HEADER
 from geogit.common.git_commands import HTTP_COMMANDS
 from geogit.common.internal_api import (
     Denied,
@@ -151,12 +151,9 @@ async def ssh_proxy_answer(
 ) -> GeoProxyToPrimary:
     """`/allowed`'s 300: the SSH gateway relays to the primary over smart HTTP, as the user,
     with a token good for this one command on this one project."""
-    settings = services.settings
     project = await project_by_path(session, project_path)
     path = project.full_path if project is not None else project_path
-    token = issue_geo_token(
-        settings.geo_secret,
-        settings.site_name,
+    token = services.geo_signer.token(
         "ssh_proxy",
         gl_id=gl_id,
         project=path,

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from geogit.common.geo import issue_geo_token
 from geogit.common.internal_api import GeoProxyInfo
-from geogit.internal_api.deps import AuthorityDep, InternalCaller, SettingsDep
+from geogit.internal_api.deps import InternalCaller, ServicesDep
 
 router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
 
@@ -22,11 +21,12 @@ router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
     response_model=GeoProxyInfo,
     response_model_exclude_defaults=True,
 )
-async def proxy(settings: SettingsDep, authority: AuthorityDep) -> GeoProxyInfo:
+async def proxy(services: ServicesDep) -> GeoProxyInfo:
+    authority = services.authority.current
     if not authority.is_secondary:
         return GeoProxyInfo(geo_epoch=authority.epoch)
     return GeoProxyInfo(
         geo_proxy_url=authority.primary_url,
-        geo_proxy_extra_data=issue_geo_token(settings.geo_secret, settings.site_name, "proxy"),
+        geo_proxy_extra_data=services.geo_signer.token("proxy"),
         geo_epoch=authority.epoch,
     )

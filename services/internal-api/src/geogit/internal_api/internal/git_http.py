@@ -20,7 +20,7 @@ from geogit.common.internal_api import (
 )
 from geogit.internal_api.access.git_http import git_http_access
 from geogit.internal_api.clients.storage import StorageClient
-from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep, StorageDep
+from geogit.internal_api.deps import InternalCaller, Services, ServicesDep, SessionDep, StorageDep
 from geogit.internal_api.errors import ApiError
 from geogit.internal_api.geo import routing
 
@@ -28,10 +28,13 @@ router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[I
 
 
 async def local_serve(
-    session: AsyncSession, storage: StorageClient, body: GitHttpAuthorizeRequest
+    session: AsyncSession,
+    services: Services,
+    storage: StorageClient,
+    body: GitHttpAuthorizeRequest,
 ) -> GitHttpServe:
     """This site's own answer from its own tables; raises Denied."""
-    return routing.serve_answer(await git_http_access(session, body), storage)
+    return routing.serve_answer(await git_http_access(session, services, body), storage)
 
 
 @router.post(
@@ -47,9 +50,9 @@ async def authorize(
     try:
         if authority.is_secondary:
             return await routing.git_http_answer(
-                session, services, body, lambda: local_serve(session, storage, body)
+                session, services, body, lambda: local_serve(session, services, storage, body)
             )
         routing.refuse_writes_while_failing_over(authority, HTTP_COMMANDS[body.service].writes)
-        return await local_serve(session, storage, body)
+        return await local_serve(session, services, storage, body)
     except Denied as denial:
         raise ApiError(denial.status, denial.message) from denial
