@@ -48,6 +48,7 @@ from geogit.replicator.feed import RepositoryFeed
 from geogit.replicator.metrics import ReplicatorMetrics
 from geogit.replicator.reports import Reports
 from geogit.replicator.scheduler import Scheduler
+from geogit.replicator.site import SiteRole
 from geogit.replicator.sync_state import SyncStates
 from geogit.replicator.worker import ReplicaWorker
 from geogit.storage.git import Git
@@ -317,12 +318,16 @@ async def replication(
     reports = Reports(api, SITE, metrics)
     signer = GeoSigner(GEO_PRIVATE_KEY, SITE, lambda: BOOTSTRAP_EPOCH)
     primary = PrimaryClient(site.primary.url, signer, 10, scope="replication")
+    # The site's role as the replicator learns it: from the secondary's own internal API.
+    role = SiteRole(api, primary, 3600, lambda: None)
+    await role.refresh()
+    assert role.replicating and role.primary_url == site.primary.url, role.role
     worker = ReplicaWorker(
         api,
         storage,
         reports,
         primary,
-        site.primary.url,
+        role,
         signer,
         retry_base,
         retry_max,

@@ -20,6 +20,7 @@ from internal_api_support import Database, ServerInfo
 from secondary_support import (
     History,
     Registration,
+    bootstrap_secondary,
     feed_for,
     make_history,
     primary_client,
@@ -94,6 +95,7 @@ class Site:
             engine = make_engine(self.database.url)
             try:
                 sessions = make_sessionmaker(engine)
+                await bootstrap_secondary(sessions, self.primary, self.site)
                 return await scenario(sessions, feed_for(sessions, self.primary, self.site))
             finally:
                 await engine.dispose()

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from geogit.common.text import StorableText
+
 _BIGINT = 2**63 - 1
 Seq = Annotated[int, Field(ge=0, le=_BIGINT)]
 Epoch = Annotated[int, Field(ge=1, le=_BIGINT)]
@@ -42,8 +44,10 @@ class FollowIn(BaseModel):
 
     epoch: Epoch
     after_seq: Seq
-    primary_site: Annotated[str, Field(min_length=1, max_length=255)]
-    primary_url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://")]
+    primary_site: Annotated[StorableText, Field(min_length=1, max_length=255)]
+    primary_url: Annotated[
+        StorableText, Field(min_length=1, max_length=2048, pattern=r"^https?://")
+    ]
 
 
 class FollowOut(BaseModel):
@@ -56,7 +60,7 @@ class MaintenanceIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    target: Annotated[str, Field(min_length=1, max_length=255)]
+    target: Annotated[StorableText, Field(min_length=1, max_length=255)]
     drain_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
 
 
