@@ -62,9 +62,13 @@ def preview(site: Site, admin_token: str, mode: str) -> dict[str, Any]:
     return answer
 
 
+def repository(site: Site, project_id: int) -> Path:
+    return site.repositories_dir / hashed_repository_path(project_id)
+
+
 def refs_on_disk(site: Site, project_id: int) -> dict[str, str]:
     """Every ref of the project's repository on the site's storage, refs/geogit/ included."""
-    repo = site.repositories_dir / "default" / hashed_repository_path(project_id)
+    repo = repository(site, project_id)
     output = subprocess.run(
         ["git", "--git-dir", str(repo), "for-each-ref", "--format=%(objectname) %(refname)"],
         capture_output=True,
@@ -79,7 +83,7 @@ def public_refs(site: Site, project_id: int) -> dict[str, str]:
 
 
 def contains(site: Site, project_id: int, commit: str) -> bool:
-    repo = site.repositories_dir / "default" / hashed_repository_path(project_id)
+    repo = repository(site, project_id)
     result = subprocess.run(
         ["git", "--git-dir", str(repo), "branch", "--contains", commit, "--format=%(refname)"],
         capture_output=True,

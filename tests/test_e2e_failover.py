@@ -27,11 +27,11 @@ from failover_support import (
     promote,
     public_refs,
     refs_on_disk,
+    repository,
     site_state,
 )
 from geo_support import internal, served_locally, wait_until
 
-from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.site import Site
 from geogit.devstack.testing import running_sites
@@ -101,7 +101,7 @@ def _head(tree: Path) -> str:
 
 def _replica_inode(site: Site, project_id: int) -> int:
     """A re-synced-from-scratch replica is built aside and renamed in: a new inode."""
-    return os.stat(site.repositories_dir / "default" / hashed_repository_path(project_id)).st_ino
+    return os.stat(repository(site, project_id)).st_ino
 
 
 def _converged(sites: list[Site], projects: list[dict[str, Any]]) -> bool:
@@ -159,7 +159,7 @@ def test_planned_failover_under_load_loses_nothing_and_fails_back(
         assert answer.status_code == 200, answer.text
         promoted = answer.json()
         assert promoted["epoch"] == 2 and promoted["mode"] == "planned"
-        assert _followers(promoted) == {"primary": True, "secondary-2": True}
+        assert _followers(promoted) == {"primary": True, "secondary-2": True}, promoted
         time.sleep(6)
     finally:
         for pusher in pushers:
@@ -203,7 +203,7 @@ def test_planned_failover_under_load_loses_nothing_and_fails_back(
     back = promote(primary, token, "planned")
     assert back.status_code == 200, back.text
     assert back.json()["epoch"] == 3
-    assert _followers(back.json()) == {"secondary-1": True, "secondary-2": True}
+    assert _followers(back.json()) == {"secondary-1": True, "secondary-2": True}, back.json()
     assert site_state(first, token)["role"] == "secondary"
     tree = make_work_tree(tmp_path / "after", commits=1)
     for site in sites:
@@ -289,7 +289,7 @@ def test_promotions_that_cannot_be_are_refused(
 
 
 def test_unplanned_failover_keeps_what_it_cannot_take_and_fences_the_old_primary(
-    deployment: tuple[Site, Site, Site, Api, str], tmp_path: Path
+    deployment: tuple[Site, Site, Site, Api, str], broker: TansuBroker, tmp_path: Path
 ) -> None:
     primary, first, second, api, token = deployment
     owner = api.account()
@@ -309,14 +309,22 @@ def test_unplanned_failover_keeps_what_it_cannot_take_and_fences_the_old_primary
     api_of = {site: site.process_name("internal-api") for site in (first, second)}
 
     # secondary-1 stops hearing the primary; secondary-2 gets one more push, then stops too;
-    # the primary takes a last push nobody receives, and its region is lost.
+    # the primary takes a last push nobody receives, and its region is lost, broker and all:
+    # the sites follow the new primary through its event store until a broker is back.
+    behind = site_state(first, token)["last_global_seq"]
     first.supervisor.stop(api_of[first])
     ahead = make_work_tree(tmp_path / "ahead", commits=1)
     git(
         "push", "-q", clone_url(primary.http_url, shared, owner), "HEAD:refs/heads/ahead", cwd=ahead
     )
     ahead_commit = _head(ahead)
-    wait_until(lambda: contains(second, shared["id"], ahead_commit), what="secondary-2 ahead")
+    wait_until(
+        lambda: (
+            contains(second, shared["id"], ahead_commit)
+            and site_state(second, token)["last_global_seq"] > behind
+        ),
+        what="secondary-2 ahead of secondary-1",
+    )
     second.supervisor.stop(api_of[second])
     alone = make_work_tree(tmp_path / "alone", commits=1)
     git(
@@ -324,26 +332,28 @@ def test_unplanned_failover_keeps_what_it_cannot_take_and_fences_the_old_primary
     )
     alone_commit = _head(alone)
     primary.stop(kill=True)
+    broker.stop()
     first.start_internal_api()
     second.start_internal_api()
 
     risk = preview(first, token, "force")
-    assert risk["gap"] >= 1 and risk["highest_seen_seq"] > risk["candidate_seq"]
+    assert risk["gap"] >= 1 and risk["highest_seen_seq"] > risk["candidate_seq"], str(risk)
     assert {s["site"]: s["reachable"] for s in risk["sites"]} == {
         "primary": False,
         "secondary-2": True,
     }
+    epoch = risk["next_epoch"]
     answer = promote(first, token, "force")
     assert answer.status_code == 200, answer.text
     forced = answer.json()
-    assert forced["at_risk"]["gap"] == risk["gap"] and forced["epoch"] == 4
+    assert forced["at_risk"]["gap"] == risk["gap"] and forced["epoch"] == epoch
     assert {f["site"]: (f["followed"], f["rollback"]) for f in forced["followers"]} == {
         "primary": (False, False),
         "secondary-2": (True, True),
     }
     # secondary-2 had applied more than secondary-1: it rolled back, and the commit only it had
     # is kept and reported, not dropped.
-    kept = f"{DIVERGED}epoch-4/refs/heads/ahead"
+    kept = f"{DIVERGED}epoch-{epoch}/refs/heads/ahead"
     wait_until(
         lambda: refs_on_disk(second, shared["id"]).get(kept) == ahead_commit,
         timeout=90,
@@ -355,11 +365,12 @@ def test_unplanned_failover_keeps_what_it_cannot_take_and_fences_the_old_primary
         what="secondary-2 reporting what it kept",
     )
 
-    # The old primary comes back: it learns of epoch 4 before it takes a write, and converges
+    broker.start()  # same port, empty: the relays and consumers recreate the topics
+    # The old primary comes back: it learns of the new epoch before it takes a write, converges
     # as a secondary of secondary-1 with its partition-time push kept.
     primary.start()
     state = site_state(primary, token)
-    assert (state["role"], state["epoch"], state["fenced"]) == ("secondary", 4, True)
+    assert (state["role"], state["epoch"], state["fenced"]) == ("secondary", epoch, True)
     refused = httpx.post(
         f"{primary.internal_api_url}/api/v4/users",
         headers={"PRIVATE-TOKEN": token},
@@ -368,7 +379,7 @@ def test_unplanned_failover_keeps_what_it_cannot_take_and_fences_the_old_primary
     assert refused.status_code == 403 and "secondary-1" in refused.json()["message"]
     wait_until(
         lambda: (
-            refs_on_disk(primary, lonely["id"]).get(f"{DIVERGED}epoch-4/refs/heads/alone")
+            refs_on_disk(primary, lonely["id"]).get(f"{DIVERGED}epoch-{epoch}/refs/heads/alone")
             == alone_commit
         ),
         timeout=90,

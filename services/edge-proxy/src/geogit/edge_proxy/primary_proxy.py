@@ -77,6 +77,11 @@ class PrimaryProxy:
         `unreachable` answers the client when the primary cannot be asked."""
         upstream = self.upstream()
         if upstream is None:
+            # The internal API says proxy before this edge's poll has heard of the primary:
+            # the site has just become a secondary (DESIGN §10). Ask now rather than refuse.
+            await self.geo.poll()
+            upstream = self.upstream()
+        if upstream is None:
             await text_error(send, 503, "This secondary site does not know its primary yet.")
             return
         request.log.update(outcome="proxy")

@@ -93,8 +93,9 @@ def check_epoch(
 ) -> None:
     """A token from an older epoch is a fenced site's; one from a newer epoch means this site
     missed a promotion: it asks the other sites at once and, meanwhile, takes no relayed
-    request (it may no longer be the primary)."""
-    if claims.epoch < authority.epoch:
+    request (it may no longer be the primary). The site-local routes take both: a stale site
+    must be able to ask who the primary is now, and each route judges the epoch it is told."""
+    if claims.epoch < authority.epoch and not site_local:
         raise ApiError(
             403,
             f"403 Forbidden - {GEO_REFUSED}: it is from epoch {claims.epoch}; this site is at"

@@ -95,6 +95,12 @@ def refuse_writes_while_failing_over(authority: Authority, writes: bool) -> None
         raise Denied(503, maintenance_message(authority.maintenance_target))
 
 
+def advertisement(body: GitHttpAuthorizeRequest) -> bool:
+    """Whether the request is the ref advertisement (`info/refs`), the one step of smart HTTP
+    whose refusal git shows the user; a refused POST only says "RPC failed"."""
+    return body.path.split("?", 1)[0].endswith("/info/refs")
+
+
 async def _verdict(session: AsyncSession, services: Services, project: Project) -> Verdict:
     if project.geo_min_seq == UNKNOWN_SEQ:
         await refresh_min_seq(session, services.primary, project)

@@ -52,7 +52,10 @@ async def authorize(
             return await routing.git_http_answer(
                 session, services, body, lambda: local_serve(session, services, storage, body)
             )
-        routing.refuse_writes_while_failing_over(authority, HTTP_COMMANDS[body.service].writes)
+        # A push already past its advertisement goes on: the pre-receive hook refuses it with
+        # the failover message, which git prints.
+        writes = HTTP_COMMANDS[body.service].writes and routing.advertisement(body)
+        routing.refuse_writes_while_failing_over(authority, writes)
         return await local_serve(session, services, storage, body)
     except Denied as denial:
         raise ApiError(denial.status, denial.message) from denial

@@ -115,6 +115,11 @@ async def enter_maintenance(
 ) -> DrainedOut:
     if caller is not None and caller.site != body.target:
         raise forbidden(f"site {caller.site!r} cannot fail this site over to {body.target!r}")
+    epoch = services.authority.current.epoch
+    if caller is not None and caller.epoch != epoch:
+        raise ApiError(
+            409, f"409 Conflict - {caller.site} is at epoch {caller.epoch}, this site at {epoch}"
+        )
     try:
         await maintenance.begin(services.sessions, body.target)
         await services.authority.refresh()
