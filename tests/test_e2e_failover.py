@@ -2,12 +2,15 @@
 HTTP and SSH, a broker of the module's own.
 
 The tests run in order on one deployment and leave it as the next one expects: a planned
-failover under load and the fail back (the original layout again), the refusals, then an
-unplanned failover with the old primary coming back (last: it leaves secondary-1 primary).
+failover under load and the fail back (the original layout again), stale and forged epochs,
+the refusals, then an unplanned failover with the old primary coming back (last: it leaves
+secondary-1 primary).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import subprocess
 import time
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from e2e import Account, Api, clone_url, git
@@ -31,7 +35,12 @@ from failover_support import (
     site_state,
 )
 from geo_support import internal, served_locally, wait_until
+from google.protobuf.message import Message
 
+from geogit.common.events import Topics, new_event
+from geogit.common.geo import GEO_TOKEN_HEADER, GeoSigner, generate_site_key
+from geogit.common.kafka import EventProducer, KafkaConfig
+from geogit.common.proto.events.v1.domain_pb2 import SitePromoted, UserCreated
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.site import Site
 from geogit.devstack.testing import running_sites
@@ -221,6 +230,62 @@ def test_planned_failover_under_load_loses_nothing_and_fails_back(
     wait_until(lambda: _converged(sites, projects), timeout=90, what="the same refs on every site")
 
 
+def test_stale_and_forged_epochs_are_refused(
+    deployment: tuple[Site, Site, Site, Api, str], broker: TansuBroker
+) -> None:
+    primary, _, second, _, token = deployment
+    epoch = site_state(primary, token)["epoch"]
+    assert epoch > 1, "runs after a failover and fail back"
+    events = f"{primary.http_url}/api/v4/geo/events"
+    key = second.secrets.geo_private_key
+    stale = GeoSigner(key, second.name, lambda: 1).token("events")
+    refused = httpx.get(events, headers={GEO_TOKEN_HEADER: stale}, timeout=10)
+    assert refused.status_code == 403, refused.text
+    assert f"from epoch 1; this site is at epoch {epoch}" in refused.json()["message"]
+    forged = GeoSigner(generate_site_key()[0], second.name, lambda: epoch).token("events")
+    refused = httpx.get(events, headers={GEO_TOKEN_HEADER: forged}, timeout=10)
+    assert refused.status_code == 403 and "signature invalid" in refused.json()["message"]
+    current = GeoSigner(key, second.name, lambda: epoch).token("events")
+    assert httpx.get(events, headers={GEO_TOKEN_HEADER: current}, timeout=10).status_code == 200
+
+    # On the broker: a promotion nobody can confirm, and a fenced primary's late write. Neither
+    # is applied; the site stays where it was.
+    position = site_state(second, token)["last_global_seq"]
+    claim = SitePromoted(
+        epoch=epoch + 10, after_seq=position, site=second.name, url=second.http_url
+    )
+    late = UserCreated(user_id=10**9, username="mallory", email="m@x.test", name="M")
+    asyncio.run(_publish(broker, [(claim, epoch + 10), (late, 1)], position + 1))
+    time.sleep(4)
+    after = site_state(second, token)
+    assert (after["epoch"], after["role"], after["primary_site"]) == (epoch, "secondary", "primary")
+    metrics = httpx.get(f"{second.internal_api_url}/metrics", timeout=10).text
+    assert 'geogit_geo_events_refused_total{reason="stale_epoch"}' in metrics
+    assert not asyncio.run(_has_user(second, "mallory"))
+
+
+async def _has_user(site: Site, username: str) -> bool:
+    connection = await asyncpg.connect(site.database_url.replace("+asyncpg", ""))
+    try:
+        return bool(await connection.fetchval("SELECT 1 FROM users WHERE username = $1", username))
+    finally:
+        await connection.close()
+
+
+async def _publish(broker: TansuBroker, payloads: list[tuple[Message, int]], seq: int) -> None:
+    async with EventProducer(KafkaConfig(bootstrap=broker.bootstrap)) as producer:
+        for payload, epoch in payloads:
+            event = new_event(
+                payload,
+                aggregate_id="site-forged",
+                aggregate_seq=1,
+                origin_site="mallory",
+                global_seq=seq,
+                epoch=epoch,
+            )
+            await producer.publish(Topics().domain, event)
+
+
 def test_promotions_that_cannot_be_are_refused(
     deployment: tuple[Site, Site, Site, Api, str], tmp_path: Path
 ) -> None:
@@ -267,8 +332,6 @@ def test_promotions_that_cannot_be_are_refused(
     try:
         tree = make_work_tree(tmp_path / "behind", commits=1)
         git("push", "-q", clone_url(primary.http_url, project, owner), "main", cwd=tree)
-        import concurrent.futures
-
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             waiting = pool.submit(promote, first, token, "planned", timeout_seconds=8)
             wait_until(
