@@ -228,6 +228,13 @@ def test_planned_failover_under_load_loses_nothing_and_fails_back(
         )
         assert contains(primary, projects[0]["id"], commit), f"a push through {site.name}"
     wait_until(lambda: _converged(sites, projects), timeout=90, what="the same refs on every site")
+    # The primary's view of every site: role, epoch, maintenance and the sequence gap (RPO).
+    for site in sites:
+        site_id = site_state(site, token)["site_id"]
+        status = api.call("GET", f"/geo/sites/{site_id}/status")
+        role = "primary" if site is primary else "secondary"
+        assert (status["role"], status["epoch"], status["maintenance"]) == (role, 3, None)
+        assert status["reachable"] and status["sequence_gap"] >= 0, status
 
 
 def test_stale_and_forged_epochs_are_refused(

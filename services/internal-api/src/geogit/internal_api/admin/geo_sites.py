@@ -20,11 +20,12 @@ from geogit.common.text import StorableText
 from geogit.internal_api.deps import (
     AdminUser,
     OutboxDep,
+    ServicesDep,
     SessionDep,
 )
 from geogit.internal_api.errors import conflict, field_error, not_found
 from geogit.internal_api.events.outbox import site_aggregate
-from geogit.internal_api.geo.status import SiteStatusOut, site_status
+from geogit.internal_api.geo.status import SiteStatusOut, site_status, with_authority
 from geogit.internal_api.models import GeoSite
 from geogit.internal_api.pagination import PageDep
 from geogit.internal_api.params import Id
@@ -130,8 +131,11 @@ async def get_site(site_id: Id, _: AdminUser, session: SessionDep) -> SiteOut:
 
 
 @router.get("/sites/{site_id}/status", response_model=SiteStatusOut)
-async def get_site_status(site_id: Id, _: AdminUser, session: SessionDep) -> SiteStatusOut:
-    return await site_status(session, await _site(session, site_id))
+async def get_site_status(
+    site_id: Id, _: AdminUser, session: SessionDep, services: ServicesDep
+) -> SiteStatusOut:
+    site = await _site(session, site_id)
+    return await with_authority(await site_status(session, site), site, services)
 
 
 @router.put("/sites/{site_id}", response_model=SiteOut)

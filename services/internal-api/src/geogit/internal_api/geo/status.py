@@ -9,6 +9,8 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.internal_api.clients.sites import SiteUnreachable
+from geogit.internal_api.deps import Services
 from geogit.internal_api.models import (
     GeoSite,
     OutboxEvent,
@@ -34,6 +36,16 @@ class SiteStatusOut(BaseModel):
     # The primary's newest event, to compare with the secondary's own feed position.
     last_event_id: int
     last_report_at: datetime | None
+    # The site's own account of its authority (DESIGN §10), asked at once; None if it did not
+    # answer. `sequence_gap`: events this site has and it has not applied — the RPO a
+    # promotion of it would have now.
+    reachable: bool = False
+    role: str | None = None
+    epoch: int | None = None
+    maintenance: str | None = None
+    last_global_seq: int | None = None
+    sequence_gap: int | None = None
+    error: str = ""
 
 
 async def _count(session: AsyncSession, site: str, *conditions: ColumnElement[bool]) -> int:
@@ -45,6 +57,32 @@ async def _count(session: AsyncSession, site: str, *conditions: ColumnElement[bo
         .where(ReplicationStatus.site == site, *conditions)
     )
     return int(await session.scalar(statement) or 0)
+
+
+async def with_authority(status: SiteStatusOut, site: GeoSite, services: Services) -> SiteStatusOut:
+    """The live part of a site's status: its role, epoch, maintenance and sequence gap (this
+    site's own from its authority, another's from its answer)."""
+    mine = status.last_event_id
+    if site.name == services.settings.site_name:
+        own = services.authority.current
+        role, epoch, maintenance, last = own.role, own.epoch, own.maintenance_target, mine
+    else:
+        try:
+            answer = await services.geo.sites.site_state(site.url, timeout=3.0)
+        except SiteUnreachable as exc:
+            return status.model_copy(update={"error": str(exc)})
+        role, epoch, last = answer.role, answer.epoch, answer.last_global_seq
+        maintenance = answer.maintenance.target if answer.maintenance else ""
+    return status.model_copy(
+        update={
+            "reachable": True,
+            "role": role,
+            "epoch": epoch,
+            "maintenance": maintenance or None,
+            "last_global_seq": last,
+            "sequence_gap": max(mine - last, 0),
+        }
+    )
 
 
 async def site_status(session: AsyncSession, site: GeoSite) -> SiteStatusOut:
