@@ -12,7 +12,7 @@ call (storage RPCs) is done.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy import func, select
@@ -123,22 +123,27 @@ async def _add(
         origin_site=origin_site,
         epoch=epoch,
     )
-    row = model(
-        event_id=event.event_id,
-        stream=stream,
-        type=event.type,
-        schema_version=event.schema_version,
-        aggregate_id=aggregate_id,
-        aggregate_seq=aggregate_seq,
-        payload=payload.SerializeToString(),
-        occurred_at=event.occurred_at,
-        origin_site=origin_site,
-        correlation_id=event.correlation_id,
-        epoch=epoch,
-    )
+    row = model(**columns(event))
     session.add(row)
     await session.flush()
     return row
+
+
+def columns(event: Event) -> dict[str, Any]:
+    """An event as an outbox row (without `id`, the global sequence, and `sent_at`)."""
+    return {
+        "event_id": event.event_id,
+        "stream": stream_of(event.payload),
+        "type": event.type,
+        "schema_version": event.schema_version,
+        "aggregate_id": event.aggregate_id,
+        "aggregate_seq": event.aggregate_seq,
+        "payload": event.payload.SerializeToString(),
+        "occurred_at": event.occurred_at,
+        "origin_site": event.origin_site,
+        "correlation_id": event.correlation_id,
+        "epoch": event.epoch,
+    }
 
 
 async def _next_aggregate_seq(

@@ -21,17 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.geo import site_state
 from geogit.internal_api.geo.coordination import DrainedOut
+from geogit.internal_api.geo.site_state import Refused
 from geogit.internal_api.models import GeoSite, OutboxEvent, PushReferenceCounter, utcnow
 
 STALE_AFTER = timedelta(seconds=20)
 DRAIN_STEP_SECONDS = 0.05
 
 
-class MaintenanceRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class MaintenanceRefused(Refused):
+    """A maintenance this primary cannot enter, or a drain that did not end in time."""
 
 
 async def push_started(session: AsyncSession, project_id: int) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.events import Event
-from geogit.internal_api.events.outbox import stream_of
+from geogit.internal_api.events.outbox import columns
 from geogit.internal_api.geo import read_model
 from geogit.internal_api.models import GeoEventFeed, OutboxEvent, utcnow
 
@@ -30,20 +30,6 @@ async def apply_and_mirror(session: AsyncSession, event: Event) -> None:
     await read_model.apply(session, event)
     await session.execute(
         insert(OutboxEvent)
-        .values(
-            id=event.global_seq,
-            event_id=event.event_id,
-            stream=stream_of(event.payload),
-            type=event.type,
-            schema_version=event.schema_version,
-            aggregate_id=event.aggregate_id,
-            aggregate_seq=event.aggregate_seq,
-            payload=event.payload.SerializeToString(),
-            occurred_at=event.occurred_at,
-            origin_site=event.origin_site,
-            correlation_id=event.correlation_id,
-            sent_at=utcnow(),
-            epoch=event.epoch,
-        )
+        .values(id=event.global_seq, sent_at=utcnow(), **columns(event))
         .on_conflict_do_nothing()
     )

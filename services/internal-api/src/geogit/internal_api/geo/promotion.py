@@ -33,6 +33,7 @@ from geogit.internal_api.geo import epochs, site_state
 from geogit.internal_api.geo.coordination import FollowIn, MaintenanceIn, PromotionMode
 from geogit.internal_api.geo.mirror import lock_feed
 from geogit.internal_api.geo.read_model import mark_primary
+from geogit.internal_api.geo.site_state import Refused
 from geogit.internal_api.models import GeoEventFeed, GeoSite, Project, ReplicaRegistry, utcnow
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,8 @@ WAIT_STEP_SECONDS = 0.1
 SHOWN_BEHIND = 20
 
 
-class PromotionError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class PromotionError(Refused):
+    """A promotion that cannot be, or did not complete (the message says what it waited for)."""
 
 
 class SiteSeen(BaseModel):

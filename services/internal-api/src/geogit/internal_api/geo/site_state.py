@@ -40,13 +40,18 @@ def not_primary_message(primary_site: str, primary_url: str) -> str:
     return f"this site is no longer the primary; the primary is {where}"
 
 
-class WriteRefused(Exception):
-    """An event may not be written here now; the message says why and where to go."""
+class Refused(Exception):
+    """Something the site's authority does not allow now (DESIGN §10); `status` is the HTTP
+    answer and `message` says why, and where to go instead."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class WriteRefused(Refused):
+    """An event may not be written here now."""
 
 
 @dataclass(frozen=True)
