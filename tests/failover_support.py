@@ -165,6 +165,41 @@ class Pusher:
         return [push for push in self.pushes if not push.ok]
 
 
+@dataclass
+class Cloner:
+    """Clones `url` (depth 1) over and over while the sites switch; every clone must work."""
+
+    name: str
+    url: str
+    work: Path
+    env: dict[str, str] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    clones: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            target = self.work / f"clone-{self.clones}"
+            result = git(
+                "clone", "-q", "--depth", "1", self.url, str(target), check=False, env=self.env
+            )
+            self.clones += 1
+            if result.returncode != 0:
+                self.failures.append(result.stderr)
+            subprocess.run(["rm", "-rf", str(target)], check=False)
+            self._stop.wait(0.2)
+
+
 def http_pusher(
     name: str, site: Site, project: dict[str, Any], account: Account, work: Path
 ) -> Pusher:

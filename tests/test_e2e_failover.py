@@ -24,6 +24,7 @@ import pytest
 from e2e import Account, Api, clone_url, git
 from failover_support import (
     DIVERGED,
+    Cloner,
     Pusher,
     contains,
     http_pusher,
@@ -158,8 +159,16 @@ def test_planned_failover_under_load_loses_nothing_and_fails_back(
         )
         for index, site in enumerate(sites)
     ]
-    for pusher in pushers:
-        pusher.start()
+    cloners = [
+        Cloner(
+            f"clone-{site.name}",
+            clone_url(site.http_url, projects[0], owner),
+            tmp_path / f"c-{site.name}",
+        )
+        for site in sites
+    ]
+    for worker in [*pushers, *cloners]:
+        worker.start()
     try:
         time.sleep(3)
         started = time.monotonic()
@@ -171,8 +180,12 @@ def test_planned_failover_under_load_loses_nothing_and_fails_back(
         assert _followers(promoted) == {"primary": True, "secondary-2": True}, promoted
         time.sleep(6)
     finally:
-        for pusher in pushers:
-            pusher.stop()
+        for worker in [*pushers, *cloners]:
+            worker.stop()
+
+    # Reads went on through every site the whole time.
+    for cloner in cloners:
+        assert cloner.clones > 0 and cloner.failures == [], (cloner.name, cloner.failures[:3])
 
     # No acknowledged push is lost: each is on the new primary.
     for pusher, project in zip(pushers, projects * 2, strict=True):

@@ -103,11 +103,13 @@ def test_every_site_runs_every_service_and_a_replicator() -> None:
         assert set().union(*workloads.values()) == set(SETTINGS_BY_CONTAINER) - {"migrate"}
 
 
-def test_every_site_mounts_its_geo_secret_where_geo_tokens_are_signed() -> None:
+def test_every_site_mounts_its_geo_key_where_geo_tokens_are_signed() -> None:
     for name in ("internal-api.yaml", "replicator.yaml"):
         for doc in _documents(K8S / "base" / name):
             if doc.get("kind") != "Deployment":
                 continue
             for container in doc["spec"]["template"]["spec"]["containers"]:
                 variables = {v["name"]: v.get("value") for v in container.get("env", [])}
-                assert variables["GEOGIT_GEO_SECRET_FILE"] == "/etc/geogit/secrets/geo_secret"
+                assert variables["GEOGIT_GEO_PRIVATE_KEY_FILE"] == (
+                    "/etc/geogit/secrets/geo_private_key"
+                )

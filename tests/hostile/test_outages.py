@@ -242,10 +242,10 @@ def _rows(database_url: str, query: str, *args: object) -> list[dict[str, Any]]:
 
 
 def _reports(secondary: Site, project_id: int) -> list[dict[str, Any]]:
-    """The secondary's own outbox rows for the project's replication reports, in order."""
+    """The secondary's own report outbox rows for the project's replication reports, in order."""
     return _rows(
         secondary.database_url,
-        "SELECT id, type, sent_at FROM outbox WHERE stream = 'replication'"
+        "SELECT id, type, sent_at FROM report_outbox WHERE stream = 'replication'"
         " AND aggregate_id = $1 ORDER BY id",
         f"{secondary.name}:{project_id}",
     )

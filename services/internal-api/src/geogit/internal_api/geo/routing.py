@@ -34,7 +34,11 @@ from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.deps import Services
 from geogit.internal_api.geo.freshness import UNKNOWN_SEQ, Verdict, replica_verdict
-from geogit.internal_api.geo.site_state import Authority, maintenance_message
+from geogit.internal_api.geo.site_state import (
+    Authority,
+    maintenance_message,
+    not_primary_message,
+)
 from geogit.internal_api.lookup import project_by_path
 from geogit.internal_api.models import GeoPushFloor, GeoSite, Project
 from geogit.internal_api.repositories.location import repository_ref, storage_access
@@ -93,6 +97,14 @@ def refuse_writes_while_failing_over(authority: Authority, writes: bool) -> None
     """A primary in maintenance takes no push; the pusher retries once the new one is up."""
     if writes and authority.in_maintenance:
         raise Denied(503, maintenance_message(authority.maintenance_target))
+
+
+def refuse_relays_from_other_sites(authority: Authority, body: GitHttpAuthorizeRequest) -> None:
+    """A request another site relayed here believing this site primary (its edge has not
+    followed a promotion yet): relaying it on would lose the user's identity, which only its
+    Geo token carried. The relaying site's user retries once it follows the new primary."""
+    if body.geo_token:
+        raise Denied(503, not_primary_message(authority.primary_site, authority.primary_url))
 
 
 def advertisement(body: GitHttpAuthorizeRequest) -> bool:

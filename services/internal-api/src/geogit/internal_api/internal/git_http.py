@@ -49,6 +49,7 @@ async def authorize(
     authority = services.authority.current
     try:
         if authority.is_secondary:
+            routing.refuse_relays_from_other_sites(authority, body)
             return await routing.git_http_answer(
                 session, services, body, lambda: local_serve(session, services, storage, body)
             )
