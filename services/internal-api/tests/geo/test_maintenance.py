@@ -122,8 +122,16 @@ async def _until_writes_are_refused(api: Api) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
-        ({"target": "no-such-site"}, 404, "404 Geo Site 'no-such-site' Not Found"),
-        ({"target": "primary"}, 409, "primary is this site: nothing to fail over to"),
+        (
+            {"target": "no-such-site"},
+            404,
+            "404 Not Found - Geo Site 'no-such-site' is not registered",
+        ),
+        (
+            {"target": "primary"},
+            409,
+            "409 Conflict - primary is this site: nothing to fail over to",
+        ),
         ({"target": ""}, 400, None),
         ({"target": "x", "drain_timeout_seconds": 0}, 400, None),
     ],

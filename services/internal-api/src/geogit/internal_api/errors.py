@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from http import HTTPStatus
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -23,7 +24,7 @@ from geogit.common.internal_api import DATABASE_UNAVAILABLE
 from geogit.common.repository_client import StorageError
 from geogit.common.text import UNSTORABLE_MESSAGE
 from geogit.internal_api.db import database_unavailable
-from geogit.internal_api.geo.site_state import WriteRefused
+from geogit.internal_api.geo.site_state import Refused
 
 log = logging.getLogger(__name__)
 
@@ -153,18 +154,21 @@ def _database_failure(
     return handle
 
 
-async def _write_refused(request: Request, exc: Exception) -> JSONResponse:
-    """A write the site's authority turned away in the writer's own transaction: it is
-    failing over, or no longer the primary (DESIGN §10). Retrying later, or elsewhere, works."""
-    assert isinstance(exc, WriteRefused)
-    response = _json(exc.status, f"{exc.status} Service Unavailable - {exc.message}")
-    response.headers["Retry-After"] = "5"
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    """What the site's authority does not allow now (DESIGN §10): a write while it fails over
+    or is no longer the primary, a maintenance or promotion that cannot be. A 503 is worth
+    retrying soon; the message says where to go meanwhile."""
+    assert isinstance(exc, Refused)
+    phrase = HTTPStatus(exc.status).phrase
+    response = _json(exc.status, f"{exc.status} {phrase} - {exc.message}")
+    if exc.status == 503:
+        response.headers["Retry-After"] = "5"
     return response
 
 
 def install_error_handlers(app: FastAPI, retry_after_seconds: int = 5) -> None:
     app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(WriteRefused, _write_refused)
+    app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity_error)

@@ -17,7 +17,6 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from geogit.internal_api.deps import AdminUser, ServicesDep
-from geogit.internal_api.errors import ApiError
 from geogit.internal_api.geo.coordination import PromotionMode
 from geogit.internal_api.geo.promotion import PromotionError, PromotionOut, PromotionPreview
 from geogit.internal_api.params import Id
@@ -40,10 +39,7 @@ async def promotion_preview(
     services: ServicesDep,
     mode: Annotated[PromotionMode, Query()] = "planned",
 ) -> PromotionPreview:
-    try:
-        return await services.geo.promotions.preview(site_id, mode)
-    except PromotionError as exc:
-        raise ApiError(exc.status, exc.message) from exc
+    return await services.geo.promotions.preview(site_id, mode)
 
 
 @router.post("/sites/{site_id}/promote", response_model=PromotionOut)
@@ -53,8 +49,8 @@ async def promote(
     metrics = services.metrics.promotions
     try:
         result = await services.geo.promotions.promote(site_id, body.mode, body.timeout_seconds)
-    except PromotionError as exc:
+    except PromotionError:
         metrics.labels(body.mode, "refused").inc()
-        raise ApiError(exc.status, exc.message) from exc
+        raise
     metrics.labels(body.mode, "done").inc()
     return result

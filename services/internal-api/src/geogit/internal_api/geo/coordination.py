@@ -21,6 +21,12 @@ class MaintenanceOut(BaseModel):
     since: datetime | None
 
 
+class EpochOut(BaseModel):
+    epoch: int
+    after_seq: int
+    primary_site: str
+
+
 class SiteStateOut(BaseModel):
     """GET /api/v4/geo/site_state: a site's own account of its authority."""
 
@@ -35,6 +41,8 @@ class SiteStateOut(BaseModel):
     maintenance: MaintenanceOut | None
     fenced: bool
     last_global_seq: int
+    # The epoch history as this site knows it (DESIGN §10).
+    epochs: list[EpochOut] = []
 
 
 class FollowIn(BaseModel):

@@ -22,32 +22,51 @@ EpochVerdict = Literal["current", "stale", "unknown"]
 
 
 @dataclass(frozen=True)
+class EpochStart:
+    epoch: int
+    after_seq: int
+    # Who wrote the epoch's events; empty when not known (a secondary's bootstrap epoch).
+    primary_site: str = ""
+
+
+@dataclass(frozen=True)
 class EpochHistory:
-    # (epoch, after_seq), ascending.
-    epochs: Sequence[tuple[int, int]]
+    epochs: Sequence[EpochStart]  # ascending
 
     @property
     def latest(self) -> int:
-        return self.epochs[-1][0] if self.epochs else 1
+        return self.epochs[-1].epoch if self.epochs else 1
 
-    def epoch_at(self, global_seq: int) -> int:
-        current = 1
-        for epoch, after_seq in self.epochs:
-            if global_seq > after_seq:
-                current = epoch
+    def start_of(self, global_seq: int) -> EpochStart:
+        current = EpochStart(1, 0)
+        for start in self.epochs:
+            if global_seq > start.after_seq:
+                current = start
         return current
 
-    def judge(self, epoch: int, global_seq: int) -> EpochVerdict:
-        if epoch > self.latest:
+    def epoch_at(self, global_seq: int) -> int:
+        return self.start_of(global_seq).epoch
+
+    def judge(self, epoch: int, global_seq: int, origin_site: str = "") -> EpochVerdict:
+        """An epoch this site never recorded (newer, or one it skipped while away) is unknown:
+        the sites are asked. One that is not the epoch of the event's sequence, or an event
+        not written by that epoch's primary, is stale."""
+        known = {start.epoch for start in self.epochs} | {1}
+        if epoch > self.latest or epoch not in known:
             return "unknown"
-        return "current" if epoch == self.epoch_at(global_seq) else "stale"
+        start = self.start_of(global_seq)
+        if epoch != start.epoch:
+            return "stale"
+        if start.primary_site and origin_site and origin_site != start.primary_site:
+            return "stale"
+        return "current"
 
 
 async def history(session: AsyncSession) -> EpochHistory:
     rows = await session.execute(
-        select(GeoEpoch.epoch, GeoEpoch.after_seq).order_by(GeoEpoch.epoch)
+        select(GeoEpoch.epoch, GeoEpoch.after_seq, GeoEpoch.primary_site).order_by(GeoEpoch.epoch)
     )
-    return EpochHistory([(epoch, after_seq) for epoch, after_seq in rows.all()])
+    return EpochHistory([EpochStart(e, after, site) for e, after, site in rows.all()])
 
 
 async def record(session: AsyncSession, epoch: int, primary_site: str, after_seq: int) -> None:

@@ -146,7 +146,7 @@ class EventFeed:
 
     @staticmethod
     def _judge(event: Event, known: EpochHistory, position: int, *, from_store: bool) -> Outcome:
-        verdict = known.judge(event.epoch, event.global_seq)
+        verdict = known.judge(event.epoch, event.global_seq, event.origin_site)
         if verdict == "unknown":
             return "new_epoch"
         if verdict == "stale":

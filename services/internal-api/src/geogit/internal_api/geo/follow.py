@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from geogit.common.primary_client import PrimaryClient
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.geo import epochs, site_state
+from geogit.internal_api.geo.epochs import EpochStart
 from geogit.internal_api.geo.mirror import apply_and_mirror, lock_feed
 from geogit.internal_api.geo.read_model import mark_primary
 from geogit.internal_api.models import (
@@ -52,6 +53,9 @@ class NewPrimary:
     after_seq: int
     site: str
     url: str
+    # The new primary's epoch history: a site that was away across several promotions
+    # records every epoch it missed.
+    history: tuple[EpochStart, ...] = ()
 
 
 class EpochConflict(Exception):
@@ -75,13 +79,19 @@ async def follow(sessions: SessionMaker, new: NewPrimary) -> bool:
             feed.last_global_seq = await _last_own_seq(session)
             await _adopt_repositories(session)
         if feed.last_global_seq > new.after_seq:
-            state.rollback_after_seq = new.after_seq
+            pending = state.rollback_after_seq
+            state.rollback_after_seq = min(
+                new.after_seq, pending if pending is not None else new.after_seq
+            )
+            feed.caught_up_at = None  # nothing is served from the fork meanwhile
         state.role, state.epoch = "secondary", new.epoch
         state.primary_site, state.primary_url = new.site, new.url
         state.maintenance_target, state.maintenance_since = "", None
         if was_primary:
             state.fenced_at = utcnow()
         state.updated_at = utcnow()
+        for start in new.history:
+            await epochs.record(session, start.epoch, start.primary_site, start.after_seq)
         await epochs.record(session, new.epoch, new.site, new.after_seq)
         await mark_primary(session, new.site)
         log.warning(
@@ -167,17 +177,19 @@ async def _replay(session: AsyncSession, primary: PrimaryClient) -> int:
     """The new primary's whole history, applied in order; returns the last sequence."""
     known = await epochs.history(session)
     position = 0
+    applied = 0
     while True:
         events = await primary.events_after(position, REPLAY_PAGE)
         for event in events:
-            if known.judge(event.epoch, event.global_seq) != "current":
+            if known.judge(event.epoch, event.global_seq, event.origin_site) != "current":
                 continue
             await apply_and_mirror(session, event)
-            position = event.global_seq
+            applied = event.global_seq
             if event.type == "SitePromoted":
                 known = await epochs.history(session)
         if len(events) < REPLAY_PAGE:
-            return position
+            return applied
+        position = events[-1].global_seq
 
 
 async def _resync_forked(session: AsyncSession, forked: list[int], epoch: int) -> None:

@@ -61,7 +61,7 @@ async def begin(sessions: SessionMaker, target: str) -> None:
             raise MaintenanceRefused(409, f"{target} is this site: nothing to fail over to")
         site = await session.scalar(select(GeoSite).where(GeoSite.name == target))
         if site is None:
-            raise MaintenanceRefused(404, f"404 Geo Site {target!r} Not Found")
+            raise MaintenanceRefused(404, f"Geo Site {target!r} is not registered")
         if not site.enabled:
             raise MaintenanceRefused(409, f"site {target!r} is disabled")
         if state.role != "primary":

@@ -20,6 +20,7 @@ from geogit.common.background import Background
 from geogit.internal_api.clients.sites import SitesClient, SiteUnreachable
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.geo.coordination import SiteStateOut
+from geogit.internal_api.geo.epochs import EpochStart
 from geogit.internal_api.geo.follow import EpochConflict, NewPrimary, follow
 from geogit.internal_api.geo.site_state import SiteAuthority
 from geogit.internal_api.models import GeoSite
@@ -27,6 +28,23 @@ from geogit.internal_api.models import GeoSite
 log = logging.getLogger(__name__)
 
 ASK_TIMEOUT_SECONDS = 3.0
+
+
+async def ask(sites: SitesClient, url: str) -> SiteStateOut | None:
+    try:
+        return await sites.site_state(url, timeout=ASK_TIMEOUT_SECONDS)
+    except SiteUnreachable as exc:
+        log.debug("site did not answer", extra={"url": url, "error": str(exc)})
+        return None
+
+
+async def confirmed_primary(sites: SitesClient, name: str, url: str) -> NewPrimary | None:
+    """`name` as the primary it says it is, asked at `url` (the registry's address for it)."""
+    answer = await ask(sites, url)
+    if answer is None or answer.site != name or answer.role != "primary":
+        return None
+    history = tuple(EpochStart(e.epoch, e.after_seq, e.primary_site) for e in answer.epochs)
+    return NewPrimary(answer.epoch, answer.epoch_after_seq, name, url, history)
 
 
 class Peers:
@@ -59,24 +77,24 @@ class Peers:
         """Follow the newest confirmed primary any site knows of; what was followed, if any."""
         mine = self._authority.current.epoch
         urls = await self._registered()
-        answers = await asyncio.gather(*(self._ask(url) for url in urls.values()))
-        newer = [answer for answer in answers if answer is not None and answer.epoch > mine]
-        if not newer:
-            return None
-        claimed = max(newer, key=lambda answer: answer.epoch)
-        confirmed = await self._confirm(claimed, urls)
-        if confirmed is None:
+        answers = await asyncio.gather(*(self._ask(name, url) for name, url in urls.items()))
+        claims = sorted(
+            (answer for answer in answers if answer is not None and answer.epoch > mine),
+            key=lambda answer: answer.epoch,
+            reverse=True,
+        )
+        for claim in claims:
+            url = urls.get(claim.primary_site)
+            new = await confirmed_primary(self._sites, claim.primary_site, url) if url else None
+            if new is not None and new.epoch >= claim.epoch:
+                return await self._follow(new)
             log.warning(
                 "a newer epoch was claimed but its primary does not confirm it",
-                extra={"epoch": claimed.epoch, "primary": claimed.primary_site},
+                extra={"epoch": claim.epoch, "primary": claim.primary_site, "by": claim.site},
             )
-            return None
-        new = NewPrimary(
-            epoch=confirmed.epoch,
-            after_seq=confirmed.epoch_after_seq,
-            site=confirmed.site,
-            url=urls.get(confirmed.site, confirmed.primary_url),
-        )
+        return None
+
+    async def _follow(self, new: NewPrimary) -> NewPrimary | None:
         try:
             followed = await follow(self._sessions, new)
         except EpochConflict as exc:
@@ -96,23 +114,10 @@ class Peers:
             )
         return {name: url for name, url in rows.all()}
 
-    async def _ask(self, url: str) -> SiteStateOut | None:
-        try:
-            return await self._sites.site_state(url, timeout=ASK_TIMEOUT_SECONDS)
-        except SiteUnreachable as exc:
-            log.debug("site did not answer", extra={"url": url, "error": str(exc)})
-            return None
-
-    async def _confirm(self, claimed: SiteStateOut, urls: dict[str, str]) -> SiteStateOut | None:
-        if claimed.role == "primary":
-            return claimed
-        url = urls.get(claimed.primary_site)
-        if url is None:
-            return None
-        answer = await self._ask(url)
-        if answer is None or answer.role != "primary" or answer.epoch < claimed.epoch:
-            return None
-        return answer
+    async def _ask(self, name: str, url: str) -> SiteStateOut | None:
+        """The site's answer, if it gave one and it is the site this registry names there."""
+        answer = await ask(self._sites, url)
+        return answer if answer is not None and answer.site == name else None
 
     async def _run(self) -> None:
         while True:

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from geogit.common.primary_client import PrimaryUnavailable
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.internal_api.clients.sites import SitesClient, SiteUnreachable
 from geogit.internal_api.db import SessionMaker
@@ -173,7 +174,7 @@ class Promotions:
     async def _target(self, session: AsyncSession, site_id: int) -> GeoSite:
         site = await session.get(GeoSite, site_id)
         if site is None:
-            raise PromotionError(404, "404 Geo Site Not Found")
+            raise PromotionError(404, "no such Geo Site")
         if site.name != self._site_name:
             raise PromotionError(
                 409, f"site {site.name!r} is not this site ({self._site_name}): ask it directly"
@@ -198,7 +199,13 @@ class Promotions:
                 candidate = _Candidate(site, state.epoch, state.primary_url)
             if mode == "planned":
                 await self._drain_primary(candidate, timeout_seconds)
-            epoch, after_seq = await self._become_primary(candidate, mode)
+                try:
+                    epoch, after_seq = await self._become_primary(candidate, mode)
+                except BaseException:
+                    await self._abort_maintenance(candidate.primary_url)
+                    raise
+            else:
+                epoch, after_seq = await self._become_primary(candidate, mode)
         await self._refresh()
         followers = await self._tell_followers(epoch, after_seq, candidate.site)
         log.warning(
@@ -257,7 +264,11 @@ class Promotions:
     async def _wait_until_current(self, last_global_seq: int, timeout_seconds: float) -> None:
         deadline = time.monotonic() + timeout_seconds
         while True:
-            await self._catch_up()
+            try:
+                await self._catch_up()
+            except PrimaryUnavailable as exc:
+                if time.monotonic() > deadline:
+                    raise PromotionError(503, f"the primary's event store: {exc}") from exc
             async with self._sessions() as session:
                 position = await _position(session)
                 behind, count = await _projects_behind(session)
@@ -272,6 +283,12 @@ class Promotions:
             state = await site_state.lock_for_update(session)
             if state.role != "secondary":
                 raise PromotionError(409, f"this site is already {state.role}")
+            if state.epoch != candidate.epoch or state.primary_url != candidate.primary_url:
+                raise PromotionError(
+                    409,
+                    f"this site followed {state.primary_site} at epoch {state.epoch} meanwhile;"
+                    " look again before promoting",
+                )
             if state.rollback_after_seq is not None:
                 raise PromotionError(409, "this site is rolling back its read model; retry soon")
             feed = await lock_feed(session)
@@ -283,7 +300,7 @@ class Promotions:
             state.fenced_at, state.updated_at = None, utcnow()
             await epochs.record(session, epoch, candidate.site.name, after_seq)
             await mark_primary(session, candidate.site.name)
-            await _take_over_ids(session)
+            await _take_over_ids(session, after_seq)
             await session.execute(delete(ReplicaRegistry))
             await self._outbox.append(
                 session,
@@ -375,12 +392,15 @@ def _waiting_for(position: int, last: int, behind: list[ProjectBehind], count: i
     return "timed out waiting for the candidate to be current: " + "; ".join(waits)
 
 
-async def _take_over_ids(session: AsyncSession) -> None:
-    """Rows arrived with the old primary's ids; new ones continue after them."""
+async def _take_over_ids(session: AsyncSession, after_seq: int) -> None:
+    """Rows arrived with the old primary's ids; new ones continue after them (and the outbox
+    after the last event this site applied, whatever its mirror holds)."""
     for table in _ID_TABLES:
+        floor = after_seq if table == "outbox" else 0
         await session.execute(
             text(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
-                f" COALESCE((SELECT max(id) FROM {table}), 0) + 1, false)"
-            )
+                f" GREATEST(COALESCE((SELECT max(id) FROM {table}), 0), :floor) + 1, false)"
+            ),
+            {"floor": floor},
         )

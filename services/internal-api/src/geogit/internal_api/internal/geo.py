@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from google.protobuf.message import DecodeError
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -28,8 +28,8 @@ from geogit.common.internal_api import (
 )
 from geogit.common.paths import InvalidPathError
 from geogit.common.proto.events.v1 import replication_pb2
-from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep
-from geogit.internal_api.errors import bad_request, not_found
+from geogit.internal_api.deps import InternalCaller, Services, ServicesDep, SessionDep
+from geogit.internal_api.errors import ApiError, bad_request, not_found
 from geogit.internal_api.geo.freshness import feed_is_current
 from geogit.internal_api.geo.routing import floor_for_unknown, refresh_min_seq
 from geogit.internal_api.lookup import project_by_path
@@ -93,7 +93,17 @@ async def replicables(
     )
 
 
-@router.get("/replicables/{project_id}", response_model=Replicable)
+async def _replicating(services: Services) -> None:
+    """A primary's repositories are the originals: a replicator that has not yet seen this site
+    promoted must not fetch over them (with prune) from the old primary (DESIGN §10)."""
+    if not services.authority.current.is_secondary:
+        raise ApiError(409, "409 Conflict - this site is the primary: nothing to replicate")
+
+
+Replicating = Depends(_replicating)
+
+
+@router.get("/replicables/{project_id}", response_model=Replicable, dependencies=[Replicating])
 async def replicable(project_id: Id, session: SessionDep) -> Replicable:
     project = await session.get(Project, project_id)
     if project is None:
@@ -101,7 +111,7 @@ async def replicable(project_id: Id, session: SessionDep) -> Replicable:
     return _replicable(project, await session.get(ReplicaRegistry, project_id))
 
 
-@router.put("/registry/{project_id}", status_code=204)
+@router.put("/registry/{project_id}", status_code=204, dependencies=[Replicating])
 async def save_registry(project_id: Id, entry: RegistryEntry, session: SessionDep) -> Response:
     values = entry.model_dump() | {"updated_at": utcnow()}
     statement = insert(ReplicaRegistry).values(project_id=project_id, **values)

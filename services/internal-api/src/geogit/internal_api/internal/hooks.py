@@ -36,7 +36,6 @@ from geogit.internal_api.errors import ApiError, bad_request
 from geogit.internal_api.events import project_events
 from geogit.internal_api.events.outbox import Outbox, project_aggregate
 from geogit.internal_api.geo import maintenance
-from geogit.internal_api.geo.site_state import WriteRefused
 from geogit.internal_api.lookup import project_by_gl_repository
 from geogit.internal_api.models import Project
 from geogit.internal_api.repositories.changes import parse_changes
@@ -57,10 +56,7 @@ async def _project(session: AsyncSession, gl_repository: str) -> Project:
 async def pre_receive(body: PreReceiveRequest, session: SessionDep) -> PreReceiveResponse:
     """The push is counted until post-receive: a planned failover waits for it to land."""
     project = await _project(session, body.gl_repository)
-    try:
-        await maintenance.push_started(session, project.id)
-    except WriteRefused as refused:
-        raise ApiError(refused.status, refused.message) from refused
+    await maintenance.push_started(session, project.id)
     await session.commit()
     return PreReceiveResponse(reference_counter_increased=True)
 
@@ -110,18 +106,15 @@ async def _record_push(
         checksum=checksum,
         pushed_at=_timestamp(pushed_at),
     )
-    try:
-        await outbox.append(
-            session,
-            event,
-            aggregate_id=project_aggregate(project.id),
-            aggregate_seq=seq,
-            during_maintenance=True,
-        )
-        if new_default is not None:
-            await project_events.updated(session, outbox, project, during_maintenance=True)
-    except WriteRefused as refused:
-        raise ApiError(refused.status, refused.message) from refused
+    await outbox.append(
+        session,
+        event,
+        aggregate_id=project_aggregate(project.id),
+        aggregate_seq=seq,
+        during_maintenance=True,
+    )
+    if new_default is not None:
+        await project_events.updated(session, outbox, project, during_maintenance=True)
     await maintenance.push_finished(session, project.id)
     await session.commit()
     # No "create a merge request" hint: geogit has no merge request page to point at, and

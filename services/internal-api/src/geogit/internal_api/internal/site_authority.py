@@ -24,14 +24,16 @@ from geogit.internal_api.geo import epochs, maintenance, site_state
 from geogit.internal_api.geo.auth import GeoGate
 from geogit.internal_api.geo.coordination import (
     DrainedOut,
+    EpochOut,
     FollowIn,
     FollowOut,
     MaintenanceIn,
     MaintenanceOut,
     SiteStateOut,
 )
-from geogit.internal_api.geo.follow import EpochConflict, NewPrimary, follow
+from geogit.internal_api.geo.follow import EpochConflict, follow
 from geogit.internal_api.geo.maintenance import MaintenanceRefused
+from geogit.internal_api.geo.peers import confirmed_primary
 from geogit.internal_api.models import GeoEventFeed, GeoSite, OutboxEvent
 
 router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
@@ -77,7 +79,7 @@ async def get_site_state(
         site=me,
         role="primary" if state.role == "primary" else "secondary",
         epoch=state.epoch,
-        epoch_after_seq=dict(history.epochs).get(state.epoch, 0),
+        epoch_after_seq=next((e.after_seq for e in history.epochs if e.epoch == state.epoch), 0),
         primary_site=state.primary_site,
         primary_url=state.primary_url,
         maintenance=(
@@ -87,18 +89,31 @@ async def get_site_state(
         ),
         fenced=state.fenced_at is not None,
         last_global_seq=int(last or 0),
+        epochs=[
+            EpochOut(epoch=e.epoch, after_seq=e.after_seq, primary_site=e.primary_site)
+            for e in history.epochs
+        ],
     )
 
 
 @router.post("/follow", response_model=FollowOut)
-async def post_follow(body: FollowIn, claims: GeoGate, services: ServicesDep) -> FollowOut:
+async def post_follow(
+    body: FollowIn, claims: GeoGate, services: ServicesDep, session: SessionDep
+) -> FollowOut:
+    """Believed only once the announcing site, asked at the address this site's registry holds
+    for it, says itself that it is primary at that epoch from that sequence."""
     if claims is None or claims.scope != "site":
         raise unauthorized()
     if claims.site != body.primary_site or claims.epoch != body.epoch:
         raise forbidden(
             f"only {body.primary_site} itself, at epoch {body.epoch}, can announce its epoch"
         )
-    new = NewPrimary(body.epoch, body.after_seq, body.primary_site, body.primary_url)
+    url = await session.scalar(select(GeoSite.url).where(GeoSite.name == body.primary_site))
+    if url is None:
+        raise forbidden(f"site {body.primary_site!r} is not registered here")
+    new = await confirmed_primary(services.geo.sites, body.primary_site, url)
+    if new is None or (new.epoch, new.after_seq) != (body.epoch, body.after_seq):
+        raise ApiError(409, f"409 Conflict - {body.primary_site} does not confirm {body}")
     try:
         followed = await follow(services.sessions, new)
     except EpochConflict as exc:
@@ -120,16 +135,26 @@ async def enter_maintenance(
         raise ApiError(
             409, f"409 Conflict - {caller.site} is at epoch {caller.epoch}, this site at {epoch}"
         )
+    await maintenance.begin(services.sessions, body.target)
+    await services.authority.refresh()
     try:
-        await maintenance.begin(services.sessions, body.target)
-        await services.authority.refresh()
         return await maintenance.drain(services.sessions, body.drain_timeout_seconds)
-    except MaintenanceRefused as refused:
-        raise ApiError(refused.status, refused.message) from refused
+    except MaintenanceRefused:
+        # The candidate gives up too: the primary must not stay read-only with no one to
+        # end it.
+        await maintenance.leave(services.sessions)
+        await services.authority.refresh()
+        raise
 
 
 @router.delete("/maintenance", status_code=204)
-async def leave_maintenance(_: SiteOrAdmin, services: ServicesDep) -> Response:
+async def leave_maintenance(caller: SiteOrAdmin, services: ServicesDep) -> Response:
+    """Only the site being failed to, at this site's epoch, or an admin, ends it."""
+    authority = services.authority.current
+    if caller is not None and (
+        caller.site != authority.maintenance_target or caller.epoch != authority.epoch
+    ):
+        raise forbidden(f"site {caller.site!r} at epoch {caller.epoch} cannot end this maintenance")
     await maintenance.leave(services.sessions)
     await services.authority.refresh()
     return Response(status_code=204)
