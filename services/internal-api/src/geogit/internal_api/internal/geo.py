@@ -28,7 +28,7 @@ from geogit.common.internal_api import (
 )
 from geogit.common.paths import InvalidPathError
 from geogit.common.proto.events.v1 import replication_pb2
-from geogit.internal_api.deps import InternalCaller, Services, ServicesDep, SessionDep
+from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep
 from geogit.internal_api.errors import ApiError, bad_request, not_found
 from geogit.internal_api.geo.freshness import feed_is_current
 from geogit.internal_api.geo.routing import floor_for_unknown, refresh_min_seq
@@ -93,7 +93,7 @@ async def replicables(
     )
 
 
-async def _replicating(services: Services) -> None:
+async def _replicating(services: ServicesDep) -> None:
     """A primary's repositories are the originals: a replicator that has not yet seen this site
     promoted must not fetch over them (with prune) from the old primary (DESIGN §10)."""
     if not services.authority.current.is_secondary:
