@@ -246,7 +246,7 @@ def test_planned_failover_under_load_loses_nothing_and_fails_back(
         site_id = site_state(site, token)["site_id"]
         status = api.call("GET", f"/geo/sites/{site_id}/status")
         role = "primary" if site is primary else "secondary"
-        assert (status["role"], status["epoch"], status["maintenance"]) == (role, 3, None)
+        assert (status["role"], status["epoch"], status["maintenance"]) == (role, 3, None), status
         assert status["reachable"] and status["sequence_gap"] >= 0, status
 
 

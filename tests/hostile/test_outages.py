@@ -262,7 +262,15 @@ def _status_on_primary(primary: Site, secondary: Site, project_id: int) -> dict[
 
 
 def _seq(primary: Site, project_id: int) -> int:
-    seq: int = internal(primary, f"/geo/replicables/{project_id}").json()["seq"]
+    """The project's repository sequence on the primary (its replicables are a secondary's)."""
+    token = issue_token(primary.secrets.internal_api_secret, "tests", INTERNAL_API_AUDIENCE)
+    response = httpx.get(
+        f"{primary.internal_api_url}/api/v4/geo/projects/{project_id}/repository",
+        headers={API_REQUEST_HEADER: token},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    seq: int = response.json()["seq"]
     return seq
 
 

@@ -107,6 +107,7 @@ _CLIENT_FAULTS = re.compile(
     r"the remote end hung up unexpectedly|protocol error: bad line length"
     # upload-pack.c (v0 and v2 fetch): wants, haves, shallow and deepen lines.
     r"|git upload-pack: (?:protocol error|not our ref|expected SHA1|deepen and deepen-since"
+    r"|ambiguous deepen-not"
     r"|filtering capability not negotiated)"
     r"|Invalid deepen|invalid shallow line|invalid filter-spec|expected flush after"
     # serve.c and ls-refs.c (protocol v2): commands, capabilities and arguments.
