@@ -23,6 +23,7 @@ candidate's front door as `geogit geo promote` drives it.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -84,6 +85,7 @@ SETTLE_TIMEOUT_S = 180.0
 PUSH_TIMEOUT_S = 60.0  # a push that hangs longer counts as refused
 REPLICA_TIMEOUT_S = 300.0
 MESSAGE_CHARS = 200
+COMMIT_ID = re.compile(r"\b[0-9a-f]{40}\b")
 FAILOVER_ENV = {"GEOGIT_GEO_PEER_CHECK_SECONDS": "1", "GEOGIT_SITE_POLL_SECONDS": "1"}
 LOGS_KEPT = CACHE_DIR / "failover-logs"  # the sites' logs of the last run
 
@@ -188,10 +190,12 @@ class PushRecord:
 
 def refusal(stderr: str, secret: str) -> str:
     """What git said about a refused push, on one short line: the remote's and git's own
-    errors, without the `To <url>` line or the credentials."""
+    errors, without the `To <url>` line, the credentials or the commit id (so that refusals
+    of one kind read alike)."""
+    text = COMMIT_ID.sub("<commit>", stderr.replace(secret, "***"))
     lines = [
         line.strip()
-        for line in stderr.replace(secret, "***").splitlines()
+        for line in text.splitlines()
         if line.strip() and not line.startswith(("To ", "hint:"))
     ]
     return " | ".join(lines)[:MESSAGE_CHARS] or "(no message)"
@@ -539,16 +543,46 @@ def wait_first_ack(p: Pusher, timeout: float) -> PushRecord:
     return p.acknowledged[0]
 
 
-def lost_pushes(
-    site: Site, clients: Sequence[Pusher], projects: Sequence[GeoProject]
-) -> list[PushRecord]:
-    """Acknowledged pushes whose commit no branch of the site's repository holds."""
-    return [
-        r
+def loss(
+    site: Site, clients: Sequence[Pusher], projects: Sequence[GeoProject], killed: float
+) -> dict[str, Any]:
+    """Acknowledged pushes whose commit no branch of the new primary's repository holds: what
+    the RPO cost, with how long before the kill each was acknowledged (the replicas' lag)."""
+    lost = [
+        (p.name, r)
         for p, project in zip(clients, projects, strict=True)
         for r in p.acknowledged
         if not on_branch(site, project.id, r.commit)
     ]
+    return {
+        "lost_acknowledged": len(lost),
+        "lost_oldest_before_kill_s": round(
+            max((killed - r.finished for _, r in lost), default=0), 2
+        ),
+        "lost": [
+            {
+                "client": name,
+                "commit": r.commit,
+                "acked_s_before_kill": round(killed - r.finished, 2),
+            }
+            for name, r in lost[:10]
+        ],
+    }
+
+
+def pushes_around(clients: Sequence[Pusher], killed: float) -> dict[str, Any]:
+    """The pushers' record: acknowledged, refused before the kill (a refusal there is the
+    system's, not the kill's) with their messages, and cut off by the kill."""
+    records = [r for p in clients for r in p.records]
+    before = [r for r in records if not r.ok and r.finished < killed]
+    return {
+        "pushes": len(records),
+        "acknowledged": sum(r.ok for r in records),
+        "acknowledged_after_kill": sum(r.ok and r.finished >= killed for r in records),
+        "refused_before_kill": len(before),
+        "refused_before_kill_messages": sorted({r.message for r in before}),
+        "cut_by_kill": sum(not r.ok and r.started < killed <= r.finished for r in records),
+    }
 
 
 def measure_unplanned(
@@ -574,18 +608,16 @@ def measure_unplanned(
                 result = promote(d.first, d.token, "force")
                 promoted = time.monotonic()
                 recovered = wait_first_ack(probe, SETTLE_TIMEOUT_S)
-    lost = lost_pushes(d.first, clients, projects)
-    acked = [r for p in clients for r in p.acknowledged]
     return {
         "pushers": count,
         "pushing_s": seconds,
         "killed_at": datetime.fromtimestamp(killed_at, UTC).isoformat(timespec="milliseconds"),
-        "pushes": sum(len(p.records) for p in clients),
-        "acknowledged": len(acked),
-        "acknowledged_after_kill": sum(r.finished > killed for r in acked),
+        **pushes_around(clients, killed),
         "gap": preview.gap,
         "candidate_seq": preview.candidate_seq,
         "highest_seen_seq": preview.highest_seen_seq,
+        "projects_behind": len(preview.projects_behind),
+        "projects_behind_sample": [b.model_dump() for b in preview.projects_behind[:5]],
         "preview_sites": [s.model_dump() for s in preview.sites],
         "preview_answered_s": round(previewed - killed, 2),
         "promote_answered_s": round(promoted - killed, 2),
@@ -593,10 +625,7 @@ def measure_unplanned(
         "epoch": result.epoch,
         "after_seq": result.after_seq,
         "followers": [f.model_dump() for f in result.followers],
-        "lost_acknowledged": len(lost),
-        "lost_oldest_before_kill_s": round(killed - min(r.finished for r in lost), 2)
-        if lost
-        else 0.0,
+        **loss(d.first, clients, projects, killed),
         "first_ack_after_kill_s": round(recovered.finished - killed, 2),
         "probe": unavailability(probe),
     }
@@ -618,6 +647,7 @@ def run_sites(options: Options) -> dict[str, Any]:
     """Both scenarios on one deployment: the unplanned one starts after the fail back, with
     the original layout again (epoch 3), and ends it (the primary is killed)."""
     quick = options.quick
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)  # no cached repository made it
     with (
         tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="failover-") as tmp,
         failover_sites(Path(tmp)) as d,
@@ -757,6 +787,7 @@ def report_unplanned(u: Mapping[str, Any]) -> None:
         ["", "value"],
         [
             ["force preview: gap (RPO, events)", str(u["gap"])],
+            ["force preview: projects whose replica is behind", str(u["projects_behind"])],
             [
                 "force preview: candidate_seq / highest_seen_seq",
                 f"{u['candidate_seq']} / {u['highest_seen_seq']}",
@@ -780,3 +811,13 @@ def report_unplanned(u: Mapping[str, Any]) -> None:
         for f in u["followers"]
     )
     print(f"epoch {u['epoch']} after seq {u['after_seq']}; {followers}")
+    print(
+        f"pushes refused before the kill: {u['refused_before_kill']}"
+        f" {u['refused_before_kill_messages']}; cut off by the kill: {u['cut_by_kill']};"
+        f" acknowledged after the kill: {u['acknowledged_after_kill']}"
+    )
+    for lost in u["lost"]:
+        print(
+            f"  lost: {lost['client']} {lost['commit'][:12]}, acknowledged"
+            f" {lost['acked_s_before_kill']:.2f} s before the kill"
+        )
