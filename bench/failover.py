@@ -55,6 +55,7 @@ from bench.geo import (
     advertised,
     checked_git,
     commit_on,
+    distribution_ms,
     git_client,
     new_account,
     run_git,
@@ -298,6 +299,7 @@ def unavailability(p: Pusher) -> dict[str, Any]:
         "acknowledged": len(p.acknowledged),
         "refused": len(refused),
         "unavailable_s": None if window is None else round(window, 2),
+        "acknowledged_push_ms": distribution_ms([r.finished - r.started for r in p.acknowledged]),
         "messages": sorted({r.message for r in refused}),
     }
 
@@ -582,6 +584,8 @@ def pushes_around(clients: Sequence[Pusher], killed: float) -> dict[str, Any]:
         "refused_before_kill": len(before),
         "refused_before_kill_messages": sorted({r.message for r in before}),
         "cut_by_kill": sum(not r.ok and r.started < killed <= r.finished for r in records),
+        "started_after_kill": sum(r.started >= killed for r in records),
+        "acknowledged_push_ms": distribution_ms([r.finished - r.started for r in records if r.ok]),
     }
 
 
@@ -600,6 +604,7 @@ def measure_unplanned(
             time.sleep(seconds)
             killed, killed_at = time.monotonic(), time.time()
             d.primary.stop(kill=True)
+            kill_s = time.monotonic() - killed
             for c in clients:  # joined on the way out, while the candidate is asked
                 c.halt()
             with pushing([probe]):
@@ -612,6 +617,7 @@ def measure_unplanned(
         "pushers": count,
         "pushing_s": seconds,
         "killed_at": datetime.fromtimestamp(killed_at, UTC).isoformat(timespec="milliseconds"),
+        "kill_s": round(kill_s, 2),
         **pushes_around(clients, killed),
         "gap": preview.gap,
         "candidate_seq": preview.candidate_seq,
@@ -740,7 +746,15 @@ def report_planned(switches: Sequence[dict[str, Any]], projects: int, t: Mapping
     )
     print()
     print_table(
-        ["switch", "client", "pushes", "acked", "refused", "unavailable s"],
+        [
+            "switch",
+            "client",
+            "pushes",
+            "acked",
+            "refused",
+            "unavailable s",
+            "acked push ms p50/max",
+        ],
         [
             [
                 s["label"],
@@ -749,6 +763,7 @@ def report_planned(switches: Sequence[dict[str, Any]], projects: int, t: Mapping
                 str(c["acknowledged"]),
                 str(c["refused"]),
                 "never recovered" if c["unavailable_s"] is None else f"{c['unavailable_s']:.2f}",
+                push_ms(c["acknowledged_push_ms"]),
             ]
             for s in switches
             for c in s["clients"]
@@ -775,6 +790,10 @@ def report_planned(switches: Sequence[dict[str, Any]], projects: int, t: Mapping
         f" {resynced['target']}: {verdict(resynced['met'])}); lost acknowledged {lost['worst']}"
         f" (target {lost['target']}: {verdict(lost['met'])})\n"
     )
+
+
+def push_ms(d: Mapping[str, float]) -> str:
+    return f"{d['p50']:.0f}/{d['max']:.0f}" if d else ""
 
 
 def report_unplanned(u: Mapping[str, Any]) -> None:
@@ -814,7 +833,9 @@ def report_unplanned(u: Mapping[str, Any]) -> None:
     print(
         f"pushes refused before the kill: {u['refused_before_kill']}"
         f" {u['refused_before_kill_messages']}; cut off by the kill: {u['cut_by_kill']};"
-        f" acknowledged after the kill: {u['acknowledged_after_kill']}"
+        f" started after it (before the pushers stopped): {u['started_after_kill']};"
+        f" acknowledged after it: {u['acknowledged_after_kill']}; acknowledged push ms"
+        f" p50/max {push_ms(u['acknowledged_push_ms'])}; the kill took {u['kill_s']:.2f} s"
     )
     for lost in u["lost"]:
         print(
