@@ -549,7 +549,9 @@ def loss(
     site: Site, clients: Sequence[Pusher], projects: Sequence[GeoProject], killed: float
 ) -> dict[str, Any]:
     """Acknowledged pushes whose commit no branch of the new primary's repository holds: what
-    the RPO cost, with how long before the kill each was acknowledged (the replicas' lag)."""
+    the RPO cost, with how long before the kill began each was acknowledged (the replicas'
+    lag; the kill signals the site's services one after the other, so a push may still be
+    acknowledged while it runs)."""
     lost = [
         (p.name, r)
         for p, project in zip(clients, projects, strict=True)
@@ -816,7 +818,7 @@ def report_unplanned(u: Mapping[str, Any]) -> None:
             ["promote's waited_seconds", f"{u['waited_seconds']:.2f}"],
             ["acknowledged pushes lost (not on secondary-1)", str(u["lost_acknowledged"])],
             [
-                "oldest lost push, acknowledged s before the kill",
+                "oldest lost push, acknowledged s before the kill began",
                 f"{u['lost_oldest_before_kill_s']:.2f}",
             ],
             [
@@ -840,5 +842,5 @@ def report_unplanned(u: Mapping[str, Any]) -> None:
     for lost in u["lost"]:
         print(
             f"  lost: {lost['client']} {lost['commit'][:12]}, acknowledged"
-            f" {lost['acked_s_before_kill']:.2f} s before the kill"
+            f" {lost['acked_s_before_kill']:.2f} s before the kill began (< 0: while it ran)"
         )
