@@ -83,6 +83,7 @@ STATE_POLL_S = 0.02  # how often the watcher asks the candidate what it is
 WARM_S = 3.0  # pushes acknowledged as usual before the promotion
 SETTLED_S = 2.0  # pushes kept going once every client had one acknowledged after the switch
 SETTLE_TIMEOUT_S = 180.0
+AGREE_TIMEOUT_S = 60.0  # (2): how long the surviving sites are given to agree
 PUSH_TIMEOUT_S = 60.0  # a push that hangs longer counts as refused
 REPLICA_TIMEOUT_S = 300.0
 MESSAGE_CHARS = 200
@@ -358,6 +359,11 @@ class RoleWatch:
         self._stop.set()
         self._thread.join()
 
+    def wait_agreed(self, timeout: float) -> None:
+        """Until every site agrees or `timeout` passes: sites that never agree are a finding
+        to report (`agreed` stays None), not a reason to stop the run."""
+        self._thread.join(timeout)
+
     def _run(self) -> None:
         with ExitStack() as stack:
             apis = [stack.enter_context(admin(s, self.token, timeout=5)) for s in self.sites]
@@ -546,22 +552,24 @@ def wait_first_ack(p: Pusher, timeout: float) -> PushRecord:
 
 
 def loss(
-    site: Site, clients: Sequence[Pusher], projects: Sequence[GeoProject], killed: float
+    d: Deployment, clients: Sequence[Pusher], projects: Sequence[GeoProject], killed: float
 ) -> dict[str, Any]:
-    """Acknowledged pushes whose commit no branch of the new primary's repository holds: what
-    the RPO cost, with how long before the kill began each was acknowledged (the replicas'
-    lag; the kill signals the site's services one after the other, so a push may still be
-    acknowledged while it runs)."""
+    """Acknowledged pushes whose commit no branch of the new primary's (secondary-1's)
+    repository holds: what the RPO cost, with how long before the kill began each was
+    acknowledged (the replicas' lag; the kill signals the site's services one after the other,
+    so a push may still be acknowledged while it runs), and how many of them secondary-2's
+    replica holds (kept there under refs/geogit/diverged/ once it rolls back, DESIGN §10)."""
     lost = [
-        (p.name, r)
+        (p.name, project, r)
         for p, project in zip(clients, projects, strict=True)
         for r in p.acknowledged
-        if not on_branch(site, project.id, r.commit)
+        if not on_branch(d.first, project.id, r.commit)
     ]
     return {
         "lost_acknowledged": len(lost),
+        "lost_on_secondary_2": sum(on_branch(d.second, pr.id, r.commit) for _, pr, r in lost),
         "lost_oldest_before_kill_s": round(
-            max((killed - r.finished for _, r in lost), default=0), 2
+            max((killed - r.finished for _, _, r in lost), default=0), 2
         ),
         "lost": [
             {
@@ -569,7 +577,7 @@ def loss(
                 "commit": r.commit,
                 "acked_s_before_kill": round(killed - r.finished, 2),
             }
-            for name, r in lost[:10]
+            for name, _, r in lost[:10]
         ],
     }
 
@@ -591,6 +599,10 @@ def pushes_around(clients: Sequence[Pusher], killed: float) -> dict[str, Any]:
     }
 
 
+def since(moment: float | None, origin: float) -> float | None:
+    return None if moment is None else round(moment - origin, 2)
+
+
 def measure_unplanned(
     api: AdminApi, owner: Account, d: Deployment, count: int, seconds: float, work: Path
 ) -> dict[str, Any]:
@@ -609,12 +621,13 @@ def measure_unplanned(
             kill_s = time.monotonic() - killed
             for c in clients:  # joined on the way out, while the candidate is asked
                 c.halt()
-            with pushing([probe]):
+            with RoleWatch(d.first, [d.first, d.second], d.token) as watch, pushing([probe]):
                 preview = candidate.promotion_preview(first_id, "force")
                 previewed = time.monotonic()
                 result = promote(d.first, d.token, "force")
                 promoted = time.monotonic()
                 recovered = wait_first_ack(probe, SETTLE_TIMEOUT_S)
+                watch.wait_agreed(AGREE_TIMEOUT_S)
     return {
         "pushers": count,
         "pushing_s": seconds,
@@ -633,8 +646,10 @@ def measure_unplanned(
         "epoch": result.epoch,
         "after_seq": result.after_seq,
         "followers": [f.model_dump() for f in result.followers],
-        **loss(d.first, clients, projects, killed),
+        **loss(d, clients, projects, killed),
         "first_ack_after_kill_s": round(recovered.finished - killed, 2),
+        "became_primary_s": since(watch.became_primary, killed),
+        "survivors_agree_s": since(watch.agreed, killed),
         "probe": unavailability(probe),
     }
 
@@ -779,7 +794,8 @@ def report_planned(switches: Sequence[dict[str, Any]], projects: int, t: Mapping
             f"{s['label']}: lost acknowledged pushes {s['lost_acknowledged']};"
             f" {s['follower']}: {s['resynced']} replicas re-synced from scratch,"
             f" {s['replicate_rpcs']} ReplicateRepository RPCs, caught up"
-            f" {s['follower_caught_up_s']:.1f} s after the clients stopped"
+            f" {s['follower_caught_up_s']:.1f} s after the clients stopped;"
+            f" epoch {s['epoch']} after seq {s['after_seq']}; {followed(s['followers'])}"
         )
     failover, resynced, lost = (
         t["failover_s"],
@@ -792,6 +808,18 @@ def report_planned(switches: Sequence[dict[str, Any]], projects: int, t: Mapping
         f" {resynced['target']}: {verdict(resynced['met'])}); lost acknowledged {lost['worst']}"
         f" (target {lost['target']}: {verdict(lost['met'])})\n"
     )
+
+
+def followed(followers: Sequence[Mapping[str, Any]]) -> str:
+    """The promotion's own word on each other site."""
+    return ", ".join(
+        f"{f['site']} {'followed' if f['followed'] else 'did not follow: ' + f['error']}"
+        for f in followers
+    )
+
+
+def seconds(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else f"not within {AGREE_TIMEOUT_S:.0f} s"
 
 
 def push_ms(d: Mapping[str, float]) -> str:
@@ -816,7 +844,10 @@ def report_unplanned(u: Mapping[str, Any]) -> None:
             ["preview answered, s after the kill", f"{u['preview_answered_s']:.2f}"],
             ["promote answered, s after the kill", f"{u['promote_answered_s']:.2f}"],
             ["promote's waited_seconds", f"{u['waited_seconds']:.2f}"],
+            ["secondary-1 says it is primary, s after the kill", seconds(u["became_primary_s"])],
+            ["secondary-1 and -2 agree on it, s after the kill", seconds(u["survivors_agree_s"])],
             ["acknowledged pushes lost (not on secondary-1)", str(u["lost_acknowledged"])],
+            ["of those, held by secondary-2's replica", str(u["lost_on_secondary_2"])],
             [
                 "oldest lost push, acknowledged s before the kill began",
                 f"{u['lost_oldest_before_kill_s']:.2f}",
@@ -827,11 +858,7 @@ def report_unplanned(u: Mapping[str, Any]) -> None:
             ],
         ],
     )
-    followers = ", ".join(
-        f"{f['site']} {'followed' if f['followed'] else 'did not follow: ' + f['error']}"
-        for f in u["followers"]
-    )
-    print(f"epoch {u['epoch']} after seq {u['after_seq']}; {followers}")
+    print(f"epoch {u['epoch']} after seq {u['after_seq']}; {followed(u['followers'])}")
     print(
         f"pushes refused before the kill: {u['refused_before_kill']}"
         f" {u['refused_before_kill_messages']}; cut off by the kill: {u['cut_by_kill']};"
