@@ -23,15 +23,12 @@ candidate's front door as `geogit geo promote` drives it.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +39,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.common import (
     CACHE_DIR,
     Options,
-    clean_env,
     git,
     log,
     print_foreign_warning,
@@ -54,7 +50,6 @@ from bench.geo import (
     GeoProject,
     advertised,
     checked_git,
-    commit_on,
     distribution_ms,
     git_client,
     new_account,
@@ -62,11 +57,12 @@ from bench.geo import (
     seeded_project,
     wait_state,
 )
+from bench.promotion import RoleWatch, admin, promote
+from bench.pushers import Pusher, pusher, pushing, unavailability, wait_first_ack
 from bench.sites import kept_logs
 from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
-from geogit.devstack.api import AdminApi, ApiError
-from geogit.devstack.geo_models import PromotionMode, PromotionResult, SiteState
+from geogit.devstack.api import AdminApi
 from geogit.devstack.site import Site
 from geogit.devstack.testing import FAST_GEO, running_sites
 
@@ -78,16 +74,11 @@ RPO_PUSHERS, RPO_PUSHERS_QUICK = 20, 5
 RPO_PUSHING_S, RPO_PUSHING_S_QUICK = 10.0, 5.0
 HISTORY_COMMITS = 3  # each project's small pushed history
 CREATE_THREADS = 8  # project creation: enough to keep the primary busy, not swamped
-PUSH_INTERVAL_S = 0.1  # a pusher's pause between one push's end and the next one's start
-STATE_POLL_S = 0.02  # how often the watcher asks the candidate what it is
 WARM_S = 3.0  # pushes acknowledged as usual before the promotion
 SETTLED_S = 2.0  # pushes kept going once every client had one acknowledged after the switch
 SETTLE_TIMEOUT_S = 180.0
 AGREE_TIMEOUT_S = 60.0  # (2): how long the surviving sites are given to agree
-PUSH_TIMEOUT_S = 60.0  # a push that hangs longer counts as refused
 REPLICA_TIMEOUT_S = 300.0
-MESSAGE_CHARS = 200
-COMMIT_ID = re.compile(r"\b[0-9a-f]{40}\b")
 FAILOVER_ENV = {"GEOGIT_GEO_PEER_CHECK_SECONDS": "1", "GEOGIT_SITE_POLL_SECONDS": "1"}
 LOGS_KEPT = CACHE_DIR / "failover-logs"  # the sites' logs of the last run
 
@@ -174,218 +165,6 @@ def wait_serving(
             )
         time.sleep(0.2)
     return time.monotonic() - started
-
-
-# Pushing clients -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PushRecord:
-    """One push: its commit, when it started and ended (monotonic), and git's verdict."""
-
-    commit: str
-    started: float
-    finished: float
-    ok: bool
-    message: str = ""  # a refused push's trimmed stderr
-
-
-def refusal(stderr: str, secret: str) -> str:
-    """What git said about a refused push, on one short line: the remote's and git's own
-    errors, without the `To <url>` line, the credentials or the commit id (so that refusals
-    of one kind read alike)."""
-    text = COMMIT_ID.sub("<commit>", stderr.replace(secret, "***"))
-    lines = [
-        line.strip()
-        for line in text.splitlines()
-        if line.strip() and not line.startswith(("To ", "hint:"))
-    ]
-    return " | ".join(lines)[:MESSAGE_CHARS] or "(no message)"
-
-
-@dataclass
-class Pusher:
-    """A client pushing a new commit to its own branch (`+<commit>:refs/heads/<branch>`, a
-    forced push, so a refused round costs nothing to the next) through one site's URL every
-    PUSH_INTERVAL_S, in a thread, recording what git acknowledged (exit 0) and what it refused.
-    """
-
-    name: str
-    url: str
-    repo: Path
-    secret: str
-    records: list[PushRecord] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        checked_git("init", "-q", "--bare", str(self.repo))
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
-
-    def halt(self) -> None:
-        """Push no more after the current push; `stop` waits for it."""
-        self._stop.set()
-
-    def stop(self) -> None:
-        self.halt()
-        if self._thread is not None:
-            self._thread.join(PUSH_TIMEOUT_S * 2)
-
-    def _run(self) -> None:
-        parent: str | None = None
-        while not self._stop.is_set():
-            parent = commit_on(self.repo, parent, f"{self.name} {len(self.records) + 1}")
-            self.records.append(self._push(parent))
-            self._stop.wait(PUSH_INTERVAL_S)
-
-    def _push(self, commit: str) -> PushRecord:
-        argv = ["git", "--git-dir", str(self.repo), "push", "-q", self.url]
-        started = time.monotonic()
-        try:
-            done = subprocess.run(
-                [*argv, f"+{commit}:refs/heads/{self.name}"],
-                env=clean_env(),
-                capture_output=True,
-                text=True,
-                timeout=PUSH_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return PushRecord(commit, started, time.monotonic(), False, "timed out")
-        finished = time.monotonic()
-        if done.returncode == 0:
-            return PushRecord(commit, started, finished, True)
-        return PushRecord(commit, started, finished, False, refusal(done.stderr, self.secret))
-
-    @property
-    def acknowledged(self) -> list[PushRecord]:
-        return [r for r in self.records if r.ok]
-
-    @property
-    def refused(self) -> list[PushRecord]:
-        return [r for r in self.records if not r.ok]
-
-    def first_ack_after(self, moment: float) -> PushRecord | None:
-        """The first acknowledged push that started at or after `moment`."""
-        return next((r for r in self.acknowledged if r.started >= moment), None)
-
-
-def pusher(name: str, site: Site, project: GeoProject, owner: Account, work: Path) -> Pusher:
-    return Pusher(name, project.url(site, owner), work / f"{name}.git", owner.token)
-
-
-@contextmanager
-def pushing(pushers: Sequence[Pusher]) -> Iterator[None]:
-    """The pushers run for the block; they are stopped (and joined) however it ends."""
-    with ExitStack() as stack:
-        for p in pushers:
-            p.start()
-            stack.callback(p.stop)
-        yield
-
-
-def unavailability(p: Pusher) -> dict[str, Any]:
-    """From the start of the client's first refused push to the end of its next acknowledged
-    one (0 if never refused, None if it never recovered), its refusals and their messages."""
-    refused = p.refused
-    window: float | None = 0.0
-    if refused:
-        first = refused[0]
-        recovered = p.first_ack_after(first.started)
-        window = None if recovered is None else recovered.finished - first.started
-    return {
-        "client": p.name,
-        "pushes": len(p.records),
-        "acknowledged": len(p.acknowledged),
-        "refused": len(refused),
-        "unavailable_s": None if window is None else round(window, 2),
-        "acknowledged_push_ms": distribution_ms([r.finished - r.started for r in p.acknowledged]),
-        "messages": sorted({r.message for r in refused}),
-    }
-
-
-# The sites' authority ------------------------------------------------------------------------
-
-
-def admin(site: Site, token: str, timeout: float = 30.0) -> AdminApi:
-    return AdminApi(site.http_url, token, timeout=timeout)
-
-
-def state(api: AdminApi) -> SiteState | None:
-    """The site's own answer, or None while it does not give one (switching, or down)."""
-    try:
-        return api.site_state()
-    except ApiError:
-        return None
-
-
-def follows(seen: SiteState, primary: str) -> bool:
-    """The site is `primary` and says so, or it is a secondary of `primary`."""
-    if seen.site == primary:
-        return seen.role == "primary"
-    return seen.role == "secondary" and seen.primary_site == primary
-
-
-def agree_on(states: Sequence[SiteState | None], primary: str) -> bool:
-    """Every site answers, each one follows `primary`, all at one epoch."""
-    known = [s for s in states if s is not None]
-    return (
-        len(known) == len(states)
-        and all(follows(s, primary) for s in known)
-        and len({s.epoch for s in known}) == 1
-    )
-
-
-class RoleWatch:
-    """Polls the candidate's site_state every STATE_POLL_S in a thread and timestamps the
-    moment it says it is primary (pushes that start later count towards the failover time);
-    from then on it polls every site until all of them agree on the new primary."""
-
-    def __init__(self, candidate: Site, sites: Sequence[Site], token: str) -> None:
-        self.candidate = candidate
-        self.sites = sites
-        self.token = token
-        self.became_primary: float | None = None
-        self.agreed: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="role-watch", daemon=True)
-
-    def __enter__(self) -> RoleWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def wait_agreed(self, timeout: float) -> None:
-        """Until every site agrees or `timeout` passes: sites that never agree are a finding
-        to report (`agreed` stays None), not a reason to stop the run."""
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        with ExitStack() as stack:
-            apis = [stack.enter_context(admin(s, self.token, timeout=5)) for s in self.sites]
-            mine = apis[self.sites.index(self.candidate)]
-            while self.agreed is None and not self._stop.is_set():
-                if self.became_primary is None:
-                    seen = state(mine)
-                    if seen is not None and seen.role == "primary":
-                        self.became_primary = time.monotonic()
-                elif agree_on([state(api) for api in apis], self.candidate.name):
-                    self.agreed = time.monotonic()
-                self._stop.wait(STATE_POLL_S)
-
-
-def promote(site: Site, token: str, mode: PromotionMode) -> PromotionResult:
-    """POST promote on the candidate itself; a refusal stops the benchmark with its message."""
-    with admin(site, token) as api:
-        site_id = api.site_state().site_id
-        try:
-            return api.promote(site_id, mode)
-        except ApiError as exc:
-            raise RuntimeError(f"promotion of {site.name} ({mode}) failed: {exc}") from exc
 
 
 # Deployment and data -------------------------------------------------------------------------
@@ -537,18 +316,6 @@ def measure_planned(
 
 
 # (2) Unplanned failover ----------------------------------------------------------------------
-
-
-def wait_first_ack(p: Pusher, timeout: float) -> PushRecord:
-    """The pusher's first acknowledged push, waited for; none within `timeout` fails."""
-    deadline = time.monotonic() + timeout
-    while not p.acknowledged:
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"no push acknowledged through {p.name} after {timeout:.0f} s: {unavailability(p)}"
-            )
-        time.sleep(0.05)
-    return p.acknowledged[0]
 
 
 def loss(
