@@ -16,8 +16,9 @@ candidate's front door as `geogit geo promote` drives it.
     RPCs, the promotion's own wait and the time until every site agrees on the new primary.
 (2) unplanned failover: concurrent pushers through the primary's URL, the primary killed (-9)
     while they push, the force preview's gap (the RPO in events), the forced promotion, the
-    acknowledged pushes the new primary lacks (what that RPO costs), and the time from the
-    kill to the first push acknowledged through secondary-1.
+    acknowledged pushes the new primary lacks (what that RPO costs), when the surviving sites
+    agree on the new primary, and the time from the kill to the first push acknowledged
+    through secondary-1.
 """
 
 from __future__ import annotations
