@@ -325,8 +325,8 @@ def loss(
     """Acknowledged pushes whose commit no branch of the new primary's (secondary-1's)
     repository holds: what the RPO cost, with how long before the kill began each was
     acknowledged (the replicas' lag; the kill signals the site's services one after the other,
-    so a push may still be acknowledged while it runs), and how many of them secondary-2's
-    replica holds (kept there under refs/geogit/diverged/ once it rolls back, DESIGN §10)."""
+    so a push may still be acknowledged while it runs), and how many of them a branch of
+    secondary-2's replica holds at that moment (refs/geogit/diverged/ is not a branch)."""
     lost = [
         (p.name, project, r)
         for p, project in zip(clients, projects, strict=True)
@@ -615,7 +615,7 @@ def report_unplanned(u: Mapping[str, Any]) -> None:
             ["secondary-1 says it is primary, s after the kill", seconds(u["became_primary_s"])],
             ["secondary-1 and -2 agree on it, s after the kill", seconds(u["survivors_agree_s"])],
             ["acknowledged pushes lost (not on secondary-1)", str(u["lost_acknowledged"])],
-            ["of those, held by secondary-2's replica", str(u["lost_on_secondary_2"])],
+            ["of those, on a branch of secondary-2's replica", str(u["lost_on_secondary_2"])],
             [
                 "oldest lost push, acknowledged s before the kill began",
                 f"{u['lost_oldest_before_kill_s']:.2f}",
