@@ -66,7 +66,7 @@ from bench.common import (
     run_area,
     tree_cpu,
 )
-from bench.sites import rss_probe, site_process
+from bench.sites import kept_logs, rss_probe, site_process
 from geogit.common.tansu import TansuBroker
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issue_token
 from geogit.devstack.api import AdminApi
@@ -608,23 +608,36 @@ def with_overhead(c: dict[str, Any]) -> dict[str, Any]:
 # (d) Backfill of a new secondary ------------------------------------------------------------
 
 
+def seeded_project(
+    api: AdminApi, owner: Account, primary: Site, scratch: Path, name: str, commits: int = 1
+) -> tuple[GeoProject, str]:
+    """A new project with a history of `commits` small commits (made in the bare `scratch`
+    repository, which threads may share) pushed to its main branch; the project and its tip."""
+    project = new_project(api, owner, name)
+    sha: str | None = None
+    for index in range(commits):
+        sha = commit_on(scratch, sha, f"{name} commit {index + 1}")
+    assert sha is not None, "a project needs at least one commit"
+    checked_git(
+        "--git-dir", str(scratch), "push", "-q", project.url(primary, owner), f"{sha}:{MAIN}"
+    )
+    return project, sha
+
+
 def create_small_projects(
     api: AdminApi, owner: Account, primary: Site, count: int, work: Path
 ) -> float:
     """`count` projects, one small commit pushed to each, from a pool of threads; seconds."""
     scratch = work / "fill.git"
     checked_git("init", "-q", "--bare", str(scratch))
-
-    def create(index: int) -> None:
-        project = new_project(api, owner, f"fill-{index:04d}")
-        sha = commit_on(scratch, None, f"project {index}")
-        checked_git(
-            "--git-dir", str(scratch), "push", "-q", project.url(primary, owner), f"{sha}:{MAIN}"
-        )
-
     started = time.perf_counter()
     with ThreadPoolExecutor(CREATE_THREADS) as pool:
-        list(pool.map(create, range(count)))
+        list(
+            pool.map(
+                lambda i: seeded_project(api, owner, primary, scratch, f"fill-{i:04d}"),
+                range(count),
+            )
+        )
     return time.perf_counter() - started
 
 
@@ -772,17 +785,12 @@ def run(options: Options) -> dict[str, Any]:
 def geo_sites(tmp: Path) -> Iterator[tuple[Site, Site, str, str]]:
     """A broker of our own, the primary and one secondary; their logs are kept afterwards."""
     base = tmp / "sites"
-    try:
-        with (
-            TansuBroker() as broker,
-            running_sites(base, broker.bootstrap, secondaries=1) as (primary, (secondary,), admin),
-        ):
-            yield primary, secondary, admin.token, broker.bootstrap
-    finally:
-        if (base / "logs").is_dir():
-            shutil.rmtree(LOGS_KEPT, ignore_errors=True)
-            shutil.copytree(base / "logs", LOGS_KEPT)
-            log(f"site logs kept in {LOGS_KEPT}")
+    with (
+        kept_logs(base, LOGS_KEPT),
+        TansuBroker() as broker,
+        running_sites(base, broker.bootstrap, secondaries=1) as (primary, (secondary,), admin),
+    ):
+        yield primary, secondary, admin.token, broker.bootstrap
 
 
 def run_sites(options: Options, spec: RepoSpec) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import edge_clone, geo, ssh_clone, storage_clone
+from bench import edge_clone, failover, geo, ssh_clone, storage_clone
 from bench.common import Options, log, warn_if_busy, write_results
 
 AREAS: dict[str, Callable[[Options], dict[str, Any]]] = {
@@ -21,6 +21,7 @@ AREAS: dict[str, Callable[[Options], dict[str, Any]]] = {
     "edge": edge_clone.run,
     "ssh": ssh_clone.run,
     "geo": geo.run,
+    "failover": failover.run,
 }
 
 

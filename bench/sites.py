@@ -6,6 +6,7 @@ dev stack.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -47,6 +48,19 @@ def bench_site(prefix: str) -> Iterator[tuple[Path, Site, str]]:
     ):
         assert admin is not None
         yield Path(tmp), site, admin.token
+
+
+@contextmanager
+def kept_logs(base: Path, kept: Path) -> Iterator[None]:
+    """On the way out, the logs of the sites run under `base` are copied to `kept`: the run
+    directory is temporary, and the logs are where a figure's time (or a failure) is found."""
+    try:
+        yield
+    finally:
+        if (base / "logs").is_dir():
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.copytree(base / "logs", kept)
+            log(f"site logs kept in {kept}")
 
 
 @dataclass(frozen=True)
