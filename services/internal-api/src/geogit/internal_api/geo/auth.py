@@ -43,7 +43,6 @@ async def verify_geo(
             raise TokenError(f"site {name!r} is not registered")
         if not site.enabled:
             raise TokenError(f"site {name!r} is disabled")
-        # The registry's role for now; the sites' durable roles and epochs will decide it.
         if secondaries_only and site.primary:
             raise TokenError(f"site {name!r} is not a secondary")
         if not site.public_key:
@@ -79,8 +78,9 @@ async def geo_gate(request: Request, services: ServicesDep) -> GeoClaims | None:
         raise ApiError(403, f"403 Forbidden - {GEO_REFUSED}: this site is not the primary")
     async with services.sessions() as session:
         try:
+            # Coordination comes from any registered site, the one flagged primary included.
             claims = await verify_geo(
-                session, token, services.settings.site_name, secondaries_only=True
+                session, token, services.settings.site_name, secondaries_only=not site_local
             )
         except Denied as denial:
             raise ApiError(denial.status, f"403 Forbidden - {denial.message}") from denial
