@@ -100,10 +100,11 @@ def refuse_writes_while_failing_over(authority: Authority, writes: bool) -> None
 
 
 def refuse_relays_from_other_sites(authority: Authority, body: GitHttpAuthorizeRequest) -> None:
-    """A request another site relayed here believing this site primary (its edge has not
-    followed a promotion yet): relaying it on would lose the user's identity, which only its
-    Geo token carried. The relaying site's user retries once it follows the new primary."""
-    if body.geo_token:
+    """A request another site's SSH gateway relayed here believing this site primary (it has
+    not followed a promotion yet): relaying it on would lose the user's identity, which only
+    its Geo token carried. A relayed HTTP request carries the user's own credentials and goes
+    on as any other. The relaying site's user retries once it follows the new primary."""
+    if body.geo_token and not body.authorization:
         raise Denied(503, not_primary_message(authority.primary_site, authority.primary_url))
 
 
