@@ -168,6 +168,16 @@ def claimed_site(token: str) -> str:
     return site
 
 
+def claimed_scope(token: str) -> str:
+    """The scope a token says it has, unverified: only ever used to refuse more, never to allow."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return ""
+    scope = claims.get("scope")
+    return scope if isinstance(scope, str) else ""
+
+
 def verify_geo_token(token: str, public_key_pem: str, site: str) -> GeoClaims:
     """Claims of a token signed by `site`'s private key; `TokenError` says why not."""
     try:

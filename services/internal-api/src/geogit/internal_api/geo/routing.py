@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from geogit.common.geo import GEO_TOKEN_HEADER
+from geogit.common.geo import GEO_TOKEN_HEADER, claimed_scope
 from geogit.common.git_commands import HTTP_COMMANDS
 from geogit.common.internal_api import (
     Denied,
@@ -102,9 +102,10 @@ def refuse_writes_while_failing_over(authority: Authority, writes: bool) -> None
 def refuse_relays_from_other_sites(authority: Authority, body: GitHttpAuthorizeRequest) -> None:
     """A request another site's SSH gateway relayed here believing this site primary (it has
     not followed a promotion yet): relaying it on would lose the user's identity, which only
-    its Geo token carried. A relayed HTTP request carries the user's own credentials and goes
-    on as any other. The relaying site's user retries once it follows the new primary."""
-    if body.geo_token and not body.authorization:
+    its Geo token carried. A relayed HTTP request carries the user's own credentials (or gets
+    the challenge for them) and goes on as any other. The relaying site's user retries once it
+    follows the new primary."""
+    if body.geo_token and claimed_scope(body.geo_token) == "ssh_proxy":
         raise Denied(503, not_primary_message(authority.primary_site, authority.primary_url))
 
 
