@@ -64,6 +64,7 @@ from bench.sites import kept_logs
 from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.api import AdminApi
+from geogit.devstack.geo_models import PromotionResult
 from geogit.devstack.site import Site
 from geogit.devstack.testing import FAST_GEO, running_sites
 
@@ -290,10 +291,7 @@ def planned(
         "failover_s": round(ack.finished - sent, 2),
         "became_primary_s": round(watch.became_primary - sent, 2),
         "promote_answered_s": round(answered - sent, 2),
-        "waited_seconds": result.waited_seconds,
-        "epoch": result.epoch,
-        "after_seq": result.after_seq,
-        "followers": [f.model_dump() for f in result.followers],
+        **promotion_fields(result),
         "all_agree_s": round(watch.agreed - sent, 2),
         "clients": [unavailability(p) for p in clients],
         "lost_acknowledged": len(lost),
@@ -367,6 +365,16 @@ def pushes_around(clients: Sequence[Pusher], killed: float) -> dict[str, Any]:
     }
 
 
+def promotion_fields(result: PromotionResult) -> dict[str, Any]:
+    """What both scenarios report of the promote answer."""
+    return {
+        "waited_seconds": result.waited_seconds,
+        "epoch": result.epoch,
+        "after_seq": result.after_seq,
+        "followers": [f.model_dump() for f in result.followers],
+    }
+
+
 def since(moment: float | None, origin: float) -> float | None:
     return None if moment is None else round(moment - origin, 2)
 
@@ -410,10 +418,7 @@ def measure_unplanned(
         "preview_sites": [s.model_dump() for s in preview.sites],
         "preview_answered_s": round(previewed - killed, 2),
         "promote_answered_s": round(promoted - killed, 2),
-        "waited_seconds": result.waited_seconds,
-        "epoch": result.epoch,
-        "after_seq": result.after_seq,
-        "followers": [f.model_dump() for f in result.followers],
+        **promotion_fields(result),
         **loss(d, clients, projects, killed),
         "first_ack_after_kill_s": round(recovered.finished - killed, 2),
         "became_primary_s": since(watch.became_primary, killed),

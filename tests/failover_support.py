@@ -4,6 +4,7 @@ repositories read from disk."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 import time
@@ -103,21 +104,19 @@ class Push:
 
 
 @dataclass
-class Pusher:
-    """Pushes a new commit to its own branch through `url` every `interval` seconds."""
+class GitClient:
+    """A git client working against `url` in a thread of its own, a round every `pause`
+    seconds, until stopped."""
 
     name: str
     url: str
     work: Path
     env: dict[str, str] = field(default_factory=dict)
-    interval: float = 0.1
-    pushes: list[Push] = field(default_factory=list)
+    pause: float = 0.1
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.tree = make_work_tree(self.work, commits=1)
-        git("checkout", "-q", "-b", self.name, cwd=self.tree)
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
@@ -127,34 +126,44 @@ class Pusher:
             self._thread.join(timeout=120)
 
     def _run(self) -> None:
-        round_ = 0
         while not self._stop.is_set():
-            round_ += 1
-            (self.tree / f"{self.name}.txt").write_text(f"{self.name} {round_}\n")
-            commit = commit_all(self.tree, f"{self.name} round {round_}")
-            result = git(
-                "push",
-                "-q",
-                self.url,
-                f"+HEAD:refs/heads/{self.name}",
-                cwd=self.tree,
-                check=False,
-                env=self.env,
-            )
-            self.pushes.append(
-                Push(
-                    self.url,
-                    self.name,
-                    commit,
-                    result.returncode == 0,
-                    result.stderr,
-                    time.monotonic(),
-                )
-            )
-            if result.returncode != 0:
-                # A refused push is not in history: the next round builds on what landed.
-                git("reset", "-q", "--hard", "HEAD~1", cwd=self.tree)
-            self._stop.wait(self.interval)
+            self.round()
+            self._stop.wait(self.pause)
+
+    def round(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Pusher(GitClient):
+    """Pushes a new commit to its own branch (named after it) every round."""
+
+    pushes: list[Push] = field(default_factory=list)
+    rounds: int = 0
+
+    def start(self) -> None:
+        self.tree = make_work_tree(self.work, commits=1)
+        git("checkout", "-q", "-b", self.name, cwd=self.tree)
+        super().start()
+
+    def round(self) -> None:
+        self.rounds += 1
+        (self.tree / f"{self.name}.txt").write_text(f"{self.name} {self.rounds}\n")
+        commit = commit_all(self.tree, f"{self.name} round {self.rounds}")
+        result = git(
+            "push",
+            "-q",
+            self.url,
+            f"+HEAD:refs/heads/{self.name}",
+            cwd=self.tree,
+            check=False,
+            env=self.env,
+        )
+        ok = result.returncode == 0
+        self.pushes.append(Push(self.url, self.name, commit, ok, result.stderr, time.monotonic()))
+        if not ok:
+            # A refused push is not in history: the next round builds on what landed.
+            git("reset", "-q", "--hard", "HEAD~1", cwd=self.tree)
 
     @property
     def acknowledged(self) -> list[Push]:
@@ -166,38 +175,22 @@ class Pusher:
 
 
 @dataclass
-class Cloner:
-    """Clones `url` (depth 1) over and over while the sites switch; every clone must work."""
+class Cloner(GitClient):
+    """Clones `url` (depth 1) every round while the sites switch; every clone must work."""
 
-    name: str
-    url: str
-    work: Path
-    env: dict[str, str] = field(default_factory=dict)
+    pause: float = 0.2
     failures: list[str] = field(default_factory=list)
     clones: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=120)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            target = self.work / f"clone-{self.clones}"
-            result = git(
-                "clone", "-q", "--depth", "1", self.url, str(target), check=False, env=self.env
-            )
-            self.clones += 1
-            if result.returncode != 0:
-                self.failures.append(result.stderr)
-            subprocess.run(["rm", "-rf", str(target)], check=False)
-            self._stop.wait(0.2)
+    def round(self) -> None:
+        target = self.work / f"clone-{self.clones}"
+        result = git(
+            "clone", "-q", "--depth", "1", self.url, str(target), check=False, env=self.env
+        )
+        self.clones += 1
+        if result.returncode != 0:
+            self.failures.append(result.stderr)
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def http_pusher(

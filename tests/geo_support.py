@@ -3,12 +3,14 @@ served a Git request, and reading a site's own view through its internal API."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
-from e2e import Account
+from e2e import Account, Api
 
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issue_token
 from geogit.devstack.site import Site
@@ -64,3 +66,31 @@ def registry(site: Site, project_id: int) -> dict[str, Any] | None:
     response.raise_for_status()
     entry: dict[str, Any] | None = response.json()["registry"]
     return entry
+
+
+def ssh_env(
+    api: Api, account: Account, work: Path, sites: list[Site], readers: list[Site]
+) -> dict[Site, dict[str, str]]:
+    """A new SSH key for `account`, known to `readers` (secondaries, through their read model)
+    before this returns, and the git environment that uses it on each of `sites`."""
+    key = work / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    public = key.with_suffix(".pub").read_text().strip()
+    api.call("POST", f"/users/{account.id}/keys", json={"title": "laptop", "key": public})
+    for site in readers:
+        wait_until(
+            lambda site=site: (
+                internal(site, "/authorized_keys", key=public.split()[1]).status_code == 200
+            ),
+            what=f"the key on {site.name}",
+        )
+    return {
+        site: {
+            "GIT_SSH_COMMAND": (
+                f"ssh -i {key} -p {site.ports.ssh} -o StrictHostKeyChecking=no"
+                " -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o BatchMode=yes"
+                " -F /dev/null"
+            )
+        }
+        for site in sites
+    }

@@ -4,7 +4,6 @@ checks every hostile case ends with — every service still healthy, no row chan
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from e2e import Account, Api
-from geo_support import internal, wait_until
+from geo_support import ssh_env
 
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.site import Site
@@ -91,24 +90,4 @@ def row_counts(site: Site) -> dict[str, int]:
 def ssh_account(pair: GeoPair, tmp_path: Path) -> tuple[Account, dict[Site, dict[str, str]]]:
     """An account with an SSH key both sites know, and the git environment for each site."""
     account = pair.api.account()
-    key = tmp_path / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    public = key.with_suffix(".pub").read_text().strip()
-    pair.api.call("POST", f"/users/{account.id}/keys", json={"title": "laptop", "key": public})
-    wait_until(
-        lambda: (
-            internal(pair.secondary, "/authorized_keys", key=public.split()[1]).status_code == 200
-        ),
-        what="the key on the secondary",
-    )
-    envs = {
-        site: {
-            "GIT_SSH_COMMAND": (
-                f"ssh -i {key} -p {site.ports.ssh} -o StrictHostKeyChecking=no"
-                " -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o BatchMode=yes"
-                " -F /dev/null"
-            )
-        }
-        for site in pair.sites
-    }
-    return account, envs
+    return account, ssh_env(pair.api, account, tmp_path, list(pair.sites), [pair.secondary])

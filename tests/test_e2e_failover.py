@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
-from e2e import Account, Api, clone_url, git
+from e2e import Api, clone_url, git
 from failover_support import (
     DIVERGED,
     Cloner,
@@ -35,7 +34,7 @@ from failover_support import (
     repository,
     site_state,
 )
-from geo_support import internal, served_locally, wait_until
+from geo_support import internal, served_locally, ssh_env, wait_until
 from google.protobuf.message import Message
 
 from geogit.common.events import Topics, new_event
@@ -75,32 +74,6 @@ def deployment(
         api.http.close()
 
 
-def _ssh_env(
-    api: Api, account: Account, work: Path, sites: list[Site]
-) -> dict[Site, dict[str, str]]:
-    key = work / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    public = key.with_suffix(".pub").read_text().strip()
-    api.call("POST", f"/users/{account.id}/keys", json={"title": "laptop", "key": public})
-    for site in sites[1:]:
-        wait_until(
-            lambda site=site: (
-                internal(site, "/authorized_keys", key=public.split()[1]).status_code == 200
-            ),
-            what=f"the key on {site.name}",
-        )
-    return {
-        site: {
-            "GIT_SSH_COMMAND": (
-                f"ssh -i {key} -p {site.ports.ssh} -o StrictHostKeyChecking=no"
-                " -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes -o BatchMode=yes"
-                " -F /dev/null"
-            )
-        }
-        for site in sites
-    }
-
-
 def _ssh_url(project: dict[str, Any]) -> str:
     return f"git@127.0.0.1:{project['path_with_namespace']}.git"
 
@@ -131,7 +104,7 @@ def test_planned_failover_under_load_loses_nothing_and_fails_back(
     primary, first, second, api, token = deployment
     sites = [primary, first, second]
     owner = api.account()
-    ssh = _ssh_env(api, owner, tmp_path, sites)
+    ssh = ssh_env(api, owner, tmp_path, sites, [first, second])
     projects = [api.project(owner) for _ in range(3)]
     heads = {}
     for index, project in enumerate(projects):

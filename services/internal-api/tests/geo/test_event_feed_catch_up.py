@@ -12,11 +12,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from internal_api_support import Api, Database, ServerInfo
 from secondary_support import (
-    NEVER,
     Registration,
     bootstrap_secondary,
     feed_for,
@@ -43,26 +43,9 @@ class Behind:
     site: Registration
     sessions: SessionMaker
 
-    def feed(
-        self,
-        primary: ServerInfo,
-        kafka: KafkaConfig | None = None,
-        topics: Topics | None = None,
-        *,
-        poll_seconds: float = NEVER,
-        heartbeat_seconds: float = NEVER,
-        metrics: Metrics | None = None,
-    ) -> EventFeed:
-        return feed_for(
-            self.sessions,
-            primary,
-            self.site,
-            kafka,
-            topics,
-            poll_seconds=poll_seconds,
-            heartbeat_seconds=heartbeat_seconds,
-            metrics=metrics,
-        )
+    def feed(self, primary: ServerInfo, *args: Any, **options: Any) -> EventFeed:
+        """This site's feed (`feed_for`'s Kafka, topics and pacing)."""
+        return feed_for(self.sessions, primary, self.site, *args, **options)
 
     async def feed_row(self) -> GeoEventFeed | None:
         async with self.sessions() as session:

@@ -10,6 +10,7 @@ tokens.
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -58,10 +59,7 @@ async def verify_secondary(session: AsyncSession, services: Services, token: str
     if authority.is_secondary:
         raise Denied(403, f"{GEO_REFUSED}: this site is not the primary")
     claims = await verify_geo(session, token, services.settings.site_name, secondaries_only=True)
-    try:
-        check_epoch(claims, authority, services, site_local=False)
-    except ApiError as refused:
-        raise Denied(refused.status, str(refused.message).split(" - ", 1)[-1]) from refused
+    check_epoch(claims, authority, services, site_local=False)
     return claims
 
 
@@ -76,15 +74,16 @@ async def geo_gate(request: Request, services: ServicesDep) -> GeoClaims | None:
     site_local = SITE_LOCAL_GEO.match(request.url.path) is not None
     if authority.is_secondary and not site_local:
         raise ApiError(403, f"403 Forbidden - {GEO_REFUSED}: this site is not the primary")
-    async with services.sessions() as session:
-        try:
+    try:
+        async with services.sessions() as session:
             # Coordination comes from any registered site, the one flagged primary included.
             claims = await verify_geo(
                 session, token, services.settings.site_name, secondaries_only=not site_local
             )
-        except Denied as denial:
-            raise ApiError(denial.status, f"403 Forbidden - {denial.message}") from denial
-    check_epoch(claims, authority, services, site_local=site_local)
+        check_epoch(claims, authority, services, site_local=site_local)
+    except Denied as denial:
+        phrase = HTTPStatus(denial.status).phrase
+        raise ApiError(denial.status, f"{denial.status} {phrase} - {denial.message}") from denial
     return claims
 
 
@@ -94,20 +93,21 @@ def check_epoch(
     """A token from an older epoch is a fenced site's; one from a newer epoch means this site
     missed a promotion: it asks the other sites at once and, meanwhile, takes no relayed
     request (it may no longer be the primary). The site-local routes take both: a stale site
-    must be able to ask who the primary is now, and each route judges the epoch it is told."""
+    must be able to ask who the primary is now, and each route judges the epoch it is told.
+    A refusal is `Denied`."""
     if claims.epoch < authority.epoch and not site_local:
-        raise ApiError(
+        raise Denied(
             403,
-            f"403 Forbidden - {GEO_REFUSED}: it is from epoch {claims.epoch}; this site is at"
+            f"{GEO_REFUSED}: it is from epoch {claims.epoch}; this site is at"
             f" epoch {authority.epoch} (primary: {authority.primary_site})",
         )
     if claims.epoch > authority.epoch:
         services.geo.peers.check_soon()
         if not site_local:
-            raise ApiError(
+            raise Denied(
                 503,
-                f"503 Service Unavailable - {GEO_REFUSED}: it is from epoch {claims.epoch}, newer"
-                f" than this site's {authority.epoch}; this site is checking for the new primary",
+                f"{GEO_REFUSED}: it is from epoch {claims.epoch}, newer than this site's"
+                f" {authority.epoch}; this site is checking for the new primary",
             )
 
 

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from aiokafka import TopicPartition
-from sqlalchemy import func, select, update
+from sqlalchemy import func, update
 
 from geogit.common.background import Background
 from geogit.common.events import Event, Topics
@@ -34,7 +34,7 @@ from geogit.common.primary_client import PrimaryClient, PrimaryUnavailable
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.geo import epochs, site_state
 from geogit.internal_api.geo.epochs import EpochHistory
-from geogit.internal_api.geo.mirror import FEED_ROW, apply_and_mirror, lock_feed
+from geogit.internal_api.geo.mirror import FEED_ROW, apply_and_mirror, feed_position, lock_feed
 from geogit.internal_api.geo.site_state import SiteAuthority
 from geogit.internal_api.metrics import Metrics
 from geogit.internal_api.models import GeoEventFeed, utcnow
@@ -168,10 +168,7 @@ class EventFeed:
 
     async def position(self) -> int:
         async with self._sessions() as session:
-            last = await session.scalar(
-                select(GeoEventFeed.last_global_seq).where(GeoEventFeed.id == FEED_ROW)
-            )
-        return last or 0
+            return await feed_position(session)
 
     async def catch_up(self) -> None:
         """Apply every event the store has after our position; raises PrimaryUnavailable."""
@@ -222,7 +219,10 @@ class EventFeed:
 
     async def _on_kafka_event(self, event: Event, info: ConsumerRecordInfo) -> None:
         """Apply what follows on from our position; keep what still waits for an earlier one.
-        The offset is committed either way: a waiting event is safe in the event store."""
+        The offset is committed either way: a waiting event is safe in the event store. A
+        primary reads its own events here and drops them without asking its database."""
+        if self._authority.current.is_primary:
+            return
         self._waiting[event.global_seq] = event
         ordered = [self._waiting[seq] for seq in sorted(self._waiting)]
         outcomes = await self._apply_in_order(ordered, from_store=False)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +24,7 @@ from geogit.common.primary_client import PrimaryClient
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.geo import epochs, site_state
 from geogit.internal_api.geo.epochs import EpochStart
-from geogit.internal_api.geo.mirror import apply_and_mirror, lock_feed
+from geogit.internal_api.geo.mirror import apply_and_mirror, last_event_id, lock_feed
 from geogit.internal_api.geo.read_model import mark_primary
 from geogit.internal_api.models import (
     GeoPushFloor,
@@ -76,7 +76,7 @@ async def follow(sessions: SessionMaker, new: NewPrimary) -> bool:
         feed = await lock_feed(session)
         was_primary = state.role == "primary"
         if was_primary:
-            feed.last_global_seq = await _last_own_seq(session)
+            feed.last_global_seq = await last_event_id(session)
             await _adopt_repositories(session)
         if feed.last_global_seq > new.after_seq:
             pending = state.rollback_after_seq
@@ -105,10 +105,6 @@ async def follow(sessions: SessionMaker, new: NewPrimary) -> bool:
             },
         )
     return True
-
-
-async def _last_own_seq(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.max(OutboxEvent.id))) or 0)
 
 
 async def _adopt_repositories(session: AsyncSession) -> None:

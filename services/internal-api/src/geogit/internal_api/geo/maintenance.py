@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.geo import site_state
 from geogit.internal_api.geo.coordination import DrainedOut
+from geogit.internal_api.geo.mirror import last_event_id
 from geogit.internal_api.geo.site_state import Refused
-from geogit.internal_api.models import GeoSite, OutboxEvent, PushReferenceCounter, utcnow
+from geogit.internal_api.models import GeoSite, PushReferenceCounter, utcnow
 
 STALE_AFTER = timedelta(seconds=20)
 DRAIN_STEP_SECONDS = 0.05
@@ -88,7 +89,7 @@ async def drain(sessions: SessionMaker, timeout_seconds: float) -> DrainedOut:
             in_flight = await _pushes_in_flight(session)
             if in_flight == 0:
                 state = await site_state.load(session)
-                last = int(await session.scalar(select(func.max(OutboxEvent.id))) or 0)
+                last = await last_event_id(session)
                 return DrainedOut(epoch=state.epoch, last_global_seq=last, pushes_in_flight=0)
         if time.monotonic() > deadline:
             raise MaintenanceRefused(

@@ -4,7 +4,7 @@ promoted its event store holds the whole history and its outbox continues the se
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +24,19 @@ async def lock_feed(session: AsyncSession) -> GeoEventFeed:
     )
     assert feed is not None
     return feed
+
+
+async def feed_position(session: AsyncSession) -> int:
+    """The last global sequence this site applied as a secondary."""
+    last = await session.scalar(
+        select(GeoEventFeed.last_global_seq).where(GeoEventFeed.id == FEED_ROW)
+    )
+    return int(last or 0)
+
+
+async def last_event_id(session: AsyncSession) -> int:
+    """The newest event in this site's store: its own as a primary, the mirror's otherwise."""
+    return int(await session.scalar(select(func.max(OutboxEvent.id))) or 0)
 
 
 async def apply_and_mirror(session: AsyncSession, event: Event) -> None:

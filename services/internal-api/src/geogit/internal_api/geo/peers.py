@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.background import Background
 from geogit.internal_api.clients.sites import SitesClient, SiteUnreachable
@@ -28,6 +29,14 @@ from geogit.internal_api.models import GeoSite
 log = logging.getLogger(__name__)
 
 ASK_TIMEOUT_SECONDS = 3.0
+
+
+async def other_sites(session: AsyncSession, me: str) -> list[GeoSite]:
+    """The enabled sites of this site's registry but itself, the ones it coordinates with."""
+    rows = await session.scalars(
+        select(GeoSite).where(GeoSite.name != me, GeoSite.enabled).order_by(GeoSite.id)
+    )
+    return list(rows)
 
 
 async def ask(sites: SitesClient, url: str) -> SiteStateOut | None:
@@ -107,12 +116,8 @@ class Peers:
 
     async def _registered(self) -> dict[str, str]:
         async with self._sessions() as session:
-            rows = await session.execute(
-                select(GeoSite.name, GeoSite.url).where(
-                    GeoSite.enabled, GeoSite.name != self._authority.site_name
-                )
-            )
-        return {name: url for name, url in rows.all()}
+            sites = await other_sites(session, self._authority.site_name)
+        return {site.name: site.url for site in sites}
 
     async def _ask(self, name: str, url: str) -> SiteStateOut | None:
         """The site's answer, if it gave one and it is the site this registry names there."""

@@ -32,10 +32,11 @@ from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.events.outbox import Outbox, site_aggregate
 from geogit.internal_api.geo import epochs, site_state
 from geogit.internal_api.geo.coordination import FollowIn, MaintenanceIn, PromotionMode
-from geogit.internal_api.geo.mirror import lock_feed
+from geogit.internal_api.geo.mirror import feed_position, lock_feed
+from geogit.internal_api.geo.peers import ASK_TIMEOUT_SECONDS, other_sites
 from geogit.internal_api.geo.read_model import mark_primary
 from geogit.internal_api.geo.site_state import Refused
-from geogit.internal_api.models import GeoEventFeed, GeoSite, Project, ReplicaRegistry, utcnow
+from geogit.internal_api.models import GeoSite, Project, ReplicaRegistry, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +139,9 @@ class Promotions:
         async with self._sessions() as session:
             site = await self._target(session, site_id)
             state = await site_state.load(session)
-            position = await _position(session)
+            position = await feed_position(session)
             behind, behind_count = await _projects_behind(session)
-            others = await _other_sites(session, self._site_name)
+            others = await other_sites(session, self._site_name)
         seen = await asyncio.gather(*(self._ask(other) for other in others))
         highest = max([position, *(s.last_global_seq for s in seen if s.reachable)])
         blockers = _blockers(site, state.role, mode, seen)
@@ -160,7 +161,7 @@ class Promotions:
 
     async def _ask(self, site: GeoSite) -> SiteSeen:
         try:
-            answer = await self._sites.site_state(site.url, timeout=3.0)
+            answer = await self._sites.site_state(site.url, timeout=ASK_TIMEOUT_SECONDS)
         except SiteUnreachable as exc:
             return SiteSeen(site=site.name, reachable=False, error=str(exc))
         return SiteSeen(
@@ -270,7 +271,7 @@ class Promotions:
                 if time.monotonic() > deadline:
                     raise PromotionError(503, f"the primary's event store: {exc}") from exc
             async with self._sessions() as session:
-                position = await _position(session)
+                position = await feed_position(session)
                 behind, count = await _projects_behind(session)
             if position >= last_global_seq and count == 0:
                 return
@@ -317,7 +318,7 @@ class Promotions:
 
     async def _tell_followers(self, epoch: int, after_seq: int, me: GeoSite) -> list[Follower]:
         async with self._sessions() as session:
-            others = await _other_sites(session, self._site_name)
+            others = await other_sites(session, self._site_name)
         body = FollowIn(epoch=epoch, after_seq=after_seq, primary_site=me.name, primary_url=me.url)
 
         async def tell(site: GeoSite) -> Follower:
@@ -328,18 +329,6 @@ class Promotions:
             return Follower(site=site.name, followed=True, rollback=answer.rollback)
 
         return list(await asyncio.gather(*(tell(site) for site in others)))
-
-
-async def _position(session: AsyncSession) -> int:
-    last = await session.scalar(select(GeoEventFeed.last_global_seq).where(GeoEventFeed.id == 1))
-    return int(last or 0)
-
-
-async def _other_sites(session: AsyncSession, me: str) -> list[GeoSite]:
-    rows = await session.scalars(
-        select(GeoSite).where(GeoSite.name != me, GeoSite.enabled).order_by(GeoSite.id)
-    )
-    return list(rows)
 
 
 async def _projects_behind(session: AsyncSession) -> tuple[list[ProjectBehind], int]:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -115,20 +116,22 @@ async def bootstrap(
     )
 
 
-async def load(session: AsyncSession) -> GeoSiteState:
-    row = await session.get(GeoSiteState, STATE_ROW)
+async def _row(session: AsyncSession, lock: Literal["", "update", "share"] = "") -> GeoSiteState:
+    statement = select(GeoSiteState).where(GeoSiteState.id == STATE_ROW)
+    if lock:
+        statement = statement.with_for_update(read=lock == "share")
+    row = await session.scalar(statement)
     if row is None:
         raise RuntimeError("geo_site_state is missing: the site was not bootstrapped")
     return row
+
+
+async def load(session: AsyncSession) -> GeoSiteState:
+    return await _row(session)
 
 
 async def lock_for_update(session: AsyncSession) -> GeoSiteState:
-    row = await session.scalar(
-        select(GeoSiteState).where(GeoSiteState.id == STATE_ROW).with_for_update()
-    )
-    if row is None:
-        raise RuntimeError("geo_site_state is missing: the site was not bootstrapped")
-    return row
+    return await _row(session, "update")
 
 
 async def lock_for_write(session: AsyncSession, *, during_maintenance: bool = False) -> int:
@@ -136,11 +139,7 @@ async def lock_for_write(session: AsyncSession, *, during_maintenance: bool = Fa
 
     The shared row lock makes entering maintenance (which updates the row) wait for writers
     already past this check, and later writers see it."""
-    row = await session.scalar(
-        select(GeoSiteState).where(GeoSiteState.id == STATE_ROW).with_for_update(read=True)
-    )
-    if row is None:
-        raise RuntimeError("geo_site_state is missing: the site was not bootstrapped")
+    row = await _row(session, "share")
     if row.role != "primary":
         raise WriteRefused(503, not_primary_message(row.primary_site, row.primary_url))
     if row.maintenance_target and not during_maintenance:

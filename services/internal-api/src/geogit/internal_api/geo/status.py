@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.internal_api.clients.sites import SiteUnreachable
 from geogit.internal_api.deps import Services
+from geogit.internal_api.geo.mirror import last_event_id
 from geogit.internal_api.models import (
     GeoSite,
-    OutboxEvent,
     Project,
     ReplicationLagSample,
     ReplicationStatus,
@@ -116,7 +116,7 @@ async def site_status(session: AsyncSession, site: GeoSite) -> SiteStatusOut:
         replication_lag_p50_ms=p50,
         replication_lag_p99_ms=p99,
         lag_samples=int(samples),
-        last_event_id=int(await session.scalar(select(func.max(OutboxEvent.id))) or 0),
+        last_event_id=await last_event_id(session),
         last_report_at=await session.scalar(
             select(func.max(ReplicationStatus.updated_at)).where(
                 ReplicationStatus.site == site.name

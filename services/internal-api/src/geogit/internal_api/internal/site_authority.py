@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from geogit.common.geo import GeoClaims
 from geogit.common.tokens import API_REQUEST_HEADER
@@ -33,8 +33,9 @@ from geogit.internal_api.geo.coordination import (
 )
 from geogit.internal_api.geo.follow import EpochConflict, follow
 from geogit.internal_api.geo.maintenance import MaintenanceRefused
+from geogit.internal_api.geo.mirror import feed_position, last_event_id
 from geogit.internal_api.geo.peers import confirmed_primary
-from geogit.internal_api.models import GeoEventFeed, GeoSite, OutboxEvent
+from geogit.internal_api.models import GeoSite
 
 router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
 
@@ -68,16 +69,12 @@ async def get_site_state(
     me = services.settings.site_name
     site_id = await session.scalar(select(GeoSite.id).where(GeoSite.name == me))
     history = await epochs.history(session)
-    if state.role == "primary":
-        last = await session.scalar(select(func.max(OutboxEvent.id)))
-    else:
-        last = await session.scalar(
-            select(GeoEventFeed.last_global_seq).where(GeoEventFeed.id == 1)
-        )
+    primary = state.role == "primary"
+    last = await last_event_id(session) if primary else await feed_position(session)
     return SiteStateOut(
         site_id=site_id,
         site=me,
-        role="primary" if state.role == "primary" else "secondary",
+        role="primary" if primary else "secondary",
         epoch=state.epoch,
         epoch_after_seq=next((e.after_seq for e in history.epochs if e.epoch == state.epoch), 0),
         primary_site=state.primary_site,
@@ -88,7 +85,7 @@ async def get_site_state(
             else None
         ),
         fenced=state.fenced_at is not None,
-        last_global_seq=int(last or 0),
+        last_global_seq=last,
         epochs=[
             EpochOut(epoch=e.epoch, after_seq=e.after_seq, primary_site=e.primary_site)
             for e in history.epochs
