@@ -61,10 +61,10 @@ from bench.geo import (
 from bench.promotion import RoleWatch, admin, promote
 from bench.pushers import Pusher, pusher, pushing, unavailability, wait_first_ack
 from bench.sites import kept_logs
+from geogit.common.geo_coordination import PromotionOut
 from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.api import AdminApi
-from geogit.devstack.geo_models import PromotionResult
 from geogit.devstack.site import Site
 from geogit.devstack.testing import FAST_GEO, running_sites
 
@@ -365,7 +365,7 @@ def pushes_around(clients: Sequence[Pusher], killed: float) -> dict[str, Any]:
     }
 
 
-def promotion_fields(result: PromotionResult) -> dict[str, Any]:
+def promotion_fields(result: PromotionOut) -> dict[str, Any]:
     """What both scenarios report of the promote answer."""
     return {
         "waited_seconds": result.waited_seconds,
@@ -413,7 +413,8 @@ def measure_unplanned(
         "gap": preview.gap,
         "candidate_seq": preview.candidate_seq,
         "highest_seen_seq": preview.highest_seen_seq,
-        "projects_behind": len(preview.projects_behind),
+        "projects_behind": preview.projects_behind_count,
+        "pushes_behind": preview.pushes_behind,
         "projects_behind_sample": [b.model_dump() for b in preview.projects_behind[:5]],
         "preview_sites": [s.model_dump() for s in preview.sites],
         "preview_answered_s": round(previewed - killed, 2),
@@ -609,6 +610,7 @@ def report_unplanned(u: Mapping[str, Any]) -> None:
         ["", "value"],
         [
             ["force preview: gap (RPO, events)", str(u["gap"])],
+            ["force preview: pushes not yet in the candidate's replicas", str(u["pushes_behind"])],
             ["force preview: projects whose replica is behind", str(u["projects_behind"])],
             [
                 "force preview: candidate_seq / highest_seen_seq",

@@ -10,8 +10,8 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 
+from geogit.common.geo_coordination import PromotionMode, PromotionOut, SiteStateOut
 from geogit.devstack.api import AdminApi, ApiError
-from geogit.devstack.geo_models import PromotionMode, PromotionResult, SiteState
 from geogit.devstack.site import Site
 
 STATE_POLL_S = 0.02  # how often the watcher asks the candidate what it is
@@ -21,7 +21,7 @@ def admin(site: Site, token: str, timeout: float = 30.0) -> AdminApi:
     return AdminApi(site.http_url, token, timeout=timeout)
 
 
-def state(api: AdminApi) -> SiteState | None:
+def state(api: AdminApi) -> SiteStateOut | None:
     """The site's own answer, or None while it does not give one (switching, or down)."""
     try:
         return api.site_state()
@@ -29,14 +29,14 @@ def state(api: AdminApi) -> SiteState | None:
         return None
 
 
-def follows(seen: SiteState, primary: str) -> bool:
+def follows(seen: SiteStateOut, primary: str) -> bool:
     """The site is `primary` and says so, or it is a secondary of `primary`."""
     if seen.site == primary:
         return seen.role == "primary"
     return seen.role == "secondary" and seen.primary_site == primary
 
 
-def agree_on(states: Sequence[SiteState | None], primary: str) -> bool:
+def agree_on(states: Sequence[SiteStateOut | None], primary: str) -> bool:
     """Every site answers, each one follows `primary`, all at one epoch."""
     known = [s for s in states if s is not None]
     return (
@@ -87,7 +87,7 @@ class RoleWatch:
                 self._stop.wait(STATE_POLL_S)
 
 
-def promote(site: Site, token: str, mode: PromotionMode) -> PromotionResult:
+def promote(site: Site, token: str, mode: PromotionMode) -> PromotionOut:
     """POST promote on the candidate itself; a refusal stops the benchmark with its message."""
     with admin(site, token) as api:
         site_id = api.site_state().site_id

@@ -111,6 +111,7 @@ def site_state(site_id: int, name: str, role: str, seq: int, **extra: Any) -> di
         "site": name,
         "role": role,
         "epoch": 1,
+        "epoch_after_seq": 0,
         "primary_site": "primary",
         "primary_url": "http://127.0.0.1:8080",
         "maintenance": None,

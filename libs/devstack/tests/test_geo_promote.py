@@ -31,6 +31,7 @@ ROLES = {"primary": "primary", "secondary-1": "secondary", "secondary-2": "secon
 def _preview(**changes: Any) -> dict[str, Any]:
     return {
         "candidate": "secondary-1",
+        "mode": "planned",
         "epoch": 1,
         "next_epoch": 2,
         "candidate_seq": 120,
@@ -57,6 +58,8 @@ def _preview(**changes: Any) -> dict[str, Any]:
         "projects_behind": [
             {"project_id": 1, "full_path": "alice/demo", "replica_seq": 3, "latest_seq": 4}
         ],
+        "projects_behind_count": 1,
+        "pushes_behind": 2,
         "blockers": [],
         **changes,
     }
@@ -73,6 +76,7 @@ def _result(mode: str) -> dict[str, Any]:
             {"site": "primary", "followed": True, "error": ""},
             {"site": "secondary-2", "followed": False, "error": "503 its database is down"},
         ],
+        "at_risk": _preview(mode=mode),
     }
 
 
@@ -148,6 +152,7 @@ def test_a_planned_promotion_prints_the_risk_then_the_outcome_and_records_the_ro
         "  secondary-1 has applied events up to seq 120; the highest seq any reachable site"
         " has seen is 125",
         "  gap: 5 events; a planned promotion waits until it has them",
+        "  2 pushes secondary-1 has heard of are not in its replicas yet; 1 projects behind",
         "  site primary: primary at epoch 1, seq 125",
         "  site secondary-2: secondary at epoch 1, seq 118",
         "  project alice/demo (id 1) behind: replica at seq 3, latest seq 4",
@@ -206,11 +211,12 @@ def test_a_forced_promotion_names_what_is_at_risk_and_goes_ahead(
         (posted,) = sites["secondary-1"].asked("POST", PROMOTE)
     assert preview.query == {"mode": ["force"]} and posted.body == {"mode": "force"}
     out = capsys.readouterr().out.splitlines()
-    assert out[:7] == [
+    assert out[:8] == [
         "promotion of secondary-1 (force): epoch 1 -> 2",
         "  secondary-1 has applied events up to seq 120; the highest seq any reachable site"
         " has seen is 125",
         "  gap: 5 events (the RPO): lost unless they reach secondary-1",
+        "  2 pushes secondary-1 has heard of are not in its replicas yet; 1 projects behind",
         "  site primary: UNREACHABLE (connection refused)",
         "  site secondary-2: secondary at epoch 1, seq 118",
         "  project bob/new (id 7) behind: no replica, latest seq 1",

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from devstack_support import dead_url, fake_sites, site_state, stack_of
 
+from geogit.common.geo_coordination import SiteStateOut
 from geogit.devstack.api import ApiError
 from geogit.devstack.commands import DevStack
-from geogit.devstack.geo_models import SiteState
 from geogit.devstack.layout import RunLayout
 from geogit.devstack.site_roles import (
     RolesError,
@@ -26,13 +26,13 @@ RECORDED = {"primary": "primary", "secondary-1": "secondary", "secondary-2": "se
 SILENT = ApiError("GET /api/v4/geo/site_state: connection refused")
 
 
-def _state(name: str, role: str, epoch: int = 1, fenced: bool = False) -> SiteState:
-    return SiteState.model_validate(
+def _state(name: str, role: str, epoch: int = 1, fenced: bool = False) -> SiteStateOut:
+    return SiteStateOut.model_validate(
         site_state(NAMES.index(name) + 1, name, role, 10, epoch=epoch, fenced=fenced)
     )
 
 
-def _roles(answers: dict[str, SiteState | ApiError]) -> dict[str, str]:
+def _roles(answers: dict[str, SiteStateOut | ApiError]) -> dict[str, str]:
     stack = stack_of({name: dead_url() for name in NAMES}, RECORDED)
     return dict(reported_roles(stack, answers))
 

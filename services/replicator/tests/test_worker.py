@@ -5,7 +5,10 @@ the primary (another site) is a small stand-in serving real Git."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -116,6 +119,71 @@ async def test_a_verification_mismatch_resyncs(site: SecondarySite) -> None:
         assert replica_checksum(site, repo) == checksum  # the fetch pruned the stray ref
         entry = await registry(parts, repo)
         assert entry is not None and entry.state == "synced"
+
+
+def _commit_storage_took_but_never_recorded(replica: Path) -> str:
+    """A commit on main that only this replica has: a push a fenced primary's storage took
+    after its post-receive could no longer be recorded."""
+    parent = git(replica, "rev-parse", "refs/heads/main")
+    tree = git(replica, "rev-parse", "refs/heads/main^{tree}")
+    oid = git(replica, "commit-tree", tree, "-p", parent, "-m", "unrecorded push")
+    git(replica, "update-ref", "refs/heads/main", oid)
+    return oid
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@example.com"}
+    env |= {"GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@example.com"}
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+async def test_an_adopted_replica_that_diverged_keeps_what_the_primary_lacks(
+    site: SecondarySite,
+) -> None:
+    repo = await site.create()
+    seq, checksum = site.primary.states[repo.project_id]
+    await site.announce_push(repo, seq, checksum)
+    async with replication(site) as parts:
+        await parts.worker(repo.project_id, Action.SYNC)
+        entry = await registry(parts, repo)
+        assert entry is not None
+        # As a demoted primary's follow leaves it: synced, unverified, diverged epoch set.
+        adopted = entry.model_copy(
+            update={"verified_at": None, "verification_state": "pending", "diverged_epoch": 3}
+        )
+        await parts.api.save(repo.project_id, adopted)
+        unrecorded = _commit_storage_took_but_never_recorded(site.replica_path(repo))
+        assert await parts.worker(repo.project_id, Action.VERIFY) is None
+        assert parts.sample("geogit_replication_verifications_total", result="mismatch") == 1
+        replica = site.replica_path(repo)
+        assert (
+            git(replica, "rev-parse", "refs/geogit/diverged/epoch-3/refs/heads/main") == unrecorded
+        )
+        assert replica_checksum(site, repo) == checksum
+        assert parts.sample("geogit_replication_diverged_refs_total") == 1
+        entry = await registry(parts, repo)
+        assert entry is not None and (entry.state, entry.diverged_epoch) == ("synced", 0)
+
+
+async def test_a_verified_replica_has_nothing_left_to_diverge(site: SecondarySite) -> None:
+    repo = await site.create()
+    seq, checksum = site.primary.states[repo.project_id]
+    await site.announce_push(repo, seq, checksum)
+    async with replication(site) as parts:
+        await parts.worker(repo.project_id, Action.SYNC)
+        entry = await registry(parts, repo)
+        assert entry is not None
+        await parts.api.save(
+            repo.project_id,
+            entry.model_copy(update={"verified_at": None, "diverged_epoch": 3}),
+        )
+        assert await parts.worker(repo.project_id, Action.VERIFY) is None
+        entry = await registry(parts, repo)
+        assert entry is not None
+        assert (entry.verification_state, entry.diverged_epoch) == ("verified", 0)
 
 
 async def test_a_delete_removes_the_replica_and_its_registry_row(site: SecondarySite) -> None:

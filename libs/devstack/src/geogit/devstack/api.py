@@ -16,11 +16,11 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from geogit.devstack.geo_models import (
+from geogit.common.geo_coordination import (
     PromotionMode,
+    PromotionOut,
     PromotionPreview,
-    PromotionResult,
-    SiteState,
+    SiteStateOut,
 )
 
 _TOKEN_LIFETIME = datetime.timedelta(days=365)
@@ -148,20 +148,20 @@ class AdminApi:
         status: dict[str, Any] = self._request("GET", f"/geo/sites/{site_id}/status")
         return status
 
-    def site_state(self) -> SiteState:
+    def site_state(self) -> SiteStateOut:
         """What the site answering says it is (its own internal API, even on a secondary)."""
         answer = self._request("GET", "/geo/site_state")
-        return _parsed(SiteState, "GET /api/v4/geo/site_state", answer)
+        return _parsed(SiteStateOut, "GET /api/v4/geo/site_state", answer)
 
     def promotion_preview(self, site_id: int, mode: PromotionMode) -> PromotionPreview:
         path = f"/geo/sites/{site_id}/promotion"
         answer = self._request("GET", path, params={"mode": mode})
         return _parsed(PromotionPreview, f"GET /api/v4{path}", answer)
 
-    def promote(self, site_id: int, mode: PromotionMode) -> PromotionResult:
+    def promote(self, site_id: int, mode: PromotionMode) -> PromotionOut:
         path = f"/geo/sites/{site_id}/promote"
         answer = self._request("POST", path, json={"mode": mode}, timeout=PROMOTE_TIMEOUT_SECONDS)
-        return _parsed(PromotionResult, f"POST /api/v4{path}", answer)
+        return _parsed(PromotionOut, f"POST /api/v4{path}", answer)
 
 
 def _parsed(kind: type[_Model], request: str, answer: Any) -> _Model:

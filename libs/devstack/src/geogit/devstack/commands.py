@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from geogit.common.geo_coordination import PromotionMode
 from geogit.devstack import kafka
 from geogit.devstack.admin import ensure_admin
 from geogit.devstack.api import ApiError
@@ -40,7 +41,6 @@ from geogit.devstack.databases import (
     site_database_url,
 )
 from geogit.devstack.demo import Demo, DemoError, ensure_demo, geo_story, ssh_clone_command
-from geogit.devstack.geo_models import PromotionMode
 from geogit.devstack.geo_promote import PromoteError, promote
 from geogit.devstack.geo_sites import register_sites
 from geogit.devstack.geo_status import print_status

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from geogit.devstack.api import AdminApi
-from geogit.devstack.geo_models import (
+from geogit.common.geo_coordination import (
     Follower,
     ProjectBehind,
     PromotionMode,
+    PromotionOut,
     PromotionPreview,
-    PromotionResult,
-    SiteProbe,
+    SiteSeen,
 )
+from geogit.devstack.api import AdminApi
 from geogit.devstack.stack import Stack
 
 
@@ -38,7 +38,14 @@ def _gap(preview: PromotionPreview, mode: PromotionMode) -> str:
     return f"  gap: {preview.gap} events (the RPO): lost unless they reach {preview.candidate}"
 
 
-def _probe(probe: SiteProbe) -> str:
+def _pushes_behind(preview: PromotionPreview) -> str:
+    return (
+        f"  {preview.pushes_behind} pushes {preview.candidate} has heard of are not in its"
+        f" replicas yet; {preview.projects_behind_count} projects behind"
+    )
+
+
+def _probe(probe: SiteSeen) -> str:
     if not probe.reachable:
         return f"  site {probe.site}: UNREACHABLE ({probe.error or 'no answer'})"
     return f"  site {probe.site}: {probe.role} at epoch {probe.epoch}, seq {probe.last_global_seq}"
@@ -60,6 +67,7 @@ def risk_lines(preview: PromotionPreview, mode: PromotionMode) -> list[str]:
         f"  {preview.candidate} has applied events up to seq {preview.candidate_seq};"
         f" the highest seq any reachable site has seen is {preview.highest_seen_seq}",
         _gap(preview, mode),
+        _pushes_behind(preview),
         *(_probe(probe) for probe in preview.sites),
         *(_behind(project) for project in preview.projects_behind),
         *(f"  blocker: {blocker}" for blocker in preview.blockers),
@@ -72,7 +80,7 @@ def _follower(follower: Follower, primary: str) -> str:
     return f"  {follower.site}: did not follow ({follower.error or 'no reason given'})"
 
 
-def outcome_lines(result: PromotionResult) -> list[str]:
+def outcome_lines(result: PromotionOut) -> list[str]:
     return [
         f"{result.site} is primary at epoch {result.epoch}: its events continue after seq"
         f" {result.after_seq} ({result.mode}, waited {result.waited_seconds:.1f} s)",
@@ -89,6 +97,8 @@ def promote(stack: Stack, name: str, mode: PromotionMode, say: Callable[[str], N
         raise PromoteError(f"no site {name!r} in the stack; it has: {known}") from exc
     with AdminApi(candidate.http_url, stack.admin.token) as api:
         site_id = api.site_state().site_id
+        if site_id is None:
+            raise PromoteError(f"{name} is not registered as a Geo site yet")
         for line in risk_lines(api.promotion_preview(site_id, mode), mode):
             say(line)
         say(f"promoting {name}; this returns once it is done (up to a few minutes)")

@@ -19,10 +19,10 @@ from typing import Any
 
 import httpx
 
+from geogit.common.geo_coordination import SiteStateOut
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issue_token
 from geogit.devstack.api import AdminApi, ApiError
 from geogit.devstack.credentials import CredentialStore
-from geogit.devstack.geo_models import SiteState
 from geogit.devstack.site import Role
 from geogit.devstack.site_roles import Answers, reported_roles, site_states
 from geogit.devstack.stack import Stack, StackSite
@@ -114,22 +114,20 @@ def replication_lines(stack: Stack, store: CredentialStore, roles: dict[str, Rol
     return lines
 
 
-def _site_notes(state: SiteState) -> str:
+def _site_notes(state: SiteStateOut) -> str:
     notes = []
-    if state.maintenance is not None:
-        notes.append(
-            f"maintenance: failing over to {state.maintenance.target}"
-            f" since {state.maintenance.since}"
-        )
+    if (maintenance := state.maintenance) is not None:
+        since = maintenance.since.isoformat() if maintenance.since else "an unknown time"
+        notes.append(f"maintenance: failing over to {maintenance.target} since {since}")
     if state.fenced:
         notes.append(f"FENCED: writes refused, follows {state.primary_site or 'the new primary'}")
     return "; ".join(notes) or "-"
 
 
-def _gap(state: SiteState, primary: SiteState | ApiError | None) -> str:
+def _gap(state: SiteStateOut, primary: SiteStateOut | ApiError | None) -> str:
     if state.role == "primary":
         return "-"
-    if not isinstance(primary, SiteState):
+    if not isinstance(primary, SiteStateOut):
         return "unknown"
     return f"{max(primary.last_global_seq - state.last_global_seq, 0)} events"
 

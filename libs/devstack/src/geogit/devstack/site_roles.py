@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import cast
 
+from geogit.common.geo_coordination import SiteStateOut
 from geogit.devstack.api import AdminApi, ApiError
-from geogit.devstack.geo_models import SiteState
 from geogit.devstack.site import Role
 from geogit.devstack.stack import Stack, StackSite
 
@@ -27,16 +27,16 @@ class RolesError(RuntimeError):
     """The recorded roles name no primary among the sites to start."""
 
 
-Answers = Mapping[str, SiteState | ApiError]
+Answers = Mapping[str, SiteStateOut | ApiError]
 """Per site name, what its site_state said, or why it did not answer."""
 
 
-def site_states(stack: Stack) -> dict[str, SiteState | ApiError]:
+def site_states(stack: Stack) -> dict[str, SiteStateOut | ApiError]:
     """Ask every site of the stack; one that does not answer is reported, not raised."""
     return {site.name: _state(site, stack.admin.token) for site in stack.sites}
 
 
-def _state(site: StackSite, token: str) -> SiteState | ApiError:
+def _state(site: StackSite, token: str) -> SiteStateOut | ApiError:
     try:
         with AdminApi(site.http_url, token, timeout=_STATE_TIMEOUT_SECONDS) as api:
             return api.site_state()
@@ -55,7 +55,7 @@ def reported_roles(stack: Stack, answers: Answers) -> dict[str, Role]:
     claims = [
         (answer.epoch, name)
         for name, answer in answers.items()
-        if isinstance(answer, SiteState) and answer.role == "primary" and not answer.fenced
+        if isinstance(answer, SiteStateOut) and answer.role == "primary" and not answer.fenced
     ]
     if claims:
         _, primary = max(claims)
@@ -65,8 +65,8 @@ def reported_roles(stack: Stack, answers: Answers) -> dict[str, Role]:
     return {site.name: _answered_role(site, answers.get(site.name)) for site in stack.sites}
 
 
-def _answered_role(site: StackSite, answer: SiteState | ApiError | None) -> Role:
-    if isinstance(answer, SiteState):
+def _answered_role(site: StackSite, answer: SiteStateOut | ApiError | None) -> Role:
+    if isinstance(answer, SiteStateOut):
         return "secondary" if answer.fenced else answer.role
     return cast(Role, site.role)
 

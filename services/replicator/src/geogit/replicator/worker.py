@@ -300,7 +300,12 @@ class ReplicaWorker:
             await self._api.save(
                 replicable.project_id,
                 registry.model_copy(
-                    update={"verified_at": _now(), "verification_state": "verified"}
+                    # Equal to the primary's: nothing here can have diverged any more.
+                    update={
+                        "verified_at": _now(),
+                        "verification_state": "verified",
+                        "diverged_epoch": 0,
+                    }
                 ),
             )
             return None

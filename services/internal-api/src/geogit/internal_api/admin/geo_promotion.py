@@ -16,9 +16,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from geogit.common.geo_coordination import PromotionMode, PromotionOut, PromotionPreview
 from geogit.internal_api.deps import AdminUser, ServicesDep
-from geogit.internal_api.geo.coordination import PromotionMode
-from geogit.internal_api.geo.promotion import PromotionError, PromotionOut, PromotionPreview
+from geogit.internal_api.geo.promotion import PromotionError
 from geogit.internal_api.params import Id
 
 router = APIRouter(prefix="/api/v4/geo", tags=["geo"])

@@ -15,14 +15,14 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from geogit.common.geo import GEO_TOKEN_HEADER
-from geogit.common.logging import CORRELATION_HEADER, get_correlation_id
-from geogit.internal_api.geo.coordination import (
+from geogit.common.geo_coordination import (
     DrainedOut,
     FollowIn,
     FollowOut,
     MaintenanceIn,
     SiteStateOut,
 )
+from geogit.common.logging import CORRELATION_HEADER, get_correlation_id
 
 Answer = TypeVar("Answer", bound=BaseModel)
 

@@ -77,7 +77,7 @@ async def follow(sessions: SessionMaker, new: NewPrimary) -> bool:
         was_primary = state.role == "primary"
         if was_primary:
             feed.last_global_seq = await last_event_id(session)
-            await _adopt_repositories(session)
+            await _adopt_repositories(session, new.epoch)
         if feed.last_global_seq > new.after_seq:
             pending = state.rollback_after_seq
             state.rollback_after_seq = min(
@@ -107,8 +107,11 @@ async def follow(sessions: SessionMaker, new: NewPrimary) -> bool:
     return True
 
 
-async def _adopt_repositories(session: AsyncSession) -> None:
-    """A demoted primary's repositories are replicas at their current sequences."""
+async def _adopt_repositories(session: AsyncSession, epoch: int) -> None:
+    """A demoted primary's repositories are replicas at their current sequences, to be
+    verified before they count as verified: a push that storage took but this site never
+    recorded (its post-receive refused by the fence) shows as a checksum mismatch, and the
+    re-sync that follows keeps those commits under refs/geogit/diverged/epoch-<epoch>/."""
     now = utcnow()
     rows = (
         await session.execute(
@@ -121,8 +124,9 @@ async def _adopt_repositories(session: AsyncSession) -> None:
             "synced_seq": seq,
             "checksum": checksum,
             "last_synced_at": now,
-            "verified_at": now,
-            "verification_state": "verified",
+            "verified_at": None,
+            "verification_state": "pending",
+            "diverged_epoch": epoch,
             "retry_count": 0,
             "last_error": "",
             "updated_at": now,

@@ -18,9 +18,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.geo_coordination import DrainedOut
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.geo import site_state
-from geogit.internal_api.geo.coordination import DrainedOut
 from geogit.internal_api.geo.mirror import last_event_id
 from geogit.internal_api.geo.site_state import Refused
 from geogit.internal_api.models import GeoSite, PushReferenceCounter, utcnow

@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.background import Background
+from geogit.common.geo_coordination import SiteStateOut
 from geogit.internal_api.clients.sites import SitesClient, SiteUnreachable
 from geogit.internal_api.db import SessionMaker
-from geogit.internal_api.geo.coordination import SiteStateOut
 from geogit.internal_api.geo.epochs import EpochStart
 from geogit.internal_api.geo.follow import EpochConflict, NewPrimary, follow
 from geogit.internal_api.geo.site_state import SiteAuthority

@@ -21,22 +21,30 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from pydantic import BaseModel
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Select, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from geogit.common.geo_coordination import (
+    Follower,
+    FollowIn,
+    MaintenanceIn,
+    ProjectBehind,
+    PromotionMode,
+    PromotionOut,
+    PromotionPreview,
+    SiteSeen,
+)
 from geogit.common.primary_client import PrimaryUnavailable
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.internal_api.clients.sites import SitesClient, SiteUnreachable
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.events.outbox import Outbox, site_aggregate
 from geogit.internal_api.geo import epochs, site_state
-from geogit.internal_api.geo.coordination import FollowIn, MaintenanceIn, PromotionMode
 from geogit.internal_api.geo.mirror import feed_position, lock_feed
 from geogit.internal_api.geo.peers import ASK_TIMEOUT_SECONDS, other_sites
 from geogit.internal_api.geo.read_model import mark_primary
 from geogit.internal_api.geo.site_state import Refused
-from geogit.internal_api.models import GeoSite, Project, ReplicaRegistry, utcnow
+from geogit.internal_api.models import GeoSite, OutboxEvent, Project, ReplicaRegistry, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -57,54 +65,6 @@ SHOWN_BEHIND = 20
 
 class PromotionError(Refused):
     """A promotion that cannot be, or did not complete (the message says what it waited for)."""
-
-
-class SiteSeen(BaseModel):
-    site: str
-    reachable: bool
-    role: str = ""
-    epoch: int = 0
-    last_global_seq: int = 0
-    error: str = ""
-
-
-class ProjectBehind(BaseModel):
-    project_id: int
-    full_path: str
-    replica_seq: int
-    latest_seq: int
-
-
-class PromotionPreview(BaseModel):
-    candidate: str
-    mode: PromotionMode
-    epoch: int
-    next_epoch: int
-    candidate_seq: int
-    highest_seen_seq: int
-    # The RPO a promotion would have now, in events: what reachable sites saw and this did not.
-    gap: int
-    sites: list[SiteSeen]
-    projects_behind: list[ProjectBehind]
-    projects_behind_count: int
-    blockers: list[str]
-
-
-class Follower(BaseModel):
-    site: str
-    followed: bool
-    rollback: bool = False
-    error: str = ""
-
-
-class PromotionOut(BaseModel):
-    site: str
-    mode: PromotionMode
-    epoch: int
-    after_seq: int
-    waited_seconds: float
-    followers: list[Follower]
-    at_risk: PromotionPreview
 
 
 @dataclass(frozen=True)
@@ -141,6 +101,7 @@ class Promotions:
             state = await site_state.load(session)
             position = await feed_position(session)
             behind, behind_count = await _projects_behind(session)
+            pushes_behind = await _pushes_behind(session)
             others = await other_sites(session, self._site_name)
         seen = await asyncio.gather(*(self._ask(other) for other in others))
         highest = max([position, *(s.last_global_seq for s in seen if s.reachable)])
@@ -156,6 +117,7 @@ class Promotions:
             sites=list(seen),
             projects_behind=behind,
             projects_behind_count=behind_count,
+            pushes_behind=pushes_behind,
             blockers=blockers,
         )
 
@@ -331,9 +293,9 @@ class Promotions:
         return list(await asyncio.gather(*(tell(site) for site in others)))
 
 
-async def _projects_behind(session: AsyncSession) -> tuple[list[ProjectBehind], int]:
+def _lagging() -> Select[Project, ReplicaRegistry]:
     """Projects whose replica here is not synced and verified at the latest sequence known."""
-    lagging = (
+    return (
         select(Project, ReplicaRegistry)
         .outerjoin(ReplicaRegistry, ReplicaRegistry.project_id == Project.id)
         .where(
@@ -343,18 +305,45 @@ async def _projects_behind(session: AsyncSession) -> tuple[list[ProjectBehind], 
             | (ReplicaRegistry.verification_state != "verified")
         )
     )
+
+
+async def _projects_behind(session: AsyncSession) -> tuple[list[ProjectBehind], int]:
+    lagging = _lagging()
     count = int(await session.scalar(select(func.count()).select_from(lagging.subquery())) or 0)
     rows = (await session.execute(lagging.order_by(Project.id).limit(SHOWN_BEHIND))).all()
     behind = [
         ProjectBehind(
             project_id=project.id,
             full_path=project.full_path,
-            replica_seq=registry.synced_seq if registry is not None else 0,
+            replica_seq=registry.synced_seq if registry is not None else None,
             latest_seq=project.repository_seq,
         )
         for project, registry in rows
     ]
     return behind, count
+
+
+async def _pushes_behind(session: AsyncSession) -> int:
+    """Repository events of the lagging projects after the sequence their replica is at."""
+    lagging = (
+        _lagging()
+        .with_only_columns(
+            func.concat("project-", Project.id).label("aggregate_id"),
+            func.coalesce(ReplicaRegistry.synced_seq, 0).label("replica_seq"),
+        )
+        .subquery()
+    )
+    statement = (
+        select(func.count())
+        .select_from(OutboxEvent)
+        .join(
+            lagging,
+            (OutboxEvent.stream == "repository")
+            & (OutboxEvent.aggregate_id == lagging.c.aggregate_id)
+            & (OutboxEvent.id > lagging.c.replica_seq),
+        )
+    )
+    return int(await session.scalar(statement) or 0)
 
 
 def _blockers(site: GeoSite, role: str, mode: PromotionMode, seen: list[SiteSeen]) -> list[str]:

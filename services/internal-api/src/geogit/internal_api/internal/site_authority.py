@@ -17,12 +17,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
 
 from geogit.common.geo import GeoClaims
-from geogit.common.tokens import API_REQUEST_HEADER
-from geogit.internal_api.deps import OptionalUser, ServicesDep, SessionDep, internal_caller
-from geogit.internal_api.errors import ApiError, forbidden, unauthorized
-from geogit.internal_api.geo import epochs, maintenance, site_state
-from geogit.internal_api.geo.auth import GeoGate
-from geogit.internal_api.geo.coordination import (
+from geogit.common.geo_coordination import (
     DrainedOut,
     EpochOut,
     FollowIn,
@@ -31,6 +26,11 @@ from geogit.internal_api.geo.coordination import (
     MaintenanceOut,
     SiteStateOut,
 )
+from geogit.common.tokens import API_REQUEST_HEADER
+from geogit.internal_api.deps import OptionalUser, ServicesDep, SessionDep, internal_caller
+from geogit.internal_api.errors import ApiError, forbidden, unauthorized
+from geogit.internal_api.geo import epochs, maintenance, site_state
+from geogit.internal_api.geo.auth import GeoGate
 from geogit.internal_api.geo.follow import EpochConflict, follow
 from geogit.internal_api.geo.maintenance import MaintenanceRefused
 from geogit.internal_api.geo.mirror import feed_position, last_event_id

@@ -1,5 +1,6 @@
-"""What sites tell each other about authority (DESIGN §10): the wire shapes of the site-local
-Geo routes (`geogit.common.geo_routes`), shared by their handlers and `clients/sites.py`."""
+"""What sites say about authority and promotion (DESIGN §10): the wire shapes of the site-local
+Geo routes (`geogit.common.geo_routes`) and of the promotion admin routes, one definition for
+their handlers, the internal API's sites client and the `geogit` command."""
 
 from __future__ import annotations
 
@@ -78,3 +79,54 @@ class DrainedOut(BaseModel):
     epoch: int
     last_global_seq: int
     pushes_in_flight: int
+
+
+class SiteSeen(BaseModel):
+    site: str
+    reachable: bool
+    role: str = ""
+    epoch: int = 0
+    last_global_seq: int = 0
+    error: str = ""
+
+
+class ProjectBehind(BaseModel):
+    project_id: int
+    full_path: str
+    replica_seq: int | None  # None: this site holds no replica of it
+    latest_seq: int
+
+
+class PromotionPreview(BaseModel):
+    candidate: str
+    mode: PromotionMode
+    epoch: int
+    next_epoch: int
+    candidate_seq: int
+    highest_seen_seq: int
+    # The RPO a promotion would have now, in events: what reachable sites saw and this did not.
+    gap: int
+    sites: list[SiteSeen]
+    projects_behind: list[ProjectBehind]
+    projects_behind_count: int
+    # Pushes this site has the events of but whose replicas have not fetched them yet: lost
+    # as well in a forced promotion now, so the RPO is `gap` plus these.
+    pushes_behind: int
+    blockers: list[str]
+
+
+class Follower(BaseModel):
+    site: str
+    followed: bool
+    rollback: bool = False
+    error: str = ""
+
+
+class PromotionOut(BaseModel):
+    site: str
+    mode: PromotionMode
+    epoch: int
+    after_seq: int
+    waited_seconds: float
+    followers: list[Follower]
+    at_risk: PromotionPreview
