@@ -5,8 +5,6 @@ the primary (another site) is a small stand-in serving real Git."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,10 +20,19 @@ from geogit.replicator.clients.storage import repository
 from geogit.replicator.scheduler import Action, Retry, backoff_ceiling
 from geogit.replicator.sync_state import Hint
 from geogit.replicator.worker import UNKNOWN_PROJECT_RETRIES
+from geogit.storage.testing import git
 
 
 def replica_checksum(site: SecondarySite, repo: PrimaryRepository) -> str:
     return site.storage.checksum(repository("default", repo.disk_path))
+
+
+async def announced(site: SecondarySite) -> tuple[PrimaryRepository, str]:
+    """A project with one commit whose push the site has heard of; its checksum."""
+    repo = await site.create()
+    seq, checksum = site.primary.states[repo.project_id]
+    await site.announce_push(repo, seq, checksum)
+    return repo, checksum
 
 
 async def registry(parts: Replication, repo: PrimaryRepository) -> RegistryEntry | None:
@@ -105,9 +112,7 @@ async def test_an_unsettled_mismatch_fails_backs_off_and_recovers(site: Secondar
 
 
 async def test_a_verification_mismatch_resyncs(site: SecondarySite) -> None:
-    repo = await site.create()
-    seq, checksum = site.primary.states[repo.project_id]
-    await site.announce_push(repo, seq, checksum)
+    repo, checksum = await announced(site)
     async with replication(site) as parts:
         await parts.worker(repo.project_id, Action.SYNC)
         replica = site.replica_path(repo)
@@ -124,28 +129,24 @@ async def test_a_verification_mismatch_resyncs(site: SecondarySite) -> None:
 def _commit_storage_took_but_never_recorded(replica: Path) -> str:
     """A commit on main that only this replica has: a push a fenced primary's storage took
     after its post-receive could no longer be recorded."""
-    parent = git(replica, "rev-parse", "refs/heads/main")
-    tree = git(replica, "rev-parse", "refs/heads/main^{tree}")
-    oid = git(replica, "commit-tree", tree, "-p", parent, "-m", "unrecorded push")
-    git(replica, "update-ref", "refs/heads/main", oid)
+    parent, tree = rev_parse(replica, "refs/heads/main"), rev_parse(replica, "main^{tree}")
+    identity = ("-c", "user.name=t", "-c", "user.email=t@x")
+    commit = git(
+        "-C", str(replica), *identity, "commit-tree", tree, "-p", parent, "-m", "unrecorded"
+    )
+    oid = commit.stdout.decode().strip()
+    git("-C", str(replica), "update-ref", "refs/heads/main", oid)
     return oid
 
 
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@example.com"}
-    env |= {"GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@example.com"}
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], env=env, capture_output=True, text=True, check=True
-    )
-    return done.stdout.strip()
+def rev_parse(repo: Path, rev: str) -> str:
+    return git("-C", str(repo), "rev-parse", rev).stdout.decode().strip()
 
 
 async def test_an_adopted_replica_that_diverged_keeps_what_the_primary_lacks(
     site: SecondarySite,
 ) -> None:
-    repo = await site.create()
-    seq, checksum = site.primary.states[repo.project_id]
-    await site.announce_push(repo, seq, checksum)
+    repo, checksum = await announced(site)
     async with replication(site) as parts:
         await parts.worker(repo.project_id, Action.SYNC)
         entry = await registry(parts, repo)
@@ -159,9 +160,7 @@ async def test_an_adopted_replica_that_diverged_keeps_what_the_primary_lacks(
         assert await parts.worker(repo.project_id, Action.VERIFY) is None
         assert parts.sample("geogit_replication_verifications_total", result="mismatch") == 1
         replica = site.replica_path(repo)
-        assert (
-            git(replica, "rev-parse", "refs/geogit/diverged/epoch-3/refs/heads/main") == unrecorded
-        )
+        assert rev_parse(replica, "refs/geogit/diverged/epoch-3/refs/heads/main") == unrecorded
         assert replica_checksum(site, repo) == checksum
         assert parts.sample("geogit_replication_diverged_refs_total") == 1
         entry = await registry(parts, repo)
@@ -169,9 +168,7 @@ async def test_an_adopted_replica_that_diverged_keeps_what_the_primary_lacks(
 
 
 async def test_a_verified_replica_has_nothing_left_to_diverge(site: SecondarySite) -> None:
-    repo = await site.create()
-    seq, checksum = site.primary.states[repo.project_id]
-    await site.announce_push(repo, seq, checksum)
+    repo, _ = await announced(site)
     async with replication(site) as parts:
         await parts.worker(repo.project_id, Action.SYNC)
         entry = await registry(parts, repo)

@@ -15,6 +15,7 @@ _BIGINT = 2**63 - 1
 Seq = Annotated[int, Field(ge=0, le=_BIGINT)]
 Epoch = Annotated[int, Field(ge=1, le=_BIGINT)]
 PromotionMode = Literal["planned", "force"]
+SiteRole = Literal["primary", "secondary"]
 
 
 class MaintenanceOut(BaseModel):
@@ -33,7 +34,7 @@ class SiteStateOut(BaseModel):
 
     site_id: int | None
     site: str
-    role: Literal["primary", "secondary"]
+    role: SiteRole
     epoch: int
     # Where the epoch's events start: what a site that follows this epoch's primary needs.
     epoch_after_seq: int

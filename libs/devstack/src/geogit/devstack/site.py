@@ -28,14 +28,14 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
 
+from geogit.common.geo_coordination import SiteRole
 from geogit.devstack.credentials import SiteSecrets, UserCredentials
 from geogit.devstack.ports import LOOPBACK, SitePorts
 from geogit.devstack.probes import HttpProbe
 from geogit.devstack.processes import StopResult, Supervisor, log_tail
 
-Role = Literal["primary", "secondary"]
+Role = SiteRole
 SERVICES = ("storage", "internal-api", "edge-proxy", "ssh-gateway", "replicator")
 """Start order, on every site; stop order is the reverse."""
 

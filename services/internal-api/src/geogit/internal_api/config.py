@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from geogit.common.geo import public_key_of
+from geogit.common.geo_coordination import SiteRole
 from geogit.common.http_listener import HttpListenerSettings
 from geogit.common.net import split_address
 
@@ -38,7 +39,7 @@ class InternalApiSettings(HttpListenerSettings):
     external_url: str = "http://127.0.0.1:8080"
     external_ssh_url: str = "ssh://git@127.0.0.1:2222"
     shutdown_grace_seconds: int = 30
-    site_role: Literal["primary", "secondary"] = "primary"
+    site_role: SiteRole = "primary"
     # A secondary: the primary's front door (its edge proxy), for proxied traffic, the event
     # store and read-your-writes checks.
     primary_url: str = ""

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.common.primary_client import PrimaryClient
 from geogit.internal_api.db import SessionMaker
+from geogit.internal_api.events.outbox import PROJECT_AGGREGATE_PREFIX
 from geogit.internal_api.geo import epochs, site_state
 from geogit.internal_api.geo.epochs import EpochStart
 from geogit.internal_api.geo.mirror import apply_and_mirror, last_event_id, lock_feed
@@ -170,7 +171,7 @@ async def _projects_changed_after(session: AsyncSession, after: int) -> list[int
         .where(OutboxEvent.id > after, OutboxEvent.stream == "repository")
         .distinct()
     )
-    return sorted(int(aggregate.removeprefix("project-")) for aggregate in rows)
+    return sorted(int(aggregate.removeprefix(PROJECT_AGGREGATE_PREFIX)) for aggregate in rows)
 
 
 async def _replay(session: AsyncSession, primary: PrimaryClient) -> int:

@@ -38,7 +38,7 @@ from geogit.common.primary_client import PrimaryUnavailable
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.internal_api.clients.sites import SitesClient, SiteUnreachable
 from geogit.internal_api.db import SessionMaker
-from geogit.internal_api.events.outbox import Outbox, site_aggregate
+from geogit.internal_api.events.outbox import PROJECT_AGGREGATE_PREFIX, Outbox, site_aggregate
 from geogit.internal_api.geo import epochs, site_state
 from geogit.internal_api.geo.mirror import feed_position, lock_feed
 from geogit.internal_api.geo.peers import ASK_TIMEOUT_SECONDS, other_sites
@@ -328,7 +328,7 @@ async def _pushes_behind(session: AsyncSession) -> int:
     lagging = (
         _lagging()
         .with_only_columns(
-            func.concat("project-", Project.id).label("aggregate_id"),
+            func.concat(PROJECT_AGGREGATE_PREFIX, Project.id).label("aggregate_id"),
             func.coalesce(ReplicaRegistry.synced_seq, 0).label("replica_seq"),
         )
         .subquery()
