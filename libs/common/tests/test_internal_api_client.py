@@ -20,7 +20,7 @@ from geogit.common.internal_api import (
     GeoProxyToPrimary,
     GitHttpAuthorizeRequest,
     GitHttpServe,
-    PreReceiveRequest,
+    PostReceiveRequest,
     RegistryEntry,
 )
 from geogit.common.internal_api_client import (
@@ -239,7 +239,9 @@ async def test_an_api_that_is_down_or_slow_is_unavailable_or_a_timeout(
 ) -> None:
     down = InternalApiClient(f"http://127.0.0.1:{free_port()}", SECRET, ISSUER, timeout=2.0)
     with pytest.raises(InternalApiError, match="internal API unreachable") as raised:
-        await down.pre_receive(PreReceiveRequest(gl_repository="project-1"))
+        await down.post_receive(
+            PostReceiveRequest(gl_repository="project-1", identifier="user-1", changes="")
+        )
     assert (raised.value.kind, raised.value.status) == ("unavailable", None)
     assert not await down.reachable()
     await down.aclose()

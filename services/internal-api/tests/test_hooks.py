@@ -11,7 +11,7 @@ from internal_api_support import ZERO, Api, outbox_count, outbox_rows, push, sto
 from geogit.common.events import EVENT_TYPES
 from geogit.common.proto.events.v1 import repository_pb2
 from geogit.internal_api.db import SessionMaker
-from geogit.internal_api.models import OutboxEvent, Project
+from geogit.internal_api.models import OutboxEvent, Project, PushReferenceCounter
 from geogit.storage.testing import StorageProcess, git, make_work_tree
 
 
@@ -163,3 +163,35 @@ async def test_pre_receive(api: Api) -> None:
     assert ok.json() == {"reference_counter_increased": True}
     missing = await api.internal("pre_receive", {"gl_repository": "project-0"})
     assert missing.status_code == 404
+
+
+async def _push_count(db: SessionMaker, project_id: int) -> int:
+    async with db() as session:
+        counter = await session.get(PushReferenceCounter, project_id)
+    return counter.count if counter is not None else 0
+
+
+async def test_allowed_counts_only_a_push_it_grants(api: Api, db: SessionMaker) -> None:
+    """pre-receive's one round trip: `count_push` counts the push if, and only if, allowed."""
+    owner, stranger = await api.user("erin"), await api.user("frank")
+    project = await api.project(owner)
+
+    def ask(user_id: int, action: str) -> dict[str, object]:
+        return {
+            "action": action,
+            "protocol": "http",
+            "gl_id": f"user-{user_id}",
+            "gl_repository": f"project-{project['id']}",
+            "changes": "_any",
+            "count_push": True,
+        }
+
+    refused = await api.internal("allowed", ask(stranger.id, "git-receive-pack"))
+    assert refused.status_code == 404 and refused.json()["status"] is False
+    fetch = await api.internal("allowed", ask(owner.id, "git-upload-pack"))
+    assert fetch.json()["reference_counter_increased"] is False
+    assert await _push_count(db, project["id"]) == 0
+
+    granted = await api.internal("allowed", ask(owner.id, "git-receive-pack"))
+    assert granted.json()["reference_counter_increased"] is True
+    assert await _push_count(db, project["id"]) == 1

@@ -29,8 +29,6 @@ from geogit.common.internal_api import (
     PostReceiveMessage,
     PostReceiveRequest,
     PostReceiveResponse,
-    PreReceiveRequest,
-    PreReceiveResponse,
 )
 from geogit.common.net import free_port
 from geogit.common.tokens import INTERNAL_API_AUDIENCE, TokenError, verify_token
@@ -47,6 +45,8 @@ class Policy:
     allowed_calls: list[AllowedRequest] = field(default_factory=list)
     post_receive_calls: list[PostReceiveRequest] = field(default_factory=list)
     auth_failures: int = 0
+    # allowed grants the push but does not count it (count_push): the hook must refuse.
+    busy: bool = False
     # How git_http/authorize answers; None answers 404 as for an unknown project.
     git_http: Callable[[GitHttpAuthorizeRequest], GitHttpAnswer] | None = None
     git_http_calls: list[GitHttpAuthorizeRequest] = field(default_factory=list)
@@ -90,14 +90,11 @@ class FakeInternalApi:
             refs = {line.split()[2] for line in body.changes.splitlines() if len(line.split()) == 3}
             if refs & self.policy.refused_refs:
                 return JSONResponse({"status": False, "message": self.policy.refusal_message}, 403)
-            return AllowedResponse(status=True, gl_repository=body.gl_repository)
-
-        @app.post("/api/v4/internal/pre_receive")
-        def pre_receive(
-            body: PreReceiveRequest, geogit_api_request: str | None = Header(None)
-        ) -> PreReceiveResponse:
-            self._check(geogit_api_request)
-            return PreReceiveResponse(reference_counter_increased=True)
+            return AllowedResponse(
+                status=True,
+                gl_repository=body.gl_repository,
+                reference_counter_increased=body.count_push and not self.policy.busy,
+            )
 
         @app.post("/api/v4/internal/post_receive")
         def post_receive(

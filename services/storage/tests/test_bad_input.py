@@ -14,8 +14,6 @@ import pytest
 
 from geogit.common.pktline import FLUSH_PKT, pkt_line
 from geogit.common.proto.storage.v1 import (
-    hook_pb2,
-    hook_pb2_grpc,
     repository_pb2,
     shared_pb2,
     smarthttp_pb2,
@@ -24,7 +22,7 @@ from geogit.common.proto.storage.v1 import (
     ssh_pb2_grpc,
 )
 from geogit.common.storage_client import aio_channel
-from geogit.common.tokens import HOOKS_AUDIENCE, STORAGE_AUDIENCE, issue_token
+from geogit.common.tokens import STORAGE_AUDIENCE
 from geogit.storage.testing import STORAGE_SECRET, StorageProcess, git, make_work_tree, refs_of
 
 ZERO = "0" * 40
@@ -65,7 +63,7 @@ def _bearer(token: str) -> tuple[tuple[str, str], ...]:
         ),
         (lambda: _bearer(_token(iat_offset=-3600)), "expired"),
         (lambda: _bearer(_token(ttl=3600)), "lifetime exceeds"),
-        (lambda: _bearer(_token(audience=HOOKS_AUDIENCE)), "audience"),
+        (lambda: _bearer(_token(audience="geogit-internal-api")), "audience"),
     ],
 )
 def test_bad_tokens_are_refused(storage: StorageProcess, metadata, reason: str) -> None:
@@ -73,24 +71,6 @@ def test_bad_tokens_are_refused(storage: StorageProcess, metadata, reason: str) 
         _exists(storage, metadata())
     assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert reason in failure.value.details()
-
-
-def test_storage_token_cannot_call_hooks(storage: StorageProcess) -> None:
-    stub = hook_pb2_grpc.HookServiceStub(storage.channel)
-    request = hook_pb2.UpdateHookRequest(environment=hook_pb2.HookEnvironment(payload="x"))
-    with pytest.raises(grpc.RpcError) as failure:
-        list(stub.UpdateHook(request, metadata=storage.metadata()))
-    assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
-
-
-def test_garbage_hooks_payload_is_invalid_argument(storage: StorageProcess) -> None:
-    stub = hook_pb2_grpc.HookServiceStub(storage.channel)
-    token = issue_token(STORAGE_SECRET, "t", HOOKS_AUDIENCE)
-    request = hook_pb2.UpdateHookRequest(environment=hook_pb2.HookEnvironment(payload="%%%"))
-    with pytest.raises(grpc.RpcError) as failure:
-        list(stub.UpdateHook(request, metadata=(("authorization", f"Bearer {token}"),)))
-    assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "GEOGIT_HOOKS_PAYLOAD" in failure.value.details()
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,18 @@ async def target(server: ServerInfo, admin_token: str, api: Api) -> AsyncIterato
     assert response.status_code == 204, response.text
 
 
+def _counted_push(user_id: int, gl_repository: str) -> dict[str, object]:
+    """What storage's pre-receive hook asks: the access check and the push count at once."""
+    return {
+        "action": "git-receive-pack",
+        "protocol": "http",
+        "gl_id": f"user-{user_id}",
+        "gl_repository": gl_repository,
+        "changes": "_any",
+        "count_push": True,
+    }
+
+
 def _failing_over(site: Registration) -> str:
     return f"this site is being failed over to {site.name}; retry in a moment"
 
@@ -36,9 +48,10 @@ async def test_writes_wait_for_the_new_primary_while_reads_go_on(
     alice = await api.user("alice")
     project = await api.project(alice)
     gl_repository = f"project-{project['id']}"
-    # A push is between pre-receive and post-receive when maintenance begins.
-    started = await api.internal("pre_receive", {"gl_repository": gl_repository})
+    # A push is between pre-receive (allowed, counted) and post-receive when maintenance begins.
+    started = await api.internal("allowed", _counted_push(alice.id, gl_repository))
     assert started.status_code == 200, started.text
+    assert started.json()["reference_counter_increased"] is True
     drain = asyncio.create_task(
         api.client.post(
             "/api/v4/geo/maintenance",
@@ -67,8 +80,8 @@ async def test_writes_wait_for_the_new_primary_while_reads_go_on(
         },
     )
     assert push.status_code == 503 and push.json()["message"] == _failing_over(target)
-    another = await api.internal("pre_receive", {"gl_repository": gl_repository})
-    assert another.status_code == 503 and _failing_over(target) in another.text
+    another = await api.internal("allowed", _counted_push(alice.id, gl_repository))
+    assert another.status_code == 503 and another.json()["message"] == _failing_over(target)
     # Reads go on: the project, and a clone's access check.
     assert (
         await api.client.get(f"/api/v4/projects/{project['id']}", headers=alice.headers)

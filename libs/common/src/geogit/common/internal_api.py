@@ -76,6 +76,9 @@ class AllowedRequest(BaseModel):
     git_object_directory: StorableText = ""
     git_alternate_object_directories: list[StorableText] = []
     push_options: list[StorableText] = []
+    # pre-receive: if allowed, also count the push until post-receive (what /pre_receive
+    # does), so a push pays one round trip before its refs move.
+    count_push: bool = False
 
 
 class AllowedResponse(BaseModel):
@@ -83,6 +86,7 @@ class AllowedResponse(BaseModel):
 
     status: bool
     message: str = ""
+    reference_counter_increased: bool = False
     gl_repository: str = ""
     gl_project_path: str = ""
     gl_id: str = ""

@@ -40,8 +40,6 @@ from geogit.common.internal_api import (
     GitHttpServe,
     PostReceiveRequest,
     PostReceiveResponse,
-    PreReceiveRequest,
-    PreReceiveResponse,
     ProxiedPush,
     RegistryEntry,
     Replicable,
@@ -197,11 +195,7 @@ class InternalApiClient:
             return Denied(status, answer.message or "access denied")
         return answer
 
-    # Hooks: the two calls around a push's ref update.
-
-    async def pre_receive(self, request: PreReceiveRequest) -> PreReceiveResponse:
-        response = await self._send("POST", "/api/v4/internal/pre_receive", body=request)
-        return _parsed(response, PreReceiveResponse)
+    # Hooks: pre-receive is `allowed` with `count_push`; post-receive records the push.
 
     async def post_receive(self, request: PostReceiveRequest) -> PostReceiveResponse:
         response = await self._send("POST", "/api/v4/internal/post_receive", body=request)

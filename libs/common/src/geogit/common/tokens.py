@@ -1,6 +1,6 @@
 """Short-lived HS256 tokens between geogit services.
 
-Every internal call carries one: the gateways and hooks to the internal API
+Every internal call carries one: the gateways and storage to the internal API
 (`Geogit-Api-Request`), anyone to storage (gRPC metadata). Tokens live seconds, not hours, so a
 leaked one is worthless almost at once; the verifier enforces that by refusing long lifetimes,
 whatever the issuer chose. Errors say exactly what was wrong, because a refused internal call
@@ -19,7 +19,6 @@ import jwt
 API_REQUEST_HEADER = "Geogit-Api-Request"
 INTERNAL_API_AUDIENCE = "geogit-internal-api"
 STORAGE_AUDIENCE = "geogit-storage"
-HOOKS_AUDIENCE = "geogit-storage-hooks"
 
 ALGORITHM = "HS256"
 _REGISTERED_CLAIMS = ("iss", "aud", "iat", "exp")

@@ -13,9 +13,10 @@ class StorageSettings(OpsListenerSettings):
     listen_address: str = "127.0.0.1:9999"
     # Host and port for /metrics, /-/liveness and /-/readiness.
     ops_address: str = "127.0.0.1:9998"
-    # The address hooks use to call back into this storage (defaults to listen_address).
-    advertised_address: str = ""
-    # Verifies the tokens callers present; signs the tokens handed to hooks.
+    # Where the hooks' Unix socket lives (a private temporary directory when unset). A socket
+    # path must stay under 108 bytes; in Kubernetes, an emptyDir such as /run/geogit.
+    hooks_socket_dir: Path | None = None
+    # Verifies the tokens callers present.
     storage_secret: str = ""
     internal_api_url: str = "http://127.0.0.1:8081"
     internal_api_secret: str = ""
@@ -23,10 +24,6 @@ class StorageSettings(OpsListenerSettings):
     # Upper bound for one git process serving a clone or push.
     git_timeout_seconds: float = 3600.0
     shutdown_grace_seconds: float = 30.0
-
-    @property
-    def hook_address(self) -> str:
-        return self.advertised_address or self.listen_address
 
     @property
     def runtime_dir(self) -> Path:

@@ -1,9 +1,11 @@
 """HookService: the policy half of git's hooks during a push.
 
-pre-receive asks the internal API whether these exact ref changes are allowed (it can see the
-quarantined objects through the object directories passed along) and refuses the push with
-the API's message otherwise; git then discards the quarantine. post-receive reports the push
-so the internal API can record it and emit its event, and prints what the API says.
+pre-receive asks the internal API, in one round trip, whether these exact ref changes are
+allowed (it can see the quarantined objects through the object directories passed along)
+and to count the push until post-receive; it refuses the push with the API's message
+otherwise, and git then discards the quarantine. post-receive reports the push so the
+internal API can record it and emit its event, and prints what the API says. The answers are
+hook_client frames; hook_server.py carries them.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
-
-import grpc
 
 from geogit.common.internal_api import (
     AllowedRequest,
@@ -22,46 +23,55 @@ from geogit.common.internal_api import (
     GeoProxyToPrimary,
     GitProtocolName,
     PostReceiveRequest,
-    PreReceiveRequest,
 )
 from geogit.common.internal_api_client import InternalApiError
-from geogit.common.proto.storage.v1 import hook_pb2, hook_pb2_grpc, shared_pb2
 from geogit.storage.clients.internal_api import InternalApiClient
 from geogit.storage.errors import InvalidArgument
+from geogit.storage.hook_client import EXIT, STDERR, STDOUT
 from geogit.storage.hooks import HooksPayload
-from geogit.storage.locator import RepositoryLocator
-from geogit.storage.streams import input_chunks
 
 log = logging.getLogger(__name__)
-MAX_CHANGES_BYTES = 64 * 1024 * 1024
+Frame = tuple[bytes, bytes]
 
 
-def _out(text: str) -> hook_pb2.HookResponse:
-    return hook_pb2.HookResponse(stdout=text.encode())
+@dataclass(frozen=True)
+class HookCall:
+    """One hook run as git started it: hook_server.py has checked where it points."""
+
+    hook: str
+    payload: HooksPayload
+    repository: Path
+    object_directories: list[str]
+    push_options: list[str]
+    changes: str
 
 
-def _err(text: str) -> hook_pb2.HookResponse:
-    return hook_pb2.HookResponse(stderr=text.encode())
+def _out(text: str) -> Frame:
+    return STDOUT, text.encode()
 
 
-def _exit(value: int) -> hook_pb2.HookResponse:
-    return hook_pb2.HookResponse(exit_status=shared_pb2.ExitStatus(value=value))
+def _err(text: str) -> Frame:
+    return STDERR, text.encode()
 
 
-class HookService(hook_pb2_grpc.HookServiceServicer):
-    def __init__(self, locator: RepositoryLocator, internal_api: InternalApiClient) -> None:
-        self.locator = locator
+def _exit(value: int) -> Frame:
+    return EXIT, str(value).encode()
+
+
+class HookService:
+    def __init__(self, internal_api: InternalApiClient) -> None:
         self.internal_api = internal_api
 
-    async def PreReceiveHook(
-        self,
-        request_iterator: AsyncIterator[hook_pb2.PreReceiveHookRequest],
-        context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[hook_pb2.HookResponse]:
-        first = await anext(request_iterator)
-        payload, repo_path = self._payload(first.environment)
-        changes = await _read_changes(first, request_iterator)
-        quarantine = self._relative_object_dirs(first.environment, repo_path)
+    def run(self, call: HookCall) -> AsyncIterator[Frame]:
+        if call.hook == "pre-receive":
+            return self.pre_receive(call)
+        if call.hook == "post-receive":
+            return self.post_receive(call)
+        raise InvalidArgument(f"unknown hook {call.hook!r}")
+
+    async def pre_receive(self, call: HookCall) -> AsyncIterator[Frame]:
+        payload = call.payload
+        quarantine = _relative_object_dirs(call.object_directories, call.repository)
         try:
             answer = await self.internal_api.allowed(
                 AllowedRequest(
@@ -71,56 +81,42 @@ class HookService(hook_pb2_grpc.HookServiceServicer):
                     gl_repository=payload.repository.gl_repository,
                     project=payload.repository.gl_project_path,
                     relative_path=payload.repository.relative_path,
-                    changes=changes,
+                    changes=call.changes,
                     git_object_directory=quarantine[0] if quarantine else "",
                     git_alternate_object_directories=quarantine[1:],
-                    push_options=list(first.environment.push_options),
+                    push_options=call.push_options,
+                    count_push=True,
                 )
-            )
-            if isinstance(answer, GeoProxyToPrimary):
-                raise InternalApiError("allowed told a push's hook to proxy to the primary")
-            if isinstance(answer, Denied):
-                yield _err(f"geogit: {answer.message}\n")
-                yield _exit(1)
-                return
-            counter = await self.internal_api.pre_receive(
-                PreReceiveRequest(gl_repository=payload.repository.gl_repository)
             )
         except InternalApiError as exc:
             log.error("pre-receive check failed", extra={"error": str(exc)})
             yield _err(f"geogit: push refused: could not check permissions ({exc})\n")
             yield _exit(1)
             return
-        if not counter.reference_counter_increased:
+        if isinstance(answer, GeoProxyToPrimary):
+            log.error("allowed told a push's hook to proxy to the primary")
+            yield _err("geogit: push refused: this site cannot take pushes\n")
+            yield _exit(1)
+            return
+        if isinstance(answer, Denied):
+            yield _err(f"geogit: {answer.message}\n")
+            yield _exit(1)
+            return
+        if not answer.reference_counter_increased:
             yield _err("geogit: push refused: the repository is busy, try again\n")
             yield _exit(1)
             return
-        async for response in _custom_hook(repo_path, "pre-receive", [], changes.encode()):
-            yield response
+        async for frame in _custom_hook(call.repository, "pre-receive", call.changes):
+            yield frame
 
-    async def UpdateHook(
-        self, request: hook_pb2.UpdateHookRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[hook_pb2.HookResponse]:
-        _, repo_path = self._payload(request.environment)
-        args = [request.ref, request.old_value, request.new_value]
-        async for response in _custom_hook(repo_path, "update", args, b""):
-            yield response
-
-    async def PostReceiveHook(
-        self,
-        request_iterator: AsyncIterator[hook_pb2.PostReceiveHookRequest],
-        context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[hook_pb2.HookResponse]:
-        first = await anext(request_iterator)
-        payload, repo_path = self._payload(first.environment)
-        changes = await _read_changes(first, request_iterator)
+    async def post_receive(self, call: HookCall) -> AsyncIterator[Frame]:
         try:
             answer = await self.internal_api.post_receive(
                 PostReceiveRequest(
-                    gl_repository=payload.repository.gl_repository,
-                    identifier=payload.gl_id,
-                    changes=changes,
-                    push_options=list(first.environment.push_options),
+                    gl_repository=call.payload.repository.gl_repository,
+                    identifier=call.payload.gl_id,
+                    changes=call.changes,
+                    push_options=call.push_options,
                 )
             )
         except InternalApiError as exc:
@@ -132,44 +128,18 @@ class HookService(hook_pb2_grpc.HookServiceServicer):
             return
         for message in answer.messages:
             yield _out(_format_message(message.type, message.message))
-        async for response in _custom_hook(repo_path, "post-receive", [], changes.encode()):
-            yield response
-
-    def _payload(self, environment: hook_pb2.HookEnvironment) -> tuple[HooksPayload, Path]:
-        try:
-            payload = HooksPayload.decode(environment.payload)
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from exc
-        repo = shared_pb2.Repository(
-            storage_name=payload.repository.storage_name,
-            relative_path=payload.repository.relative_path,
-        )
-        return payload, self.locator.existing(repo)
-
-    @staticmethod
-    def _relative_object_dirs(environment: hook_pb2.HookEnvironment, repo: Path) -> list[str]:
-        if not environment.git_object_directory:
-            return []
-        dirs = [environment.git_object_directory, *environment.git_alternate_object_directories]
-        relative = []
-        for directory in dirs:
-            resolved = Path(directory).resolve()
-            if not resolved.is_relative_to(repo):
-                raise InvalidArgument(f"object directory outside the repository: {directory!r}")
-            relative.append(str(resolved.relative_to(repo)))
-        return relative
+        async for frame in _custom_hook(call.repository, "post-receive", call.changes):
+            yield frame
 
 
-async def _read_changes(
-    first: hook_pb2.PreReceiveHookRequest | hook_pb2.PostReceiveHookRequest,
-    rest: AsyncIterator[hook_pb2.PreReceiveHookRequest | hook_pb2.PostReceiveHookRequest],
-) -> str:
-    data = bytearray()
-    async for chunk in input_chunks(first, rest, lambda m: m.stdin):
-        data += chunk
-        if len(data) > MAX_CHANGES_BYTES:
-            raise InvalidArgument("too many ref changes in one push")
-    return data.decode(errors="replace")
+def _relative_object_dirs(directories: list[str], repo: Path) -> list[str]:
+    relative = []
+    for directory in directories:
+        resolved = Path(directory).resolve()
+        if not resolved.is_relative_to(repo):
+            raise InvalidArgument(f"object directory outside the repository: {directory!r}")
+        relative.append(str(resolved.relative_to(repo)))
+    return relative
 
 
 def _protocol(value: str) -> GitProtocolName:
@@ -183,9 +153,7 @@ def _format_message(kind: str, message: str) -> str:
     return f"\n{message}\n\n"
 
 
-async def _custom_hook(
-    repo: Path, name: str, args: list[str], stdin: bytes
-) -> AsyncIterator[hook_pb2.HookResponse]:
+async def _custom_hook(repo: Path, name: str, changes: str) -> AsyncIterator[Frame]:
     """Run the repository's own server-side hook (custom_hooks/<name>) if it has one."""
     executable = repo / "custom_hooks" / name
     if not os.access(executable, os.X_OK):
@@ -193,15 +161,14 @@ async def _custom_hook(
         return
     proc = await asyncio.create_subprocess_exec(
         str(executable),
-        *args,
         cwd=repo,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await proc.communicate(stdin)
+    stdout, stderr = await proc.communicate(changes.encode())
     if stdout:
-        yield hook_pb2.HookResponse(stdout=stdout)
+        yield STDOUT, stdout
     if stderr:
-        yield hook_pb2.HookResponse(stderr=stderr)
+        yield STDERR, stderr
     yield _exit(proc.returncode or 0)

@@ -1,9 +1,12 @@
 """The hooks payload and the hooks directory git is pointed at during a push.
 
-Gitaly's shape: git runs a thin executable for each hook; it reads GEOGIT_HOOKS_PAYLOAD and
-calls HookService back on the storage that spawned git, where the policy calls live. The
-payload is a dataclass read with the json module, not pydantic: the executable starts twice
-per push and its imports are a fixed cost of every push (DESIGN §9).
+Gitaly's shape: git runs a thin executable for each hook (hook_client.py); it reads
+GEOGIT_HOOKS_PAYLOAD and calls back over a Unix socket into the storage that spawned git,
+where the policy calls live (hook_server.py). The payload carries that socket and the storage
+process's hook token; it is a dataclass read with the json module, not pydantic.
+
+`update` never reaches storage: geogit's policy sees every ref change in pre-receive, so the
+script only runs the repository's own custom_hooks/update when there is one.
 """
 
 from __future__ import annotations
@@ -17,8 +20,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-PAYLOAD_ENV = "GEOGIT_HOOKS_PAYLOAD"
-HOOK_NAMES = ("pre-receive", "update", "post-receive")
+from geogit.storage import hook_client
+from geogit.storage.hook_client import PAYLOAD_ENV
+
+CALLBACK_HOOKS = ("pre-receive", "post-receive")
+HOOK_NAMES = (*CALLBACK_HOOKS, "update")
+CLIENT_FILE = "geogit-hook-client.py"
+# Run from the repository directory ($GIT_DIR of a bare repository), as git runs every hook.
+UPDATE_SCRIPT = '#!/bin/sh\n[ -x custom_hooks/update ] || exit 0\nexec custom_hooks/update "$@"\n'
 
 
 def _object(cls: type[Any], data: Any) -> dict[str, Any]:
@@ -49,8 +58,8 @@ class HookRepository:
 @dataclass(frozen=True)
 class HooksPayload:
     repository: HookRepository
-    storage_address: str
-    storage_token: str
+    socket_path: str
+    token: str
     gl_id: str = ""
     gl_username: str = ""
     protocol: str = ""
@@ -58,7 +67,7 @@ class HooksPayload:
     requested_hooks: list[str] = field(default_factory=lambda: list(HOOK_NAMES))
 
     def __post_init__(self) -> None:
-        scalars = (self.storage_address, self.storage_token, self.gl_id, self.gl_username)
+        scalars = (self.socket_path, self.token, self.gl_id, self.gl_username)
         if not _all_strings(*scalars, self.protocol, self.correlation_id):
             raise ValueError("payload fields must be strings")
         if not isinstance(self.requested_hooks, list) or not _all_strings(*self.requested_hooks):
@@ -78,15 +87,19 @@ class HooksPayload:
 
 
 def install_hooks(hooks_dir: Path) -> Path:
-    """Write the hook scripts; each execs the geogit-hooks entry point of this interpreter."""
+    """Write the hook scripts and the client they exec, each file replaced atomically."""
     hooks_dir.mkdir(parents=True, exist_ok=True)
-    python = shlex.quote(sys.executable)
-    for name in HOOK_NAMES:
-        guard = "[ -x custom_hooks/update ] || exit 0\n" if name == "update" else ""
-        script = f'#!/bin/sh\n{guard}exec {python} -m geogit.storage.hooks_cli {name} "$@"\n'
-        target = hooks_dir / name
-        staging = target.with_suffix(".new")
-        staging.write_text(script)
-        staging.chmod(0o755)
-        staging.replace(target)
+    client = hooks_dir / CLIENT_FILE
+    _replace(client, Path(hook_client.__file__).read_text(), 0o644)
+    command = f"{shlex.quote(sys.executable)} -S -I {shlex.quote(str(client))}"
+    for name in CALLBACK_HOOKS:
+        _replace(hooks_dir / name, f'#!/bin/sh\nexec {command} {name} "$@"\n', 0o755)
+    _replace(hooks_dir / "update", UPDATE_SCRIPT, 0o755)
     return hooks_dir
+
+
+def _replace(target: Path, text: str, mode: int) -> None:
+    staging = target.with_name(f".{target.name}.new")
+    staging.write_text(text)
+    staging.chmod(mode)
+    staging.replace(target)

@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 
 from geogit.common.logging import CORRELATION_METADATA_KEY, adopt_correlation_id
 from geogit.common.paths import InvalidPathError
-from geogit.common.tokens import HOOKS_AUDIENCE, STORAGE_AUDIENCE, TokenError, verify_token
+from geogit.common.tokens import STORAGE_AUDIENCE, TokenError, verify_token
 from geogit.storage.errors import InvalidArgument, StorageError
 from geogit.storage.git import GitError, GitProtocolError
 from geogit.storage.metrics import StorageMetrics
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 # Probes must work without a token.
 _UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-_HOOK_SERVICE_PREFIX = "/geogit.storage.v1.HookService/"
 # An SSH session's client keeps its input open until it has heard the end.
 _INTERACTIVE_PREFIX = "/geogit.storage.v1.SSHService/"
 _HANDLED = (StorageError, InvalidPathError, GitError)
@@ -62,13 +61,12 @@ class StorageInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(_UNAUTHENTICATED_PREFIXES):
             return handler
         metadata = dict(handler_call_details.invocation_metadata or ())
-        audience = HOOKS_AUDIENCE if method.startswith(_HOOK_SERVICE_PREFIX) else STORAGE_AUDIENCE
-        denial = self._authenticate(metadata.get("authorization"), audience)
+        denial = self._authenticate(metadata.get("authorization"))
         call = _Call(method, metadata.get(CORRELATION_METADATA_KEY), denial, self._metrics)
         call.drains = handler.request_streaming and not method.startswith(_INTERACTIVE_PREFIX)
         return _wrap(handler, call)
 
-    def _authenticate(self, header: str | bytes | None, audience: str) -> str | None:
+    def _authenticate(self, header: str | bytes | None) -> str | None:
         if isinstance(header, bytes):
             header = header.decode(errors="replace")
         if not header:
@@ -76,9 +74,8 @@ class StorageInterceptor(grpc.aio.ServerInterceptor):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return "authorization metadata must be 'Bearer <token>'"
-        max_ttl = 24 * 3600 if audience == HOOKS_AUDIENCE else 60
         try:
-            verify_token(token, self._secret, audience, max_ttl_seconds=max_ttl)
+            verify_token(token, self._secret, STORAGE_AUDIENCE)
         except TokenError as exc:
             return f"storage token rejected: {exc}"
         return None

@@ -6,24 +6,16 @@ from pathlib import Path
 
 from geogit.common.logging import get_correlation_id
 from geogit.common.proto.storage.v1 import shared_pb2
-from geogit.common.tokens import HOOKS_AUDIENCE, issue_token
-from geogit.storage.hooks import PAYLOAD_ENV, HookRepository, HooksPayload
-
-
-def hooks_token(secret: str, ttl_seconds: float) -> str:
-    """Valid for HookService only, and for as long as one push may run."""
-    return issue_token(secret, "geogit-storage", HOOKS_AUDIENCE, ttl_seconds=int(ttl_seconds))
+from geogit.storage.hook_client import PAYLOAD_ENV
+from geogit.storage.hooks import HookRepository, HooksPayload
 
 
 class PushEnvironment:
-    def __init__(
-        self, address: str, secret: str, storage_name: str, hooks_dir: Path, token_ttl: float
-    ) -> None:
-        self.address = address
-        self.secret = secret
+    def __init__(self, socket_path: Path, token: str, storage_name: str, hooks_dir: Path) -> None:
+        self.socket_path = socket_path
+        self.token = token
         self.storage_name = storage_name
         self.hooks_dir = hooks_dir
-        self.token_ttl = token_ttl
 
     def hooks_env(self, repository: shared_pb2.Repository, user: shared_pb2.User) -> dict[str, str]:
         payload = HooksPayload(
@@ -33,8 +25,8 @@ class PushEnvironment:
                 gl_repository=repository.gl_repository,
                 gl_project_path=repository.gl_project_path,
             ),
-            storage_address=self.address,
-            storage_token=hooks_token(self.secret, self.token_ttl),
+            socket_path=str(self.socket_path),
+            token=self.token,
             gl_id=user.gl_id,
             gl_username=user.gl_username,
             protocol=user.protocol,

@@ -17,7 +17,6 @@ from geogit.common.logging import configure_logging
 from geogit.common.net import split_address
 from geogit.common.ops_http import OpsServer
 from geogit.common.proto.storage.v1 import (
-    hook_pb2_grpc,
     repository_pb2_grpc,
     smarthttp_pb2_grpc,
     ssh_pb2_grpc,
@@ -26,6 +25,7 @@ from geogit.common.storage_client import CHANNEL_OPTIONS
 from geogit.storage.clients.internal_api import InternalApiClient
 from geogit.storage.config import StorageSettings
 from geogit.storage.git import Git
+from geogit.storage.hook_server import HookServer
 from geogit.storage.hook_service import HookService
 from geogit.storage.hooks import install_hooks
 from geogit.storage.interceptors import StorageInterceptor
@@ -43,7 +43,6 @@ SERVICE_NAMES = (
     "geogit.storage.v1.RepositoryService",
     "geogit.storage.v1.SmartHTTPService",
     "geogit.storage.v1.SSHService",
-    "geogit.storage.v1.HookService",
 )
 
 
@@ -58,12 +57,14 @@ class StorageServer:
         self.internal_api = InternalApiClient(
             settings.internal_api_url, settings.internal_api_secret
         )
+        self.hooks = HookServer(
+            settings.hooks_socket_dir, self.locator, HookService(self.internal_api)
+        )
         self.push = PushEnvironment(
-            settings.hook_address,
-            settings.storage_secret,
+            self.hooks.socket_path,
+            self.hooks.token,
             settings.storage_name,
             install_hooks(runtime / "hooks"),
-            settings.git_timeout_seconds,
         )
         self.health = health.aio.HealthServicer()
         self.metrics = StorageMetrics()
@@ -96,12 +97,10 @@ class StorageServer:
         ssh_pb2_grpc.add_SSHServiceServicer_to_server(
             SSHService(self.git, self.locator, self.push), self.grpc
         )
-        hook_pb2_grpc.add_HookServiceServicer_to_server(
-            HookService(self.locator, self.internal_api), self.grpc
-        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
 
     async def start(self) -> None:
+        await self.hooks.start()
         self.grpc.add_insecure_port(self.settings.listen_address)
         await self.grpc.start()
         await self.ops.start()
@@ -121,6 +120,7 @@ class StorageServer:
         await self.health.enter_graceful_shutdown()
         log.info("storage draining", extra={"grace_s": self.settings.shutdown_grace_seconds})
         await self.grpc.stop(self.settings.shutdown_grace_seconds)
+        await self.hooks.stop()
         await self.ops.stop()
         await self.internal_api.aclose()
         log.info("storage stopped")

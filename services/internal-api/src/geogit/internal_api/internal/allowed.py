@@ -1,8 +1,9 @@
 """POST /api/v4/internal/allowed: may this user run this Git command on this project?
 
 Asked by the SSH gateway before it runs a command (changes "_any") and by storage's
-pre-receive hook with the push's real ref changes. For SSH the answer also says where the
-repository lives and carries a storage token, so the gateway can stream to it directly.
+pre-receive hook with the push's real ref changes; the hook also has the push counted
+(`count_push`, what /pre_receive does) in the same round trip. For SSH the answer also says
+where the repository lives and carries a storage token, so the gateway can stream to it directly.
 
 On a secondary the SSH gateway may instead get GitLab's `300` custom action
 `geo_proxy_to_primary` (DESIGN §3.3): every push, and every fetch the freshness rule or the
@@ -35,7 +36,8 @@ from geogit.internal_api.access.git import (
 )
 from geogit.internal_api.access.push_rules import check_updates
 from geogit.internal_api.deps import InternalCaller, Services, ServicesDep, SessionDep, StorageDep
-from geogit.internal_api.geo import routing
+from geogit.internal_api.geo import maintenance, routing
+from geogit.internal_api.geo.site_state import Refused
 from geogit.internal_api.lookup import project_by_gl_repository, project_by_path
 from geogit.internal_api.models import Project, User
 from geogit.internal_api.repositories.changes import parse_changes
@@ -75,11 +77,23 @@ async def allowed(
         routing.refuse_writes_while_failing_over(authority, SSH_COMMANDS[body.action].writes)
         access = await access_for(session, await _project(session, body), user)
         await _check_action(session, storage, access, body)
-    except Denied as denial:
+        counted = await _count_push(session, access, body)
+    except (Denied, Refused) as denial:
         return JSONResponse({"status": False, "message": denial.message}, denial.status)
     except ValueError as exc:
         return JSONResponse({"status": False, "message": str(exc)}, 400)
-    return _answer(access, body, storage)
+    return _answer(access, body, storage).model_copy(
+        update={"reference_counter_increased": counted}
+    )
+
+
+async def _count_push(session: AsyncSession, access: Access, body: AllowedRequest) -> bool:
+    """pre-receive's bookkeeping, once the push is allowed: a planned failover waits for it."""
+    if not (body.count_push and SSH_COMMANDS[body.action].writes):
+        return False
+    await maintenance.push_started(session, access.project.id)
+    await session.commit()
+    return True
 
 
 async def _check_action(
