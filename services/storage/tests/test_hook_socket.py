@@ -18,8 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from geogit.storage.hook_client import EXIT, FRAME, HEADER, MAX_FRAME_BYTES, STDIN, encode_frame
-from geogit.storage.hook_client import PAYLOAD_ENV
+from geogit.storage.hook_client import (
+    EXIT,
+    FRAME,
+    HEADER,
+    MAX_FRAME_BYTES,
+    PAYLOAD_ENV,
+    STDIN,
+    encode_frame,
+)
 from geogit.storage.hooks import CLIENT_FILE
 from geogit.storage.testing import StorageProcess, commit_all, git, make_work_tree, refs_of
 
