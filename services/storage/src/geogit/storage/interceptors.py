@@ -45,7 +45,7 @@ def _status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 
 
 class StorageInterceptor(grpc.aio.ServerInterceptor):
-    """Hooks present a token for HookService only; everyone else a storage token."""
+    """Every caller presents a storage token (the hooks call back over their own socket)."""
 
     def __init__(self, secret: str, metrics: StorageMetrics | None = None) -> None:
         self._secret = secret
