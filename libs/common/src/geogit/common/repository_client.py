@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 
 from geogit.common.proto.storage.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
-from geogit.common.storage_client import aio_channel, storage_metadata
+from geogit.common.storage_client import ChannelPool, storage_metadata
 from geogit.common.tokens import STORAGE_AUDIENCE, issue_token
 
 TOKEN_TTL_SECONDS = 60
@@ -35,7 +35,7 @@ class RepositoryClient:
         self._secret = secret
         self._issuer = issuer
         self._timeout = timeout
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channels = ChannelPool()
 
     @property
     def shards(self) -> list[str]:
@@ -56,14 +56,10 @@ class RepositoryClient:
         )
 
     def stub(self, shard: str) -> repository_pb2_grpc.RepositoryServiceStub:
-        if shard not in self._channels:
-            self._channels[shard] = aio_channel(self.address(shard))
-        return repository_pb2_grpc.RepositoryServiceStub(self._channels[shard])
+        return repository_pb2_grpc.RepositoryServiceStub(self._channels.get(self.address(shard)))
 
     async def close(self) -> None:
-        channels, self._channels = self._channels, {}
-        for channel in channels.values():
-            await channel.close()
+        await self._channels.close()
 
     async def remove_repository(self, repo: shared_pb2.Repository) -> None:
         request = repository_pb2.RemoveRepositoryRequest(repository=repo)

@@ -1,7 +1,7 @@
 """How any geogit process talks to a storage server: channel options and call metadata.
 
-Kept to grpc alone: git's hooks and the git-ssh helper import it in every process they start,
-and each import is a fixed cost of every push and fetch (DESIGN §9).
+Kept to grpc alone: the git-ssh helper imports it in every process it starts, and each import
+is a fixed cost of every replication fetch (DESIGN §9).
 """
 
 from __future__ import annotations
@@ -28,6 +28,27 @@ def storage_metadata(token: str) -> tuple[tuple[str, str], ...]:
 
 def aio_channel(address: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+class ChannelPool:
+    """One long-lived channel per storage address, shared by every request of a process.
+
+    A channel per request would pay a TCP and HTTP/2 handshake each time; a channel
+    multiplexes concurrent calls and reconnects by itself after storage restarts."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def get(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = aio_channel(address)
+        return channel
+
+    async def close(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()
 
 
 def sync_channel(address: str) -> grpc.Channel:

@@ -10,7 +10,7 @@ from typing import Any
 
 from geogit.common import git_ssh
 from geogit.common.proto.storage.v1 import shared_pb2
-from geogit.common.storage_client import aio_channel, storage_metadata
+from geogit.common.storage_client import ChannelPool, storage_metadata
 from geogit.ssh_gateway.client import ClientGone, ClientIdle, SshClient
 from geogit.ssh_gateway.clients.internal_api import Grant
 from geogit.ssh_gateway.commands import Command
@@ -33,8 +33,14 @@ def first_request(command: Command, grant: Grant, git_protocol: str) -> Any:
 
 class GitRelay:
     def __init__(
-        self, client: SshClient, command: Command, grant: Grant, git_protocol: str
+        self,
+        channels: ChannelPool,
+        client: SshClient,
+        command: Command,
+        grant: Grant,
+        git_protocol: str,
     ) -> None:
+        self._channels = channels
         self._client = client
         self._command = command
         self._grant = grant
@@ -58,28 +64,30 @@ class GitRelay:
     async def run(self) -> int:
         """The storage command's exit status; raises ClientIdle / ClientGone / AioRpcError."""
         storage = self._grant.storage
-        async with aio_channel(storage.address) as channel:
-            call = git_ssh.start_call(
-                channel, self._command.git, self._requests(), storage_metadata(storage.token)
-            )
-            try:
-                async for response in call:
-                    if response.stdout:
-                        await self._client.write_stdout(response.stdout)
-                    if response.stderr:
-                        await self._client.write_stderr(response.stderr)
-                    if response.HasField("exit_status"):
-                        if self._client_error is not None:
-                            # Storage saw our side end early: the client's fault, say so.
-                            raise self._client_error
-                        return int(response.exit_status.value)
-            except BaseException:
-                if self._client_error is not None:
-                    raise self._client_error from None
-                raise
-            finally:
-                # Ends the RPC (and so the storage's git) whatever happened to the client.
-                call.cancel()
+        call = git_ssh.start_call(
+            self._channels.get(storage.address),
+            self._command.git,
+            self._requests(),
+            storage_metadata(storage.token),
+        )
+        try:
+            async for response in call:
+                if response.stdout:
+                    await self._client.write_stdout(response.stdout)
+                if response.stderr:
+                    await self._client.write_stderr(response.stderr)
+                if response.HasField("exit_status"):
+                    if self._client_error is not None:
+                        # Storage saw our side end early: the client's fault, say so.
+                        raise self._client_error
+                    return int(response.exit_status.value)
+        except BaseException:
             if self._client_error is not None:
-                raise self._client_error
-            return 1
+                raise self._client_error from None
+            raise
+        finally:
+            # Ends the RPC (and so the storage's git) whatever happened to the client.
+            call.cancel()
+        if self._client_error is not None:
+            raise self._client_error
+        return 1

@@ -18,6 +18,7 @@ import asyncssh
 from geogit.common.internal_api_client import ApiUnavailable, InternalApiError
 from geogit.common.logging import configure_logging
 from geogit.common.ops_http import OpsServer
+from geogit.common.storage_client import ChannelPool
 from geogit.ssh_gateway.client import WINDOW
 from geogit.ssh_gateway.clients.internal_api import InternalApiClient
 from geogit.ssh_gateway.config import SshGatewaySettings
@@ -128,8 +129,14 @@ class SshGateway:
         )
         self.connections: dict[asyncssh.SSHServerConnection, _Connection] = {}
         self.primary_http = new_http_client(settings.idle_timeout_seconds)
+        self.storage_channels = ChannelPool()
         self._handler = SessionHandler(
-            self.api, self.limits, settings.idle_timeout_seconds, self.primary_http, self.metrics
+            self.api,
+            self.limits,
+            settings.idle_timeout_seconds,
+            self.primary_http,
+            self.metrics,
+            self.storage_channels,
         )
         self._acceptor: asyncssh.SSHAcceptor | None = None
         ops_host, ops_port = settings.ops_host_and_port
@@ -188,6 +195,7 @@ class SshGateway:
                 await asyncio.wait_for(self._acceptor.wait_closed(), 5)
         await self.api.aclose()
         await self.primary_http.aclose()
+        await self.storage_channels.close()
         await self.ops.stop()
         self.state = State.CLOSED
 

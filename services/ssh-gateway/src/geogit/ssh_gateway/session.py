@@ -16,6 +16,7 @@ import httpx
 from geogit.common.internal_api import Denied, GeoProxyToPrimary
 from geogit.common.internal_api_client import InternalApiError
 from geogit.common.logging import bound_correlation_id
+from geogit.common.storage_client import ChannelPool
 from geogit.ssh_gateway.client import ClientGone, ClientIdle, SshClient
 from geogit.ssh_gateway.clients.internal_api import InternalApiClient
 from geogit.ssh_gateway.commands import Command, CommandRefused, parse_command
@@ -53,8 +54,10 @@ class SessionHandler:
         idle_timeout: float,
         primary_http: httpx.AsyncClient,
         metrics: SshMetrics,
+        storage_channels: ChannelPool,
     ) -> None:
         self._metrics = metrics
+        self._storage_channels = storage_channels
         self._api = api
         self._limits = limits
         self._idle = idle_timeout
@@ -133,7 +136,8 @@ class SessionHandler:
             if isinstance(answer, GeoProxyToPrimary):
                 status = await self._from_primary(command, answer, git_protocol, client)
             else:
-                status = await GitRelay(client, command, answer, git_protocol).run()
+                relay = GitRelay(self._storage_channels, client, command, answer, git_protocol)
+                status = await relay.run()
         except ClientIdle:
             return self._refuse(
                 process, "idle timeout: the client stopped sending or reading", "idle"

@@ -24,7 +24,7 @@ from geogit.common.proto.storage.v1 import (
     smarthttp_pb2,
     smarthttp_pb2_grpc,
 )
-from geogit.common.storage_client import aio_channel, storage_metadata
+from geogit.common.storage_client import ChannelPool, storage_metadata
 
 
 class StorageCallError(Exception):
@@ -49,13 +49,10 @@ def _repository(serve: GitHttpServe) -> shared_pb2.Repository:
 class StorageClient:
     def __init__(self, timeout_seconds: float) -> None:
         self._timeout = timeout_seconds
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._channels = ChannelPool()
 
     def _channel(self, address: str) -> grpc.aio.Channel:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = self._channels[address] = aio_channel(address)
-        return channel
+        return self._channels.get(address)
 
     def _stub(self, address: str) -> smarthttp_pb2_grpc.SmartHTTPServiceStub:
         return smarthttp_pb2_grpc.SmartHTTPServiceStub(self._channel(address))
@@ -75,9 +72,7 @@ class StorageClient:
         return list(response.missing)
 
     async def aclose(self) -> None:
-        channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            await channel.close()
+        await self._channels.close()
 
     async def info_refs(
         self, serve: GitHttpServe, service: HttpService, git_protocol: str
