@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from geogit.common.ops_http import OpsListenerSettings
 
 
@@ -24,6 +26,13 @@ class StorageSettings(OpsListenerSettings):
     # Upper bound for one git process serving a clone or push.
     git_timeout_seconds: float = 3600.0
     shutdown_grace_seconds: float = 30.0
+    # Housekeeping (repack, pack-refs, commit-graph, stale quarantines): after pushes and
+    # replications, every interval over all repositories, and on OptimizeRepository.
+    housekeeping_enabled: bool = True
+    # Repositories optimized at once (each run is one git process at a time).
+    housekeeping_concurrency: int = Field(default=2, ge=1)
+    # Between two sweeps over every repository; 0 turns the sweep off.
+    housekeeping_interval_seconds: float = Field(default=3600.0, ge=0)
 
     @property
     def runtime_dir(self) -> Path:

@@ -38,12 +38,14 @@ ALLOWED_SUBCOMMANDS = frozenset(
         "cat-file",
         "check-ref-format",
         "commit-graph",
+        "config",
         "fetch",
         "for-each-ref",
         "init",
         "ls-remote",
         "merge-base",
         "pack-refs",
+        "prune",
         "repack",
         "rev-list",
         "symbolic-ref",
@@ -75,6 +77,12 @@ def object_check_config(prefix: str) -> tuple[tuple[str, str], ...]:
     fetch."""
     ignored = tuple((f"{prefix}.fsck.{message_id}", "ignore") for message_id in FSCK_IGNORED)
     return ((f"{prefix}.fsckObjects", "true"), *ignored)
+
+
+# Housekeeping (geogit.storage.housekeeping) is the only thing that repacks: git's own
+# `gc --auto` (after receive-pack, fetch, and maintenance) stays off. Written into every
+# repository storage creates, and passed to the commands that would start one.
+AUTO_GC_OFF = (("gc.auto", "0"), ("receive.autogc", "false"), ("maintenance.auto", "false"))
 
 
 # Variables a caller's environment must not leak into git: they would redirect it to

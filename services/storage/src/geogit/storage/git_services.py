@@ -25,6 +25,9 @@ RECEIVE_PACK_CONFIG = (
     *object_check_config("receive"),
     ("receive.advertisePushOptions", "true"),
     ("receive.advertiseAtomic", "true"),
+    # Housekeeping repacks, not a detached `gc --auto` after every push.
+    ("receive.autogc", "false"),
+    ("gc.auto", "0"),
 )
 _GIT_PROTOCOL = re.compile(r"\A[A-Za-z0-9=:._-]{0,256}\Z")
 

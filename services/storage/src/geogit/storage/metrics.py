@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+HOUSEKEEPING_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0)
+
 
 class StorageMetrics:
     def __init__(self) -> None:
@@ -17,4 +19,29 @@ class StorageMetrics:
         )
         self.rpc_seconds = Histogram(
             "geogit_storage_rpc_seconds", "RPC duration", ["method"], registry=self.registry
+        )
+        self.housekeeping_runs_total = Counter(
+            "geogit_storage_housekeeping_runs_total",
+            "Housekeeping runs by trigger (push, replication, schedule, rpc) and outcome"
+            " (optimized, unchanged, skipped, failed)",
+            ["trigger", "outcome"],
+            registry=self.registry,
+        )
+        self.housekeeping_seconds = Histogram(
+            "geogit_storage_housekeeping_seconds",
+            "Duration of a housekeeping run (skipped runs left out)",
+            buckets=HOUSEKEEPING_BUCKETS,
+            registry=self.registry,
+        )
+        self.housekeeping_steps_total = Counter(
+            "geogit_storage_housekeeping_steps_total",
+            "Housekeeping steps run (repack_incremental, repack_geometric, repack_full, prune,"
+            " pack_refs, commit_graph_append, commit_graph_replace, clean_stale)",
+            ["step"],
+            registry=self.registry,
+        )
+        self.housekeeping_locked_total = Counter(
+            "geogit_storage_housekeeping_locked_total",
+            "Repositories skipped because another housekeeping run held their lock",
+            registry=self.registry,
         )

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 from geogit.common.proto.storage.v1 import repository_pb2
 from geogit.storage.diverged import DivergedRefs, check_prefix
 from geogit.storage.errors import InvalidArgument, Unavailable
-from geogit.storage.git import Git, GitCommand, GitError, object_check_config
+from geogit.storage.git import AUTO_GC_OFF, Git, GitCommand, GitError, object_check_config
+from geogit.storage.housekeeping import Housekeeper
 from geogit.storage.locator import RepositoryLocator
 from geogit.storage.repositories import PRIVATE_REFS, Repositories
 from geogit.storage.ssh_helper import SSH_PAYLOAD_ENV, SshPayload
@@ -47,7 +48,13 @@ class FetchSource:
         self.url = url
         # A replica checks what it receives as the primary did: a corrupt source must not
         # spread.
-        self.config = [("protocol.version", protocol), *object_check_config("fetch"), *config]
+        self.config = [
+            ("protocol.version", protocol),
+            *object_check_config("fetch"),
+            # No `gc --auto` after the fetch: housekeeping follows the replication instead.
+            *AUTO_GC_OFF,
+            *config,
+        ]
         self.env = env
 
     @classmethod
@@ -101,9 +108,15 @@ class ReplicaFetcher:
     fetch, so a first sync of a large repository may take long but not forever."""
 
     def __init__(
-        self, git: Git, locator: RepositoryLocator, repositories: Repositories, timeout: float
+        self,
+        git: Git,
+        locator: RepositoryLocator,
+        repositories: Repositories,
+        timeout: float,
+        housekeeper: Housekeeper | None = None,
     ) -> None:
         self.git = git
+        self.housekeeper = housekeeper
         self.locator = locator
         self.repositories = repositories
         self.timeout = timeout
@@ -130,6 +143,9 @@ class ReplicaFetcher:
                 if request.sync_head:
                     await self._sync_head(path, source)
             checksum = await self.repositories.checksum(path)
+        if self.housekeeper is not None:
+            # A replica gets the same housekeeping as its primary, decided by its own layout.
+            self.housekeeper.after_replication(path)
         return repository_pb2.ReplicateRepositoryResponse(
             checksum=checksum, created=created, diverged=diverged
         )
@@ -140,6 +156,7 @@ class ReplicaFetcher:
             await self.git.check(
                 GitCommand("init", options=["--bare", "--quiet"], args=[str(scratch)])
             )
+            await self.repositories.disable_auto_gc(scratch)
             await self._fetch(scratch, source)
             await self._sync_head(scratch, source)
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 their refs and checksum, a scratch directory beside them, and the per-repository writer lock.
 
 Both RPC families build on it, so neither needs the other: ReplicateRepository takes the lock
-and computes the checksum; OptimizeRepository takes the same lock.
+and computes the checksum. Housekeeping (OptimizeRepository) does not take it: git's repack
+is safe beside writers, and a long repack must not hold replication up.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from geogit.common.storage_client import EMPTY_CHECKSUM
-from geogit.storage.git import Git, GitCommand
+from geogit.storage.git import AUTO_GC_OFF, Git, GitCommand
 
 _REF_FORMAT = "--format=%(objectname) %(refname)"
 # Refs only storage writes and reads (the diverged refs a re-sync keeps, DESIGN §10): clients
@@ -35,6 +36,11 @@ class Repositories:
         scratch_root = self.runtime_dir / "tmp"
         scratch_root.mkdir(parents=True, exist_ok=True)
         return scratch_root / uuid.uuid4().hex
+
+    async def disable_auto_gc(self, path: Path) -> None:
+        """Written into a new repository's config: housekeeping is the only one to repack."""
+        for key, value in AUTO_GC_OFF:
+            await self.git.check(GitCommand("config", args=[key, value], git_dir=path))
 
     @contextlib.asynccontextmanager
     async def lock(self, path: Path) -> AsyncIterator[None]:

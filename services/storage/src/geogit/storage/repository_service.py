@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,12 +12,12 @@ import grpc
 from geogit.common.proto.storage.v1 import repository_pb2, repository_pb2_grpc
 from geogit.storage.errors import AlreadyExists, InvalidArgument
 from geogit.storage.git import Git, GitCommand, GitError
+from geogit.storage.housekeeping import Housekeeper
 from geogit.storage.locator import RepositoryLocator, check_object_id
 from geogit.storage.replication import ReplicaFetcher
 from geogit.storage.repositories import Repositories
 
 REFS_PER_MESSAGE = 1000
-STALE_QUARANTINE_SECONDS = 24 * 3600
 
 
 class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
@@ -28,11 +27,13 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
         locator: RepositoryLocator,
         repositories: Repositories,
         fetcher: ReplicaFetcher,
+        housekeeper: Housekeeper,
     ) -> None:
         self.git = git
         self.locator = locator
         self.repositories = repositories
         self.fetcher = fetcher
+        self.housekeeper = housekeeper
 
     async def CreateRepository(
         self, request: repository_pb2.CreateRepositoryRequest, context: grpc.aio.ServicerContext
@@ -55,6 +56,7 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
                     args=[str(scratch)],
                 )
             )
+            await self.repositories.disable_auto_gc(scratch)
             path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 scratch.rename(path)
@@ -172,31 +174,8 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
     async def OptimizeRepository(
         self, request: repository_pb2.OptimizeRepositoryRequest, context: grpc.aio.ServicerContext
     ) -> repository_pb2.OptimizeRepositoryResponse:
+        """What the heuristics say the repository needs (housekeeping.heuristics); a repository
+        another run is optimizing right now is left to that run."""
         path = self.locator.existing(request.repository)
-        async with self.repositories.lock(path):
-            await asyncio.to_thread(remove_stale_quarantines, path)
-            await self.git.check(
-                GitCommand("pack-refs", options=["--all"], git_dir=path, separator=False)
-            )
-            await self.git.check(
-                GitCommand(
-                    "repack",
-                    options=["-A", "-d", "-q", "--write-bitmap-index"],
-                    git_dir=path,
-                    separator=False,
-                )
-            )
-            await self.git.check(
-                GitCommand(
-                    "commit-graph", args=["write", "--reachable"], git_dir=path, separator=False
-                )
-            )
+        await self.housekeeper.optimize(path)
         return repository_pb2.OptimizeRepositoryResponse()
-
-
-def remove_stale_quarantines(path: Path, max_age_seconds: float = STALE_QUARANTINE_SECONDS) -> None:
-    """A receive-pack killed outright (OOM, node loss) leaves its quarantine behind."""
-    cutoff = time.time() - max_age_seconds
-    for quarantine in (path / "objects").glob("tmp_objdir-incoming-*"):
-        if quarantine.stat().st_mtime < cutoff:
-            shutil.rmtree(quarantine, ignore_errors=True)

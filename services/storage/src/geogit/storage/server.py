@@ -28,6 +28,7 @@ from geogit.storage.git import Git
 from geogit.storage.hook_server import HookServer
 from geogit.storage.hook_service import HookService
 from geogit.storage.hooks import install_hooks
+from geogit.storage.housekeeping import Housekeeper
 from geogit.storage.interceptors import StorageInterceptor
 from geogit.storage.locator import RepositoryLocator
 from geogit.storage.metrics import StorageMetrics
@@ -85,11 +86,17 @@ class StorageServer:
     def _register(self) -> None:
         """Every RPC this storage answers, in one place."""
         repositories = Repositories(self.git, self.settings.runtime_dir)
+        self.housekeeper = self._housekeeper()
         fetcher = ReplicaFetcher(
-            self.git, self.locator, repositories, self.settings.git_timeout_seconds
+            self.git,
+            self.locator,
+            repositories,
+            self.settings.git_timeout_seconds,
+            self.housekeeper,
         )
         repository_pb2_grpc.add_RepositoryServiceServicer_to_server(
-            RepositoryService(self.git, self.locator, repositories, fetcher), self.grpc
+            RepositoryService(self.git, self.locator, repositories, fetcher, self.housekeeper),
+            self.grpc,
         )
         smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(
             SmartHTTPService(self.git, self.locator, self.push), self.grpc
@@ -99,10 +106,23 @@ class StorageServer:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
 
+    def _housekeeper(self) -> Housekeeper:
+        settings = self.settings
+        return Housekeeper(
+            self.git,
+            settings.storage_root,
+            self.metrics,
+            enabled=settings.housekeeping_enabled,
+            concurrency=settings.housekeeping_concurrency,
+            interval_seconds=settings.housekeeping_interval_seconds,
+            timeout=settings.git_timeout_seconds,
+        )
+
     async def start(self) -> None:
         await self.hooks.start()
         self.grpc.add_insecure_port(self.settings.listen_address)
         await self.grpc.start()
+        self.housekeeper.start()
         await self.ops.start()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -121,6 +141,7 @@ class StorageServer:
         log.info("storage draining", extra={"grace_s": self.settings.shutdown_grace_seconds})
         await self.grpc.stop(self.settings.shutdown_grace_seconds)
         await self.hooks.stop()
+        await self.housekeeper.stop()
         await self.ops.stop()
         await self.internal_api.aclose()
         log.info("storage stopped")
