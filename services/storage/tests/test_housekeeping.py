@@ -256,11 +256,14 @@ async def test_locked_repository_is_skipped(
     import_commits(repo, "main", commits=60, files=20, loose=True)
     loose = inspect_repository(repo).loose_objects
     # Another process's run holds the lock (flock: held per open file, across processes too).
-    with open(repo / LOCK_FILE, "w") as held:
+    held = os.open(repo / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
         fcntl.flock(held, fcntl.LOCK_EX)
         result = await housekeeper.optimize(repo)
         assert result.skipped and result.steps == ()
         assert inspect_repository(repo).loose_objects == loose
+    finally:
+        os.close(held)
     assert metrics.registry.get_sample_value("geogit_storage_housekeeping_locked_total") == 1
     # Once released, the repository is optimized.
     assert "repack_geometric" in (await housekeeper.optimize(repo)).steps
