@@ -121,6 +121,15 @@ def test_plan_rules() -> None:
     )
     assert plan(many_loose).repack is Repack.INCREMENTAL
     assert plan(many_loose).commit_graph is CommitGraph.APPEND
+    # In a small repository fewer loose objects already cost more than the rest: the limit is
+    # a share of the packed objects, at most LOOSE_OBJECT_LIMIT.
+    small = Packs(count=1, bytes=1 << 20, objects=3200, midx_packs=1, bitmap=True)
+    for loose, expected in ((150, None), (250, Repack.INCREMENTAL)):
+        info = RepositoryInfo(loose_objects=loose, packs=small, since_full_repack=DAY, **refs)
+        assert plan(info).repack is expected
+    large = Packs(count=1, bytes=1 << 30, objects=10**6, midx_packs=1, bitmap=True)
+    info = RepositoryInfo(loose_objects=1000, packs=large, since_full_repack=DAY, **refs)
+    assert plan(info).repack is None
     # New packs beyond what the multi-pack-index covers: geometric; no index yet: geometric.
     piled = Packs(count=5, bytes=1 << 20, midx_packs=1)
     assert (

@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # More loose objects than this are rolled into a pack (git gc's default is 6700; a server
-# wants its repositories better packed than a client does).
+# wants its repositories better packed than a client does). Each loose object costs every
+# clone and fetch a fresh compression and a delta search, and a disk block: in a small
+# repository a thousand of them cost more than the whole rest, so the limit is also a
+# sixteenth of the packed objects, down to LOOSE_OBJECT_FLOOR. Rolling them up is cheap (it
+# scales with the loose objects, not with the repository).
 LOOSE_OBJECT_LIMIT = 1024
+LOOSE_OBJECT_FLOOR = 64
+LOOSE_OBJECT_SHARE = 16
 # Unreachable loose objects older than this may be pruned; cruft packs expire them alike.
 STALE_OBJECT_SECONDS = 14 * 24 * 3600
 # A full repack (which also expires unreachable objects) at most this often.
@@ -55,6 +61,7 @@ class Packs:
     count: int = 0
     cruft: int = 0
     bytes: int = 0
+    objects: int = 0
     # Packs the multi-pack-index covers; None without one.
     midx_packs: int | None = None
     bitmap: bool = False
@@ -138,9 +145,14 @@ def repack_strategy(info: RepositoryInfo) -> Repack | None:
     if packs.count - packs.midx_packs > int(allowed):
         return Repack.GEOMETRIC
     # The pack layout is fine; roll loose objects up without rewriting anything else.
-    if info.loose_objects > LOOSE_OBJECT_LIMIT:
+    if info.loose_objects > loose_object_limit(packs):
         return Repack.INCREMENTAL
     return None
+
+
+def loose_object_limit(packs: Packs) -> int:
+    share = packs.objects // LOOSE_OBJECT_SHARE
+    return min(LOOSE_OBJECT_LIMIT, max(LOOSE_OBJECT_FLOOR, share))
 
 
 def should_pack_refs(info: RepositoryInfo) -> bool:
@@ -207,7 +219,7 @@ def _loose_objects(objects: Path, now: float) -> tuple[int, int]:
 
 
 def _packs(pack_dir: Path) -> Packs:
-    count = cruft = size = 0
+    count = cruft = size = objects = 0
     bitmap = False
     for entry in _scandir(pack_dir):
         if entry.name.endswith(".pack") and entry.name.startswith("pack-"):
@@ -216,10 +228,25 @@ def _packs(pack_dir: Path) -> Packs:
                 continue  # being written, or a leftover
             count += 1
             size += entry.stat().st_size
+            objects += _idx_objects(pack_dir / f"{stem}.idx")
             cruft += (pack_dir / f"{stem}.mtimes").exists()
         elif entry.name.endswith(".bitmap"):
             bitmap = True
-    return Packs(count, cruft, size, _midx_packs(pack_dir / "multi-pack-index"), bitmap)
+    midx = _midx_packs(pack_dir / "multi-pack-index")
+    return Packs(count, cruft, size, objects, midx, bitmap)
+
+
+def _idx_objects(idx: Path) -> int:
+    """The object count of a pack, the last entry of its index's fan-out table (version 2
+    indexes start with an 8-byte header, version 1 ones with the table)."""
+    try:
+        with idx.open("rb") as f:
+            head = f.read(8)
+            f.seek(8 + 255 * 4 if head[:4] == b"\377tOc" else 255 * 4)
+            last = f.read(4)
+    except OSError:
+        return 0
+    return int.from_bytes(last, "big") if len(last) == 4 else 0
 
 
 def _midx_packs(midx: Path) -> int | None:
