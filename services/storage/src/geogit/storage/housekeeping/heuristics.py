@@ -303,7 +303,9 @@ def stale_files(path: Path, now: float) -> list[Path]:
     objects = path / "objects"
     for pattern in QUARANTINE_GLOBS:
         for quarantine in objects.glob(pattern):
-            if now - _newest_mtime(quarantine) > STALE_QUARANTINE_SECONDS:
+            newest = _newest_mtime(quarantine)
+            # None: the push finished (and removed it) while we looked.
+            if newest is not None and now - newest > STALE_QUARANTINE_SECONDS:
                 found.append(quarantine)
     for pattern in (".tmp-*", "tmp_pack_*", "tmp_idx_*"):
         for tmp in (objects / "pack").glob(pattern):
@@ -316,13 +318,15 @@ def stale_files(path: Path, now: float) -> list[Path]:
     return found
 
 
-def _newest_mtime(directory: Path) -> float:
+def _newest_mtime(directory: Path) -> float | None:
     """A quarantine is alive while anything in it changes; its own mtime alone misses a pack
-    still being written inside objects/pack/."""
-    newest = _mtime(directory) or 0.0
+    still being written inside objects/pack/. None if it has gone."""
+    newest = _mtime(directory)
+    if newest is None:
+        return None
     for root, dirs, files in os.walk(directory):
         for name in (*dirs, *files):
-            newest = max(newest, _mtime(Path(root) / name) or 0.0)
+            newest = max(newest, _mtime(Path(root) / name) or newest)
     return newest
 
 
