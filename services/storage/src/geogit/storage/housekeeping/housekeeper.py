@@ -85,6 +85,7 @@ class Housekeeper:
         self._again: set[Path] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduler: asyncio.Task[None] | None = None
+        self._stopped = False
 
     # Triggers ----------------------------------------------------------------------------
 
@@ -97,7 +98,7 @@ class Housekeeper:
         self._trigger(repo_path, "replication")
 
     def _trigger(self, repo_path: Path, trigger: str) -> None:
-        if not self.enabled:
+        if not self.enabled or self._stopped:
             return
         path = self.check(repo_path)
         loop = self._loop
@@ -105,12 +106,16 @@ class Housekeeper:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if loop is None or loop is running:
+        if loop is not None and loop is not running:
+            loop.call_soon_threadsafe(self._schedule, path, trigger)
+        elif running is not None:
             self._schedule(path, trigger)
         else:
-            loop.call_soon_threadsafe(self._schedule, path, trigger)
+            raise RuntimeError("Housekeeper triggered outside an event loop before start()")
 
     def _schedule(self, path: Path, trigger: str) -> None:
+        if self._stopped:
+            return
         if path in self._tasks:
             self._again.add(path)
             return
@@ -255,7 +260,9 @@ class Housekeeper:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop sweeping; give running repacks `grace` seconds, then kill them (a killed
-        repack leaves only temporary files, which a later run removes)."""
+        repack leaves only temporary files, which a later run removes). Later triggers are
+        ignored."""
+        self._stopped = True
         if self._scheduler is not None:
             self._scheduler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
