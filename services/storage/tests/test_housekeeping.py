@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import time
 import urllib.request
 from pathlib import Path
@@ -29,7 +30,7 @@ from geogit.storage.housekeeping.heuristics import (
 )
 from geogit.storage.housekeeping.housekeeper import LOCK_FILE
 from geogit.storage.metrics import StorageMetrics
-from geogit.storage.testing import StorageProcess, git
+from geogit.storage.testing import StorageProcess, git, make_work_tree
 
 DAY = 24 * 3600
 
@@ -377,3 +378,24 @@ def test_replication_triggers_housekeeping(
     else:
         raise AssertionError("no housekeeping run after the replication")
     fsck(second_storage.path_of(replica))
+
+
+def _push_runs(storage: StorageProcess) -> float:
+    url = f"http://127.0.0.1:{storage.ops_port}/metrics"
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    runs = re.findall(r'housekeeping_runs_total\{outcome="\w+",trigger="push"\} (\S+)', text)
+    return sum(float(value) for value in runs)
+
+
+def test_a_push_triggers_housekeeping(storage: StorageProcess, work: Path) -> None:
+    """post-receive hands the repository to housekeeping: a push is followed by a run (or a
+    decision that nothing is needed) that the push triggered."""
+    before = _push_runs(storage)
+    repo = storage.create()
+    tree = make_work_tree(work / "src", commits=40)
+    git("push", "-q", storage.url(repo), "main", cwd=tree, env=storage.git_env(repo))
+    deadline = time.monotonic() + 30
+    while _push_runs(storage) <= before:
+        assert time.monotonic() < deadline, "no housekeeping run after the push"
+        time.sleep(0.1)
+    fsck(storage.path_of(repo))

@@ -4,7 +4,8 @@ pre-receive asks the internal API, in one round trip, whether these exact ref ch
 allowed (it can see the quarantined objects through the object directories passed along)
 and to count the push until post-receive; it refuses the push with the API's message
 otherwise, and git then discards the quarantine. post-receive reports the push so the
-internal API can record it and emit its event, and prints what the API says. The answers are
+internal API can record it and emit its event, prints what the API says, and lets
+housekeeping look at the repository. The answers are
 hook_client frames; hook_server.py carries them.
 """
 
@@ -29,6 +30,7 @@ from geogit.storage.clients.internal_api import InternalApiClient
 from geogit.storage.errors import InvalidArgument
 from geogit.storage.hook_client import EXIT, STDERR, STDOUT
 from geogit.storage.hooks import HooksPayload
+from geogit.storage.housekeeping import Housekeeper
 
 log = logging.getLogger(__name__)
 Frame = tuple[bytes, bytes]
@@ -59,8 +61,9 @@ def _exit(value: int) -> Frame:
 
 
 class HookService:
-    def __init__(self, internal_api: InternalApiClient) -> None:
+    def __init__(self, internal_api: InternalApiClient, housekeeper: Housekeeper) -> None:
         self.internal_api = internal_api
+        self.housekeeper = housekeeper
 
     def run(self, call: HookCall) -> AsyncIterator[Frame]:
         if call.hook == "pre-receive":
@@ -126,6 +129,9 @@ class HookService:
             yield _err(f"geogit: warning: the push landed but was not recorded ({exc})\n")
             yield _exit(1)
             return
+        finally:
+            # The refs moved whatever the API said: the repository may need housekeeping.
+            self.housekeeper.after_push(call.repository)
         for message in answer.messages:
             yield _out(_format_message(message.type, message.message))
         async for frame in _custom_hook(call.repository, "post-receive", call.changes):

@@ -58,8 +58,12 @@ class StorageServer:
         self.internal_api = InternalApiClient(
             settings.internal_api_url, settings.internal_api_secret
         )
+        self.metrics = StorageMetrics()
+        self.housekeeper = self._housekeeper()
         self.hooks = HookServer(
-            settings.hooks_socket_dir, self.locator, HookService(self.internal_api)
+            settings.hooks_socket_dir,
+            self.locator,
+            HookService(self.internal_api, self.housekeeper),
         )
         self.push = PushEnvironment(
             self.hooks.socket_path,
@@ -68,7 +72,6 @@ class StorageServer:
             install_hooks(runtime / "hooks"),
         )
         self.health = health.aio.HealthServicer()
-        self.metrics = StorageMetrics()
         self.grpc = grpc.aio.server(
             interceptors=[StorageInterceptor(settings.storage_secret, self.metrics)],
             options=CHANNEL_OPTIONS,
@@ -86,7 +89,6 @@ class StorageServer:
     def _register(self) -> None:
         """Every RPC this storage answers, in one place."""
         repositories = Repositories(self.git, self.settings.runtime_dir)
-        self.housekeeper = self._housekeeper()
         fetcher = ReplicaFetcher(
             self.git,
             self.locator,
