@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import edge_clone, failover, geo, push, ssh_clone, storage_clone
+from bench import edge_clone, failover, geo, outbox_lock, push, ssh_clone, storage_clone
 from bench.common import Options, log, warn_if_busy, write_results
 
 AREAS: dict[str, Callable[[Options], dict[str, Any]]] = {
@@ -22,11 +22,13 @@ AREAS: dict[str, Callable[[Options], dict[str, Any]]] = {
     "ssh": ssh_clone.run,
     "geo": geo.run,
     "geo-lag": geo.run_lag,
+    "outbox-lock": outbox_lock.run,
     "failover": failover.run,
     "push": push.run,
 }
-# `geo-lag` is part (a) of `geo` on its own: named explicitly, not run by default.
-DEFAULT_AREAS = [area for area in AREAS if area != "geo-lag"]
+# `geo-lag` is part (a) of `geo` on its own, `outbox-lock` a micro-benchmark: named
+# explicitly, not run by default.
+DEFAULT_AREAS = [area for area in AREAS if area not in ("geo-lag", "outbox-lock")]
 
 
 def main(argv: list[str] | None = None) -> int:
