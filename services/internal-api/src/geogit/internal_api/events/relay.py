@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from geogit.common.background import Background
 from geogit.common.events import Topics
-from geogit.common.kafka import EventProducer, KafkaConfig, PublishError, ensure_topics
+from geogit.common.kafka import EventProducer, KafkaConfig, PublishError, TopicGuard
 from geogit.common.kafka_health import broker_health
 from geogit.internal_api.db import SessionMaker, database_unavailable
 from geogit.internal_api.events.listener import OutboxListener
@@ -95,6 +95,10 @@ class OutboxRelay:
         # A relay built on its own (a test's) counts into a registry nobody reads.
         self._metrics = metrics or Metrics()
         self._producer: EventProducer | None = None
+        # One kept admin connection for the per-batch topic check, dropped with the producer.
+        self._topic_guard = TopicGuard(
+            kafka, [topics.domain, topics.repository, topics.replication]
+        )
         self._loop = Background(f"relay-{table.__tablename__}", self.run)
 
     def start(self) -> None:
@@ -181,10 +185,7 @@ class OutboxRelay:
         # live connection may have lost its topics, and Tansu then acknowledges produce
         # requests for the missing topic while keeping nothing.
         async with asyncio.timeout(self._publish_timeout):
-            await ensure_topics(
-                self._kafka,
-                [self._topics.domain, self._topics.repository, self._topics.replication],
-            )
+            await self._topic_guard.ensure()
         producer = await self._connect()
         for row in rows:
             async with asyncio.timeout(self._publish_timeout):
@@ -206,6 +207,9 @@ class OutboxRelay:
         return producer
 
     async def _disconnect(self) -> None:
+        with contextlib.suppress(*_KAFKA_ERRORS):
+            async with asyncio.timeout(self._publish_timeout):
+                await self._topic_guard.close()
         producer, self._producer = self._producer, None
         if producer is not None:
             await self._stop(producer)
