@@ -75,7 +75,7 @@ from geogit.devstack.ports import SitePorts
 from geogit.devstack.site import Site
 from geogit.devstack.testing import FAST_GEO, fresh_database, running_sites
 
-TARGET_LAG_P99_S = 2.0
+TARGET_LAG_P99_S = 1.0  # issue 12: p99 < 1 s
 TARGET_LOCAL_RATIO = 0.95
 TARGET_PROXY_OVERHEAD = 0.15
 LAG_PROJECTS, LAG_PROJECTS_QUICK = 20, 5
@@ -376,7 +376,7 @@ def push_rounds(pusher: Pusher, owner: Account, start: threading.Barrier) -> lis
 def distribution_ms(values: Sequence[float]) -> dict[str, float]:
     if not values:
         return {}
-    points = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "max": 100.0}
+    points = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "max": 100.0}
     return {name: round(percentile(values, p) * 1000, 1) for name, p in points.items()}
 
 
@@ -433,8 +433,21 @@ def lag_results(
         "error_samples": errors[:5],
         "slowest": [o.as_json() for o in sorted(outcomes, key=slowness)[:5]],
         "server_cpu_s": {name: round(value, 1) for name, value in server_cpu.items()},
+        "primary_cpu_s_per_push": cpu_per_push(server_cpu, len(outcomes)),
         "peak_rss_mb": megabytes(peaks),
     }
+
+
+def cpu_per_push(server_cpu: dict[str, float], pushes: int) -> dict[str, float]:
+    """The primary's CPU seconds per push, per service tree and in all: what caps lag under
+    load when the machine has few cores (issue 12)."""
+    primary = {
+        name.removeprefix("primary_"): value
+        for name, value in server_cpu.items()
+        if name.startswith("primary_")
+    }
+    per_push = {name: round(value / max(pushes, 1), 3) for name, value in primary.items()}
+    return per_push | {"total": round(sum(primary.values()) / max(pushes, 1), 3)}
 
 
 # Processes of a site ------------------------------------------------------------------------
@@ -781,6 +794,31 @@ def run(options: Options) -> dict[str, Any]:
     )
 
 
+def run_lag(options: Options) -> dict[str, Any]:
+    """Area `geo-lag`: only (a), the replication lag under load (a few minutes, not an hour)."""
+    return run_area(
+        options,
+        lambda _: run_lag_sites(options),
+        report_lag_only,
+        extra={"settings": dict(FAST_GEO)},
+    )
+
+
+def run_lag_sites(options: Options) -> dict[str, Any]:
+    lag_count = LAG_PROJECTS_QUICK if options.quick else LAG_PROJECTS
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="geo-") as tmp,
+        geo_sites(Path(tmp)) as (primary, secondary, admin_token, _),
+        AdminApi(primary.http_url, admin_token) as api,
+    ):
+        work = Path(tmp) / "work"
+        work.mkdir()
+        owner = new_account(api)
+        lag, _ = measure_lag(api, owner, primary, secondary, lag_count, work)
+        return {"repository": "lag only", **host_facts(options.repeat), "lag": lag}
+
+
 @contextmanager
 def geo_sites(tmp: Path) -> Iterator[tuple[Site, Site, str, str]]:
     """A broker of our own, the primary and one secondary; their logs are kept afterwards."""
@@ -844,6 +882,13 @@ def report(r: dict[str, Any]) -> None:
     print_foreign_warning(r, lead="\n")
 
 
+def report_lag_only(r: dict[str, Any]) -> None:
+    print(f"\ngeo benchmark, lag only: {r['git_version']}, {conditions(r)}")
+    print(f"settings (FAST_GEO, as running_sites applies them): {r['settings']}\n")
+    report_lag(r["lag"])
+    print_foreign_warning(r, lead="\n")
+
+
 def report_lag(lag: dict[str, Any]) -> None:
     rows = []
     for label, key in (
@@ -852,18 +897,19 @@ def report_lag(lag: dict[str, Any]) -> None:
         ("git push itself", "push_ms"),
     ):
         d = lag[key]
-        rows.append([label, *(f"{d.get(p, 0):.0f}" for p in ("p50", "p90", "p99", "max"))])
+        rows.append([label, *(f"{d.get(p, 0):.0f}" for p in ("p50", "p90", "p95", "p99", "max"))])
     print(
         f"(a) replication lag: {lag['projects']} concurrent pushers, {lag['pushes']} pushes in"
         f" {lag['wall_s']:.1f} s, {lag['polls']} polls ({lag['polls_per_s']:.0f}/s)"
     )
-    print_table(["ms", "p50", "p90", "p99", "max"], rows)
+    print_table(["ms", "p50", "p90", "p95", "p99", "max"], rows)
     p99 = lag["lag_ms"].get("p99", math.inf) / 1000
     verdict = "met" if p99 < TARGET_LAG_P99_S and not lag["errors"] else "NOT met"
     print(
         f"lag p99 {p99:.2f} s (target < {TARGET_LAG_P99_S:.0f} s: {verdict}); errors"
         f" {lag['errors']}/{lag['pushes']}; server CPU s {lag['server_cpu_s']}"
     )
+    print(f"primary CPU s per push: {lag['primary_cpu_s_per_push']}")
     slowest = ", ".join(
         f"project {o['project_id']} round {o['round']} at {o['acked_at']}: {o['lag_ms']} ms"
         for o in lag["slowest"][:3]

@@ -1,10 +1,12 @@
+import asyncio
 import socket
 from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
-from geogit.common.kafka import KafkaConfig, ensure_topics
+from geogit.common.kafka import KafkaConfig, TopicGuard, ensure_topics
 from geogit.common.tansu import TansuBroker, TansuError
 
 
@@ -29,6 +31,35 @@ async def test_a_restarted_broker_has_lost_every_topic(tmp_path: Path) -> None:
         assert broker.bootstrap == bootstrap
         assert await _topics(broker.bootstrap) == set()
     assert "listening on" in (tmp_path / "tansu.log").read_text()
+
+
+async def test_a_kept_topic_guard_recreates_the_topics_a_restarted_broker_lost(
+    tmp_path: Path,
+) -> None:
+    """The relay's per-batch check runs on one kept admin connection: a broker restarted behind
+    it (memory storage, every topic gone) gets the topics back at the next check — after at
+    most one failed attempt, which drops the dead connection."""
+    broker = TansuBroker(log_path=tmp_path / "tansu.log")
+    guard: TopicGuard | None = None
+    try:
+        with broker:
+            guard = TopicGuard(
+                KafkaConfig(broker.bootstrap), ["geogit.domain", "geogit.repository"]
+            )
+            await guard.ensure()
+            await guard.ensure()  # the same connection, the topics exist: no error
+            assert {"geogit.domain", "geogit.repository"} <= await _topics(broker.bootstrap)
+        with broker:
+            for attempt in range(3):
+                try:
+                    await asyncio.wait_for(guard.ensure(), 15)
+                    break
+                except (KafkaError, OSError):
+                    assert attempt < 2, "the guard never reconnected"
+            assert {"geogit.domain", "geogit.repository"} <= await _topics(broker.bootstrap)
+    finally:
+        if guard is not None:
+            await guard.close()
 
 
 def test_a_broker_that_cannot_listen_fails_with_its_log() -> None:

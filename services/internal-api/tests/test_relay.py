@@ -22,6 +22,7 @@ from geogit.common.tansu import TansuBroker
 from geogit.internal_api.app import create_app
 from geogit.internal_api.bootstrap import bootstrap_admin
 from geogit.internal_api.db import SessionMaker, make_engine, make_sessionmaker
+from geogit.internal_api.events.listener import listen_dsn
 from geogit.internal_api.events.outbox import Outbox
 from geogit.internal_api.events.relay import OutboxRelay
 from geogit.internal_api.geo import site_state
@@ -208,3 +209,85 @@ async def test_two_relays_never_publish_the_same_row(
     records = await _consume(tansu.bootstrap, topics, 20)
     assert [event.aggregate_seq for _, _, event in records] == list(range(1, 21))
     assert await _end_offset(tansu.bootstrap, topics.repository) == 20  # no duplicates
+
+
+# Woken by NOTIFY: the fallback poll is set far beyond the test's wait -------------------------
+
+NEVER = 3600.0  # a poll interval no test waits for: only a notification can wake the relay
+
+
+@asynccontextmanager
+async def _listening_relay(
+    database: Database, bootstrap: str, topics: Topics
+) -> AsyncIterator[tuple[OutboxRelay, SessionMaker]]:
+    engine = make_engine(database.url)
+    db = make_sessionmaker(engine)
+    relay = OutboxRelay(
+        db,
+        KafkaConfig(bootstrap=bootstrap),
+        topics,
+        poll_seconds=NEVER,
+        listen_dsn=listen_dsn(database.url),
+        listen_poll_seconds=NEVER,
+        max_backoff_seconds=0.5,
+    )
+    try:
+        async with db() as session:
+            await site_state.bootstrap(session, "primary", "primary")
+            await session.commit()
+        relay.start()
+        yield relay, db
+    finally:
+        await relay.stop()
+        await engine.dispose()
+
+
+async def _append_and_commit(db: SessionMaker, seq: int) -> None:
+    async with db() as session:
+        payload = repository_pb2.RepositoryUpdated(project_id=3, seq=seq)
+        await Outbox("primary").append(
+            session, payload, aggregate_id="project-3", aggregate_seq=seq
+        )
+        await session.commit()
+
+
+async def _listening(relay: OutboxRelay, not_pid: int | None = None) -> bool:
+    listener = relay.listener
+    assert listener is not None
+    return listener.listening and listener.backend_pid not in (None, not_pid)
+
+
+async def test_a_commit_wakes_the_relay_before_its_poll(
+    fresh_database: Database, tansu: TansuBroker, topics: Topics
+) -> None:
+    async with _listening_relay(fresh_database, tansu.bootstrap, topics) as (relay, db):
+        await _until(lambda: _listening(relay))
+        # The first row may go out on the wake-up the listener gives when it connects; after
+        # it is sent the relay is idle until a notification (its polls are an hour apart).
+        await _append_and_commit(db, 1)
+        await _until(lambda: _is_zero(_unsent(db)))
+        await _append_and_commit(db, 2)
+        await _until(lambda: _is_zero(_unsent(db)))
+    records = await _consume(tansu.bootstrap, topics, 2)
+    assert [event.aggregate_seq for _, _, event in records] == [1, 2]
+
+
+async def test_the_relay_survives_its_listen_connection_being_killed(
+    fresh_database: Database, tansu: TansuBroker, topics: Topics
+) -> None:
+    async with _listening_relay(fresh_database, tansu.bootstrap, topics) as (relay, db):
+        await _until(lambda: _listening(relay))
+        assert relay.listener is not None
+        killed = relay.listener.backend_pid
+        async with db() as session:
+            assert await session.scalar(select(func.pg_terminate_backend(killed)))
+        # Committed while nobody listens: published once the listener is back (its reconnect
+        # wakes the relay), not lost.
+        await _append_and_commit(db, 1)
+        await _until(lambda: _listening(relay, not_pid=killed))
+        await _until(lambda: _is_zero(_unsent(db)))
+        # And the new connection listens: the next commit wakes the relay.
+        await _append_and_commit(db, 2)
+        await _until(lambda: _is_zero(_unsent(db)))
+    records = await _consume(tansu.bootstrap, topics, 2)
+    assert [event.aggregate_seq for _, _, event in records] == [1, 2]

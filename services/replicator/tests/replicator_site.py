@@ -87,6 +87,11 @@ class Primary:
         # Project id → (seq, checksum) the primary answers; absent: 404 (it cannot say).
         self.states: dict[int, tuple[int, str]] = {}
         self.fetches = 0
+        # A test closes the gate to hold fetches mid-way (the pack request waits for it) and
+        # learns from `fetch_held` that one is waiting.
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fetch_held = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -131,6 +136,9 @@ class Primary:
                     self._answer(200, json.dumps(answer).encode(), "application/json")
                 elif claims.scope == "replication" and ".git/" in parts.path:
                     primary.fetches += self.command == "POST"
+                    if self.command == "POST" and not primary.gate.is_set():
+                        primary.fetch_held.set()
+                        primary.gate.wait(60)
                     self._http_backend(parts.path, parts.query, body)
                 else:
                     self._answer(404, b"not found\n", "text/plain")

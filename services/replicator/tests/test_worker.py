@@ -62,6 +62,29 @@ async def test_a_sync_fetches_every_ref_and_counts_the_replica_synced(
         assert site.primary.fetches == fetches
 
 
+async def test_the_registry_says_syncing_while_the_fetch_runs(site: SecondarySite) -> None:
+    """The `syncing` mark is saved while the fetch runs (off the sync's path), and lands before
+    the outcome: held mid-fetch, the registry says syncing; afterwards, synced."""
+    repo, checksum = await announced(site)
+    async with replication(site) as parts:
+        site.primary.gate.clear()
+        try:
+            work = asyncio.ensure_future(parts.worker(repo.project_id, Action.SYNC))
+            assert await asyncio.to_thread(site.primary.fetch_held.wait, 30)
+            # The mark runs beside the fetch, so it may trail the fetch's start a little.
+            for _ in range(1500):  # 30 s
+                entry = await registry(parts, repo)
+                if entry is not None and entry.state == "syncing":
+                    break
+                await asyncio.sleep(0.02)
+            assert entry is not None and entry.state == "syncing"
+        finally:
+            site.primary.gate.set()
+        assert await work is None
+        entry = await registry(parts, repo)
+        assert entry is not None and (entry.state, entry.checksum) == ("synced", checksum)
+
+
 async def test_an_event_ahead_of_the_read_model_is_the_target(site: SecondarySite) -> None:
     repo = await site.create()
     seq, checksum = await site.push(repo)  # the read model has not heard of it

@@ -127,21 +127,72 @@ async def ensure_topics(
     The replication factor is explicit because aiokafka speaks CreateTopics v3, which cannot
     ask for the broker's default.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap, client_id=config.client_id)
-    broker_health.watch(config.bootstrap)
+    guard = TopicGuard(config, topics, partitions, replication_factor=replication_factor)
     try:
-        await admin.start()
+        await guard.ensure()
+    finally:
+        await guard.close()
+
+
+class TopicGuard:
+    """`ensure_topics` over one long-lived admin connection, for a caller that checks before
+    every batch (the outbox relay: a restarted broker may have lost its topics behind a live
+    producer). A fresh admin client costs a connection, API-version and metadata round trips
+    each time (~8 ms and 2 ms of CPU here); a kept one, one CreateTopics request. After a
+    failure the connection is dropped and the next `ensure` starts a new one."""
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        topics: Iterable[str],
+        partitions: int = 1,
+        *,
+        replication_factor: int = 1,
+    ) -> None:
+        self._config = config
+        self._topics = sorted(set(topics))
+        self._partitions = partitions
+        self._replication_factor = replication_factor
+        self._admin: AIOKafkaAdminClient | None = None
+
+    async def ensure(self) -> None:
+        admin = self._admin or await self._start()
         try:
             response = await admin.create_topics(
-                [NewTopic(name, partitions, replication_factor) for name in sorted(set(topics))]
+                [
+                    NewTopic(name, self._partitions, self._replication_factor)
+                    for name in self._topics
+                ]
             )
-        finally:
-            await admin.close()
-    finally:
-        broker_health.forget(config.bootstrap)
-    for topic, code, *_ in response.topic_errors:
-        if code not in (0, TopicAlreadyExistsError.errno):
-            raise for_code(code)(f"creating topic {topic}")
+        except BaseException:
+            await self.close()
+            raise
+        for topic, code, *_ in response.topic_errors:
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise for_code(code)(f"creating topic {topic}")
+
+    async def _start(self) -> AIOKafkaAdminClient:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self._config.bootstrap, client_id=self._config.client_id
+        )
+        broker_health.watch(self._config.bootstrap)
+        try:
+            await admin.start()
+        except BaseException:
+            broker_health.forget(self._config.bootstrap)
+            with contextlib.suppress(Exception):
+                await admin.close()
+            raise
+        self._admin = admin
+        return admin
+
+    async def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                await admin.close()
+            finally:
+                broker_health.forget(self._config.bootstrap)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.db import SessionMaker, make_engine, make_sessionmaker
 from geogit.internal_api.deps import GeoServices, Services
 from geogit.internal_api.errors import ApiError, install_error_handlers
+from geogit.internal_api.events.listener import listen_dsn
 from geogit.internal_api.events.outbox import Outbox, ReportOutbox
 from geogit.internal_api.events.relay import OutboxRelay
 from geogit.internal_api.geo import follow
@@ -130,6 +131,8 @@ class _Background:
                     table,
                     batch_size=settings.relay_batch_size,
                     poll_seconds=settings.relay_poll_seconds,
+                    listen_dsn=listen_dsn(settings.database_url),
+                    listen_poll_seconds=settings.relay_listen_poll_seconds,
                     max_backoff_seconds=settings.relay_max_backoff_seconds,
                     publish_timeout_seconds=settings.relay_publish_timeout_seconds,
                     metrics=services.metrics,

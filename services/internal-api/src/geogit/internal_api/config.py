@@ -63,9 +63,12 @@ class InternalApiSettings(HttpListenerSettings):
     max_body_bytes: int = MIB
     # The hooks' calls carry a push's ref changes: storage accepts up to 64 MiB of them.
     max_internal_body_bytes: int = 64 * MIB
-    # Outbox relay pacing: how often an idle relay looks for new rows, how far it backs off
+    # Outbox relay pacing: how often an idle relay looks for new rows — woken by the writers'
+    # NOTIFY, it polls only as a fallback: every `relay_listen_poll_seconds` while its LISTEN
+    # connection is up, every `relay_poll_seconds` while it is down —, how far it backs off
     # while Kafka is unreachable, and how long one publish may take before it counts as failed.
     relay_poll_seconds: float = 0.1
+    relay_listen_poll_seconds: float = 2.0
     relay_batch_size: int = 200
     relay_max_backoff_seconds: float = 10.0
     relay_publish_timeout_seconds: float = 15.0

@@ -7,6 +7,10 @@ Without that, the relay (or a reader of `/geo/events?after=N`) could pass id 11 
 still uncommitted, and a consumer that dedupes by global sequence would then skip 10 forever.
 The lock is held only from the insert to the commit, so callers append last, after any slow
 call (storage RPCs) is done.
+
+The same statement issues `pg_notify` on the table's channel: PostgreSQL delivers it at commit
+(never for a rolled-back writer), and the relay, LISTENing, publishes at once instead of on its
+next poll (events/listener.py).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ Row = TypeVar("Row", OutboxEvent, ReportOutboxEvent)
 # Any constant shared by every writer; pg_advisory_xact_lock takes a bigint key.
 OUTBOX_LOCK_KEY = 0x6765_6F67_6974_01  # "geogit" 1
 REPORT_OUTBOX_LOCK_KEY = 0x6765_6F67_6974_03  # "geogit" 3
+# The NOTIFY channel of each outbox table, shared by the writers and the relay's listener.
+OUTBOX_CHANNEL = "geogit_outbox"
+REPORT_OUTBOX_CHANNEL = "geogit_report_outbox"
 
 
 def stream_of(payload: Message) -> Stream:
@@ -85,7 +92,7 @@ class Outbox:
         for the end of a push that began before a planned failover (post-receive): it must
         land, and the failover waits for it.
         """
-        await session.execute(select(func.pg_advisory_xact_lock(OUTBOX_LOCK_KEY)))
+        await _lock_and_notify(session, OUTBOX_LOCK_KEY, OUTBOX_CHANNEL)
         epoch = await lock_for_write(session, during_maintenance=during_maintenance)
         return await _add(
             session, OutboxEvent, payload, aggregate_id, aggregate_seq, epoch, self.origin_site
@@ -101,10 +108,15 @@ class ReportOutbox:
     async def append(
         self, session: AsyncSession, payload: Message, *, aggregate_id: str
     ) -> ReportOutboxEvent:
-        await session.execute(select(func.pg_advisory_xact_lock(REPORT_OUTBOX_LOCK_KEY)))
+        await _lock_and_notify(session, REPORT_OUTBOX_LOCK_KEY, REPORT_OUTBOX_CHANNEL)
         return await _add(
             session, ReportOutboxEvent, payload, aggregate_id, None, 1, self.origin_site
         )
+
+
+async def _lock_and_notify(session: AsyncSession, lock_key: int, channel: str) -> None:
+    """One round trip: the writers' shared lock, and the relay's wake-up (sent at commit)."""
+    await session.execute(select(func.pg_advisory_xact_lock(lock_key), func.pg_notify(channel, "")))
 
 
 async def _add(

@@ -8,6 +8,11 @@ rest stay for the next attempt. While Kafka is unreachable the relay backs off e
 and keeps trying, forever: events wait in the outbox, nothing is lost. A publish that timed out
 may still have reached the broker, so delivery is at-least-once; consumers dedupe by global
 sequence.
+
+The relay wakes when a writer commits: its listener holds a LISTEN connection on the table's
+channel (events/listener.py). The poll stays as the fallback — `poll_seconds` while the
+listener is down, `listen_poll_seconds` (long) while it listens — so a lost notification or a
+dead LISTEN connection delays events, never stops them.
 """
 
 from __future__ import annotations
@@ -23,10 +28,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from geogit.common.background import Background
 from geogit.common.events import Topics
-from geogit.common.kafka import EventProducer, KafkaConfig, PublishError, ensure_topics
+from geogit.common.kafka import EventProducer, KafkaConfig, PublishError, TopicGuard
 from geogit.common.kafka_health import broker_health
 from geogit.internal_api.db import SessionMaker, database_unavailable
-from geogit.internal_api.events.outbox import to_event, topic_of
+from geogit.internal_api.events.listener import OutboxListener
+from geogit.internal_api.events.outbox import (
+    OUTBOX_CHANNEL,
+    REPORT_OUTBOX_CHANNEL,
+    to_event,
+    topic_of,
+)
 from geogit.internal_api.metrics import Metrics
 from geogit.internal_api.models import OutboxEvent, ReportOutboxEvent, utcnow
 
@@ -56,6 +67,8 @@ class OutboxRelay:
         *,
         batch_size: int = 200,
         poll_seconds: float = 0.2,
+        listen_dsn: str | None = None,
+        listen_poll_seconds: float = 2.0,
         max_backoff_seconds: float = 10.0,
         publish_timeout_seconds: float = 15.0,
         metrics: Metrics | None = None,
@@ -68,23 +81,49 @@ class OutboxRelay:
         self._lock_key = RELAY_LOCK_KEY if table is OutboxEvent else REPORT_RELAY_LOCK_KEY
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
+        self._listen_poll_seconds = listen_poll_seconds
+        channel = OUTBOX_CHANNEL if table is OutboxEvent else REPORT_OUTBOX_CHANNEL
+        # Without a DSN (a test's relay) the relay only polls.
+        self.listener = (
+            None
+            if listen_dsn is None
+            else OutboxListener(listen_dsn, channel, max_backoff_seconds=max_backoff_seconds)
+        )
+        self._wake = asyncio.Event() if self.listener is None else self.listener.wake
         self._max_backoff = max_backoff_seconds
         self._publish_timeout = publish_timeout_seconds
         # A relay built on its own (a test's) counts into a registry nobody reads.
         self._metrics = metrics or Metrics()
         self._producer: EventProducer | None = None
+        # One kept admin connection for the per-batch topic check, dropped with the producer.
+        self._topic_guard = TopicGuard(
+            kafka, [topics.domain, topics.repository, topics.replication]
+        )
         self._loop = Background(f"relay-{table.__tablename__}", self.run)
 
     def start(self) -> None:
+        if self.listener is not None:
+            self.listener.start()
         self._loop.start()
 
     async def stop(self) -> None:
         await self._loop.stop()
+        if self.listener is not None:
+            await self.listener.stop()
         await self._disconnect()
+
+    async def _idle(self) -> None:
+        """Until a writer commits (the listener's wake-up) or the fallback poll is due."""
+        listening = self.listener is not None and self.listener.listening
+        timeout = self._listen_poll_seconds if listening else self._poll_seconds
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def run(self) -> None:
         backoff = INITIAL_BACKOFF_SECONDS
         while True:
+            # Cleared before the query: a commit during the batch wakes the next round.
+            self._wake.clear()
             try:
                 published = await self.relay_once()
             except _BrokerFailure as exc:
@@ -104,7 +143,7 @@ class OutboxRelay:
             else:
                 backoff = INITIAL_BACKOFF_SECONDS
                 if published < self._batch_size:
-                    await asyncio.sleep(self._poll_seconds)
+                    await self._idle()
                 continue
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
@@ -146,10 +185,7 @@ class OutboxRelay:
         # live connection may have lost its topics, and Tansu then acknowledges produce
         # requests for the missing topic while keeping nothing.
         async with asyncio.timeout(self._publish_timeout):
-            await ensure_topics(
-                self._kafka,
-                [self._topics.domain, self._topics.repository, self._topics.replication],
-            )
+            await self._topic_guard.ensure()
         producer = await self._connect()
         for row in rows:
             async with asyncio.timeout(self._publish_timeout):
@@ -171,6 +207,9 @@ class OutboxRelay:
         return producer
 
     async def _disconnect(self) -> None:
+        with contextlib.suppress(*_KAFKA_ERRORS):
+            async with asyncio.timeout(self._publish_timeout):
+                await self._topic_guard.close()
         producer, self._producer = self._producer, None
         if producer is not None:
             await self._stop(producer)
