@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import edge_clone, failover, geo, push, ssh_clone, storage_clone
+from bench import clone_storm, edge_clone, failover, geo, push, ssh_clone, storage_clone
 from bench.common import Options, log, warn_if_busy, write_results
 
 AREAS: dict[str, Callable[[Options], dict[str, Any]]] = {
@@ -23,6 +23,7 @@ AREAS: dict[str, Callable[[Options], dict[str, Any]]] = {
     "geo": geo.run,
     "failover": failover.run,
     "push": push.run,
+    "storm": clone_storm.run,
 }
 
 
