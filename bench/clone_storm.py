@@ -19,7 +19,7 @@ import tempfile
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.common import (
@@ -43,7 +43,7 @@ from bench.common import (
     run_area,
 )
 from bench.edge_clone import nginx_git
-from bench.sites import Project, bench_site, load_project, site_side
+from bench.sites import Project, bench_site, load_project, site_process, site_side
 from geogit.devstack.site import Site
 
 CONCURRENCY = 20
@@ -147,6 +147,17 @@ def _restart_storage(site: Site, cache: bool, url: str) -> None:
         time.sleep(0.2)
 
 
+def _with_storage_self(site: Site, side: Side) -> Side:
+    """The side's CPU meter, plus storage's own CPU apart from its git children's."""
+    storage, cpu = site_process(site, "storage"), side.cpu
+
+    def meter() -> dict[str, float]:
+        own = storage.cpu_times()
+        return cpu() | {"storage_self": float(own.user + own.system)}
+
+    return replace(side, cpu=meter)
+
+
 def _cache_counters(site: Site) -> dict[str, float]:
     with urllib.request.urlopen(f"{site.storage_ops_url}/metrics", timeout=5) as response:
         text = response.read().decode()
@@ -175,7 +186,9 @@ def _measure(site: Site, anchor: Side, project: Project) -> dict[str, Any]:
                 side = anchor
             else:
                 _restart_storage(site, name == "cache_on", url)
-                side = site_side(site, "edge", "edge-proxy", {spec.key: url})
+                side = _with_storage_self(
+                    site, site_side(site, "edge", "edge-proxy", {spec.key: url})
+                )
             log(f"{kind} storm of {CONCURRENCY} clones: {name}")
             result = storm(side, anchor_url if name == "nginx" else url, args, head)
             if name == "cache_on":
@@ -215,7 +228,10 @@ def _report(r: dict[str, Any]) -> None:
                     f"{s['per_clone_median_s']:.1f}",
                     f"{s['server_cpu_per_clone_s']:.3f}",
                     f"{anchor_cpu / s['server_cpu_per_clone_s']:.2f}",
-                    f"{cpu.get('edge', 0.0) / r['concurrency']:.3f}" if "edge" in cpu else "",
+                    f"{cpu['storage_self'] / r['concurrency']:.3f}"
+                    if "storage_self" in cpu
+                    else "",
+                    f"{cpu['edge'] / r['concurrency']:.3f}" if "edge" in cpu else "",
                     f"{s['errors']}/{s['clones']}",
                     f"{peaks.get('edge', 0.0):.0f}" if "edge" in peaks else "",
                     f"{peaks.get('storage', 0.0):.0f}" if "storage" in peaks else "",
@@ -230,6 +246,7 @@ def _report(r: dict[str, Any]) -> None:
             "clone median s",
             "server CPU s/clone",
             "anchor/side",
+            "storage self s/clone",
             "edge CPU s/clone",
             "errors",
             "edge MB",

@@ -92,7 +92,7 @@ def run(argv: list[str]) -> int:
         try:
             sock.connect(address)
         except OSError as exc:
-            raise HookError(f"cannot reach storage at {address}: {exc.strerror}") from exc
+            raise HookError(f"cannot reach storage at {address}: {exc}") from exc
         try:
             _send_frame(sock, header)
             while chunk := os.read(0, MAX_STDIN_FRAME_BYTES):

@@ -107,6 +107,8 @@ class PackObjectsServer:
         self.git = git
         self.cache = cache
         self.storage_root = storage_root.resolve()
+        if len(str(socket_dir / SOCKET_NAME)) > _MAX_SOCKET_PATH:
+            socket_dir = Path(tempfile.mkdtemp(prefix="geogit-pack-objects-"))
         self.socket_dir = socket_dir
         self.metrics = metrics
         self.max_stdin_bytes = max_stdin_bytes
@@ -129,8 +131,6 @@ class PackObjectsServer:
         return UploadPackHook(self._hook_config, env)
 
     async def start(self) -> None:
-        if len(str(self.socket_path)) > _MAX_SOCKET_PATH:
-            self.socket_dir = Path(tempfile.mkdtemp(prefix="geogit-pack-objects-"))
         self.socket_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.socket_dir.chmod(0o700)
         self.socket_path.unlink(missing_ok=True)
@@ -147,6 +147,9 @@ class PackObjectsServer:
         await asyncio.gather(*self._connections, return_exceptions=True)
         await self.cache.stop()
         self.socket_path.unlink(missing_ok=True)
+        if self.socket_dir.name.startswith("geogit-pack-objects-"):
+            with contextlib.suppress(OSError):
+                self.socket_dir.rmdir()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
