@@ -24,7 +24,7 @@ from geogit.storage.git import Git
 from geogit.storage.metrics import StorageMetrics
 from geogit.storage.pack_cache import hook
 from geogit.storage.pack_cache.cache import PackCache, PackRequest, open_file
-from geogit.storage.pack_cache.server import HOOK_NAME, SOCKET_NAME
+from geogit.storage.pack_cache.server import HOOK_NAME, SOCKET_NAME, refs_fingerprint
 from geogit.storage.testing import StorageProcess, commit_all, git, make_work_tree
 
 SLOW_MARK = "slow-pack-objects"
@@ -168,6 +168,25 @@ def test_a_new_tag_is_sent_with_include_tag(cached: StorageProcess, tmp_path: Pa
     second = clone(cached, repo, tmp_path / "second", *args)
     assert git("tag", cwd=second).stdout.split() == [b"v1", b"v2"]
     assert delta(metrics(cached), before, "misses_total") == 1
+
+
+def test_the_refs_in_the_key_follow_loose_and_packed_tags(tmp_path: Path) -> None:
+    tree = make_work_tree(tmp_path / "src", commits=3)
+    repo = tree / ".git"
+    seen = [refs_fingerprint(repo, tags=True)]
+    git("tag", "v1", "HEAD~1", cwd=tree)
+    seen.append(refs_fingerprint(repo, tags=True))
+    git("pack-refs", "--all", cwd=tree)
+    seen.append(refs_fingerprint(repo, tags=True))
+    git("update-ref", "refs/tags/v1", "HEAD~2", cwd=tree)
+    git("pack-refs", "--all", cwd=tree)
+    seen.append(refs_fingerprint(repo, tags=True))
+    git("update-ref", "refs/replace/" + "1" * 40, "HEAD", cwd=tree)
+    seen.append(refs_fingerprint(repo, tags=True))
+    assert len(set(seen)) == len(seen)
+    without_tags = refs_fingerprint(repo, tags=False)
+    git("tag", "v2", cwd=tree)
+    assert refs_fingerprint(repo, tags=False) == without_tags
 
 
 def test_the_hook_file_and_socket_are_private(cached: StorageProcess) -> None:

@@ -227,6 +227,11 @@ class PackObjectsServer:
         return path
 
     async def _refs(self, repository: Path, tags: bool) -> bytes:
+        if (repository / "reftable").exists():
+            return await self._listed_refs(repository, tags)
+        return await asyncio.to_thread(refs_fingerprint, repository, tags)
+
+    async def _listed_refs(self, repository: Path, tags: bool) -> bytes:
         patterns = ["refs/replace/", *(["refs/tags/"] if tags else [])]
         command = GitCommand(
             "for-each-ref",
@@ -251,6 +256,26 @@ class PackObjectsServer:
                 offset, length = offset + count, length - count
         writer.write(_frame(hook.EXIT, str(entry.exit_code).encode()))
         await writer.drain()
+
+
+def refs_fingerprint(repository: Path, tags: bool) -> bytes:
+    """The refs that change pack-objects' answer, read from the files-backend directly (a git
+    process per clone costs more than the whole lookup): every loose ref under refs/replace/
+    (and refs/tags/) by name and content, and the digest of packed-refs. git replaces each by
+    renaming a finished file over it, so a read sees an old or a new state, never half."""
+    digest = hashlib.sha256()
+    for top in ("refs/replace", *(["refs/tags"] if tags else [])):
+        for directory, subdirectories, files in os.walk(repository / top):
+            subdirectories.sort()
+            for name in sorted(files):
+                path = Path(directory, name)
+                with contextlib.suppress(FileNotFoundError):  # packed meanwhile: see below
+                    content = path.read_bytes()
+                    digest.update(f"{path.relative_to(repository)}\0".encode() + content)
+    with contextlib.suppress(FileNotFoundError), open(repository / "packed-refs", "rb") as packed:
+        while chunk := packed.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.digest()
 
 
 async def _read_frame(reader: asyncio.StreamReader, limit: int) -> bytes:
