@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    clone_storm,
     edge_clone,
     failover,
     geo,
@@ -35,6 +36,7 @@ AREAS: dict[str, Callable[[Options], dict[str, Any]]] = {
     "failover": failover.run,
     "push": push.run,
     "housekeeping": housekeeping.run,
+    "storm": clone_storm.run,
 }
 # `geo-lag` is part (a) of `geo` on its own, `outbox-lock` a micro-benchmark: named
 # explicitly, not run by default.

@@ -13,9 +13,16 @@ from geogit.common.logging import CORRELATION_METADATA_KEY, get_correlation_id
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 # CalculateChecksum of a repository without refs: what every site agrees a new project has.
 EMPTY_CHECKSUM = "0" * 40
+# Flow-control windows stay bounded: with BDP probing on, gRPC grows a stream's window (and
+# what a reader behind a slow client buffers) to many MiB, and 20 concurrent full clones grew
+# the edge proxy's RSS from ~390 to ~820 MB. A fixed 1 MiB window keeps loopback throughput and
+# caps what each stream can hold.
+STREAM_WINDOW_BYTES = 1024 * 1024
 CHANNEL_OPTIONS = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.http2.bdp_probe", 0),
+    ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
 )
 
 

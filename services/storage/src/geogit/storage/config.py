@@ -33,8 +33,21 @@ class StorageSettings(OpsListenerSettings):
     housekeeping_concurrency: int = Field(default=2, ge=1)
     # Between two sweeps over every repository; 0 turns the sweep off.
     housekeeping_interval_seconds: float = Field(default=3600.0, ge=0)
+    # The pack-objects cache (pack_cache/): upload-pack asks storage for its packs, identical
+    # requests share one pack-objects run, and its output is kept on disk a while.
+    pack_cache_enabled: bool = True
+    # Where entries are written; default <runtime dir>/pack-cache.
+    pack_cache_dir: Path | None = None
+    pack_cache_max_bytes: int = 10 * 1024**3
+    pack_cache_max_age_seconds: float = 300.0
+    # The object list one request may send (wants, haves, shallow lines).
+    pack_cache_max_stdin_bytes: int = 64 * 1024**2
 
     @property
     def runtime_dir(self) -> Path:
         """Storage's own files beside the repositories; '+' never starts a hashed path."""
         return self.storage_root / "+geogit"
+
+    @property
+    def pack_cache_directory(self) -> Path:
+        return self.pack_cache_dir or self.runtime_dir / "pack-cache"

@@ -44,6 +44,7 @@ ALLOWED_SUBCOMMANDS = frozenset(
         "init",
         "ls-remote",
         "merge-base",
+        "pack-objects",
         "pack-refs",
         "prune",
         "repack",
@@ -149,6 +150,8 @@ class GitCommand:
     # Some plumbing (upload-archive) has no option parser; its args then follow directly.
     separator: bool = True
     git_dir: Path | None = None
+    # git's global --shallow-file (upload-pack passes "" to pack-objects for shallow fetches).
+    shallow_file: str | None = None
     config: Sequence[tuple[str, str]] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     # Seconds an abandoned process may take to finish on its own before it is killed.
@@ -163,6 +166,8 @@ class GitCommand:
         argv = [git_bin]
         if self.git_dir is not None:
             argv.append(f"--git-dir={self.git_dir}")
+        if self.shallow_file is not None:
+            argv += ["--shallow-file", self.shallow_file]
         argv += [self.subcommand, *self.options]
         if self.separator:
             argv.append("--")

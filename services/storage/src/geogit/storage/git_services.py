@@ -4,6 +4,7 @@ command of the Git command registry (`geogit.common.git_commands`)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from geogit.common.git_commands import RECEIVE_PACK, UPLOAD_ARCHIVE, UPLOAD_PACK
@@ -41,6 +42,14 @@ def protocol_env(git_protocol: str) -> dict[str, str]:
     return {"GIT_PROTOCOL": git_protocol}
 
 
+@dataclass(frozen=True)
+class UploadPackHook:
+    """What makes upload-pack ask the pack-objects cache for its pack (pack_cache/)."""
+
+    config: tuple[tuple[str, str], ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+
 def _stateless(stateless: bool, advertise_refs: bool) -> list[str]:
     options = ["--stateless-rpc"] if stateless else []
     if advertise_refs:
@@ -49,14 +58,20 @@ def _stateless(stateless: bool, advertise_refs: bool) -> list[str]:
 
 
 def upload_pack(
-    path: Path, git_protocol: str, *, stateless: bool = False, advertise_refs: bool = False
+    path: Path,
+    git_protocol: str,
+    *,
+    stateless: bool = False,
+    advertise_refs: bool = False,
+    hook: UploadPackHook | None = None,
 ) -> GitCommand:
+    hook = hook or UploadPackHook()
     return GitCommand(
         UPLOAD_PACK.subcommand,
         options=_stateless(stateless, advertise_refs),
         args=[str(path)],
-        config=UPLOAD_PACK_CONFIG,
-        env=protocol_env(git_protocol),
+        config=(*UPLOAD_PACK_CONFIG, *hook.config),
+        env={**protocol_env(git_protocol), **hook.env},
     )
 
 

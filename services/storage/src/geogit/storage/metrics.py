@@ -45,3 +45,41 @@ class StorageMetrics:
             "Repositories skipped because another housekeeping run held their lock",
             registry=self.registry,
         )
+        self.pack_cache_hits = Counter(
+            "geogit_storage_pack_cache_hits_total",
+            "pack-objects requests served from an existing entry (still being written or done)",
+            ["state"],
+            registry=self.registry,
+        )
+        self.pack_cache_misses = Counter(
+            "geogit_storage_pack_cache_misses_total",
+            "pack-objects requests that started a run",
+            registry=self.registry,
+        )
+        self.pack_cache_served_bytes = Counter(
+            "geogit_storage_pack_cache_served_bytes_total",
+            "pack bytes sent to pack-objects hooks",
+            registry=self.registry,
+        )
+        self.pack_cache_written_bytes = Counter(
+            "geogit_storage_pack_cache_written_bytes_total",
+            "pack bytes written into cache entries",
+            registry=self.registry,
+        )
+        self.pack_cache_evicted = Counter(
+            "geogit_storage_pack_cache_evicted_total",
+            "entries removed before their time was up (size) or after (age)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.pack_cache_failures = Counter(
+            "geogit_storage_pack_cache_failures_total",
+            "pack-objects runs that failed (their entries are dropped, never served again)",
+            registry=self.registry,
+        )
+        self.pack_cache_refused = Counter(
+            "geogit_storage_pack_cache_refused_total",
+            "hook requests refused before any run: bad frames or token, oversized stdin, ...",
+            ["reason"],
+            registry=self.registry,
+        )

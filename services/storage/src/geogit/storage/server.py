@@ -22,9 +22,11 @@ from geogit.common.proto.storage.v1 import (
     ssh_pb2_grpc,
 )
 from geogit.common.storage_client import CHANNEL_OPTIONS
+from geogit.storage import pack_cache
 from geogit.storage.clients.internal_api import InternalApiClient
 from geogit.storage.config import StorageSettings
 from geogit.storage.git import Git
+from geogit.storage.git_services import UploadPackHook
 from geogit.storage.hook_server import HookServer
 from geogit.storage.hook_service import HookService
 from geogit.storage.hooks import install_hooks
@@ -72,6 +74,7 @@ class StorageServer:
             install_hooks(runtime / "hooks"),
         )
         self.health = health.aio.HealthServicer()
+        self.pack_objects = pack_cache.build(settings, self.git, self.metrics)
         self.grpc = grpc.aio.server(
             interceptors=[StorageInterceptor(settings.storage_secret, self.metrics)],
             options=CHANNEL_OPTIONS,
@@ -101,10 +104,10 @@ class StorageServer:
             self.grpc,
         )
         smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(
-            SmartHTTPService(self.git, self.locator, self.push), self.grpc
+            SmartHTTPService(self.git, self.locator, self.push, self._upload_pack_hook), self.grpc
         )
         ssh_pb2_grpc.add_SSHServiceServicer_to_server(
-            SSHService(self.git, self.locator, self.push), self.grpc
+            SSHService(self.git, self.locator, self.push, self._upload_pack_hook), self.grpc
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
 
@@ -120,8 +123,14 @@ class StorageServer:
             timeout=settings.git_timeout_seconds,
         )
 
+    @property
+    def _upload_pack_hook(self) -> UploadPackHook | None:
+        return self.pack_objects.hook if self.pack_objects is not None else None
+
     async def start(self) -> None:
         await self.hooks.start()
+        if self.pack_objects is not None:
+            await self.pack_objects.start()
         self.grpc.add_insecure_port(self.settings.listen_address)
         await self.grpc.start()
         self.housekeeper.start()
@@ -144,6 +153,8 @@ class StorageServer:
         await self.grpc.stop(self.settings.shutdown_grace_seconds)
         await self.hooks.stop()
         await self.housekeeper.stop()
+        if self.pack_objects is not None:
+            await self.pack_objects.stop()
         await self.ops.stop()
         await self.internal_api.aclose()
         log.info("storage stopped")

@@ -10,6 +10,7 @@ from geogit.common.pktline import FLUSH_PKT, pkt_line
 from geogit.common.proto.storage.v1 import smarthttp_pb2, smarthttp_pb2_grpc
 from geogit.storage import git_services
 from geogit.storage.git import Git, GitCommand
+from geogit.storage.git_services import UploadPackHook
 from geogit.storage.locator import RepositoryLocator
 from geogit.storage.push import PushEnvironment
 from geogit.storage.request_guard import PktLineGuard
@@ -17,10 +18,17 @@ from geogit.storage.streams import input_chunks, pump_git
 
 
 class SmartHTTPService(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
-    def __init__(self, git: Git, locator: RepositoryLocator, push: PushEnvironment) -> None:
+    def __init__(
+        self,
+        git: Git,
+        locator: RepositoryLocator,
+        push: PushEnvironment,
+        pack_objects: UploadPackHook | None = None,
+    ) -> None:
         self.git = git
         self.locator = locator
         self.push = push
+        self.pack_objects = pack_objects
 
     async def InfoRefsUploadPack(
         self, request: smarthttp_pb2.InfoRefsRequest, context: grpc.aio.ServicerContext
@@ -58,7 +66,9 @@ class SmartHTTPService(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
     ) -> AsyncIterator[smarthttp_pb2.PostUploadPackResponse]:
         first = await anext(request_iterator)
         path = self.locator.existing(first.repository)
-        command = git_services.upload_pack(path, first.git_protocol, stateless=True)
+        command = git_services.upload_pack(
+            path, first.git_protocol, stateless=True, hook=self.pack_objects
+        )
         body = input_chunks(first, request_iterator, lambda m: m.data)
         guard = PktLineGuard(until_first_flush=False)
         async for chunk in self._run(command, guard.guarded(body), guard):

@@ -13,6 +13,7 @@ import grpc
 from geogit.common.proto.storage.v1 import shared_pb2, ssh_pb2, ssh_pb2_grpc
 from geogit.storage import git_services
 from geogit.storage.git import Git, GitCommand
+from geogit.storage.git_services import UploadPackHook
 from geogit.storage.locator import RepositoryLocator
 from geogit.storage.push import PushEnvironment
 from geogit.storage.request_guard import PktLineGuard
@@ -24,10 +25,17 @@ SSHRequest = (
 
 
 class SSHService(ssh_pb2_grpc.SSHServiceServicer):
-    def __init__(self, git: Git, locator: RepositoryLocator, push: PushEnvironment) -> None:
+    def __init__(
+        self,
+        git: Git,
+        locator: RepositoryLocator,
+        push: PushEnvironment,
+        pack_objects: UploadPackHook | None = None,
+    ) -> None:
         self.git = git
         self.locator = locator
         self.push = push
+        self.pack_objects = pack_objects
 
     async def SSHUploadPack(
         self,
@@ -36,7 +44,7 @@ class SSHService(ssh_pb2_grpc.SSHServiceServicer):
     ) -> AsyncIterator[ssh_pb2.SSHResponse]:
         first = await anext(request_iterator)
         path = self.locator.existing(first.repository)
-        command = git_services.upload_pack(path, first.git_protocol)
+        command = git_services.upload_pack(path, first.git_protocol, hook=self.pack_objects)
         guard = PktLineGuard(until_first_flush=False)
         async for response in self._session(command, first, request_iterator, guard):
             yield response
