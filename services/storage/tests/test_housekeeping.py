@@ -129,8 +129,10 @@ def test_plan_rules() -> None:
         info = RepositoryInfo(loose_objects=loose, packs=small, since_full_repack=DAY, **refs)
         assert plan(info).repack is expected
     large = Packs(count=1, bytes=1 << 30, objects=10**6, midx_packs=1, bitmap=True)
-    info = RepositoryInfo(loose_objects=1000, packs=large, since_full_repack=DAY, **refs)
+    info = RepositoryInfo(loose_objects=200, packs=large, since_full_repack=DAY, **refs)
     assert plan(info).repack is None
+    info = RepositoryInfo(loose_objects=300, packs=large, since_full_repack=DAY, **refs)
+    assert plan(info).repack is Repack.INCREMENTAL
     # New packs beyond what the multi-pack-index covers: geometric; no index yet: geometric.
     piled = Packs(count=5, bytes=1 << 20, midx_packs=1)
     assert (

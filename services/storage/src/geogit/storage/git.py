@@ -47,6 +47,7 @@ ALLOWED_SUBCOMMANDS = frozenset(
         "pack-objects",
         "pack-refs",
         "prune",
+        "prune-packed",
         "repack",
         "rev-list",
         "symbolic-ref",

@@ -15,15 +15,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# More loose objects than this are rolled into a pack (git gc's default is 6700; a server
-# wants its repositories better packed than a client does). Each loose object costs every
-# clone and fetch a fresh compression and a delta search, and a disk block: in a small
-# repository a thousand of them cost more than the whole rest, so the limit is also a
-# sixteenth of the packed objects, down to LOOSE_OBJECT_FLOOR. Rolling them up is cheap (it
-# scales with the loose objects, not with the repository).
-LOOSE_OBJECT_LIMIT = 1024
+# More loose objects than this are rolled into a pack (git gc's default is 6700, Gitaly's
+# 1024). Each loose object costs every clone and fetch a fresh compression and a delta search,
+# and a disk block, while rolling them up costs only what they weigh (no history walk,
+# housekeeper.py): so the limit is low, and in a small repository only a sixteenth of its
+# packed objects, down to LOOSE_OBJECT_FLOOR.
+LOOSE_OBJECT_LIMIT = 256
 LOOSE_OBJECT_FLOOR = 64
 LOOSE_OBJECT_SHARE = 16
+# Unreachable loose objects past their grace period: this many make a prune worth it.
+STALE_LOOSE_OBJECT_LIMIT = 1024
 # Unreachable loose objects older than this may be pruned; cruft packs expire them alike.
 STALE_OBJECT_SECONDS = 14 * 24 * 3600
 # A full repack (which also expires unreachable objects) at most this often.
@@ -40,7 +41,8 @@ _HEX = frozenset("0123456789abcdef")
 
 
 class Repack(enum.Enum):
-    # Loose objects into one new pack; nothing else is rewritten.
+    # Loose objects (reachable or not) into one new pack, no history walk; nothing else is
+    # rewritten.
     INCREMENTAL = "incremental"
     # Packs merged so their sizes form a geometric progression, with a multi-pack-index and
     # its bitmap: cost scales with what is new, not with the repository.
@@ -115,7 +117,7 @@ class Plan:
 
 def plan(info: RepositoryInfo) -> Plan:
     repack = repack_strategy(info)
-    prune = info.stale_loose_objects > LOOSE_OBJECT_LIMIT
+    prune = info.stale_loose_objects > STALE_LOOSE_OBJECT_LIMIT
     return Plan(
         repack=repack,
         prune=prune,
@@ -212,7 +214,7 @@ def _loose_objects(objects: Path, now: float) -> tuple[int, int]:
                 Path(e.path) for e in _scandir(Path(entry.path)) if not e.name.startswith("tmp_")
             ]
     stale = 0
-    if len(names) > LOOSE_OBJECT_LIMIT:
+    if len(names) > STALE_LOOSE_OBJECT_LIMIT:
         cutoff = now - STALE_OBJECT_SECONDS
         stale = sum(1 for name in names if (_mtime(name) or now) < cutoff)
     return len(names), stale

@@ -40,8 +40,17 @@ log = logging.getLogger(__name__)
 LOCK_FILE = "geogit-housekeeping.lock"
 # Repositories live at @hashed/xx/yy/<sha256>.git (geogit.common.paths).
 REPOSITORY_GLOB = "@hashed/*/*/*.git"
+# Every loose object, reachable or not, into one new pack, without a walk of the history: the
+# cost follows the loose objects, not the repository (prune-packed then drops the loose copies).
+_PACK_LOOSE_OPTIONS = [
+    "--revs",
+    "--pack-loose-unreachable",
+    "--local",
+    "--non-empty",
+    "--delta-base-offset",
+    "--quiet",
+]
 _REPACK_OPTIONS = {
-    Repack.INCREMENTAL: ["-d", "-n", "-q"],
     Repack.GEOMETRIC: ["-d", "-n", "-q", "--geometric=2", "--write-midx", "--write-bitmap-index"],
     Repack.FULL: ["-a", "-d", "-n", "-q", "--cruft", "--write-midx", "--write-bitmap-index"],
 }
@@ -198,6 +207,10 @@ class Housekeeper:
             await self._write_commit_graph(path, chosen.commit_graph)
 
     async def _repack(self, path: Path, strategy: Repack) -> None:
+        if strategy is Repack.INCREMENTAL:
+            await self._pack_loose_objects(path)
+            self._count(f"repack_{strategy.value}")
+            return
         options = list(_REPACK_OPTIONS[strategy])
         if strategy is Repack.FULL:
             options.append(f"--cruft-expiration={_expiry()}")
@@ -205,6 +218,13 @@ class Housekeeper:
         if strategy is Repack.FULL:
             (path / FULL_REPACK_MARKER).touch()
         self._count(f"repack_{strategy.value}")
+
+    async def _pack_loose_objects(self, path: Path) -> None:
+        base = str(path / "objects" / "pack" / "pack")
+        command = GitCommand("pack-objects", options=_PACK_LOOSE_OPTIONS, args=[base], git_dir=path)
+        # No revisions on stdin: only the loose objects are packed.
+        await self.git.check(command, input=b"", timeout=self.timeout)
+        await self._git(path, "prune-packed", ["--quiet"], separator=False)
 
     async def _write_commit_graph(self, path: Path, mode: CommitGraph) -> None:
         split = "--split=replace" if mode is CommitGraph.REPLACE else "--split"
