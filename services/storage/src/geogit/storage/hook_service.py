@@ -27,7 +27,7 @@ from geogit.common.internal_api import (
 )
 from geogit.common.internal_api_client import InternalApiError
 from geogit.storage.clients.internal_api import InternalApiClient
-from geogit.storage.errors import InvalidArgument
+from geogit.storage.errors import InvalidArgument, StorageError
 from geogit.storage.hook_client import EXIT, STDERR, STDOUT
 from geogit.storage.hooks import HooksPayload
 from geogit.storage.housekeeping import Housekeeper
@@ -130,12 +130,19 @@ class HookService:
             yield _exit(1)
             return
         finally:
-            # The refs moved whatever the API said: the repository may need housekeeping.
-            self.housekeeper.after_push(call.repository)
+            self._housekeep(call.repository)
         for message in answer.messages:
             yield _out(_format_message(message.type, message.message))
         async for frame in _custom_hook(call.repository, "post-receive", call.changes):
             yield frame
+
+    def _housekeep(self, repository: Path) -> None:
+        """The refs moved whatever the API said: the repository may need housekeeping. Only
+        ever a log line: the push is done, and its answer must not change."""
+        try:
+            self.housekeeper.after_push(repository)
+        except (StorageError, RuntimeError) as exc:
+            log.warning("housekeeping not scheduled after a push", extra={"error": str(exc)})
 
 
 def _relative_object_dirs(directories: list[str], repo: Path) -> list[str]:
