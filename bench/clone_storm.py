@@ -31,6 +31,7 @@ from bench.common import (
     RepoSpec,
     Side,
     clean_env,
+    clone_attempt,
     conditions,
     cpu_delta,
     git,
@@ -90,23 +91,11 @@ def storm(side: Side, url: str, args: tuple[str, ...], head: str) -> Storm:
     with tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="storm-") as tmp:
 
         def one(i: int) -> tuple[float, str | None]:
-            started = time.perf_counter()
-            try:
-                done = subprocess.run(
-                    ["git", "clone", "-q", *args, url, f"{tmp}/{i}"],
-                    env=clean_env(),
-                    capture_output=True,
-                    text=True,
-                    timeout=CLONE_TIMEOUT,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                return time.perf_counter() - started, f"timed out after {CLONE_TIMEOUT:.0f} s"
-            if done.returncode != 0:
-                return time.perf_counter() - started, done.stderr.strip()[-300:]
+            elapsed, error = clone_attempt(args, url, f"{tmp}/{i}", CLONE_TIMEOUT)
+            if error is not None:
+                return elapsed, error
             cloned = git("-C", f"{tmp}/{i}", "rev-parse", "HEAD").strip()
-            error = None if cloned == head else f"HEAD {cloned}, expected {head}"
-            return time.perf_counter() - started, error
+            return elapsed, None if cloned == head else f"HEAD {cloned}, expected {head}"
 
         before = side.cpu()
         with PeakSampler(side.probe, 0.1) as sampler, ThreadPoolExecutor(CONCURRENCY) as pool:

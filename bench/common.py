@@ -250,6 +250,29 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def clone_attempt(
+    args: Sequence[str], url: str, dest: str, timeout: float
+) -> tuple[float, str | None]:
+    """One `git clone -q <args> <url> <dest>` of a concurrent burst: its seconds and, if it
+    failed, why (its status and the end of its stderr)."""
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(
+            ["git", "clone", "-q", *args, url, dest],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return time.perf_counter() - started, f"timed out after {timeout:.0f} s"
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        return elapsed, f"status {done.returncode}: {done.stderr.strip()[-500:]}"
+    return elapsed, None
+
+
 def timed_clone(
     argv: Sequence[str],
     env: Mapping[str, str],

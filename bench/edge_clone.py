@@ -41,7 +41,7 @@ from bench.common import (
     Side,
     alternate,
     children_cpu,
-    clean_env,
+    clone_attempt,
     clone_headers,
     clone_row,
     compare,
@@ -320,23 +320,7 @@ def burst(side: Side, spec: RepoSpec, expected_head: str, result: Burst) -> None
     with tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="burst-") as tmp:
 
         def one(i: int) -> tuple[float, str | None]:
-            dest = f"{tmp}/{i}"
-            started = time.perf_counter()
-            try:
-                done = subprocess.run(
-                    ["git", "clone", "-q", url, dest],
-                    env=clean_env(),
-                    capture_output=True,
-                    text=True,
-                    timeout=CLONE_TIMEOUT,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                return time.perf_counter() - started, f"timed out after {CLONE_TIMEOUT:.0f} s"
-            elapsed = time.perf_counter() - started
-            if done.returncode != 0:
-                return elapsed, f"status {done.returncode}: {done.stderr.strip()[-500:]}"
-            return elapsed, None
+            return clone_attempt((), url, f"{tmp}/{i}", CLONE_TIMEOUT)
 
         client_before, server_before = children_cpu(), side.cpu()
         with PeakSampler(side.probe) as sampler, ThreadPoolExecutor(CONCURRENCY) as pool:
