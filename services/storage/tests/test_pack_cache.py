@@ -51,6 +51,7 @@ def cached(
     wrapper.chmod(0o755)
     server = StorageProcess(base / "repositories", internal_api.url)
     server.env["GEOGIT_GIT_BIN"] = str(wrapper)
+    server.env["GEOGIT_PACK_CACHE_ENABLED"] = "true"
     server.start()
     yield server
     server.stop()
