@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import socket
@@ -116,7 +117,9 @@ def run(name: str, args: list[str], raw_payload: str) -> int:
         except OSError as exc:
             raise HookRefused(f"cannot reach storage's hook socket ({exc.strerror})") from exc
         sock.settimeout(None)
-        _send_request(sock, header)
+        # Storage may refuse before it has read everything: its answer says why.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            _send_request(sock, header)
         return _relay_answer(sock)
 
 

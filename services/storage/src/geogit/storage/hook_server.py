@@ -67,6 +67,7 @@ class HookServer:
         self._locator = locator
         self._service = service
         self._server: asyncio.Server | None = None
+        self._calls: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.socket_dir.mkdir(parents=True, exist_ok=True)
@@ -75,33 +76,50 @@ class HookServer:
         self._server = await asyncio.start_unix_server(self._serve, path=self.socket_path)
         self.socket_path.chmod(0o600)
 
-    async def stop(self) -> None:
+    async def stop(self, grace_seconds: float) -> None:
+        """No new calls; running ones (a post-receive recording its push) get the grace, then
+        are cancelled, which refuses their push. Before the internal API client closes."""
         if self._server is not None:
             self._server.close()
+        if self._calls:
+            _, running = await asyncio.wait(self._calls, timeout=grace_seconds)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        if self._server is not None:
             await self._server.wait_closed()
         self.socket_path.unlink(missing_ok=True)
         if self._own_dir:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._calls.add(task)
+        try:
+            await self._handle(reader, writer)
+        finally:
+            self._calls.discard(task)
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         hook = "pre-receive"
         try:
-            async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
-                header = await self._read_header(reader)
-                hook = header["hook"]
-                call = self._call(header, await _read_stdin(reader))
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
+                    header = await self._read_header(reader)
+                    hook = header["hook"]
+                    call = self._call(header, await _read_stdin(reader))
+            except TimeoutError:
+                raise BadHookCall("the hook sent its request too slowly") from None
             await _answer(writer, self._service.run(call))
         except (BadHookCall, StorageError) as exc:
             await _answer(writer, _refusal(hook, str(exc)))
-        except TimeoutError:
-            await _answer(writer, _refusal(hook, "the hook sent its request too slowly"))
         except (ConnectionError, asyncio.IncompleteReadError):
             log.warning("hook connection lost")
         except Exception:
             log.exception("hook call failed")
             await _answer(writer, _refusal(hook, "storage could not run the hook"))
-        finally:
-            writer.close()
 
     async def _read_header(self, reader: asyncio.StreamReader) -> dict[str, Any]:
         kind, data = await _read_frame(reader)

@@ -34,6 +34,8 @@ from geogit.storage.housekeeping import Housekeeper
 
 log = logging.getLogger(__name__)
 Frame = tuple[bytes, bytes]
+# A repository's own hook may not hold a push (and its socket call) open for ever.
+CUSTOM_HOOK_TIMEOUT_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,19 @@ async def _custom_hook(repo: Path, name: str, changes: str) -> AsyncIterator[Fra
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await proc.communicate(changes.encode())
+    try:
+        stdout, stderr = await asyncio.wait_for(
+            proc.communicate(changes.encode()), CUSTOM_HOOK_TIMEOUT_SECONDS
+        )
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        yield _err(f"geogit: custom_hooks/{name} ran over {CUSTOM_HOOK_TIMEOUT_SECONDS:.0f} s\n")
+        yield _exit(1)
+        return
+    finally:
+        if proc.returncode is None:  # cancelled: storage is stopping
+            proc.kill()
     if stdout:
         yield STDOUT, stdout
     if stderr:

@@ -151,7 +151,7 @@ class StorageServer:
         await self.health.enter_graceful_shutdown()
         log.info("storage draining", extra={"grace_s": self.settings.shutdown_grace_seconds})
         await self.grpc.stop(self.settings.shutdown_grace_seconds)
-        await self.hooks.stop()
+        await self.hooks.stop(self.settings.shutdown_grace_seconds)
         await self.housekeeper.stop()
         if self.pack_objects is not None:
             await self.pack_objects.stop()

@@ -196,7 +196,7 @@ class PackCache:
             assert stdout is not None
             with open_file(entry.path, "wb") as out:
                 while chunk := await stdout.read(READ_SIZE):
-                    out.write(chunk)  # local disk, into the page cache: not worth a thread
+                    _write_all(out, chunk)
                     entry.size += len(chunk)
                     self.metrics.pack_cache_written_bytes.inc(len(chunk))
                     entry.notify()
@@ -210,6 +210,17 @@ class PackCache:
         while chunk := await stream.read(STDERR_BYTES):
             entry.stderr += chunk[: max(0, STDERR_BYTES - len(entry.stderr))]
             entry.notify()
+
+
+def _write_all(out: IO[bytes], chunk: bytes) -> None:
+    """Local disk, into the page cache: not worth a thread. Unbuffered, one write may be short
+    (a full disk); readers trust `entry.size`, so every byte counted must be on disk."""
+    view = memoryview(chunk)
+    while view:
+        written = out.write(view)
+        if not written:
+            raise OSError(f"short write to a pack-cache entry ({len(view)} bytes left)")
+        view = view[written:]
 
 
 def open_file(path: Path, mode: str) -> IO[bytes]:

@@ -252,7 +252,10 @@ class PackObjectsServer:
             while length:
                 count = min(length, _SEND_BYTES)
                 writer.write(hook.ANSWER_FRAME.pack(hook.STDOUT, count))
-                await loop.sendfile(writer.transport, file, offset, count)
+                sent = await loop.sendfile(writer.transport, file, offset, count)
+                if sent != count:
+                    # The frame promised `count` bytes: cut the connection, never send less.
+                    raise OSError(f"pack-cache entry ended {count - sent} bytes early")
                 offset, length = offset + count, length - count
         writer.write(_frame(hook.EXIT, str(entry.exit_code).encode()))
         await writer.drain()
