@@ -106,9 +106,6 @@ def _relay_answer(sock: socket.socket) -> int:
 
 def run(name: str, args: list[str], raw_payload: str) -> int:
     payload = _payload(raw_payload)
-    requested = payload.get("requested_hooks")
-    if isinstance(requested, list) and name not in requested:
-        return 0
     header = _header(name, args, raw_payload)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(CONNECT_TIMEOUT_SECONDS)

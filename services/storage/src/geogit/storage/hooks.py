@@ -16,7 +16,7 @@ import binascii
 import json
 import shlex
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from geogit.storage import hook_client
 from geogit.storage.hook_client import PAYLOAD_ENV
 
 CALLBACK_HOOKS = ("pre-receive", "post-receive")
-HOOK_NAMES = (*CALLBACK_HOOKS, "update")
 CLIENT_FILE = "geogit-hook-client.py"
 # Run from the repository directory ($GIT_DIR of a bare repository), as git runs every hook.
 UPDATE_SCRIPT = '#!/bin/sh\n[ -x custom_hooks/update ] || exit 0\nexec custom_hooks/update "$@"\n'
@@ -64,14 +63,11 @@ class HooksPayload:
     gl_username: str = ""
     protocol: str = ""
     correlation_id: str = ""
-    requested_hooks: list[str] = field(default_factory=lambda: list(HOOK_NAMES))
 
     def __post_init__(self) -> None:
         scalars = (self.socket_path, self.token, self.gl_id, self.gl_username)
         if not _all_strings(*scalars, self.protocol, self.correlation_id):
             raise ValueError("payload fields must be strings")
-        if not isinstance(self.requested_hooks, list) or not _all_strings(*self.requested_hooks):
-            raise ValueError("requested_hooks must be a list of strings")
 
     def encode(self) -> str:
         return base64.b64encode(json.dumps(asdict(self)).encode()).decode()
