@@ -15,7 +15,6 @@ newest `ProjectUpdated` this replicator has seen, else the read model.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -136,28 +135,20 @@ class ReplicaWorker:
             await self._follow_head(replicable)
             return None
         project_id = replicable.project_id
-        # `syncing` (the freshness rule proxies) is recorded while the fetch runs, not before
-        # it: one internal-API round trip off every sync's path. The replica's refs move
-        # atomically and only forward, so what it serves meanwhile is the old state or the new
-        # one; the outcome (synced or failed) is saved only after the mark has landed.
-        marking = asyncio.ensure_future(
-            self._api.save(project_id, registry.model_copy(update={"state": "syncing"}))
-        )
+        await self._api.save(project_id, registry.model_copy(update={"state": "syncing"}))
         url, headers = self._source(replicable)
         started = time.monotonic()
         try:
-            try:
-                checksum, kept = await self._storage.replicate_over_http(
-                    repository(replicable.storage_shard, replicable.disk_path),
-                    url,
-                    headers,
-                    keep_diverged_prefix=_diverged_prefix(registry.diverged_epoch),
-                )
-            finally:
-                self._metrics.sync_seconds.observe(time.monotonic() - started)
-                await marking  # an internal API failure here is the caller's retry
+            checksum, kept = await self._storage.replicate_over_http(
+                repository(replicable.storage_shard, replicable.disk_path),
+                url,
+                headers,
+                keep_diverged_prefix=_diverged_prefix(registry.diverged_epoch),
+            )
         except StorageError as exc:
             return await self._failed(replicable, registry, target, f"fetch failed: {exc}")
+        finally:
+            self._metrics.sync_seconds.observe(time.monotonic() - started)
         if checksum != target.checksum:
             settled = await self._settle(project_id, checksum)
             if settled is None:
