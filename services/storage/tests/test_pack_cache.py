@@ -404,3 +404,20 @@ def test_an_evicted_entry_is_still_read_to_its_end(tmp_path: Path) -> None:
         await cache.stop()
 
     asyncio.run(scenario())
+
+
+def test_start_removes_only_the_caches_own_files(tmp_path: Path) -> None:
+    """GEOGIT_PACK_CACHE_DIR is configurable: an earlier process's entries and spooled stdin go,
+    anything else an operator keeps there stays."""
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    for name in ("old.pack", "stdin-abc123", "notes.txt"):
+        (directory / name).write_text("x")
+
+    async def scenario() -> None:
+        cache = PackCache(Git(), directory, 10**9, 3600, StorageMetrics())
+        await cache.start()
+        await cache.stop()
+
+    asyncio.run(scenario())
+    assert sorted(path.name for path in directory.iterdir()) == ["notes.txt"]

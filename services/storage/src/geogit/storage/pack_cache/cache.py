@@ -30,6 +30,8 @@ from geogit.storage.metrics import StorageMetrics
 log = logging.getLogger(__name__)
 READ_SIZE = 1024 * 1024
 STDERR_BYTES = 64 * 1024
+# What the cache writes into its directory: entries, and the request stdin server.py spools.
+OWN_FILES = ("*.pack", "stdin-*")
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,13 @@ class PackCache:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """A fresh directory: entries of an earlier process are not in this one's index."""
+        """A fresh directory: entries of an earlier process are not in this one's index. Only
+        the cache's own files go (entries, spooled stdin): the directory is configurable."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for stale in self.directory.iterdir():
-            with contextlib.suppress(OSError):
-                stale.unlink()
+        for pattern in OWN_FILES:
+            for stale in self.directory.glob(pattern):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
         self._sweeper = asyncio.create_task(self._sweep_periodically())
 
     async def stop(self) -> None:
