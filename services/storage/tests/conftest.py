@@ -5,7 +5,12 @@ from pathlib import Path
 
 import pytest
 from fake_internal_api import FakeInternalApi
-from storage_fixtures import _reset_policy, internal_api, storage  # noqa: F401 (fixtures)
+from storage_fixtures import (  # noqa: F401 (fixtures)
+    HOUSEKEEPING_ENV,
+    _reset_policy,
+    internal_api,
+    storage,
+)
 
 from geogit.storage.testing import StorageProcess
 
@@ -17,6 +22,7 @@ def second_storage(
     server = StorageProcess(
         tmp_path_factory.mktemp("storage2") / "repositories", internal_api.url, name="second"
     )
+    server.env[HOUSEKEEPING_ENV] = "false"
     server.start()
     yield server
     server.stop()

@@ -10,6 +10,10 @@ from fake_internal_api import FakeInternalApi
 
 from geogit.storage.testing import API_SECRET, StorageProcess
 
+# The shared storages do no background housekeeping: tests that inspect a repository's files
+# (fsck, objects, packs) must not race a repack. test_housekeeping.py starts storages with it.
+HOUSEKEEPING_ENV = "GEOGIT_HOUSEKEEPING_ENABLED"
+
 
 @pytest.fixture(scope="session")
 def internal_api() -> Iterator[FakeInternalApi]:
@@ -29,6 +33,7 @@ def storage(
     tmp_path_factory: pytest.TempPathFactory, internal_api: FakeInternalApi
 ) -> Iterator[StorageProcess]:
     server = StorageProcess(tmp_path_factory.mktemp("storage") / "repositories", internal_api.url)
+    server.env[HOUSEKEEPING_ENV] = "false"
     server.start()
     yield server
     server.stop()

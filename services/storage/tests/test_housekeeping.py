@@ -8,9 +8,11 @@ import os
 import re
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_internal_api import FakeInternalApi
 
 from geogit.common.paths import hashed_repository_path
 from geogit.common.proto.storage.v1 import repository_pb2
@@ -352,22 +354,33 @@ def test_git_gc_auto_is_off(storage: StorageProcess) -> None:
     assert "receive.autogc=false" in config.splitlines()
 
 
+@pytest.fixture(scope="module")
+def housekept(
+    tmp_path_factory: pytest.TempPathFactory, internal_api: FakeInternalApi
+) -> Iterator[StorageProcess]:
+    """A storage with background housekeeping on (the shared ones have it off)."""
+    server = StorageProcess(tmp_path_factory.mktemp("housekept") / "repositories", internal_api.url)
+    server.start()
+    yield server
+    server.stop()
+
+
 def test_replication_triggers_housekeeping(
-    storage: StorageProcess, second_storage: StorageProcess, work: Path
+    storage: StorageProcess, housekept: StorageProcess, work: Path
 ) -> None:
     source = storage.create()
     import_commits(storage.path_of(source), "main", commits=60, files=20, loose=True)
-    replica = second_storage.create()
-    second_storage.repositories.ReplicateRepository(
+    replica = housekept.create()
+    housekept.repositories.ReplicateRepository(
         repository_pb2.ReplicateRepositoryRequest(
             repository=replica,
             storage=repository_pb2.StorageSource(
                 address=storage.address, token=storage.token(), repository=source
             ),
         ),
-        metadata=second_storage.metadata(),
+        metadata=housekept.metadata(),
     )
-    url = f"http://127.0.0.1:{second_storage.ops_port}/metrics"
+    url = f"http://127.0.0.1:{housekept.ops_port}/metrics"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         text = urllib.request.urlopen(url, timeout=5).read().decode()
@@ -379,7 +392,7 @@ def test_replication_triggers_housekeeping(
         time.sleep(0.1)
     else:
         raise AssertionError("no housekeeping run after the replication")
-    fsck(second_storage.path_of(replica))
+    fsck(housekept.path_of(replica))
 
 
 def _push_runs(storage: StorageProcess) -> float:
@@ -389,15 +402,15 @@ def _push_runs(storage: StorageProcess) -> float:
     return sum(float(value) for value in runs)
 
 
-def test_a_push_triggers_housekeeping(storage: StorageProcess, work: Path) -> None:
+def test_a_push_triggers_housekeeping(housekept: StorageProcess, work: Path) -> None:
     """post-receive hands the repository to housekeeping: a push is followed by a run (or a
     decision that nothing is needed) that the push triggered."""
-    before = _push_runs(storage)
-    repo = storage.create()
+    before = _push_runs(housekept)
+    repo = housekept.create()
     tree = make_work_tree(work / "src", commits=40)
-    git("push", "-q", storage.url(repo), "main", cwd=tree, env=storage.git_env(repo))
+    git("push", "-q", housekept.url(repo), "main", cwd=tree, env=housekept.git_env(repo))
     deadline = time.monotonic() + 30
-    while _push_runs(storage) <= before:
+    while _push_runs(housekept) <= before:
         assert time.monotonic() < deadline, "no housekeeping run after the push"
         time.sleep(0.1)
-    fsck(storage.path_of(repo))
+    fsck(housekept.path_of(repo))
