@@ -68,11 +68,8 @@ class HookService:
         self.housekeeper = housekeeper
 
     def run(self, call: HookCall) -> AsyncIterator[Frame]:
-        if call.hook == "pre-receive":
-            return self.pre_receive(call)
-        if call.hook == "post-receive":
-            return self.post_receive(call)
-        raise InvalidArgument(f"unknown hook {call.hook!r}")
+        """hook_server.py admits only CALLBACK_HOOKS."""
+        return self.pre_receive(call) if call.hook == "pre-receive" else self.post_receive(call)
 
     async def pre_receive(self, call: HookCall) -> AsyncIterator[Frame]:
         payload = call.payload

@@ -86,15 +86,16 @@ def install_hooks(hooks_dir: Path) -> Path:
     """Write the hook scripts and the client they exec, each file replaced atomically."""
     hooks_dir.mkdir(parents=True, exist_ok=True)
     client = hooks_dir / CLIENT_FILE
-    _replace(client, Path(hook_client.__file__).read_text(), 0o644)
+    install_file(client, Path(hook_client.__file__).read_text(), 0o644)
     command = f"{shlex.quote(sys.executable)} -S -I {shlex.quote(str(client))}"
     for name in CALLBACK_HOOKS:
-        _replace(hooks_dir / name, f'#!/bin/sh\nexec {command} {name} "$@"\n', 0o755)
-    _replace(hooks_dir / "update", UPDATE_SCRIPT, 0o755)
+        install_file(hooks_dir / name, f'#!/bin/sh\nexec {command} {name} "$@"\n', 0o755)
+    install_file(hooks_dir / "update", UPDATE_SCRIPT, 0o755)
     return hooks_dir
 
 
-def _replace(target: Path, text: str, mode: int) -> None:
+def install_file(target: Path, text: str, mode: int) -> None:
+    """Replace `target` atomically: a git process may be running the old one."""
     staging = target.with_name(f".{target.name}.new")
     staging.write_text(text)
     staging.chmod(mode)

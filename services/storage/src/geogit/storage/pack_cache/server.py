@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from geogit.storage.git import Git, GitCommand, GitError
 from geogit.storage.git_services import UploadPackHook
+from geogit.storage.hooks import install_file
 from geogit.storage.metrics import StorageMetrics
 from geogit.storage.pack_cache import hook
 from geogit.storage.pack_cache.cache import Entry, PackCache, PackRequest, open_file
@@ -65,10 +66,7 @@ def install_hook(directory: Path) -> Path:
     """Copy the hook into storage's runtime directory (atomically: git may be running it)."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / HOOK_NAME
-    staging = target.with_suffix(".new")
-    staging.write_bytes(Path(hook.__file__).read_bytes())
-    staging.chmod(0o644)
-    staging.replace(target)
+    install_file(target, Path(hook.__file__).read_text(), 0o644)
     return target
 
 
