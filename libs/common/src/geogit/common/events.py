@@ -13,6 +13,7 @@ from typing import Any
 
 from google.protobuf import json_format, message_factory
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from geogit.common.logging import get_correlation_id
 from geogit.common.proto.events.v1 import (
@@ -114,6 +115,13 @@ def new_event(
         correlation_id=get_correlation_id() if correlation_id is None else correlation_id,
         epoch=epoch,
     )
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    """A payload's time field from an aware datetime."""
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
 
 
 def _payload_class(event_type: str, schema_version: int) -> type[Message]:

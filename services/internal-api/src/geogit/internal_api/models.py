@@ -269,7 +269,7 @@ class ReplicaRegistry(Base):
 
 
 class ReplicationStatus(Base):
-    """The primary's view of each secondary's replicas, from the geogit.replication topic."""
+    """Every site's view of each secondary's replicas, from the geogit.replication topic."""
 
     __tablename__ = "replication_status"
 
@@ -279,6 +279,11 @@ class ReplicationStatus(Base):
     seq: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     verified: Mapped[bool | None] = mapped_column(Boolean)
     error: Mapped[str] = mapped_column(default="", server_default="")
+    # Of the latest failure: how many in a row, and when the replicator tries again.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_retry_at: Mapped[datetime | None]
+    synced_at: Mapped[datetime | None]
+    verified_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
 
 

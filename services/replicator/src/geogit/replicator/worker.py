@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 
+from geogit.common.events import timestamp
 from geogit.common.geo import GEO_TOKEN_HEADER, GeoSigner
 from geogit.common.internal_api import RegistryEntry, Replicable
 from geogit.common.internal_api_client import InternalApiError
@@ -244,11 +245,12 @@ class ReplicaWorker:
     ) -> Retry:
         attempt = registry.retry_count + 1
         delay = backoff_ceiling(self._retry_base, self._retry_max, attempt)
+        next_retry_at = _now() + timedelta(seconds=delay)
         entry = registry.model_copy(
             update={
                 "state": "failed",
                 "retry_count": attempt,
-                "next_retry_at": _now() + timedelta(seconds=delay),
+                "next_retry_at": next_retry_at,
                 "last_error": error[:4000],
             }
         )
@@ -266,6 +268,7 @@ class ReplicaWorker:
                 seq=target.seq,
                 error=error[:2000],
                 attempts=attempt,
+                next_retry_at=timestamp(next_retry_at),
             ),
         )
         return Retry(attempt)

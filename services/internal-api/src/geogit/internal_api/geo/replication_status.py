@@ -8,7 +8,7 @@ repeated one only blurs a figure, so the handler is a plain upsert.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from sqlalchemy import delete
@@ -43,11 +43,28 @@ class ReplicationStatusConsumer:
         payload: Any = event.payload
         values: dict[str, object] = {"updated_at": utcnow()}
         if event.type == "ReplicaSynced":
-            values |= {"state": "synced", "seq": payload.seq, "error": ""}
+            values |= {
+                "state": "synced",
+                "seq": payload.seq,
+                "error": "",
+                "attempts": 0,
+                "next_retry_at": None,
+                "synced_at": event.occurred_at,
+            }
         elif event.type == "ReplicaFailed":
-            values |= {"state": "failed", "seq": payload.seq, "error": payload.error[:2000]}
+            values |= {
+                "state": "failed",
+                "seq": payload.seq,
+                "error": payload.error[:2000],
+                "attempts": payload.attempts,
+                "next_retry_at": (
+                    payload.next_retry_at.ToDatetime(tzinfo=UTC)
+                    if payload.HasField("next_retry_at")
+                    else None
+                ),
+            }
         elif event.type == "ReplicaVerified":
-            values |= {"verified": payload.ok}
+            values |= {"verified": payload.ok, "verified_at": event.occurred_at}
         else:
             return
         async with self._sessions() as session, session.begin():

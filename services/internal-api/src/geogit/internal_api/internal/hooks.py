@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.events import timestamp
 from geogit.common.internal_api import (
     PostReceiveRequest,
     PostReceiveResponse,
@@ -104,7 +104,7 @@ async def _record_push(
         seq=seq,
         changes=[u.to_proto() for u in updates],
         checksum=checksum,
-        pushed_at=_timestamp(pushed_at),
+        pushed_at=timestamp(pushed_at),
     )
     await outbox.append(
         session,
@@ -119,9 +119,3 @@ async def _record_push(
     await session.commit()
     # No "create a merge request" hint: geogit has no merge request page to point at, and
     # GitLab's one line per new branch made a 3000-branch push print 6000 lines.
-
-
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
