@@ -10,5 +10,5 @@ from __future__ import annotations
 import re
 
 SITE_LOCAL_GEO = re.compile(
-    r"\A/api/v4/geo/(?:site_state|follow|maintenance|sites/[0-9]+/(?:promote|promotion))\Z"
+    r"\A/api/v4/geo/(?:site_state|site_health|follow|maintenance|sites/[0-9]+/(?:promote|promotion))\Z"
 )

@@ -62,6 +62,8 @@ def build_routes(
         # Promotion's coordination: always this site's own API, whatever its role.
         Route("api_site_local", ANY, SITE_LOCAL_GEO, site_api.handle),
         route("api", ANY, r"\A/api/v4(?:/|\Z)", api.handle),
+        # The Geo status page: every site's own view, whatever its role.
+        route("geo_status_page", ANY, r"\A/-/geo(?:/|\Z)", site_api.handle),
         route("liveness", GET, r"\A/-/liveness\Z", ops.liveness),
         route("readiness", GET, r"\A/-/readiness\Z", ops.readiness),
         route("metrics", GET, r"\A/metrics\Z", ops.metrics_page),

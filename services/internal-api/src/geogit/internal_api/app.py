@@ -22,6 +22,7 @@ from geogit.common.kafka import KafkaConfig
 from geogit.common.primary_client import PrimaryClient
 from geogit.internal_api import health
 from geogit.internal_api.admin import (
+    geo_actions,
     geo_promotion,
     geo_sites,
     keys,
@@ -71,6 +72,7 @@ from geogit.internal_api.middleware import (
     UnexpectedErrors,
 )
 from geogit.internal_api.models import OutboxEvent, ReportOutboxEvent
+from geogit.internal_api.status_page import routes as status_page_routes
 
 # Every route family, in one place.
 ROUTERS: tuple[APIRouter, ...] = (
@@ -95,7 +97,10 @@ ROUTERS: tuple[APIRouter, ...] = (
     members.router,
     protected_branches.router,
     geo_sites.router,
+    geo_actions.router,
     geo_promotion.router,
+    # The Geo status page (HTML; admin token or signed-in session).
+    status_page_routes.router,
 )
 
 

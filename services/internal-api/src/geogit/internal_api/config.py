@@ -60,6 +60,9 @@ class InternalApiSettings(HttpListenerSettings):
     # How often the site asks the others who is primary, to learn of a promotion it was not
     # told of (DESIGN §10).
     geo_peer_check_seconds: float = 5.0
+    # The site's other services by name -> readiness URL (a JSON object), which the Geo status
+    # page shows the health of: {"storage": "http://storage:8083/-/readiness", ...}.
+    service_health_urls: dict[str, str] = Field(default_factory=dict)
     max_body_bytes: int = MIB
     # The hooks' calls carry a push's ref changes: storage accepts up to 64 MiB of them.
     max_internal_body_bytes: int = 64 * MIB

@@ -110,7 +110,7 @@ OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def _presented_token(request: Request) -> str | None:
+def presented_token(request: Request) -> str | None:
     if token := request.headers.get("private-token"):
         return token
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -121,7 +121,7 @@ def _presented_token(request: Request) -> str | None:
 
 async def optional_user(request: Request, session: SessionDep) -> User | None:
     """The token's user, None without a token; a token that does not work is a 401."""
-    token = _presented_token(request)
+    token = presented_token(request)
     if token is None:
         return None
     found = await active_token(session, token)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from geogit.internal_api.deps import ServicesDep
+from geogit.internal_api.geo.site_health import database_health
 
 log = logging.getLogger(__name__)
-READINESS_TIMEOUT_SECONDS = 2.0
 
 router = APIRouter(include_in_schema=False)
 
@@ -26,11 +23,9 @@ async def liveness() -> dict[str, str]:
 
 @router.get("/-/readiness")
 async def readiness(services: ServicesDep) -> JSONResponse:
-    try:
-        async with asyncio.timeout(READINESS_TIMEOUT_SECONDS), services.sessions() as session:
-            await session.execute(text("SELECT 1"))
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
-        log.warning("not ready: database unreachable", extra={"error": repr(exc)})
+    database = await database_health(services.sessions)
+    if not database.ok:
+        log.warning("not ready: database unreachable", extra={"error": database.detail})
         return JSONResponse({"status": "not ready", "database": "unreachable"}, 503)
     return JSONResponse({"status": "ok", "database": "ok"})
 

@@ -27,7 +27,10 @@ class Action(enum.IntEnum):
 
     VERIFY = 1
     SYNC = 2
-    DELETE = 3
+    # A sync that fetches even when the registry says the replica is current (an operator's
+    # "resync": the registry may be what is wrong).
+    RESYNC = 3
+    DELETE = 4
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ class ReplicaWorker:
         registry = replicable.registry or RegistryEntry()
         if action is Action.VERIFY and registry.state == "synced":
             return await self._verify(replicable, registry)
-        return await self._sync(replicable, registry)
+        return await self._sync(replicable, registry, forced=action is Action.RESYNC)
 
     def _not_known_yet(self, project_id: int) -> Retry | None:
         """A deleted project's events may still arrive, and a new one's may come before the
@@ -130,9 +130,11 @@ class ReplicaWorker:
         primary = self._site.primary_url.rstrip("/")
         return f"{primary}/{replicable.full_path}.git", {GEO_TOKEN_HEADER: token}
 
-    async def _sync(self, replicable: Replicable, registry: RegistryEntry) -> Retry | None:
+    async def _sync(
+        self, replicable: Replicable, registry: RegistryEntry, *, forced: bool = False
+    ) -> Retry | None:
         target = self._target(replicable)
-        if registry.state == "synced" and registry.synced_seq >= target.seq:
+        if not forced and registry.state == "synced" and registry.synced_seq >= target.seq:
             await self._follow_head(replicable)
             return None
         project_id = replicable.project_id

@@ -23,6 +23,7 @@ from geogit.common.geo_coordination import (
     SiteStateOut,
 )
 from geogit.common.logging import CORRELATION_HEADER, get_correlation_id
+from geogit.internal_api.geo.site_health import SiteHealthOut
 
 Answer = TypeVar("Answer", bound=BaseModel)
 
@@ -46,6 +47,10 @@ class SitesClient:
     async def site_state(self, url: str, *, timeout: float | None = None) -> SiteStateOut:
         body = await self._call("GET", url, "/api/v4/geo/site_state", timeout=timeout)
         return _parse(SiteStateOut, url, body)
+
+    async def site_health(self, url: str, *, timeout: float | None = None) -> SiteHealthOut:
+        body = await self._call("GET", url, "/api/v4/geo/site_health", timeout=timeout)
+        return _parse(SiteHealthOut, url, body)
 
     async def enter_maintenance(self, url: str, request: MaintenanceIn) -> DrainedOut:
         body = await self._call(

@@ -31,6 +31,7 @@ class SiteStatusOut(BaseModel):
     repositories_failed_count: int
     repositories_verified_count: int
     replication_lag_p50_ms: float | None
+    replication_lag_p95_ms: float | None = None
     replication_lag_p99_ms: float | None
     lag_samples: int
     # The primary's newest event, to compare with the secondary's own feed position.
@@ -87,10 +88,11 @@ async def with_authority(status: SiteStatusOut, site: GeoSite, services: Service
 
 async def site_status(session: AsyncSession, site: GeoSite) -> SiteStatusOut:
     since = utcnow() - LAG_WINDOW
-    p50, p99, samples = (
+    p50, p95, p99, samples = (
         await session.execute(
             select(
                 func.percentile_cont(0.5).within_group(ReplicationLagSample.lag_ms),
+                func.percentile_cont(0.95).within_group(ReplicationLagSample.lag_ms),
                 func.percentile_cont(0.99).within_group(ReplicationLagSample.lag_ms),
                 func.count(),
             ).where(
@@ -114,6 +116,7 @@ async def site_status(session: AsyncSession, site: GeoSite) -> SiteStatusOut:
             session, site.name, ReplicationStatus.verified.is_(True)
         ),
         replication_lag_p50_ms=p50,
+        replication_lag_p95_ms=p95,
         replication_lag_p99_ms=p99,
         lag_samples=int(samples),
         last_event_id=await last_event_id(session),

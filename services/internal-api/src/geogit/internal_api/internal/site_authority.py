@@ -3,6 +3,8 @@ on any role (the edge routes them here even on a secondary, `geogit.common.geo_r
 
 - `GET /api/v4/geo/site_state`: this site's role, epoch, primary and maintenance — for other
   sites (Geo token), operators (admin token) and this site's own tools (internal JWT);
+- `GET /api/v4/geo/site_health`: the health of this site's services, for the Geo status page
+  of every site (same callers);
 - `POST /api/v4/geo/follow`: the new primary tells this site to follow it (its Geo token, of
   the epoch it announces);
 - `POST|DELETE /api/v4/geo/maintenance`: a candidate asks this primary to stop writes for a
@@ -35,6 +37,7 @@ from geogit.internal_api.geo.follow import EpochConflict, follow
 from geogit.internal_api.geo.maintenance import MaintenanceRefused
 from geogit.internal_api.geo.mirror import feed_position, last_event_id
 from geogit.internal_api.geo.peers import confirmed_primary
+from geogit.internal_api.geo.site_health import SiteHealthOut, site_health
 from geogit.internal_api.models import GeoSite
 
 router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
@@ -90,6 +93,17 @@ async def get_site_state(
             EpochOut(epoch=e.epoch, after_seq=e.after_seq, primary_site=e.primary_site)
             for e in history.epochs
         ],
+    )
+
+
+@router.get("/site_health", response_model=SiteHealthOut)
+async def get_site_health(_: SiteOrAdmin, services: ServicesDep) -> SiteHealthOut:
+    settings = services.settings
+    return await site_health(
+        settings.site_name,
+        services.authority.current.is_secondary,
+        services.sessions,
+        settings.service_health_urls,
     )
 
 

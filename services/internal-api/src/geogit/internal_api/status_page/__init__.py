@@ -1,0 +1,1 @@
+"""The Geo status page at /-/geo: server-rendered HTML for operators (issue 13)."""
