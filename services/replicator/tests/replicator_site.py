@@ -305,6 +305,8 @@ class Replication:
     worker: ReplicaWorker
     scheduler: Scheduler
     feed: RepositoryFeed
+    # One entry per backfill the feed asked for (an operator's GeoActionRequested).
+    backfills: list[None]
 
     def sample(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
@@ -345,8 +347,13 @@ async def replication(
     scheduler = Scheduler(worker, 4, retry_base, retry_max, metrics)
     # Never started: the tests hand it events, as its Kafka consumer would.
     kafka = KafkaConfig(bootstrap="127.0.0.1:9", idempotent=False, client_id="unused")
-    feed = RepositoryFeed(kafka, Topics("geogit"), SITE, scheduler, states)
-    parts = Replication(api, storage, reports, primary, states, metrics, worker, scheduler, feed)
+    backfills: list[None] = []
+    feed = RepositoryFeed(
+        kafka, Topics("geogit"), SITE, scheduler, states, lambda: backfills.append(None)
+    )
+    parts = Replication(
+        api, storage, reports, primary, states, metrics, worker, scheduler, feed, backfills
+    )
     try:
         yield parts
     finally:

@@ -1,6 +1,7 @@
 """Repository events from `geogit.repository` (this site's own consumer group), turned into
-work for the scheduler: the fast path from a push to a sync. From `geogit.domain` only
-`ProjectUpdated` matters here: a new default branch moves the replica's HEAD.
+work for the scheduler: the fast path from a push to a sync. From `geogit.domain`,
+`ProjectUpdated` moves the replica's HEAD to a new default branch, and `GeoActionRequested`
+for this site is an operator's resync, reverify or backfill (the Geo page, the API).
 
 The offset is committed once the work is requested, not done: the registry, not the offset,
 records what is replicated, and backfill finds whatever a crash left undone. A broker that lost
@@ -9,6 +10,7 @@ its data costs nothing here either; backfill compares every project with the rea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
@@ -17,6 +19,10 @@ from geogit.common.kafka import ConsumerLoop, ConsumerRecordInfo, KafkaConfig
 from geogit.common.storage_client import EMPTY_CHECKSUM
 from geogit.replicator.scheduler import Action, Scheduler
 from geogit.replicator.sync_state import Hint, SyncStates
+
+# An operator's resync fetches even a replica its registry calls current; a reverify checks
+# one that was verified a minute ago.
+OPERATOR_ACTIONS = {"resync": Action.RESYNC, "reverify": Action.VERIFY}
 
 
 class RepositoryFeed:
@@ -27,9 +33,12 @@ class RepositoryFeed:
         site: str,
         scheduler: Scheduler,
         states: SyncStates,
+        backfill_now: Callable[[], None],
     ) -> None:
+        self._site = site
         self._scheduler = scheduler
         self._states = states
+        self._backfill_now = backfill_now
         self._loop = ConsumerLoop(
             kafka, [topics.repository, topics.domain], f"geogit-replicator-{site}", self.handle
         )
@@ -57,3 +66,11 @@ class RepositoryFeed:
             hint = Hint(payload.seq, EMPTY_CHECKSUM, event.occurred_at)
             self._states.hint(payload.project_id, hint)
             self._scheduler.request(payload.project_id, Action.SYNC)
+        elif event.type == "GeoActionRequested" and payload.site == self._site:
+            self._act(payload.action, payload.project_id)
+
+    def _act(self, action: str, project_id: int) -> None:
+        if action == "backfill":
+            self._backfill_now()
+        elif action in OPERATOR_ACTIONS:
+            self._scheduler.request(project_id, OPERATOR_ACTIONS[action])

@@ -101,7 +101,14 @@ class ReplicatorServer:
             lambda: self.site.replicating,
         )
         self.feed = (
-            RepositoryFeed(kafka, topics, settings.site_name, self.scheduler, self.states)
+            RepositoryFeed(
+                kafka,
+                topics,
+                settings.site_name,
+                self.scheduler,
+                self.states,
+                lambda: self.backfill.now(),
+            )
             if kafka is not None
             else None
         )
