@@ -185,9 +185,19 @@ class Site:
                 "GEOGIT_PRIMARY_URL": self.primary_url,
                 "GEOGIT_EXTERNAL_URL": self.http_url,
                 "GEOGIT_EXTERNAL_SSH_URL": f"ssh://git@{self.host}:{self.ports.ssh}",
+                "GEOGIT_SERVICE_HEALTH_URLS": json.dumps(self.health_urls()),
                 **self._geo_env(),
             }
         )
+
+    def health_urls(self) -> dict[str, str]:
+        """The readiness URL of every service but the internal API, which checks them."""
+        return {
+            "storage": f"{self.storage_ops_url}/-/readiness",
+            "edge-proxy": f"{self.http_url}/-/readiness",
+            "ssh-gateway": f"{self.ssh_ops_url}/-/readiness",
+            "replicator": f"{self.replicator_ops_url}/-/readiness",
+        }
 
     def _geo_env(self) -> dict[str, str]:
         """Every site signs its Geo tokens with its own key, the primary too: a demoted primary
