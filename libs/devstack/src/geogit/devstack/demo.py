@@ -230,3 +230,4 @@ def geo_story(
         served = _served_by(secondary.http_url, demo.project, demo.token)
         say(f"4. cloned from {secondary.name}, served by {served}: HEAD {cloned.stdout[:12]}")
     say(f"  git clone {via_secondary}   # the nearby secondary")
+    say(f"  {primary.http_url}/-/geo   # the Geo status page (sign in: the admin token)")
