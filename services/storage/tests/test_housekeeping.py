@@ -3,6 +3,7 @@ run keeps every ref and object, the per-repository lock, and refused input."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import re
@@ -301,6 +302,72 @@ async def test_after_push_coalesces(
     assert 1 <= runs <= 2
     assert inspect_repository(repo).loose_objects == 0
     fsck(repo)
+
+
+def _lock_held(repo: Path) -> bool:
+    probe = os.open(repo / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(probe)
+    return False
+
+
+async def test_a_removal_cancels_this_processs_run_and_starts_none(
+    repo: Path, root: Path, housekeeper: Housekeeper, metrics: StorageMetrics
+) -> None:
+    # A repack or commit-graph write still running when the directory is moved away would
+    # recreate objects/ at the old path (git creates leading directories for what it writes).
+    import_commits(repo, "main", commits=90, files=40, loose=True)
+    housekeeper.after_push(repo)
+    async with asyncio.timeout(30):
+        while not _lock_held(repo):
+            await asyncio.sleep(0.001)
+    trash = root / "+geogit" / "trash"
+    trash.parent.mkdir(parents=True)
+    async with housekeeper.excluded(repo):
+        housekeeper.after_replication(repo)  # a trigger meanwhile starts no run
+        repo.rename(trash)
+    await housekeeper.idle(30)
+    assert not repo.exists()
+    runs = metrics.registry.get_sample_value
+    assert (
+        runs("geogit_storage_housekeeping_runs_total", {"trigger": "push", "outcome": "cancelled"})
+        == 1
+    )
+    assert (
+        runs(
+            "geogit_storage_housekeeping_runs_total",
+            {"trigger": "replication", "outcome": "optimized"},
+        )
+        is None
+    )
+    assert inspect_repository(trash).loose_objects > LOOSE_OBJECT_LIMIT  # the repack never finished
+
+
+async def test_a_removal_waits_for_another_processs_run(
+    repo: Path, housekeeper: Housekeeper
+) -> None:
+    held = os.open(repo / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    entered = asyncio.Event()
+
+    async def remove() -> None:
+        async with housekeeper.excluded(repo):
+            entered.set()
+            housekeeper.after_push(repo)  # ignored: the repository is being removed
+
+    try:
+        removal = asyncio.create_task(remove())
+        await asyncio.sleep(0.3)
+        assert not entered.is_set()
+    finally:
+        os.close(held)
+    await asyncio.wait_for(removal, 10)
+    assert entered.is_set()
+    await housekeeper.idle(10)
 
 
 async def test_disabled_housekeeper_ignores_triggers(

@@ -58,6 +58,7 @@ _CONNECTION_MESSAGES = (
     "Unable to request metadata",
     "Heartbeat session expired",
     "Coordinator dead",
+    "Marking the coordinator dead",
 )
 
 

@@ -23,7 +23,7 @@ class StorageMetrics:
         self.housekeeping_runs_total = Counter(
             "geogit_storage_housekeeping_runs_total",
             "Housekeeping runs by trigger (push, replication, schedule, rpc) and outcome"
-            " (optimized, unchanged, skipped, failed)",
+            " (optimized, unchanged, skipped, cancelled, failed)",
             ["trigger", "outcome"],
             registry=self.registry,
         )

@@ -84,9 +84,10 @@ class RepositoryService(repository_pb2_grpc.RepositoryServiceServicer):
         self, request: repository_pb2.RemoveRepositoryRequest, context: grpc.aio.ServicerContext
     ) -> repository_pb2.RemoveRepositoryResponse:
         path = self.locator.existing(request.repository)
-        # Move aside first: readers never see a half-deleted repository.
         trash = self.repositories.scratch_dir()
-        path.rename(trash)
+        async with self.housekeeper.excluded(path):
+            # Move aside first: readers never see a half-deleted repository.
+            path.rename(trash)
         await asyncio.to_thread(shutil.rmtree, trash, True)
         return repository_pb2.RemoveRepositoryResponse()
 

@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +92,8 @@ class Housekeeper:
         # since their run started (they get one more).
         self._tasks: dict[Path, asyncio.Task[None]] = {}
         self._again: set[Path] = set()
+        # Repositories being removed: no run may start on them (see `excluded`).
+        self._excluded: set[Path] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scheduler: asyncio.Task[None] | None = None
         self._stopped = False
@@ -123,7 +125,7 @@ class Housekeeper:
             raise RuntimeError("Housekeeper triggered outside an event loop before start()")
 
     def _schedule(self, path: Path, trigger: str) -> None:
-        if self._stopped:
+        if self._stopped or path in self._excluded:
             return
         if path in self._tasks:
             self._again.add(path)
@@ -157,10 +159,15 @@ class Housekeeper:
         outcome = "failed"
         try:
             with self._locked(path):
+                if path in self._excluded or not (path / "HEAD").is_file():
+                    return HousekeepingResult()  # removed meanwhile: nothing left to optimize
                 chosen = plan(await asyncio.to_thread(inspect_repository, path))
                 await self._execute(path, chosen)
             outcome = "optimized" if not chosen.empty else "unchanged"
             return HousekeepingResult(tuple(chosen.steps()))
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
         except RepositoryLocked:
             outcome = "skipped"
             self.metrics.housekeeping_locked_total.inc()
@@ -174,6 +181,27 @@ class Housekeeper:
             self.metrics.housekeeping_runs_total.labels(trigger, outcome).inc()
             if outcome != "skipped":
                 self.metrics.housekeeping_seconds.observe(elapsed)
+
+    @contextlib.asynccontextmanager
+    async def excluded(self, repo_path: Path) -> AsyncIterator[None]:
+        """Housekeeping kept off a repository for the block (its removal): a repack still
+        running when the directory is moved away would recreate `objects/` at the old path.
+        This process's run is cancelled (its git killed); another process's is waited for
+        through the flock."""
+        path = self.check(repo_path)
+        self._excluded.add(path)
+        try:
+            if (task := self._tasks.get(path)) is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+        finally:
+            self._excluded.discard(path)
 
     @contextlib.contextmanager
     def _locked(self, path: Path) -> Iterator[None]:
