@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from replicator_site import PrimaryRepository, Replication, SecondarySite, replication
 
-from geogit.common.events import new_event
+from geogit.common.events import new_event, timestamp
 from geogit.common.internal_api import RegistryEntry
 from geogit.common.proto.events.v1 import repository_pb2
 from geogit.replicator.backfill import needed
@@ -60,6 +60,35 @@ async def test_a_sync_fetches_every_ref_and_counts_the_replica_synced(
         fetches = site.primary.fetches
         assert await parts.worker(repo.project_id, Action.SYNC) is None
         assert site.primary.fetches == fetches
+
+
+async def test_lag_is_observed_per_push_brought_and_never_for_a_resync(
+    site: SecondarySite,
+) -> None:
+    repo = await site.create()
+
+    async def announce(seq: int, checksum: str) -> None:
+        await site.apply(
+            repository_pb2.RepositoryUpdated(
+                project_id=repo.project_id,
+                seq=seq,
+                checksum=checksum,
+                pushed_at=timestamp(datetime.now(UTC)),
+            )
+        )
+
+    await announce(*site.primary.states[repo.project_id])
+    async with replication(site) as parts:
+        assert await parts.worker(repo.project_id, Action.SYNC) is None
+        assert parts.sample("geogit_replication_lag_seconds_count") == 1
+        # A resync of a current replica, and a re-check, bring no push: no lag sample.
+        assert await parts.worker(repo.project_id, Action.RESYNC) is None
+        assert await parts.worker(repo.project_id, Action.VERIFY) is None
+        assert parts.sample("geogit_replication_syncs_total", outcome="synced") == 2
+        assert parts.sample("geogit_replication_lag_seconds_count") == 1
+        await announce(*await site.push(repo))
+        assert await parts.worker(repo.project_id, Action.SYNC) is None
+        assert parts.sample("geogit_replication_lag_seconds_count") == 2
 
 
 async def test_the_registry_says_syncing_while_the_fetch_runs(site: SecondarySite) -> None:

@@ -118,7 +118,8 @@ async def test_the_store_poll_keeps_a_site_without_kafka_current(
     behind: Behind, server: ServerInfo, database: Database, api: Api
 ) -> None:
     started = utcnow()
-    feed = behind.feed(server, poll_seconds=0.2)
+    metrics = Metrics()
+    feed = behind.feed(server, poll_seconds=0.2, metrics=metrics)
     feed.start()
     try:
 
@@ -129,6 +130,10 @@ async def test_the_store_poll_keeps_a_site_without_kafka_current(
         await eventually(at_head, "the feed to replay the store")
         row = await behind.feed_row()
         assert row is not None and row.caught_up_at is not None and row.caught_up_at >= started
+        heartbeat = metrics.registry.get_sample_value(
+            "geogit_geo_event_feed_caught_up_timestamp_seconds"
+        )
+        assert heartbeat is not None and heartbeat >= started.timestamp()
         newcomer = await api.user("late")
 
         async def has_newcomer() -> bool:
@@ -279,8 +284,13 @@ async def test_without_the_store_a_gap_holds_the_feed_and_no_heartbeat_is_claime
     owner = await api.user("gap")
     events = await _new_events(server, behind.site, start)
     assert len(events) >= 2
+    feed_metrics = Metrics()
     feed = behind.feed(
-        ServerInfo("http://127.0.0.1:9"), kafka_config, topics, heartbeat_seconds=0.2
+        ServerInfo("http://127.0.0.1:9"),
+        kafka_config,
+        topics,
+        heartbeat_seconds=0.2,
+        metrics=feed_metrics,
     )
     feed.start()
     try:
@@ -296,6 +306,12 @@ async def test_without_the_store_a_gap_holds_the_feed_and_no_heartbeat_is_claime
         await asyncio.sleep(1)
         row = await behind.feed_row()
         assert row is not None and row.caught_up_at == confirmed
+        assert (
+            feed_metrics.registry.get_sample_value(
+                "geogit_geo_event_feed_caught_up_timestamp_seconds"
+            )
+            == 0
+        )
     finally:
         await feed.stop()
 

@@ -62,6 +62,12 @@ class Metrics:
             "Last global sequence applied",
             registry=self.registry,
         )
+        self.feed_caught_up = Gauge(
+            "geogit_geo_event_feed_caught_up_timestamp_seconds",
+            "When this secondary's event feed last confirmed it had every event (Unix time;"
+            " 0 until it has, and on a primary): what an 'event feed stalled' alert watches",
+            registry=self.registry,
+        )
         self.events_refused = Counter(
             "geogit_geo_events_refused_total",
             "Events not applied because of their epoch (DESIGN §10)",

@@ -161,7 +161,7 @@ class ReplicaWorker:
         if kept:
             self._report_diverged(replicable.project_id, registry.diverged_epoch, kept)
         await self._follow_head(replicable)
-        await self._synced(replicable, target, checksum)
+        await self._synced(replicable, target, checksum, previous_seq=registry.synced_seq)
         return None
 
     def _report_diverged(
@@ -203,7 +203,12 @@ class ReplicaWorker:
             return
         state.head = branch
 
-    async def _synced(self, replicable: Replicable, target: Hint, checksum: str) -> None:
+    async def _synced(
+        self, replicable: Replicable, target: Hint, checksum: str, *, previous_seq: int
+    ) -> None:
+        """Record the replica as current. Lag is per push (acknowledged on the primary to
+        current here) and only for a sync that brought one: a resync, or a fetch that found
+        the replica already there, is no lag sample — so a quiet site shows none."""
         now = _now()
         entry = RegistryEntry(
             state="synced",
@@ -214,10 +219,11 @@ class ReplicaWorker:
             verification_state="verified",
         )
         await self._api.save(replicable.project_id, entry)
-        lag_ms = int((now - target.pushed_at).total_seconds() * 1000) if target.pushed_at else 0
-        self._metrics.syncs.labels("synced").inc()
-        if target.pushed_at is not None:
+        lag_ms: int | None = None
+        if target.pushed_at is not None and target.seq > previous_seq:
+            lag_ms = int((now - target.pushed_at).total_seconds() * 1000)
             self._metrics.lag_seconds.observe(lag_ms / 1000)
+        self._metrics.syncs.labels("synced").inc()
         log.info(
             "replica synced",
             extra={"project_id": replicable.project_id, "seq": target.seq, "lag_ms": lag_ms},

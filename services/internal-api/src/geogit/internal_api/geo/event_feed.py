@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
@@ -185,6 +186,7 @@ class EventFeed:
                 .where(GeoEventFeed.id == FEED_ROW)
                 .values(caught_up_at=func.now())
             )
+        self._metrics.feed_caught_up.set(time.time())
 
     def wake(self) -> None:
         """After this site followed a new primary: ask its event store at the next poll."""

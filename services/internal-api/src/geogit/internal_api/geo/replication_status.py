@@ -75,7 +75,7 @@ class ReplicationStatusConsumer:
             await session.execute(
                 statement.on_conflict_do_update(index_elements=["site", "project_id"], set_=values)
             )
-            if event.type == "ReplicaSynced":
+            if event.type == "ReplicaSynced" and payload.HasField("lag_ms"):
                 session.add(ReplicationLagSample(site=payload.site, lag_ms=max(payload.lag_ms, 0)))
             if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
                 self._pruned_at = time.monotonic()
