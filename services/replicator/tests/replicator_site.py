@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -86,6 +87,8 @@ class Primary:
         self.repositories: dict[int, PrimaryRepository] = {}
         # Project id → (seq, checksum) the primary answers; absent: 404 (it cannot say).
         self.states: dict[int, tuple[int, str]] = {}
+        # Project id → when its latest push was acknowledged, for pushes made by `push`.
+        self.pushed_at: dict[int, datetime] = {}
         self.fetches = 0
         # A test closes the gate to hold fetches mid-way (the pack request waits for it) and
         # learns from `fetch_held` that one is waiting.
@@ -132,7 +135,13 @@ class Primary:
                     if state is None:
                         self._answer(404, b"{}", "application/json")
                         return
-                    answer = {"project_id": int(project), "seq": state[0], "checksum": state[1]}
+                    pushed_at = primary.pushed_at.get(int(project))
+                    answer = {
+                        "project_id": int(project),
+                        "seq": state[0],
+                        "checksum": state[1],
+                        "pushed_at": pushed_at.isoformat() if pushed_at else None,
+                    }
                     self._answer(200, json.dumps(answer).encode(), "application/json")
                 elif claims.scope == "replication" and ".git/" in parts.path:
                     primary.fetches += self.command == "POST"
@@ -250,6 +259,7 @@ class SecondarySite:
         repo.seq += 1
         checksum = await self.checksum(repo.path)
         self.primary.states[repo.project_id] = (repo.seq, checksum)
+        self.primary.pushed_at[repo.project_id] = datetime.now(UTC)
         return repo.seq, checksum
 
     async def checksum(self, path: Path) -> str:

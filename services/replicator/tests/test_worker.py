@@ -134,6 +134,8 @@ async def test_a_mismatch_settles_at_what_the_primary_has_now(site: SecondarySit
         entry = await registry(parts, repo)
         assert entry is not None and (entry.state, entry.synced_seq) == ("synced", seq)
         assert replica_checksum(site, repo) == checksum
+        # The push it settled at is the one it brought: its lag counts, timed from that push.
+        assert parts.sample("geogit_replication_lag_seconds_count") == 1
 
 
 async def test_an_unsettled_mismatch_fails_backs_off_and_recovers(site: SecondarySite) -> None:

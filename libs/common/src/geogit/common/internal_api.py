@@ -216,11 +216,13 @@ class ProxiedPush(BaseModel):
 
 
 class RepositoryState(BaseModel):
-    """The primary's view of a repository: its latest sequence and refs checksum."""
+    """The primary's view of a repository: its latest sequence, refs checksum, and when that
+    push was acknowledged (None before the first push)."""
 
     project_id: int
     seq: int
     checksum: str
+    pushed_at: datetime | None = None
 
 
 _BIGINT = 2**63 - 1

@@ -157,7 +157,7 @@ class ReplicaWorker:
             if settled is None:
                 message = f"checksum {checksum} != primary's {target.checksum}"
                 return await self._failed(replicable, registry, target, message)
-            target = Hint(settled, checksum, target.pushed_at)
+            target = settled
         if kept:
             self._report_diverged(replicable.project_id, registry.diverged_epoch, kept)
         await self._follow_head(replicable)
@@ -179,15 +179,15 @@ class ReplicaWorker:
             ),
         )
 
-    async def _settle(self, project_id: int, checksum: str) -> int | None:
-        """The primary's sequence if the replica equals the primary now (a push landed while
-        this site's view was behind); None if it does not, or the primary cannot say."""
+    async def _settle(self, project_id: int, checksum: str) -> Hint | None:
+        """The primary's push the replica now equals (one landed while this site's view was
+        behind), with its time for the lag; None if it does not, or the primary cannot say."""
         try:
             state = await self._primary.repository_state(project_id)
         except PrimaryUnavailable as exc:
             log.info("primary cannot settle a checksum", extra={"error": str(exc)})
             return None
-        return state.seq if state.checksum == checksum else None
+        return Hint(state.seq, checksum, state.pushed_at) if state.checksum == checksum else None
 
     async def _follow_head(self, replicable: Replicable) -> None:
         state = self._states[replicable.project_id]

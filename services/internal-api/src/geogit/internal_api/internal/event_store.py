@@ -63,5 +63,8 @@ async def repository_state(
     if project is None:
         raise not_found("Project")
     return RepositoryState(
-        project_id=project.id, seq=project.repository_seq, checksum=project.repository_checksum
+        project_id=project.id,
+        seq=project.repository_seq,
+        checksum=project.repository_checksum,
+        pushed_at=project.repository_pushed_at,
     )
