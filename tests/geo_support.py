@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from e2e import Account, Api
 
 from geogit.common.tokens import API_REQUEST_HEADER, INTERNAL_API_AUDIENCE, issue_token
 from geogit.devstack.site import Site
+from geogit.devstack.testing import running_sites
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
@@ -94,3 +96,21 @@ def ssh_env(
         }
         for site in sites
     }
+
+
+@contextmanager
+def primary_and_secondary(
+    base_dir: Path, kafka_bootstrap: str, secondary_env: Mapping[str, str] | None = None
+) -> Iterator[tuple[Site, Site, Api]]:
+    """A primary and one secondary (running_sites), and the API as the primary's admin."""
+    own_env = {1: secondary_env} if secondary_env else None
+    with running_sites(base_dir, kafka_bootstrap, secondary_env=own_env) as (
+        primary,
+        (secondary,),
+        admin,
+    ):
+        api = Api(primary.http_url, admin.token)
+        try:
+            yield primary, secondary, api
+        finally:
+            api.http.close()

@@ -11,11 +11,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 from e2e import Account, Api
-from geo_support import ssh_env
+from geo_support import primary_and_secondary, ssh_env
 
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.site import Site
-from geogit.devstack.testing import running_sites
 
 # The tables a refused request could have touched, and the outbox of the events changes write.
 TABLES = (
@@ -50,15 +49,9 @@ def geo_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GeoPair]:
     """A primary and a secondary, with a broker of the module's own."""
     with (
         TansuBroker() as broker,
-        running_sites(tmp_path_factory.mktemp("hostile"), broker.bootstrap) as (
-            primary,
-            (secondary,),
-            admin,
-        ),
+        primary_and_secondary(tmp_path_factory.mktemp("hostile"), broker.bootstrap) as sites,
     ):
-        api = Api(primary.http_url, admin.token)
-        yield GeoPair(primary, secondary, api)
-        api.http.close()
+        yield GeoPair(*sites)
 
 
 def unhealthy(*sites: Site) -> list[str]:

@@ -17,11 +17,10 @@ import httpx
 import pytest
 import yaml
 from e2e import Api, clone_url, git
-from geo_support import served_locally, wait_until
+from geo_support import primary_and_secondary, served_locally, wait_until
 
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.site import Site
-from geogit.devstack.testing import running_sites
 from geogit.storage.testing import make_work_tree
 
 MONITORING = Path(__file__).parent.parent / "deploy" / "monitoring"
@@ -120,15 +119,9 @@ def test_the_scrape_configuration_sets_the_labels_the_rules_use() -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, Site, Api]]:
     with (
         TansuBroker() as broker,
-        running_sites(tmp_path_factory.mktemp("monitoring"), broker.bootstrap) as (
-            primary,
-            (secondary,),
-            admin,
-        ),
+        primary_and_secondary(tmp_path_factory.mktemp("monitoring"), broker.bootstrap) as stack,
     ):
-        api = Api(primary.http_url, admin.token)
-        yield primary, secondary, api
-        api.http.close()
+        yield stack
 
 
 def metrics_urls(site: Site) -> dict[str, str]:

@@ -26,7 +26,7 @@ import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from e2e import Account, Api, clone_url, git
-from geo_support import internal, served_locally, wait_until
+from geo_support import internal, primary_and_secondary, served_locally, wait_until
 
 from geogit.common.internal_api import DATABASE_UNAVAILABLE
 from geogit.common.net import free_port
@@ -36,7 +36,6 @@ from geogit.devstack.databases import ensure_database
 from geogit.devstack.ports import SitePorts
 from geogit.devstack.postgres import ThrowawayPostgres
 from geogit.devstack.site import Site
-from geogit.devstack.testing import running_sites
 from geogit.storage.testing import commit_all, make_work_tree
 
 RETRY_AFTER = "5"
@@ -284,14 +283,10 @@ def geo_broker() -> Iterator[TansuBroker]:
 def geo_sites(
     tmp_path_factory: pytest.TempPathFactory, geo_broker: TansuBroker
 ) -> Iterator[tuple[Site, Site, Api]]:
-    with running_sites(tmp_path_factory.mktemp("geo-outage"), geo_broker.bootstrap) as (
-        primary,
-        (secondary,),
-        admin,
-    ):
-        api = Api(primary.http_url, admin.token)
-        yield primary, secondary, api
-        api.http.close()
+    with primary_and_secondary(
+        tmp_path_factory.mktemp("geo-outage"), geo_broker.bootstrap
+    ) as sites:
+        yield sites
 
 
 def test_replication_reports_survive_a_broker_outage(

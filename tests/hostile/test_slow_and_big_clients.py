@@ -22,12 +22,11 @@ import httpx
 import psutil
 import pytest
 from e2e import Account, Api, clone_url, git
-from geo_support import internal, served_locally, wait_until
+from geo_support import internal, primary_and_secondary, served_locally, wait_until
 from ssh_harness import SshKey, make_key, ssh, ssh_command
 
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.site import Site
-from geogit.devstack.testing import running_sites
 from geogit.storage.testing import commit_all, make_work_tree
 
 HEADER_TIMEOUT = 2.0
@@ -50,23 +49,18 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, Site
     # A broker of its own: its projects' events must not mix with the session primary's.
     with (
         TansuBroker() as broker,
-        running_sites(
+        primary_and_secondary(
             tmp_path_factory.mktemp("hostile-big"),
             broker.bootstrap,
             # Short bounds on the secondary only: the primary keeps the defaults, under which 270
             # clients at once on two shared cores still get their heads through.
             secondary_env={
-                1: {**LISTENER_ENV, "GEOGIT_MAX_CONNECTIONS": str(SECONDARY_MAX_CONNECTIONS)}
+                **LISTENER_ENV,
+                "GEOGIT_MAX_CONNECTIONS": str(SECONDARY_MAX_CONNECTIONS),
             },
-        ) as (
-            primary,
-            (secondary,),
-            admin,
-        ),
+        ) as sites,
     ):
-        api = Api(primary.http_url, admin.token)
-        yield primary, secondary, api
-        api.http.close()
+        yield sites
 
 
 @pytest.fixture(scope="module")
