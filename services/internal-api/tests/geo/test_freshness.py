@@ -26,6 +26,8 @@ from geogit.internal_api.geo.freshness import UNKNOWN_SEQ, replica_verdict
 from geogit.internal_api.models import GeoEventFeed, Project, ReplicaRegistry, User, utcnow
 
 MAX_LAG = 60.0
+# No row in geo_sites: the site holds everything (its selective sync has tests of its own).
+SITE = "secondary"
 STATES = (None, "pending", "syncing", "synced", "failed")
 # (the project's latest known sequence, its read-your-writes floor, the replica's synced_seq)
 SEQUENCES = [
@@ -115,7 +117,7 @@ class Rows:
         async with self.sessions() as session:
             project = await session.get(Project, project_id)
             assert project is not None
-            answer = await replica_verdict(session, project, MAX_LAG)
+            answer = await replica_verdict(session, project, SITE, MAX_LAG)
         assert answer.fresh == (answer.reason == "")
         return answer.reason
 

@@ -259,11 +259,14 @@ class Replicable(BaseModel):
     checksum: str
     pushed_at: datetime | None = None
     registry: RegistryEntry | None = None
+    # Outside the site's selective sync: no replica is kept (any there is removed).
+    selected: bool = True
 
 
 class ReplicablePage(BaseModel):
     replicables: list[Replicable]
-    # Registry rows whose project no longer exists: replicas to delete.
+    # Registry rows whose project no longer exists, or is outside the site's selective sync:
+    # replicas to delete.
     orphans: list[int] = []
     next_after: int | None = None
 

@@ -170,6 +170,12 @@ class ProtectedBranch(Base):
 
 class GeoSite(Base):
     __tablename__ = "geo_sites"
+    __table_args__ = (
+        CheckConstraint(
+            "selective_sync_type IN ('', 'namespaces', 'shards')",
+            name="geo_sites_selective_sync_type",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
     name: Mapped[str] = mapped_column(unique=True)
@@ -180,6 +186,15 @@ class GeoSite(Base):
     created_at: Mapped[datetime] = _created_at()
     # PEM Ed25519 public key: verifies the site's Geo tokens (geogit.common.geo) on every site.
     public_key: Mapped[str] = mapped_column(default="", server_default="")
+    # Selective sync (geo/selective_sync.py): "" everything, "namespaces" (owners' user ids)
+    # or "shards" (storage shard names); outside it the site proxies and holds no replica.
+    selective_sync_type: Mapped[str] = mapped_column(default="", server_default="")
+    selective_sync_namespace_ids: Mapped[list[int]] = mapped_column(
+        ARRAY(BigInteger), default=list, server_default="{}"
+    )
+    selective_sync_shards: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), default=list, server_default="{}"
+    )
 
 
 class _OutboxColumns:

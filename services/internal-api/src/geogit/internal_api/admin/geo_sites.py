@@ -2,7 +2,8 @@
 
 Every site, primary or secondary, is registered with the Ed25519 public key its Geo tokens
 verify with (DESIGN §3.4); the private key never leaves the site. The key travels with the
-site's events, so every site can verify every other's tokens; PUT rotates it.
+site's events, so every site can verify every other's tokens; PUT rotates it. So does its
+selective sync (admin/geo_site_selection.py), which the site itself applies.
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from geogit.common.geo import check_public_key
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.common.text import StorableText
+from geogit.internal_api.admin.geo_site_selection import SelectionIn, apply_selection
 from geogit.internal_api.deps import (
     AdminUser,
     OutboxDep,
     ServicesDep,
     SessionDep,
+    SettingsDep,
 )
 from geogit.internal_api.errors import conflict, field_error, not_found
 from geogit.internal_api.events.outbox import site_aggregate
@@ -36,7 +39,7 @@ router = APIRouter(prefix="/api/v4/geo", tags=["geo"])
 MAX_PUBLIC_KEY_LENGTH = 1024
 
 
-class SiteIn(BaseModel):
+class SiteIn(SelectionIn):
     model_config = ConfigDict(extra="forbid")
 
     name: StorableText = Field(min_length=1, max_length=255)
@@ -48,7 +51,7 @@ class SiteIn(BaseModel):
     public_key: StorableText = Field(min_length=1, max_length=MAX_PUBLIC_KEY_LENGTH)
 
 
-class SiteUpdate(BaseModel):
+class SiteUpdate(SelectionIn):
     model_config = ConfigDict(extra="forbid")
 
     url: StorableText | None = Field(None, min_length=1, max_length=2048, pattern=r"^https?://")
@@ -67,6 +70,15 @@ class SiteOut(BaseModel):
     enabled: bool
     public_key: str
     created_at: datetime
+    # GitLab's shape: null when the site holds everything.
+    selective_sync_type: str | None
+    selective_sync_namespace_ids: list[int]
+    selective_sync_shards: list[str]
+
+    @field_validator("selective_sync_type")
+    @classmethod
+    def _everything_is_null(cls, value: str | None) -> str | None:
+        return value or None
 
     @classmethod
     def of(cls, site: GeoSite) -> SiteOut:
@@ -85,6 +97,9 @@ def _site_event(site: GeoSite, kind: type[Any]) -> Any:
         role=_role(site),
         enabled=site.enabled,
         public_key=site.public_key,
+        selective_sync_type=site.selective_sync_type,
+        selective_sync_namespace_ids=site.selective_sync_namespace_ids,
+        selective_sync_shards=site.selective_sync_shards,
     )
 
 
@@ -109,13 +124,17 @@ async def list_sites(_: AdminUser, session: SessionDep, page: PageDep) -> list[S
 
 
 @router.post("/sites", response_model=SiteOut, status_code=201)
-async def add_site(body: SiteIn, _: AdminUser, session: SessionDep, outbox: OutboxDep) -> SiteOut:
+async def add_site(
+    body: SiteIn, _: AdminUser, session: SessionDep, outbox: OutboxDep, settings: SettingsDep
+) -> SiteOut:
     public_key = _public_key(body.public_key)
     if await session.scalar(select(GeoSite.id).where(GeoSite.name == body.name)):
         raise conflict({"name": ["has already been taken"]})
     if body.primary and await session.scalar(select(GeoSite.id).where(GeoSite.primary)):
         raise conflict({"primary": ["a primary site already exists"]})
-    site = GeoSite(**body.model_dump(exclude={"public_key"}), public_key=public_key)
+    site = GeoSite(**body.model_dump(exclude={"public_key", *SelectionIn.model_fields}))
+    site.public_key = public_key
+    await apply_selection(session, settings, site, body)
     session.add(site)
     await session.flush()
     await outbox.append(
@@ -140,10 +159,16 @@ async def get_site_status(
 
 @router.put("/sites/{site_id}", response_model=SiteOut)
 async def update_site(
-    site_id: Id, body: SiteUpdate, _: AdminUser, session: SessionDep, outbox: OutboxDep
+    site_id: Id,
+    body: SiteUpdate,
+    _: AdminUser,
+    session: SessionDep,
+    outbox: OutboxDep,
+    settings: SettingsDep,
 ) -> SiteOut:
     site = await _site(session, site_id)
-    changes = body.model_dump(exclude_none=True)
+    await apply_selection(session, settings, site, body)
+    changes = body.model_dump(exclude_none=True, exclude=set(SelectionIn.model_fields))
     if "public_key" in changes:
         changes["public_key"] = _public_key(changes["public_key"])
     for field, value in changes.items():

@@ -1,9 +1,10 @@
 """The freshness rule (DESIGN §5): when a secondary may serve a read from its own replica.
 
-Only if the replica exists and is `synced`, its `synced_seq` has reached the latest sequence
-this site has seen for the project (and the read-your-writes floor a relayed push set), and the
-event feed confirmed it was caught up within the configured bound. Anything else proxies: a
-stale read is a bug, an extra hop is only slower.
+Only if the project is in the site's selective sync (a replica outside it is being removed,
+or was never made), the replica exists and is `synced`, its `synced_seq` has reached the latest
+sequence this site has seen for the project (and the read-your-writes floor a relayed push
+set), and the event feed confirmed it was caught up within the configured bound. Anything else
+proxies: a stale read is a bug, an extra hop is only slower.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.internal_api.geo.selective_sync import selected
 from geogit.internal_api.models import GeoEventFeed, Project, ReplicaRegistry, utcnow
 
 # geo_min_seq when a relayed push's sequence could not be learnt from the primary: no replica
@@ -33,9 +36,16 @@ async def feed_is_current(session: AsyncSession, max_lag_seconds: float) -> bool
     return utcnow() - feed.caught_up_at <= timedelta(seconds=max_lag_seconds)
 
 
+async def is_selected(session: AsyncSession, project_id: int, site_name: str) -> bool:
+    statement = select(Project.id).where(Project.id == project_id, selected(site_name))
+    return await session.scalar(statement) is not None
+
+
 async def replica_verdict(
-    session: AsyncSession, project: Project, max_lag_seconds: float
+    session: AsyncSession, project: Project, site_name: str, max_lag_seconds: float
 ) -> Verdict:
+    if not await is_selected(session, project.id, site_name):
+        return Verdict(False, "outside this site's selective sync")
     registry = await session.get(ReplicaRegistry, project.id)
     if registry is None or registry.state != "synced":
         return Verdict(False, "replica missing or not synced")

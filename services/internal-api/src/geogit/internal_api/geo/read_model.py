@@ -204,6 +204,9 @@ async def _site(session: AsyncSession, event: Any) -> None:
         primary=event.role == "primary",
         enabled=event.enabled,
         public_key=event.public_key,
+        selective_sync_type=event.selective_sync_type,
+        selective_sync_namespace_ids=list(event.selective_sync_namespace_ids),
+        selective_sync_shards=list(event.selective_sync_shards),
     )
 
 

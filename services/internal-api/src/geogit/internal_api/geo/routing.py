@@ -118,7 +118,10 @@ def advertisement(body: GitHttpAuthorizeRequest) -> bool:
 async def _verdict(session: AsyncSession, services: Services, project: Project) -> Verdict:
     if project.geo_min_seq == UNKNOWN_SEQ:
         await refresh_min_seq(session, services.primary, project)
-    return await replica_verdict(session, project, services.settings.freshness_max_lag_seconds)
+    settings = services.settings
+    return await replica_verdict(
+        session, project, settings.site_name, settings.freshness_max_lag_seconds
+    )
 
 
 async def _site_id(session: AsyncSession, settings: InternalApiSettings) -> int | None:

@@ -1,7 +1,8 @@
 """Internal Geo endpoints of a site, for its own services (internal JWT).
 
-- the replicator's view of the site (`replicables`: every project with what its replica should
-  be, and registry rows whose project is gone) and its registry writes (DESIGN §5);
+- the replicator's view of the site (`replicables`: every project of the site's selective sync
+  with what its replica should be, and registry rows whose project is gone or outside the
+  selection) and its registry writes (DESIGN §5);
 - the edge-proxy's report of a push it relayed to the primary (read-your-writes);
 - the site's own status: event-feed position and heartbeat, replica counts.
 """
@@ -13,7 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from google.protobuf.message import DecodeError
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,8 +31,9 @@ from geogit.common.paths import InvalidPathError
 from geogit.common.proto.events.v1 import replication_pb2
 from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep
 from geogit.internal_api.errors import ApiError, bad_request, not_found
-from geogit.internal_api.geo.freshness import feed_is_current
+from geogit.internal_api.geo.freshness import feed_is_current, is_selected
 from geogit.internal_api.geo.routing import floor_for_unknown, refresh_min_seq
+from geogit.internal_api.geo.selective_sync import selected
 from geogit.internal_api.lookup import project_by_path
 from geogit.internal_api.models import (
     GeoDivergedRef,
@@ -46,7 +48,9 @@ router = APIRouter(prefix="/api/v4/internal/geo", tags=["internal"], dependencie
 MAX_PAGE = 1000
 
 
-def _replicable(project: Project, registry: ReplicaRegistry | None) -> Replicable:
+def _replicable(
+    project: Project, registry: ReplicaRegistry | None, is_selected: bool = True
+) -> Replicable:
     return Replicable(
         project_id=project.id,
         full_path=project.full_path,
@@ -57,14 +61,16 @@ def _replicable(project: Project, registry: ReplicaRegistry | None) -> Replicabl
         checksum=project.repository_checksum,
         pushed_at=project.repository_pushed_at,
         registry=RegistryEntry.model_validate(registry, from_attributes=True) if registry else None,
+        selected=is_selected,
     )
 
 
-async def _orphans(session: AsyncSession) -> list[int]:
+async def _orphans(session: AsyncSession, site_name: str) -> list[int]:
+    """Replicas to remove. One that kept diverged commits after a rollback stays (DESIGN §10)."""
     rows = await session.scalars(
         select(ReplicaRegistry.project_id)
         .outerjoin(Project, Project.id == ReplicaRegistry.project_id)
-        .where(Project.id.is_(None), ReplicaRegistry.diverged_epoch == 0)
+        .where(or_(Project.id.is_(None), ~selected(site_name)), ReplicaRegistry.diverged_epoch == 0)
         .limit(MAX_PAGE)
     )
     return list(rows)
@@ -73,14 +79,16 @@ async def _orphans(session: AsyncSession) -> list[int]:
 @router.get("/replicables", response_model=ReplicablePage)
 async def replicables(
     session: SessionDep,
+    services: ServicesDep,
     after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 200,
 ) -> ReplicablePage:
+    site_name = services.settings.site_name
     rows = (
         await session.execute(
             select(Project, ReplicaRegistry)
             .outerjoin(ReplicaRegistry, ReplicaRegistry.project_id == Project.id)
-            .where(Project.id > after)
+            .where(Project.id > after, selected(site_name))
             .order_by(Project.id)
             .limit(limit)
         )
@@ -88,7 +96,7 @@ async def replicables(
     items = [_replicable(project, registry) for project, registry in rows]
     return ReplicablePage(
         replicables=items,
-        orphans=await _orphans(session) if after == 0 else [],
+        orphans=await _orphans(session, site_name) if after == 0 else [],
         next_after=items[-1].project_id if len(items) == limit else None,
     )
 
@@ -104,11 +112,14 @@ Replicating = Depends(_replicating)
 
 
 @router.get("/replicables/{project_id}", response_model=Replicable, dependencies=[Replicating])
-async def replicable(project_id: Id, session: SessionDep) -> Replicable:
+async def replicable(project_id: Id, session: SessionDep, services: ServicesDep) -> Replicable:
     project = await session.get(Project, project_id)
     if project is None:
         raise not_found("Project")
-    return _replicable(project, await session.get(ReplicaRegistry, project_id))
+    registry = await session.get(ReplicaRegistry, project_id)
+    return _replicable(
+        project, registry, await is_selected(session, project_id, services.settings.site_name)
+    )
 
 
 @router.put("/registry/{project_id}", status_code=204, dependencies=[Replicating])
