@@ -47,6 +47,7 @@ from geogit.replicator.clients.internal_api import InternalApiClient
 from geogit.replicator.clients.storage import StorageClient
 from geogit.replicator.feed import RepositoryFeed
 from geogit.replicator.metrics import ReplicatorMetrics
+from geogit.replicator.read_model_wait import ReadModelWait
 from geogit.replicator.reports import Reports
 from geogit.replicator.scheduler import Scheduler
 from geogit.replicator.site import SiteRole
@@ -359,7 +360,13 @@ async def replication(
     kafka = KafkaConfig(bootstrap="127.0.0.1:9", idempotent=False, client_id="unused")
     backfills: list[None] = []
     feed = RepositoryFeed(
-        kafka, Topics("geogit"), SITE, scheduler, states, lambda: backfills.append(None)
+        kafka,
+        Topics("geogit"),
+        SITE,
+        scheduler,
+        states,
+        lambda: backfills.append(None),
+        ReadModelWait(api, poll_seconds=0.05),
     )
     parts = Replication(
         api, storage, reports, primary, states, metrics, worker, scheduler, feed, backfills
@@ -367,6 +374,7 @@ async def replication(
     try:
         yield parts
     finally:
+        await feed.stop()
         await scheduler.drain(5)
         await storage.close()
         await primary.aclose()

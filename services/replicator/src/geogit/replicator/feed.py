@@ -1,7 +1,10 @@
 """Repository events from `geogit.repository` (this site's own consumer group), turned into
 work for the scheduler: the fast path from a push to a sync. From `geogit.domain`,
-`ProjectUpdated` moves the replica's HEAD to a new default branch, and `GeoActionRequested`
-for this site is an operator's resync, reverify or backfill (the Geo page, the API).
+`ProjectUpdated` moves the replica's HEAD to a new default branch, `GeoActionRequested`
+for this site is an operator's resync, reverify or backfill (the Geo page, the API), and
+selective sync is re-evaluated once the read model has the change: this site's `SiteUpdated`
+backfills (projects that left the selection lose their replica, those that entered sync), a
+`ProjectRenamed` (a transfer to another namespace) re-checks that project.
 
 The offset is committed once the work is requested, not done: the registry, not the offset,
 records what is replicated, and backfill finds whatever a crash left undone. A broker that lost
@@ -17,6 +20,7 @@ from typing import Any
 from geogit.common.events import Event, Topics
 from geogit.common.kafka import ConsumerLoop, ConsumerRecordInfo, KafkaConfig
 from geogit.common.storage_client import EMPTY_CHECKSUM
+from geogit.replicator.read_model_wait import ReadModelWait
 from geogit.replicator.scheduler import Action, Scheduler
 from geogit.replicator.sync_state import Hint, SyncStates
 
@@ -34,8 +38,10 @@ class RepositoryFeed:
         scheduler: Scheduler,
         states: SyncStates,
         backfill_now: Callable[[], None],
+        read_model: ReadModelWait,
     ) -> None:
         self._site = site
+        self._read_model = read_model
         self._scheduler = scheduler
         self._states = states
         self._backfill_now = backfill_now
@@ -48,6 +54,7 @@ class RepositoryFeed:
 
     async def stop(self) -> None:
         await self._loop.stop()
+        await self._read_model.stop()
 
     async def handle(self, event: Event, info: ConsumerRecordInfo) -> None:
         payload: Any = event.payload
@@ -68,6 +75,13 @@ class RepositoryFeed:
             self._scheduler.request(payload.project_id, Action.SYNC)
         elif event.type == "GeoActionRequested" and payload.site == self._site:
             self._act(payload.action, payload.project_id)
+        elif event.type == "SiteUpdated" and payload.name == self._site:
+            self._read_model.then(event.global_seq, self._backfill_now)
+        elif event.type == "ProjectRenamed":
+            project_id = payload.project_id
+            self._read_model.then(
+                event.global_seq, lambda: self._scheduler.request(project_id, Action.SYNC)
+            )
 
     def _act(self, action: str, project_id: int) -> None:
         if action == "backfill":

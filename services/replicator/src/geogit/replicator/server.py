@@ -27,6 +27,7 @@ from geogit.replicator.clients.storage import StorageClient
 from geogit.replicator.config import ReplicatorSettings
 from geogit.replicator.feed import RepositoryFeed
 from geogit.replicator.metrics import ReplicatorMetrics
+from geogit.replicator.read_model_wait import ReadModelWait
 from geogit.replicator.reports import Reports
 from geogit.replicator.scheduler import Scheduler
 from geogit.replicator.site import SiteRole
@@ -108,6 +109,7 @@ class ReplicatorServer:
                 self.scheduler,
                 self.states,
                 lambda: self.backfill.now(),
+                ReadModelWait(self.api),
             )
             if kafka is not None
             else None

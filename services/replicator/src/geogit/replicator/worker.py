@@ -103,6 +103,9 @@ class ReplicaWorker:
         if replicable is None:
             return self._not_known_yet(project_id)
         self._states[project_id].unknown_attempts = 0
+        if not replicable.selected:
+            await self._unselected(replicable)
+            return None
         registry = replicable.registry or RegistryEntry()
         if action is Action.VERIFY and registry.state == "synced":
             return await self._verify(replicable, registry)
@@ -327,8 +330,17 @@ class ReplicaWorker:
         await self._api.save(replicable.project_id, resync)
         return await self._sync(replicable, resync)
 
+    async def _unselected(self, replicable: Replicable) -> None:
+        """Outside this site's selective sync: never fetched; a replica made while it was
+        inside (its registry row says so) is removed, and the row with it."""
+        if replicable.registry is not None:
+            await self._delete(replicable.project_id)
+        else:
+            self._states.forget(replicable.project_id)
+
     async def _delete(self, project_id: int) -> None:
-        """Remove the replica of a deleted project from every shard that may hold it."""
+        """Remove the replica of a deleted (or unselected) project from every shard that may
+        hold it."""
         disk_path = hashed_repository_path(project_id)
         for shard in self._storage.shards:
             try:
