@@ -81,6 +81,8 @@ def test_a_project_outside_the_selection_is_proxied_and_never_stored_until_selec
     wait_until(lambda: OUTSIDE in edge_log.read_text(), what="the proxy's reason in the log")
     assert not replica.exists()
     assert internal(secondary, f"/geo/replicables/{left['id']}").json()["registry"] is None
+    # The primary's status of the site counts the selected projects only, as GitLab's does.
+    assert api.call("GET", f"/geo/sites/{site_id}/status")["repositories_count"] == 1
 
     # Into the selection: the secondary's replicator backfills, B replicates, and is local.
     _select(api, site_id, inside, outside)
@@ -90,3 +92,4 @@ def test_a_project_outside_the_selection_is_proxied_and_never_stored_until_selec
     git("clone", "-q", clone_url(secondary.http_url, left, outside), str(local))
     assert git("rev-parse", "HEAD", cwd=local).stdout.strip() == left_head
     assert route(secondary, left, outside) == "local"
+    assert api.call("GET", f"/geo/sites/{site_id}/status")["repositories_count"] == 2

@@ -1,5 +1,6 @@
 """The primary's view of a secondary (`GET /geo/sites/:id/status`), from what its replicator
-reported on `geogit.replication`: replica counts by state and the push-to-replica lag."""
+reported on `geogit.replication`: replica counts by state and the push-to-replica lag. The
+counts are of the projects in the site's selective sync, as on GitLab."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from geogit.internal_api.clients.sites import SiteUnreachable
 from geogit.internal_api.deps import Services
 from geogit.internal_api.geo.mirror import last_event_id
+from geogit.internal_api.geo.selective_sync import selected
 from geogit.internal_api.models import (
     GeoSite,
     Project,
@@ -50,12 +52,13 @@ class SiteStatusOut(BaseModel):
 
 
 async def _count(session: AsyncSession, site: str, *conditions: ColumnElement[bool]) -> int:
-    """Replicas of projects that still exist: a deleted project's last report stays behind."""
+    """Replicas of projects that still exist and are in the site's selective sync: a deleted
+    or unselected project's last report stays behind."""
     statement = (
         select(func.count())
         .select_from(ReplicationStatus)
         .join(Project, Project.id == ReplicationStatus.project_id)
-        .where(ReplicationStatus.site == site, *conditions)
+        .where(ReplicationStatus.site == site, selected(site), *conditions)
     )
     return int(await session.scalar(statement) or 0)
 
@@ -104,7 +107,10 @@ async def site_status(session: AsyncSession, site: GeoSite) -> SiteStatusOut:
         geo_site_id=site.id,
         name=site.name,
         repositories_count=int(
-            await session.scalar(select(func.count()).select_from(Project)) or 0
+            await session.scalar(
+                select(func.count()).select_from(Project).where(selected(site.name))
+            )
+            or 0
         ),
         repositories_synced_count=await _count(
             session, site.name, ReplicationStatus.state == "synced"
