@@ -2,9 +2,9 @@
 work for the scheduler: the fast path from a push to a sync. From `geogit.domain`,
 `ProjectUpdated` moves the replica's HEAD to a new default branch, `GeoActionRequested`
 for this site is an operator's resync, reverify or backfill (the Geo page, the API), and
-selective sync is re-evaluated once the read model has the change: this site's `SiteUpdated`
-backfills (projects that left the selection lose their replica, those that entered sync), a
-`ProjectRenamed` (a transfer to another namespace) re-checks that project.
+selective sync is re-evaluated once the read model has the change: this site's `SiteAdded`
+or `SiteUpdated` backfills (projects that left the selection lose their replica, those that
+entered sync), a `ProjectRenamed` (a transfer to another namespace) re-checks that project.
 
 The offset is committed once the work is requested, not done: the registry, not the offset,
 records what is replicated, and backfill finds whatever a crash left undone. A broker that lost
@@ -75,7 +75,7 @@ class RepositoryFeed:
             self._scheduler.request(payload.project_id, Action.SYNC)
         elif event.type == "GeoActionRequested" and payload.site == self._site:
             self._act(payload.action, payload.project_id)
-        elif event.type == "SiteUpdated" and payload.name == self._site:
+        elif event.type in ("SiteAdded", "SiteUpdated") and payload.name == self._site:
             self._read_model.then(event.global_seq, self._backfill_now)
         elif event.type == "ProjectRenamed":
             project_id = payload.project_id
