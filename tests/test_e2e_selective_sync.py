@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 from e2e import Account, Api, clone_url, git
-from geo_support import internal, route, served_locally, wait_until
+from geo_support import internal, primary_and_secondary, route, served_locally, wait_until
 
 from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.site import Site
-from geogit.devstack.testing import running_sites
 from geogit.storage.testing import make_work_tree
 
 OUTSIDE = "outside this site's selective sync"
@@ -29,14 +28,8 @@ OUTSIDE = "outside this site's selective sync"
 def sites(
     tmp_path_factory: pytest.TempPathFactory, tansu: TansuBroker
 ) -> Iterator[tuple[Site, Site, Api]]:
-    with running_sites(tmp_path_factory.mktemp("selective"), tansu.bootstrap) as (
-        primary,
-        (secondary,),
-        admin,
-    ):
-        api = Api(primary.http_url, admin.token)
-        yield primary, secondary, api
-        api.http.close()
+    with primary_and_secondary(tmp_path_factory.mktemp("selective"), tansu.bootstrap) as sites:
+        yield sites
 
 
 def _pushed(api: Api, primary: Site, owner: Account, work: Path) -> tuple[dict[str, Any], str]:
