@@ -1,8 +1,9 @@
 """The Geo status page in a real browser (Debian's Chromium driven by Playwright) against three
-real sites: a primary and two secondaries, one of them with a project whose replica cannot be
-written. The page's numbers are compared with the API's, the failed project is shown with the
-cause its replicator recorded, an action taken from the page repairs it, and screenshots at
-1280 px and at phone width are written to test-artifacts/ (GEOGIT_TEST_ARTIFACTS)."""
+real sites: a primary and two secondaries, one limited by selective sync to one namespace, the
+other with a project whose replica cannot be written. The page's numbers are compared with the
+API's, the selection is shown, the failed project is shown with the cause its replicator
+recorded, an action taken from the page repairs it, and screenshots at 1280 px and at phone
+width are written to test-artifacts/ (GEOGIT_TEST_ARTIFACTS)."""
 
 from __future__ import annotations
 
@@ -123,6 +124,13 @@ def test_the_page_shows_every_site_and_the_failed_project_and_repairs_it(
     )
     cause = str((registry(second, doomed["id"]) or {}).get("last_error", ""))
     assert cause.startswith("fetch failed"), cause
+    # secondary-1 is limited to the doomed project's namespace: the healthy project leaves it.
+    first_id = _site_id(api, first.name)
+    selection = {"selective_sync_type": "namespaces", "selective_sync_namespace_ids": [owner.id]}
+    api.call("PUT", f"/geo/sites/{first_id}", json=selection)
+    healthy_replica = first.repositories_dir / hashed_repository_path(healthy["id"])
+    wait_until(lambda: not healthy_replica.exists(), what="secondary-1 to drop the unselected")
+    assert api.call("GET", f"/geo/sites/{first_id}/status")["repositories_count"] == 1
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     _sign_in(page, primary, token)
@@ -160,6 +168,8 @@ def test_the_page_shows_every_site_and_the_failed_project_and_repairs_it(
 
         wait_until(matches, timeout=30, what=f"{site.name}'s numbers to match the API")
     assert _card(page, second.name, "failed") != "0"
+    assert _card(page, first.name, "selective-sync") == f"namespaces: {owner.username}"
+    assert _card(page, second.name, "selective-sync") == "everything"
 
     # The failed project, with the cause its replicator recorded.
     row = page.locator(f'#problems tr[data-project-id="{doomed["id"]}"][data-site="{second.name}"]')

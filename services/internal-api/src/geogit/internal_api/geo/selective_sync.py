@@ -10,6 +10,7 @@ storage shard. A site with no row, or with type "", holds everything.
 from __future__ import annotations
 
 from sqlalchemy import ColumnElement, and_, exists, not_, or_
+from sqlalchemy.orm import QueryableAttribute
 
 from geogit.internal_api.models import GeoSite, Project
 
@@ -17,8 +18,9 @@ NAMESPACES, SHARDS = "namespaces", "shards"
 TYPES = ("", NAMESPACES, SHARDS)
 
 
-def selected(site_name: str) -> ColumnElement[bool]:
-    """True for the projects `site_name` holds: no row of the site excludes the project."""
+def selected(site_name: str | QueryableAttribute[str]) -> ColumnElement[bool]:
+    """True for the projects `site_name` holds: no row of the site excludes the project.
+    `site_name` may be a column (each row's site, as in the status page's problem table)."""
     excluded = or_(
         and_(
             GeoSite.selective_sync_type == NAMESPACES,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from geogit.internal_api.clients.sites import SiteUnreachable
 from geogit.internal_api.deps import Services
+from geogit.internal_api.geo.selective_sync import NAMESPACES, SHARDS, selected
 from geogit.internal_api.geo.site_health import SiteHealthOut, site_health
 from geogit.internal_api.geo.status import SiteStatusOut, site_status, with_authority
 from geogit.internal_api.models import (
@@ -26,6 +27,7 @@ from geogit.internal_api.models import (
     ReplicaRegistry,
     ReplicationLagSample,
     ReplicationStatus,
+    User,
     utcnow,
 )
 
@@ -44,6 +46,8 @@ class SiteView:
     health: SiteHealthOut | None
     health_error: str
     this_site: bool
+    # What the site replicates (selective sync), as its card says it.
+    selection: str = "everything"
 
     @property
     def pending_count(self) -> int:
@@ -110,11 +114,27 @@ async def _health(services: Services, site: GeoSite) -> tuple[SiteHealthOut | No
         return None, str(exc)
 
 
-async def _site_view(services: Services, site: GeoSite, counts: SiteStatusOut) -> SiteView:
+async def _site_view(
+    services: Services, site: GeoSite, counts: SiteStatusOut, selection: str
+) -> SiteView:
     status, (health, error) = await asyncio.gather(
         with_authority(counts, site, services), _health(services, site)
     )
-    return SiteView(site, status, health, error, site.name == services.settings.site_name)
+    this = site.name == services.settings.site_name
+    return SiteView(site, status, health, error, this, selection)
+
+
+async def _selection(session: AsyncSession, site: GeoSite) -> str:
+    if site.selective_sync_type == NAMESPACES:
+        names = await session.scalars(
+            select(User.username)
+            .where(User.id.in_(site.selective_sync_namespace_ids))
+            .order_by(User.username)
+        )
+        return "namespaces: " + (", ".join(names.all()) or "none")
+    if site.selective_sync_type == SHARDS:
+        return "shards: " + (", ".join(site.selective_sync_shards) or "none")
+    return "everything"
 
 
 async def site_views(session: AsyncSession, services: Services) -> list[SiteView]:
@@ -122,9 +142,13 @@ async def site_views(session: AsyncSession, services: Services) -> list[SiteView
     unreachable one costs its timeout once, not once per site."""
     sites = (await session.scalars(select(GeoSite).order_by(GeoSite.id))).all()
     counts = [await site_status(session, site) for site in sites]
+    selections = [await _selection(session, site) for site in sites]
     return list(
         await asyncio.gather(
-            *(_site_view(services, site, count) for site, count in zip(sites, counts, strict=True))
+            *(
+                _site_view(services, site, count, selection)
+                for site, count, selection in zip(sites, counts, selections, strict=True)
+            )
         )
     )
 
@@ -186,7 +210,9 @@ def _problem_condition() -> ColumnElement[bool]:
 async def problems(session: AsyncSession, query: str, page: int) -> ProblemPage:
     """Failed replicas, and replicas left behind the primary, newest first; `query` matches
     the project's path or the error."""
-    conditions = [_problem_condition()]
+    # A project outside a site's selective sync is no problem of that site's, whatever its
+    # last report said before it left the selection.
+    conditions = [_problem_condition(), selected(ReplicationStatus.site)]
     if query:
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         full_path = Project.namespace + "/" + Project.path
