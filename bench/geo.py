@@ -77,6 +77,7 @@ from geogit.devstack.testing import FAST_GEO, fresh_database, running_sites
 
 TARGET_LAG_P99_S = 1.0  # issue 12: p99 < 1 s
 TARGET_LOCAL_RATIO = 0.95
+TARGET_LOCAL_SHALLOW_MS = 10  # issue 12: the secondary's local shallow answer <= primary's + 10 ms
 TARGET_PROXY_OVERHEAD = 0.15
 LAG_PROJECTS, LAG_PROJECTS_QUICK = 20, 5
 PUSHES_PER_PROJECT = 10
@@ -556,8 +557,12 @@ def measure_local_clone(
     subject = side("secondary", urls([large, tiny], secondary, owner), ("secondary", secondary))
     log(f"(b) full clone of {large.spec.key}: primary versus the secondary's replica")
     timings = compare(anchor, subject, large.spec, repeat)
-    require_route(secondary, owner, [large], "local")
-    return comparison(LOCAL_NAMES, *timings, large.primary_pack)
+    log(f"(b) shallow clone --depth 1 of {TINY.key}: primary versus the secondary's replica")
+    shallow = compare(anchor, subject, TINY, repeat, "--depth", "1")
+    require_route(secondary, owner, [large, tiny], "local")
+    return comparison(LOCAL_NAMES, *timings, large.primary_pack) | {
+        "shallow_tiny": comparison(LOCAL_NAMES, *shallow)
+    }
 
 
 # (c) Clone through the proxying secondary versus the primary --------------------------------
@@ -924,6 +929,11 @@ def report_clones(r: dict[str, Any]) -> None:
         clone_headers("clone", "primary", "other"),
         [
             clone_row(f"(b) full, secondary local ({r['repository']})", local, LOCAL_NAMES),
+            clone_row(
+                f"(b) shallow --depth 1 {TINY.key}, secondary local",
+                local["shallow_tiny"],
+                LOCAL_NAMES,
+            ),
             clone_row(f"(c) full, secondary proxying ({r['repository']})", full, PROXY_NAMES),
             clone_row(f"(c) {TINY.key}, secondary proxying", tiny, PROXY_NAMES),
         ],
@@ -933,6 +943,12 @@ def report_clones(r: dict[str, Any]) -> None:
     print(
         f"(b) secondary/primary throughput {local['ratio']:.2f}"
         f" (target >= {TARGET_LOCAL_RATIO}: {ok})"
+    )
+    shallow = local["shallow_tiny"]["overhead_ms"]
+    ok = "met" if shallow <= TARGET_LOCAL_SHALLOW_MS else "NOT met"
+    print(
+        f"(b) secondary's local shallow answer {shallow:+.0f} ms over the primary's"
+        f" (target <= +{TARGET_LOCAL_SHALLOW_MS} ms: {ok})"
     )
     ok = "met" if full["overhead_pct"] <= TARGET_PROXY_OVERHEAD * 100 else "NOT met"
     print(

@@ -183,3 +183,22 @@ async def test_a_transfer_out_of_the_selection_removes_the_replica(
     await _eventually(lambda: _removed(parts, site, repo))
     replicable = await parts.api.replicable(repo.project_id)
     assert replicable is not None and not replicable.selected
+
+
+async def test_a_replica_holding_diverged_commits_stays_when_it_leaves_the_selection(
+    site: SecondarySite, parts: Replication
+) -> None:
+    """As for a deleted project (DESIGN §10): commits a new primary lacks are not thrown away."""
+    repo, checksum = await announced(site)
+    assert await parts.worker(repo.project_id, Action.SYNC) is None
+    replicable = await parts.api.replicable(repo.project_id)
+    assert replicable is not None and replicable.registry is not None
+    await parts.api.save(
+        repo.project_id, replicable.registry.model_copy(update={"diverged_epoch": 2})
+    )
+    await _select(site, OTHER_OWNER)
+    assert await parts.worker(repo.project_id, Action.SYNC) is None
+    assert replica_checksum(site, repo) == checksum
+    replicable = await parts.api.replicable(repo.project_id)
+    assert replicable is not None and not replicable.selected
+    assert replicable.registry is not None and replicable.registry.diverged_epoch == 2

@@ -332,8 +332,10 @@ class ReplicaWorker:
 
     async def _unselected(self, replicable: Replicable) -> None:
         """Outside this site's selective sync: never fetched; a replica made while it was
-        inside (its registry row says so) is removed, and the row with it."""
-        if replicable.registry is not None:
+        inside (its registry row says so) is removed, and the row with it — unless it kept
+        commits a new primary lacks (DESIGN §10), which stay, as for a deleted project."""
+        registry = replicable.registry
+        if registry is not None and registry.diverged_epoch == 0:
             await self._delete(replicable.project_id)
         else:
             self._states.forget(replicable.project_id)
