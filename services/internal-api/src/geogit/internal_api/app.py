@@ -72,6 +72,7 @@ from geogit.internal_api.middleware import (
     UnexpectedErrors,
 )
 from geogit.internal_api.models import OutboxEvent, ReportOutboxEvent
+from geogit.internal_api.repositories import placement
 from geogit.internal_api.status_page import routes as status_page_routes
 
 # Every route family, in one place.
@@ -287,6 +288,7 @@ def create_app(settings: InternalApiSettings) -> FastAPI:
         raise ValueError(
             f"GEOGIT_DEFAULT_STORAGE {settings.default_storage!r} is not in GEOGIT_STORAGES"
         )
+    placement.check_weights(settings.storage_weights, settings.storages)
     metrics = Metrics()
     app = FastAPI(
         title="geogit internal API",

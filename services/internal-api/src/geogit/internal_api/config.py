@@ -27,8 +27,11 @@ class InternalApiSettings(HttpListenerSettings):
     storage_secret: str = ""
     # Storage shard name -> gRPC "host:port" (GEOGIT_STORAGES is a JSON object).
     storages: dict[str, str] = Field(default_factory=lambda: {"default": "127.0.0.1:9999"})
-    # Shard that new projects are created on.
+    # Shard that new projects are created on, unless storage_weights is set.
     default_storage: str = "default"
+    # Shard name -> weight for new projects (GEOGIT_STORAGE_WEIGHTS is a JSON object); a shard
+    # of weight 0 takes none. Empty: every new project on default_storage.
+    storage_weights: dict[str, int] = Field(default_factory=dict)
     # Kafka bootstrap servers; empty disables the outbox relay (events wait in the outbox).
     kafka_bootstrap: str = ""
     kafka_idempotent: bool = False

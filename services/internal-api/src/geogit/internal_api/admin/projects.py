@@ -42,6 +42,7 @@ from geogit.internal_api.lookup import get_user
 from geogit.internal_api.models import Member, Project, User
 from geogit.internal_api.pagination import PageDep
 from geogit.internal_api.params import Id, ProjectRef
+from geogit.internal_api.repositories import placement
 from geogit.internal_api.repositories.default_branch import move_head
 from geogit.internal_api.repositories.location import storage_repository
 from geogit.internal_api.repositories.refnames import check_branch_name
@@ -107,7 +108,11 @@ async def _create(
         visibility=body.visibility,
         default_branch=body.default_branch,
         owner_id=owner.id,
-        storage_shard=services.settings.default_storage,
+        storage_shard=placement.choose_shard(
+            placement.effective_weights(
+                services.settings.storage_weights, services.settings.default_storage
+            )
+        ),
         disk_path=hashed_repository_path(project_id),
         repository_seq=1,
         repository_checksum=EMPTY_CHECKSUM,
