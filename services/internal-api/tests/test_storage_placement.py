@@ -16,20 +16,19 @@ from internal_api_support import Api, Database, ServerInfo, make_settings, serve
 from geogit.common.net import free_port
 from geogit.common.paths import hashed_repository_path
 from geogit.internal_api.app import create_app
-from geogit.internal_api.repositories.placement import choose_shard, effective_weights
+from geogit.internal_api.repositories.placement import choose_shard
 from geogit.storage.testing import StorageProcess
 
 
 def test_the_draw_follows_the_weights_and_never_picks_weight_zero() -> None:
     draw = random.Random(12)
-    picks = Counter(choose_shard({"a": 3, "b": 1, "c": 0}, draw) for _ in range(4000))
+    picks = Counter(choose_shard({"a": 3, "b": 1, "c": 0}, "a", draw) for _ in range(4000))
     assert set(picks) == {"a", "b"}
     assert 0.72 < picks["a"] / 4000 < 0.78
 
 
 def test_without_weights_every_project_goes_to_the_default_storage() -> None:
-    weights = effective_weights({}, "nfs-1")
-    assert {choose_shard(weights) for _ in range(50)} == {"nfs-1"}
+    assert {choose_shard({}, "nfs-1") for _ in range(50)} == {"nfs-1"}
 
 
 @pytest.mark.parametrize(

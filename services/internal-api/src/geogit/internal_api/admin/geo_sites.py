@@ -132,8 +132,8 @@ async def add_site(
         raise conflict({"name": ["has already been taken"]})
     if body.primary and await session.scalar(select(GeoSite.id).where(GeoSite.primary)):
         raise conflict({"primary": ["a primary site already exists"]})
-    site = GeoSite(**body.model_dump(exclude={"public_key", *SelectionIn.model_fields}))
-    site.public_key = public_key
+    fields = body.model_dump(exclude={"public_key", *SelectionIn.model_fields})
+    site = GeoSite(**fields, public_key=public_key)
     await apply_selection(session, settings, site, body)
     session.add(site)
     await session.flush()

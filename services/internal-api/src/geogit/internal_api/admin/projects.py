@@ -109,9 +109,7 @@ async def _create(
         default_branch=body.default_branch,
         owner_id=owner.id,
         storage_shard=placement.choose_shard(
-            placement.effective_weights(
-                services.settings.storage_weights, services.settings.default_storage
-            )
+            services.settings.storage_weights, services.settings.default_storage
         ),
         disk_path=hashed_repository_path(project_id),
         repository_seq=1,

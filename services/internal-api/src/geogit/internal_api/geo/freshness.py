@@ -36,17 +36,27 @@ async def feed_is_current(session: AsyncSession, max_lag_seconds: float) -> bool
     return utcnow() - feed.caught_up_at <= timedelta(seconds=max_lag_seconds)
 
 
-async def is_selected(session: AsyncSession, project_id: int, site_name: str) -> bool:
-    statement = select(Project.id).where(Project.id == project_id, selected(site_name))
-    return await session.scalar(statement) is not None
+async def selection_and_registry(
+    session: AsyncSession, project_id: int, site_name: str
+) -> tuple[bool, ReplicaRegistry | None]:
+    """Whether the project is in the site's selective sync, and its registry row: one query,
+    since every read a secondary answers asks both."""
+    statement = (
+        select(selected(site_name), ReplicaRegistry)
+        .select_from(Project)
+        .outerjoin(ReplicaRegistry, ReplicaRegistry.project_id == Project.id)
+        .where(Project.id == project_id)
+    )
+    row = (await session.execute(statement)).one_or_none()
+    return (False, None) if row is None else (bool(row[0]), row[1])
 
 
 async def replica_verdict(
     session: AsyncSession, project: Project, site_name: str, max_lag_seconds: float
 ) -> Verdict:
-    if not await is_selected(session, project.id, site_name):
+    is_selected, registry = await selection_and_registry(session, project.id, site_name)
+    if not is_selected:
         return Verdict(False, "outside this site's selective sync")
-    registry = await session.get(ReplicaRegistry, project.id)
     if registry is None or registry.state != "synced":
         return Verdict(False, "replica missing or not synced")
     wanted = max(project.repository_seq, project.geo_min_seq)

@@ -31,7 +31,7 @@ from geogit.common.paths import InvalidPathError
 from geogit.common.proto.events.v1 import replication_pb2
 from geogit.internal_api.deps import InternalCaller, ServicesDep, SessionDep
 from geogit.internal_api.errors import ApiError, bad_request, not_found
-from geogit.internal_api.geo.freshness import feed_is_current, is_selected
+from geogit.internal_api.geo.freshness import feed_is_current, selection_and_registry
 from geogit.internal_api.geo.routing import floor_for_unknown, refresh_min_seq
 from geogit.internal_api.geo.selective_sync import selected
 from geogit.internal_api.lookup import project_by_path
@@ -49,7 +49,7 @@ MAX_PAGE = 1000
 
 
 def _replicable(
-    project: Project, registry: ReplicaRegistry | None, is_selected: bool = True
+    project: Project, registry: ReplicaRegistry | None, in_selection: bool = True
 ) -> Replicable:
     return Replicable(
         project_id=project.id,
@@ -61,7 +61,7 @@ def _replicable(
         checksum=project.repository_checksum,
         pushed_at=project.repository_pushed_at,
         registry=RegistryEntry.model_validate(registry, from_attributes=True) if registry else None,
-        selected=is_selected,
+        selected=in_selection,
     )
 
 
@@ -116,10 +116,9 @@ async def replicable(project_id: Id, session: SessionDep, services: ServicesDep)
     project = await session.get(Project, project_id)
     if project is None:
         raise not_found("Project")
-    registry = await session.get(ReplicaRegistry, project_id)
-    return _replicable(
-        project, registry, await is_selected(session, project_id, services.settings.site_name)
-    )
+    site_name = services.settings.site_name
+    in_selection, registry = await selection_and_registry(session, project_id, site_name)
+    return _replicable(project, registry, in_selection)
 
 
 @router.put("/registry/{project_id}", status_code=204, dependencies=[Replicating])

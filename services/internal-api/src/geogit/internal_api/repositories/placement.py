@@ -16,10 +16,6 @@ class PlacementError(ValueError):
     """The weights cannot place a project: a configuration error, refused at start-up."""
 
 
-def effective_weights(weights: Mapping[str, int], default_storage: str) -> dict[str, int]:
-    return dict(weights) if weights else {default_storage: 1}
-
-
 def check_weights(weights: Mapping[str, int], storages: Mapping[str, str]) -> None:
     unknown = sorted(set(weights) - set(storages))
     if unknown:
@@ -34,8 +30,13 @@ def check_weights(weights: Mapping[str, int], storages: Mapping[str, str]) -> No
         raise PlacementError("GEOGIT_STORAGE_WEIGHTS: every weight is 0, no shard takes projects")
 
 
-def choose_shard(weights: Mapping[str, int], draw: random.Random | None = None) -> str:
-    """A shard with probability weight / total; a shard of weight 0 is never chosen."""
+def choose_shard(
+    weights: Mapping[str, int], default_storage: str, draw: random.Random | None = None
+) -> str:
+    """A shard with probability weight / total; a shard of weight 0 is never chosen. Without
+    weights, the default storage."""
+    if not weights:
+        return default_storage
     names = sorted(name for name, weight in weights.items() if weight > 0)
     chooser = draw or random
     return chooser.choices(names, weights=[weights[name] for name in names])[0]

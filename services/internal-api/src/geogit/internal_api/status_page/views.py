@@ -141,16 +141,10 @@ async def site_views(session: AsyncSession, services: Services) -> list[SiteView
     """The database first, in this request's session; then every site asked at once, so an
     unreachable one costs its timeout once, not once per site."""
     sites = (await session.scalars(select(GeoSite).order_by(GeoSite.id))).all()
-    counts = [await site_status(session, site) for site in sites]
-    selections = [await _selection(session, site) for site in sites]
-    return list(
-        await asyncio.gather(
-            *(
-                _site_view(services, site, count, selection)
-                for site, count, selection in zip(sites, counts, selections, strict=True)
-            )
-        )
-    )
+    facts = [
+        (site, await site_status(session, site), await _selection(session, site)) for site in sites
+    ]
+    return list(await asyncio.gather(*(_site_view(services, *fact) for fact in facts)))
 
 
 async def secondary_ids(session: AsyncSession) -> dict[str, int]:
