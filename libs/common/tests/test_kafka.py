@@ -1,4 +1,5 @@
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Callable
 
@@ -7,12 +8,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from geogit.common.events import Event, Topics, new_event
 from geogit.common.kafka import (
+    Assignment,
     ConsumerRecordInfo,
     EventConsumer,
     EventProducer,
     KafkaConfig,
     PublishError,
+    RebalanceHooks,
     ensure_topics,
+    partition_for,
 )
 from geogit.common.proto.events.v1 import repository_pb2
 
@@ -274,3 +278,119 @@ async def test_stop_lets_the_current_handler_finish_and_run_return(
     release.set()
     await asyncio.wait_for(asyncio.gather(stopping, running), WAIT)
     assert len(handled) == 2
+
+
+async def test_partition_for_names_the_partition_the_producer_chose(
+    kafka_config: KafkaConfig, topics: Topics
+) -> None:
+    await ensure_topics(kafka_config, [topics.repository], partitions=3)
+    events = [_updated(project_id, 1) for project_id in range(1, 13)]
+    await _publish(kafka_config, topics.repository, events)
+    received = Received()
+    await _consume(kafka_config, topics.repository, f"{topics.prefix}.p", received, len(events))
+    chosen = {info.key: info.partition for _, info in received.records}
+    assert len(set(chosen.values())) > 1  # twelve keys do not all land on one partition
+    assert chosen == {key: partition_for(key, 3) for key in chosen}
+
+
+async def test_topics_are_created_with_the_configured_partitions(
+    kafka_config: KafkaConfig, topics: Topics
+) -> None:
+    config = dataclasses.replace(kafka_config, partitions=4)
+    await ensure_topics(config, [topics.repository])
+    probe = AIOKafkaConsumer(bootstrap_servers=config.bootstrap)
+    await probe.start()
+    try:
+        await probe.topics()
+        assert probe.partitions_for_topic(topics.repository) == {0, 1, 2, 3}
+    finally:
+        await probe.stop()
+
+
+async def test_a_consumer_without_a_group_reads_every_partition_from_the_end(
+    kafka_config: KafkaConfig, topics: Topics
+) -> None:
+    await ensure_topics(kafka_config, [topics.repository], partitions=3)
+    before = [_updated(project_id, 1) for project_id in range(1, 4)]
+    await _publish(kafka_config, topics.repository, before)
+    arrived = asyncio.Event()
+    a, b = Received(arrived), Received(arrived)
+    members = [EventConsumer(kafka_config, [topics.repository], None, h) for h in (a, b)]
+    await asyncio.gather(*(member.start() for member in members))
+    running = [asyncio.create_task(member.run()) for member in members]
+    try:
+        after = [_updated(project_id, 2) for project_id in range(1, 13)]
+        await _publish(kafka_config, topics.repository, after)
+        expected = {event.event_id for event in after}
+        await a.wait_until(lambda: set(a.ids) >= expected and set(b.ids) >= expected)
+        # Both saw every partition's events, and neither what was there before it started.
+        assert {info.partition for _, info in a.records} == {0, 1, 2}
+        assert set(a.ids) == set(b.ids) == expected
+    finally:
+        await asyncio.gather(*(member.stop() for member in members))
+        await asyncio.gather(*running)
+
+
+class Holdings:
+    """Rebalance hooks that keep what a member holds and the order the hooks ran in."""
+
+    def __init__(self, name: str, journal: list[str]) -> None:
+        self.name = name
+        self.journal = journal
+        self.held: set[TopicPartition] = set()
+        self.last = Assignment()
+        self.changed = asyncio.Event()
+        self.hooks = RebalanceHooks(self.assigned, self.revoked)
+
+    async def assigned(self, assignment: Assignment) -> None:
+        self.held |= assignment.partitions
+        self.last = assignment
+        self.journal.append(f"{self.name} assigned {len(assignment.partitions)}")
+        self.changed.set()
+
+    async def revoked(self, assignment: Assignment) -> None:
+        self.held -= assignment.partitions
+        self.journal.append(f"{self.name} revoked {len(assignment.partitions)}")
+        self.changed.set()
+
+
+async def test_rebalance_hooks_divide_the_keys_and_revoke_before_the_group_moves_on(
+    kafka_config: KafkaConfig, topics: Topics
+) -> None:
+    group = f"{topics.prefix}.replicator"
+    await ensure_topics(kafka_config, [topics.repository], partitions=3)
+    journal: list[str] = []
+    first, second = Holdings("first", journal), Holdings("second", journal)
+    one = EventConsumer(kafka_config, [topics.repository], group, Received(), first.hooks)
+    two = EventConsumer(kafka_config, [topics.repository], group, Received(), second.hooks)
+    await one.start()
+    running = [asyncio.create_task(one.run())]
+    try:
+        async with asyncio.timeout(WAIT):
+            while len(first.held) != 3:
+                first.changed.clear()
+                await first.changed.wait()
+            assert first.last.counts == {topics.repository: 3}
+            await two.start()
+            running.append(asyncio.create_task(two.run()))
+            await asyncio.sleep(0)  # run() begins before anything below can stop the member
+            while not (first.held and second.held and len(first.held | second.held) == 3):
+                second.changed.clear()
+                await second.changed.wait()
+        assert not first.held & second.held
+        assert journal.index("first revoked 3") < journal.index(
+            f"second assigned {len(second.held)}"
+        )
+        keys = [f"project-{n}" for n in range(1, 50)]
+        owners = [
+            (first.last.owns(topics.repository, key), second.last.owns(topics.repository, key))
+            for key in keys
+        ]
+        assert all(a != b for a, b in owners)  # every key has exactly one owner
+        held = set(second.held)
+        await two.stop()
+        assert second.held == set()
+        assert journal[-1] == f"second revoked {len(held)}"
+    finally:
+        await asyncio.gather(one.stop(), two.stop())
+        await asyncio.gather(*running)

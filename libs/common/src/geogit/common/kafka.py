@@ -9,8 +9,8 @@ is harmless; a skipped one would not be.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -24,6 +24,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     for_code,
 )
+from aiokafka.partitioner import murmur2
 
 from geogit.common.background import Background
 from geogit.common.events import Event, EventDecodeError, decode_event, encode_event
@@ -53,6 +54,42 @@ class KafkaConfig:
     # How long a fetch waits for records that are not there yet. Replication lag is made of
     # such waits, so it is short; an idle consumer pays with a few more fetch requests.
     fetch_max_wait_ms: int = 100
+    # Partitions of the topics this process creates (topics that exist keep theirs): how many
+    # members of one consumer group can share the work (GEOGIT_KAFKA_PARTITIONS).
+    partitions: int = 1
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition the producer's default partitioner sends `key` to: murmur2, as Kafka's
+    Java client, so every client agrees on who owns which key."""
+    return int((murmur2(key.encode()) & 0x7FFFFFFF) % partitions)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The partitions a group member holds, with each topic's partition count to map keys."""
+
+    partitions: frozenset[TopicPartition] = frozenset()
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    def owns(self, topic: str, key: str) -> bool:
+        count = self.counts.get(topic)
+        if not count:
+            return False
+        return TopicPartition(topic, partition_for(key, count)) in self.partitions
+
+
+PartitionsMoved = Callable[[Assignment], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RebalanceHooks:
+    """A group member's part in a rebalance. `revoked` runs before the handled offsets of the
+    partitions leaving are committed and the group moves on, so the work they own can stop
+    first (no two members working on one key); `assigned` once the new assignment is known."""
+
+    assigned: PartitionsMoved
+    revoked: PartitionsMoved
 
 
 class PublishError(RuntimeError):
@@ -118,7 +155,7 @@ class EventProducer:
 async def ensure_topics(
     config: KafkaConfig,
     topics: Iterable[str],
-    partitions: int = 1,
+    partitions: int | None = None,
     *,
     replication_factor: int = 1,
 ) -> None:
@@ -145,13 +182,13 @@ class TopicGuard:
         self,
         config: KafkaConfig,
         topics: Iterable[str],
-        partitions: int = 1,
+        partitions: int | None = None,
         *,
         replication_factor: int = 1,
     ) -> None:
         self._config = config
         self._topics = sorted(set(topics))
-        self._partitions = partitions
+        self._partitions = config.partitions if partitions is None else partitions
         self._replication_factor = replication_factor
         self._admin: AIOKafkaAdminClient | None = None
 
@@ -208,22 +245,45 @@ class ConsumerRecordInfo:
 EventHandler = Callable[[Event, ConsumerRecordInfo], Awaitable[None]]
 
 
-class _CommitOnRevoke(ConsumerRebalanceListener):
-    """Commits what was handled on partitions about to move, so their next owner starts after
-    it instead of handling it again."""
+class _Rebalance(ConsumerRebalanceListener):
+    """Runs the member's hooks, and commits what was handled on partitions about to move so
+    their next owner starts after it instead of handling it again. aiokafka awaits both before
+    the group moves on."""
 
-    def __init__(self, commit: Callable[[Iterable[TopicPartition]], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        hooks: RebalanceHooks | None,
+        commit: Callable[[Iterable[TopicPartition]], Awaitable[None]],
+    ) -> None:
+        self._consumer = consumer
+        self._hooks = hooks
         self._commit = commit
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        await self._commit(revoked)
+        await self.revoke(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        pass
+        if self._hooks is not None:
+            await self._hooks.assigned(self.assignment(set(assigned)))
+
+    async def revoke(self, revoked: set[TopicPartition]) -> None:
+        if self._hooks is not None and revoked:
+            await self._hooks.revoked(self.assignment(revoked))
+        await self._commit(revoked)
+
+    def assignment(self, partitions: set[TopicPartition]) -> Assignment:
+        topics = {tp.topic for tp in partitions}
+        counts = {topic: len(self._consumer.partitions_for_topic(topic) or ()) for topic in topics}
+        return Assignment(frozenset(partitions), counts)
 
 
 class EventConsumer:
     """Feeds a group's events to a handler, committing an offset only after the handler's effect.
+
+    Without a group (`group_id` None) it reads every partition of its topics from their end and
+    commits nothing: for a consumer that keeps its position elsewhere and must see every event,
+    whichever replica of a service it runs in (the read model's feed, replicator hints).
 
     `run()` commits after each partition's share of a fetched batch, and the rebalance listener
     commits it sooner when partitions move mid-batch. A handler that raises stops `run()` with
@@ -238,14 +298,17 @@ class EventConsumer:
         self,
         config: KafkaConfig,
         topics: Sequence[str],
-        group_id: str,
+        group_id: str | None,
         handler: EventHandler,
+        hooks: RebalanceHooks | None = None,
     ) -> None:
         self._config = config
         self._topics = list(topics)
         self._group_id = group_id
         self._handler = handler
+        self._hooks = hooks
         self._consumer: Any = None
+        self._rebalance: _Rebalance | None = None
         # Next offset to commit, per partition: handled, not yet committed.
         self._handled: dict[TopicPartition, int] = {}
         # stop() waits for a commit in flight: aiokafka retries a commit whose connection
@@ -266,24 +329,47 @@ class EventConsumer:
             heartbeat_interval_ms=self._config.session_timeout_ms // 3,
             fetch_max_wait_ms=self._config.fetch_max_wait_ms,
         )
-        consumer.subscribe(self._topics, listener=_CommitOnRevoke(self._commit_handled))
+        if self._group_id is not None:
+            self._rebalance = _Rebalance(consumer, self._hooks, self._commit_handled)
+            consumer.subscribe(self._topics, listener=self._rebalance)
         broker_health.watch(self._config.bootstrap)
         try:
             await consumer.start()
+            if self._group_id is None:
+                await self._assign_every_partition(consumer)
         except BaseException:
             broker_health.forget(self._config.bootstrap)
+            with contextlib.suppress(Exception):
+                await consumer.stop()
             raise
         self._consumer = consumer
 
+    async def _assign_every_partition(self, consumer: AIOKafkaConsumer) -> None:
+        await consumer.topics()  # a metadata refresh: the partitions of every topic
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in self._topics
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+
     async def stop(self) -> None:
-        """Leave the group; a `run()` in progress returns after its current handler."""
+        """Leave the group; a `run()` in progress returns after its current handler. The hooks
+        hear that the partitions held are revoked, as in a rebalance: aiokafka leaves a group
+        without telling the listener."""
         async with self._commit_lock:
             consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            try:
-                await consumer.stop()
-            finally:
-                broker_health.forget(self._config.bootstrap)
+        if consumer is None:
+            return
+        try:
+            if self._hooks is not None and self._rebalance is not None:
+                held = set(consumer.assignment())
+                if held:
+                    await self._hooks.revoked(self._rebalance.assignment(held))
+            await consumer.stop()
+        finally:
+            broker_health.forget(self._config.bootstrap)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -363,7 +449,7 @@ class EventConsumer:
 
     async def _commit_handled(self, partitions: Iterable[TopicPartition]) -> None:
         offsets = {tp: self._handled.pop(tp) for tp in partitions if tp in self._handled}
-        if not offsets:
+        if not offsets or self._group_id is None:
             return
         async with self._commit_lock:
             if self._consumer is None:
@@ -390,17 +476,20 @@ class ConsumerLoop:
         self,
         config: KafkaConfig,
         topics: Sequence[str],
-        group_id: str,
+        group_id: str | None,
         handler: EventHandler,
         retry_seconds: float = 2.0,
+        hooks: RebalanceHooks | None = None,
     ) -> None:
         self._config = config
         self._topics = list(topics)
         self._group_id = group_id
         self._handler = handler
         self._retry_seconds = retry_seconds
+        self._hooks = hooks
         self.consumer: EventConsumer | None = None
-        self._loop = Background(f"consume-{group_id}", self._run_forever)
+        self._name = group_id or "+".join(self._topics)
+        self._loop = Background(f"consume-{self._name}", self._run_forever)
 
     def start(self) -> None:
         self._loop.start()
@@ -410,7 +499,9 @@ class ConsumerLoop:
 
     async def _run_forever(self) -> None:
         while True:
-            consumer = EventConsumer(self._config, self._topics, self._group_id, self._handler)
+            consumer = EventConsumer(
+                self._config, self._topics, self._group_id, self._handler, self._hooks
+            )
             try:
                 await ensure_topics(self._config, self._topics)
                 await consumer.start()
@@ -421,7 +512,7 @@ class ConsumerLoop:
             except Exception as exc:
                 # During a broker outage this repeats every retry; the outage is logged once.
                 level = logging.DEBUG if broker_health.in_outage else logging.WARNING
-                log.log(level, "consumer %s stopped, restarting: %r", self._group_id, exc)
+                log.log(level, "consumer %s stopped, restarting: %r", self._name, exc)
             finally:
                 self.consumer = None
                 with contextlib.suppress(Exception):
