@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench.common import Options, log, print_table, run_area
+from geogit.common.events import project_aggregate
 from geogit.common.proto.events.v1 import repository_pb2
 from geogit.devstack.testing import fresh_database
 from geogit.internal_api.db import SessionMaker, make_engine, make_sessionmaker
@@ -47,7 +48,7 @@ async def _writer(sessions: SessionMaker, project_id: int, until: float) -> int:
             await appender.append(
                 session,
                 event,
-                aggregate_id=outbox.project_aggregate(project_id),
+                aggregate_id=project_aggregate(project_id),
                 aggregate_seq=seq,
                 during_maintenance=True,
             )

@@ -47,6 +47,7 @@ from geogit.replicator.clients.internal_api import InternalApiClient
 from geogit.replicator.clients.storage import StorageClient
 from geogit.replicator.feed import RepositoryFeed
 from geogit.replicator.metrics import ReplicatorMetrics
+from geogit.replicator.ownership import Ownership
 from geogit.replicator.read_model_wait import ReadModelWait
 from geogit.replicator.reports import Reports
 from geogit.replicator.scheduler import Scheduler
@@ -367,6 +368,7 @@ async def replication(
         states,
         lambda: backfills.append(None),
         ReadModelWait(api, poll_seconds=0.05),
+        Ownership(None, scheduler.release, lambda: None, metrics),
     )
     parts = Replication(
         api, storage, reports, primary, states, metrics, worker, scheduler, feed, backfills

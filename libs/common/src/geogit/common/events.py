@@ -35,6 +35,15 @@ EVENT_TYPES: Mapping[str, type[Message]] = MappingProxyType(
 )
 
 
+# A project's events are keyed by this: it orders them, and it is how the repository topic's
+# partitions divide projects among a site's replicators.
+PROJECT_AGGREGATE_PREFIX = "project-"
+
+
+def project_aggregate(project_id: int) -> str:
+    return f"{PROJECT_AGGREGATE_PREFIX}{project_id}"
+
+
 class EventDecodeError(ValueError):
     """Bytes or JSON that are not an event this build can read."""
 

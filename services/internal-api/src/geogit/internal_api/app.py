@@ -106,14 +106,7 @@ ROUTERS: tuple[APIRouter, ...] = (
 
 
 def _kafka(settings: InternalApiSettings) -> KafkaConfig | None:
-    if not settings.kafka_bootstrap:
-        return None
-    return KafkaConfig(
-        bootstrap=settings.kafka_bootstrap,
-        idempotent=settings.kafka_idempotent,
-        client_id=f"geogit-internal-api-{settings.site_name}",
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-    )
+    return settings.kafka(f"geogit-internal-api-{settings.site_name}")
 
 
 class _Background:

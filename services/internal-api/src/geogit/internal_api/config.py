@@ -9,12 +9,15 @@ from pydantic import Field
 from geogit.common.geo import public_key_of
 from geogit.common.geo_coordination import SiteRole
 from geogit.common.http_listener import HttpListenerSettings
+from geogit.common.kafka_settings import KafkaSettings
 from geogit.common.net import split_address
 
 MIB = 1024 * 1024
 
 
-class InternalApiSettings(HttpListenerSettings):
+class InternalApiSettings(HttpListenerSettings, KafkaSettings):
+    """Without GEOGIT_KAFKA_BOOTSTRAP the outbox relay is off (events wait in the outbox)."""
+
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/geogit"
     # How long a request waits to connect to the database before
     # it is answered 503 "the site's database is unavailable", and the Retry-After it suggests.
@@ -32,12 +35,6 @@ class InternalApiSettings(HttpListenerSettings):
     # Shard name -> weight for new projects (GEOGIT_STORAGE_WEIGHTS is a JSON object); a shard
     # of weight 0 takes none. Empty: every new project on default_storage.
     storage_weights: dict[str, int] = Field(default_factory=dict)
-    # Kafka bootstrap servers; empty disables the outbox relay (events wait in the outbox).
-    kafka_bootstrap: str = ""
-    kafka_idempotent: bool = False
-    # Consumer group session timeout; Tansu holds a group join for about half of it.
-    kafka_session_timeout_ms: int = 10_000
-    topic_prefix: str = "geogit"
     # The site's front door, as users see it: clone URLs and messages printed after a push.
     external_url: str = "http://127.0.0.1:8080"
     external_ssh_url: str = "ssh://git@127.0.0.1:2222"

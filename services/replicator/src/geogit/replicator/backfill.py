@@ -3,7 +3,8 @@
 Runs at start, every GEOGIT_BACKFILL_INTERVAL_SECONDS and on demand (`POST /backfill`), so a
 new or long-offline secondary converges without waiting for pushes, a sync interrupted by a
 crash is picked up again, and a replica whose checksum went stale is found (DESIGN §5). It only
-requests work; the scheduler bounds how much runs at once.
+requests work; the scheduler bounds how much runs at once and takes only this replicator's share
+of the projects (ownership.py), so several replicators split one scan between them.
 """
 
 from __future__ import annotations
@@ -72,20 +73,19 @@ class Backfill:
         await self._loop.stop()
 
     async def scan(self) -> int:
-        """Request the work every project needs; returns how many projects needed some."""
+        """Request the work every project needs; returns how many of this replicator's
+        projects needed some."""
         requested = 0
         if not self._replicating():
             return requested
         now = datetime.now(UTC)
         async for page in self._api.pages():
             for project_id in page.orphans:
-                self._scheduler.request(project_id, Action.DELETE)
-                requested += 1
+                requested += self._scheduler.request(project_id, Action.DELETE)
             for replicable in page.replicables:
                 action = needed(replicable, self._verify_after, now)
                 if action is not None:
-                    self._scheduler.request(replicable.project_id, action)
-                    requested += 1
+                    requested += self._scheduler.request(replicable.project_id, action)
         return requested
 
     async def _run(self) -> None:

@@ -7,11 +7,14 @@ from typing import Annotated
 from pydantic import Field
 
 from geogit.common.geo import public_key_of
+from geogit.common.kafka_settings import KafkaSettings
 from geogit.common.net import split_address
 from geogit.common.ops_http import OpsListenerSettings
 
 
-class ReplicatorSettings(OpsListenerSettings):
+class ReplicatorSettings(OpsListenerSettings, KafkaSettings):
+    """Without GEOGIT_KAFKA_BOOTSTRAP: backfill scans only, and this replica owns every project."""
+
     # This site's internal API: the replicables and the registry (internal JWT).
     internal_api_url: str = "http://127.0.0.1:8081"
     internal_api_secret: str = ""
@@ -24,12 +27,6 @@ class ReplicatorSettings(OpsListenerSettings):
     geo_private_key: str = ""
     # How often the site's role and primary are asked for.
     site_poll_seconds: Annotated[float, Field(gt=0)] = 2.0
-    # Kafka: repository events in, replication reports out. Empty: backfill scans only.
-    kafka_bootstrap: str = ""
-    kafka_idempotent: bool = False
-    # Consumer group session timeout; Tansu holds a group join for about half of it.
-    kafka_session_timeout_ms: int = 10_000
-    topic_prefix: str = "geogit"
     # /metrics, /-/liveness, /-/readiness; POST /backfill starts a scan at once.
     ops_address: str = "127.0.0.1:9123"
 

@@ -1,5 +1,8 @@
-"""Repository events from `geogit.repository` (this site's own consumer group), turned into
-work for the scheduler: the fast path from a push to a sync. From `geogit.domain`,
+"""Repository events from `geogit.repository` (this site's own consumer group, whose members
+divide the projects by partition: ownership.py), turned into work for the scheduler: the fast
+path from a push to a sync. `geogit.domain` is read by every replicator of the site, with no
+group: its events are keyed by their own aggregates (a site, a project) and each replicator acts
+on its share of them, so none may go to one member only. From it,
 `ProjectUpdated` moves the replica's HEAD to a new default branch, `GeoActionRequested`
 for this site is an operator's resync, reverify or backfill (the Geo page, the API), and
 selective sync is re-evaluated once the read model has the change: this site's `SiteAdded`
@@ -20,6 +23,7 @@ from typing import Any
 from geogit.common.events import Event, Topics
 from geogit.common.kafka import ConsumerLoop, ConsumerRecordInfo, KafkaConfig
 from geogit.common.storage_client import EMPTY_CHECKSUM
+from geogit.replicator.ownership import Ownership
 from geogit.replicator.read_model_wait import ReadModelWait
 from geogit.replicator.scheduler import Action, Scheduler
 from geogit.replicator.sync_state import Hint, SyncStates
@@ -39,25 +43,39 @@ class RepositoryFeed:
         states: SyncStates,
         backfill_now: Callable[[], None],
         read_model: ReadModelWait,
+        ownership: Ownership,
     ) -> None:
         self._site = site
         self._read_model = read_model
         self._scheduler = scheduler
         self._states = states
         self._backfill_now = backfill_now
-        self._loop = ConsumerLoop(
-            kafka, [topics.repository, topics.domain], f"geogit-replicator-{site}", self.handle
-        )
+        self._loops = [
+            ConsumerLoop(
+                kafka,
+                [topics.repository],
+                f"geogit-replicator-{site}",
+                self.handle,
+                hooks=ownership.hooks,
+            ),
+            ConsumerLoop(kafka, [topics.domain], None, self.handle),
+        ]
+        self._owns = ownership.owns
 
     def start(self) -> None:
-        self._loop.start()
+        for loop in self._loops:
+            loop.start()
 
     async def stop(self) -> None:
-        await self._loop.stop()
+        for loop in self._loops:
+            await loop.stop()
         await self._read_model.stop()
 
     async def handle(self, event: Event, info: ConsumerRecordInfo) -> None:
         payload: Any = event.payload
+        project_id = getattr(payload, "project_id", 0)  # 0: none (a site's, a backfill)
+        if project_id and not self._owns(project_id):
+            return  # another replicator's project: its hints and actions are for that one
         if event.type == "RepositoryDeleted":
             self._scheduler.request(payload.project_id, Action.DELETE)
         elif event.type == "RepositoryUpdated":
@@ -78,9 +96,9 @@ class RepositoryFeed:
         elif event.type in ("SiteAdded", "SiteUpdated") and payload.name == self._site:
             self._read_model.then(event.global_seq, self._backfill_now)
         elif event.type == "ProjectRenamed":
-            project_id = payload.project_id
+            renamed = payload.project_id
             self._read_model.then(
-                event.global_seq, lambda: self._scheduler.request(project_id, Action.SYNC)
+                event.global_seq, lambda: self._scheduler.request(renamed, Action.SYNC)
             )
 
     def _act(self, action: str, project_id: int) -> None:

@@ -62,3 +62,8 @@ class ReplicatorMetrics:
             "Reports not yet in the site's outbox",
             registry=registry,
         )
+        self.owned_partitions = Gauge(
+            "geogit_replicator_owned_partitions",
+            "Partitions of the repository topic this replicator holds: its share of the projects",
+            registry=registry,
+        )

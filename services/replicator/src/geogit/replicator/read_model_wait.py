@@ -29,7 +29,7 @@ class ReadModelWait:
         self._timeout = timeout_seconds
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def then(self, global_seq: int, action: Callable[[], None]) -> None:
+    def then(self, global_seq: int, action: Callable[[], object]) -> None:
         """Run `action` once the read model has applied the event at `global_seq`."""
         task = asyncio.create_task(self._wait_then(global_seq, action), name="read-model-wait")
         self._tasks.add(task)
@@ -42,7 +42,7 @@ class ReadModelWait:
             log.info("read model position unknown", extra={"error": str(exc)})
             return False
 
-    async def _wait_then(self, global_seq: int, action: Callable[[], None]) -> None:
+    async def _wait_then(self, global_seq: int, action: Callable[[], object]) -> None:
         deadline = time.monotonic() + self._timeout
         while not await self._applied(global_seq):
             if time.monotonic() >= deadline:

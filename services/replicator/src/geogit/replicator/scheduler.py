@@ -63,8 +63,10 @@ class Scheduler:
         retry_base: float,
         retry_max: float,
         metrics: ReplicatorMetrics | None = None,
+        owns: Callable[[int], bool] = lambda project_id: True,
     ) -> None:
         self._work = work
+        self._owns = owns
         self._metrics = metrics or ReplicatorMetrics()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._retry_base = retry_base
@@ -77,17 +79,20 @@ class Scheduler:
         """Projects with work requested or running."""
         return len(self._entries)
 
-    def request(self, project_id: int, action: Action) -> None:
-        if self._closed:
-            return
+    def request(self, project_id: int, action: Action) -> bool:
+        """Ask for work on a project; False if refused: one another replicator owns is not this
+        one's to do, and a draining scheduler takes nothing."""
+        if self._closed or not self._owns(project_id):
+            return False
         entry = self._entries.get(project_id)
         if entry is not None:
             entry.action = max(entry.action, action)
             entry.again.set()
-            return
+            return True
         entry = self._entries[project_id] = _Entry(action)
         entry.task = asyncio.create_task(self._run(project_id, entry), name=f"project-{project_id}")
         self._metrics.queue_depth.set(len(self._entries))
+        return True
 
     def backoff(self, attempt: int) -> float:
         """Full exponential backoff, jittered into its upper half so retries spread out."""
@@ -116,6 +121,22 @@ class Scheduler:
         finally:
             self._entries.pop(project_id, None)
             self._metrics.queue_depth.set(len(self._entries))
+
+    async def release(self, keep: Callable[[int], bool]) -> int:
+        """Stop the work on every project `keep` rejects (its partition moved to another
+        replicator) and wait until it has stopped; returns how many. A sync cut off is a killed
+        fetch that changed nothing, and the new owner's backfill finds it."""
+        tasks = [
+            entry.task
+            for project_id, entry in self._entries.items()
+            if entry.task is not None and not keep(project_id)
+        ]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return len(tasks)
 
     async def drain(self, grace: float) -> None:
         """Take no more work; let running work finish within `grace`, then cancel it."""

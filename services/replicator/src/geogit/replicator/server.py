@@ -2,8 +2,9 @@
 
 Parts: the site's role (replication happens only while the site is a secondary, from the
 primary it follows); the scheduler (per-project, bounded concurrency) running the replica
-worker; the repository feed from Kafka (the fast path) and the backfill scan (start,
-interval, on demand) feeding it; reports to `geogit.replication`; the ops endpoint.
+worker; the share of the projects this replica owns when a site runs several (ownership.py);
+the repository feed from Kafka (the fast path) and the backfill scan (start, interval, on
+demand) feeding it; reports to `geogit.replication`; the ops endpoint.
 Lifecycle: starting → ready → draining (SIGTERM/SIGINT: no new work; running syncs get
 GEOGIT_SHUTDOWN_GRACE_SECONDS, then are cancelled, which storage turns into a killed fetch
 that changed nothing) → exit 0.
@@ -17,7 +18,6 @@ import signal
 
 from geogit.common.events import Topics
 from geogit.common.geo import BOOTSTRAP_EPOCH, GeoSigner
-from geogit.common.kafka import KafkaConfig
 from geogit.common.logging import configure_logging
 from geogit.common.ops_http import OpsServer
 from geogit.common.primary_client import PrimaryClient
@@ -27,6 +27,7 @@ from geogit.replicator.clients.storage import StorageClient
 from geogit.replicator.config import ReplicatorSettings
 from geogit.replicator.feed import RepositoryFeed
 from geogit.replicator.metrics import ReplicatorMetrics
+from geogit.replicator.ownership import Ownership
 from geogit.replicator.read_model_wait import ReadModelWait
 from geogit.replicator.reports import Reports
 from geogit.replicator.scheduler import Scheduler
@@ -42,16 +43,7 @@ class ReplicatorServer:
         self.settings = settings
         self.metrics = ReplicatorMetrics()
         self.states = SyncStates()
-        kafka = (
-            KafkaConfig(
-                bootstrap=settings.kafka_bootstrap,
-                idempotent=settings.kafka_idempotent,
-                client_id=f"geogit-replicator-{settings.site_name}",
-                session_timeout_ms=settings.kafka_session_timeout_ms,
-            )
-            if settings.kafka_bootstrap
-            else None
-        )
+        kafka = settings.kafka(f"geogit-replicator-{settings.site_name}")
         topics = Topics(settings.topic_prefix)
         self.api = InternalApiClient(
             settings.internal_api_url,
@@ -93,6 +85,13 @@ class ReplicatorServer:
             settings.retry_base_seconds,
             settings.retry_max_seconds,
             self.metrics,
+            owns=lambda project_id: self.ownership.owns(project_id),
+        )
+        self.ownership = Ownership(
+            topics.repository if kafka is not None else None,
+            self.scheduler.release,
+            lambda: self.backfill.now(),
+            self.metrics,
         )
         self.backfill = Backfill(
             self.api,
@@ -110,6 +109,7 @@ class ReplicatorServer:
                 self.states,
                 lambda: self.backfill.now(),
                 ReadModelWait(self.api),
+                self.ownership,
             )
             if kafka is not None
             else None

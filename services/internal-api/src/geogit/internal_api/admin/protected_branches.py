@@ -15,13 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.events import project_aggregate
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.common.text import StorableText
 from geogit.internal_api.access.levels import LEVEL_NAMES, AccessLevel
 from geogit.internal_api.access.projects import visible_project
 from geogit.internal_api.deps import CurrentUser, OutboxDep, SessionDep
 from geogit.internal_api.errors import conflict, field_error, not_found
-from geogit.internal_api.events.outbox import project_aggregate
 from geogit.internal_api.models import Project, ProtectedBranch
 from geogit.internal_api.pagination import PageDep
 from geogit.internal_api.params import BranchName, ProjectRef

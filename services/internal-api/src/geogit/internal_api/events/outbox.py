@@ -55,13 +55,6 @@ def user_aggregate(user_id: int) -> str:
     return f"user-{user_id}"
 
 
-PROJECT_AGGREGATE_PREFIX = "project-"
-
-
-def project_aggregate(project_id: int) -> str:
-    return f"{PROJECT_AGGREGATE_PREFIX}{project_id}"
-
-
 def site_aggregate(site_id: int) -> str:
     return f"site-{site_id}"
 

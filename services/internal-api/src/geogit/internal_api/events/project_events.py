@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.events import project_aggregate
 from geogit.common.proto.events.v1 import domain_pb2, repository_pb2
 from geogit.internal_api.access.levels import AccessLevel
-from geogit.internal_api.events.outbox import Outbox, project_aggregate
+from geogit.internal_api.events.outbox import Outbox
 from geogit.internal_api.models import Project
 
 

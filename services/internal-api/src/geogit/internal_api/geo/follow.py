@@ -20,9 +20,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from geogit.common.events import PROJECT_AGGREGATE_PREFIX
 from geogit.common.primary_client import PrimaryClient
 from geogit.internal_api.db import SessionMaker
-from geogit.internal_api.events.outbox import PROJECT_AGGREGATE_PREFIX
 from geogit.internal_api.geo import epochs, site_state
 from geogit.internal_api.geo.epochs import EpochStart
 from geogit.internal_api.geo.mirror import apply_and_mirror, last_event_id, lock_feed

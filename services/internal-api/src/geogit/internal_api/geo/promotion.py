@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import Select, delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from geogit.common.events import PROJECT_AGGREGATE_PREFIX
 from geogit.common.geo_coordination import (
     Follower,
     FollowIn,
@@ -38,7 +39,7 @@ from geogit.common.primary_client import PrimaryUnavailable
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.internal_api.clients.sites import SitesClient, SiteUnreachable
 from geogit.internal_api.db import SessionMaker
-from geogit.internal_api.events.outbox import PROJECT_AGGREGATE_PREFIX, Outbox, site_aggregate
+from geogit.internal_api.events.outbox import Outbox, site_aggregate
 from geogit.internal_api.geo import epochs, site_state
 from geogit.internal_api.geo.mirror import feed_position, lock_feed
 from geogit.internal_api.geo.peers import ASK_TIMEOUT_SECONDS, other_sites

@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from geogit.common.events import timestamp
+from geogit.common.events import project_aggregate, timestamp
 from geogit.common.internal_api import (
     PostReceiveRequest,
     PostReceiveResponse,
@@ -34,7 +34,7 @@ from geogit.internal_api.deps import (
 )
 from geogit.internal_api.errors import ApiError, bad_request
 from geogit.internal_api.events import project_events
-from geogit.internal_api.events.outbox import Outbox, project_aggregate
+from geogit.internal_api.events.outbox import Outbox
 from geogit.internal_api.geo import maintenance
 from geogit.internal_api.lookup import project_by_gl_repository
 from geogit.internal_api.models import Project

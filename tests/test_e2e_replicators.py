@@ -1,0 +1,134 @@
+"""Three replicators on one secondary (issue 14): real processes, real git, a real broker.
+
+The site's replicators share its consumer group and divide the projects by the partitions of
+the repository topic. A backfill of many projects is split between them with no project synced
+by two; `kill -9` of one in the middle leaves its share to the others, which finish it once the
+group notices (the session timeout) — nothing stays behind and nothing is synced twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from e2e import Api, clone_url, git
+from geo_support import primary_and_secondary, registry, wait_until
+
+from geogit.common.events import project_aggregate
+from geogit.common.kafka import partition_for
+from geogit.common.tansu import TansuBroker
+from geogit.devstack.replicators import (
+    ReplicatorReplica,
+    replica_process_name,
+    start_replicator_replica,
+)
+from geogit.devstack.site import Site
+from geogit.storage.testing import make_work_tree
+
+PROJECTS = 36
+PARTITIONS = 6  # the default GEOGIT_KAFKA_PARTITIONS
+
+
+@pytest.fixture
+def sites(tmp_path: Path, tansu: TansuBroker) -> Iterator[tuple[Site, Site, Api]]:
+    # One sync at a time per replicator, so the backfill lasts long enough to be cut into.
+    slow = {"GEOGIT_MAX_CONCURRENCY": "1"}
+    with primary_and_secondary(tmp_path, tansu.bootstrap, secondary_env=slow) as sites:
+        yield sites
+
+
+def _log_lines(site: Site, index: int) -> list[dict[str, Any]]:
+    path = site.supervisor.log_path(replica_process_name(site, index))
+    lines = []
+    for line in path.read_text().splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+def _synced_by(site: Site, index: int) -> set[int]:
+    return {
+        int(line["project_id"])
+        for line in _log_lines(site, index)
+        if line["msg"] == "replica synced"
+    }
+
+
+def _held(site: Site, index: int) -> set[int]:
+    """The partitions a replicator said it held last."""
+    moves = [line for line in _log_lines(site, index) if line["msg"].startswith("partitions ")]
+    return set(moves[-1]["held"]) if moves else set()
+
+
+def _owned_partitions(ops_url: str) -> float:
+    metrics = httpx.get(f"{ops_url}/metrics", timeout=10).text
+    for line in metrics.splitlines():
+        if line.startswith("geogit_replicator_owned_partitions "):
+            return float(line.split()[1])
+    raise AssertionError("no geogit_replicator_owned_partitions in /metrics")
+
+
+def _synced(secondary: Site, project_ids: list[int]) -> set[int]:
+    return {
+        project_id
+        for project_id in project_ids
+        if (entry := registry(secondary, project_id)) is not None and entry["state"] == "synced"
+    }
+
+
+def test_three_replicators_divide_a_backfill_and_survive_a_kill(
+    sites: tuple[Site, Site, Api], tmp_path: Path
+) -> None:
+    primary, secondary, api = sites
+    # The backfill is to start with all three: until then the site has no replicator.
+    secondary.supervisor.stop(secondary.process_name("replicator"))
+    owner = api.account()
+    tree = make_work_tree(tmp_path / "work", commits=3)
+    project_ids = []
+    for _ in range(PROJECTS):
+        project = api.project(owner)
+        git("push", "-q", clone_url(primary.http_url, project, owner), "main", cwd=tree)
+        project_ids.append(int(project["id"]))
+
+    secondary.start_replicator()
+    replicas: list[ReplicatorReplica] = [start_replicator_replica(secondary, i) for i in (1, 2)]
+    ops_urls = [secondary.replicator_ops_url, *(replica.ops_url for replica in replicas)]
+    wait_until(
+        lambda: [_owned_partitions(url) for url in ops_urls] == [2, 2, 2],
+        what="the group to give each of three replicators two of the six partitions",
+    )
+    wait_until(lambda: len(_synced(secondary, project_ids)) >= 6, what="the backfill to get going")
+    killed = replicas[0]
+    killed_partitions = _held(secondary, killed.index)
+    killed.stop(kill=True)
+    synced_at_kill = _synced(secondary, project_ids)
+    assert len(synced_at_kill) < PROJECTS, "the backfill ended before the kill: nothing to prove"
+
+    wait_until(
+        lambda: _synced(secondary, project_ids) == set(project_ids),
+        timeout=120,
+        what="the two survivors to finish every project",
+    )
+    survivors = [secondary.replicator_ops_url, replicas[1].ops_url]
+    wait_until(
+        lambda: sum(_owned_partitions(url) for url in survivors) == PARTITIONS,
+        what="the survivors to hold every partition",
+    )
+
+    by_replica = {index: _synced_by(secondary, index) for index in (0, 1, 2)}
+    assert all(by_replica.values()), f"a replicator synced nothing: {by_replica}"
+    everyone = [pid for synced in by_replica.values() for pid in synced]
+    assert len(everyone) == len(set(everyone)), "a project was synced by two replicators"
+    assert set(everyone) == set(project_ids)
+    # The killed replicator's share of what was left was finished by the others.
+    orphaned = {
+        pid
+        for pid in set(project_ids) - synced_at_kill
+        if partition_for(project_aggregate(pid), PARTITIONS) in killed_partitions
+    }
+    assert orphaned, "the killed replicator had nothing left to hand over"
+    assert orphaned <= by_replica[0] | by_replica[2]
