@@ -21,6 +21,7 @@ from bench import (
     housekeeping,
     outbox_lock,
     push,
+    replicators,
     ssh_clone,
     storage_clone,
 )
@@ -37,6 +38,7 @@ AREAS: dict[str, Callable[[Options], dict[str, Any]]] = {
     "push": push.run,
     "housekeeping": housekeeping.run,
     "storm": clone_storm.run,
+    "replicators": replicators.run,
 }
 # `geo-lag` is part (a) of `geo` on its own, `outbox-lock` a micro-benchmark: named
 # explicitly, not run by default.
