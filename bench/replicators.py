@@ -56,6 +56,7 @@ def run(options: Options) -> dict[str, Any]:
 
 def measure(options: Options, foreign: ForeignCpu) -> dict[str, Any]:
     projects = QUICK_PROJECTS if options.quick else PROJECTS
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="replicators-") as tmp,
         TansuBroker() as broker,

@@ -488,11 +488,23 @@ class ConsumerLoop:
         self._retry_seconds = retry_seconds
         self._hooks = hooks
         self.consumer: EventConsumer | None = None
+        self._consuming = asyncio.Event()
         self._name = group_id or "+".join(self._topics)
         self._loop = Background(f"consume-{self._name}", self._run_forever)
 
     def start(self) -> None:
         self._loop.start()
+
+    async def consuming(self, timeout: float) -> bool:
+        """Wait until a consumer is started (a group-less one positioned at the end, so what is
+        published from now on reaches it); False after `timeout`, for a caller that goes on
+        without the broker."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._consuming.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def stop(self) -> None:
         await self._loop.stop()
@@ -506,6 +518,7 @@ class ConsumerLoop:
                 await ensure_topics(self._config, self._topics)
                 await consumer.start()
                 self.consumer = consumer
+                self._consuming.set()
                 await consumer.run()
             except asyncio.CancelledError:
                 raise
@@ -515,6 +528,7 @@ class ConsumerLoop:
                 log.log(level, "consumer %s stopped, restarting: %r", self._name, exc)
             finally:
                 self.consumer = None
+                self._consuming.clear()
                 with contextlib.suppress(Exception):
                     await consumer.stop()
             await asyncio.sleep(self._retry_seconds)

@@ -16,6 +16,7 @@ its data costs nothing here either; backfill compares every project with the rea
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC
 from typing import Any
@@ -62,9 +63,13 @@ class RepositoryFeed:
         ]
         self._owns = ownership.owns
 
-    def start(self) -> None:
+    async def start(self, timeout: float) -> None:
+        """Start consuming; return once both consumers are (or after `timeout`: without the
+        broker, backfill alone keeps the site converging). The domain consumer starts at the
+        end, so an operator action or selection change made after this returns is seen."""
         for loop in self._loops:
             loop.start()
+        await asyncio.gather(*(loop.consuming(timeout) for loop in self._loops))
 
     async def stop(self) -> None:
         for loop in self._loops:

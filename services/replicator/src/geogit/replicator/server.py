@@ -37,6 +37,9 @@ from geogit.replicator.worker import ReplicaWorker
 
 log = logging.getLogger(__name__)
 
+# Readiness waits this long for the Kafka consumers (a group join on Tansu takes about a second).
+FEED_START_TIMEOUT_SECONDS = 15.0
+
 
 class ReplicatorServer:
     def __init__(self, settings: ReplicatorSettings) -> None:
@@ -129,7 +132,7 @@ class ReplicatorServer:
         await self.site.start()
         self.reports.start()
         if self.feed is not None:
-            self.feed.start()
+            await self.feed.start(FEED_START_TIMEOUT_SECONDS)
         self.backfill.start()
         self.ready = True
         log.info("replicator ready", extra={"ops_port": self.ops.port})
