@@ -1,5 +1,8 @@
 """Three replicators on one secondary (issue 14): real processes, real git, a real broker.
 
+Projects are placed on two storage shards by weight on the primary, and each replica lands on
+the secondary's shard of the same name, whichever replicator made it.
+
 The site's replicators share its consumer group and divide the projects by the partitions of
 the repository topic. A backfill of many projects is split between them with no project synced
 by two; `kill -9` of one in the middle leaves its share to the others, which finish it once the
@@ -9,6 +12,7 @@ group notices (the session timeout) — nothing stays behind and nothing is sync
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +20,11 @@ from typing import Any
 import httpx
 import pytest
 from e2e import Api, clone_url, git
-from geo_support import primary_and_secondary, registry, wait_until
+from geo_support import internal, primary_and_secondary, registry, wait_until
 
 from geogit.common.events import project_aggregate
 from geogit.common.kafka import partition_for
+from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.replicators import (
     ReplicatorReplica,
@@ -27,6 +32,7 @@ from geogit.devstack.replicators import (
     start_replicator_replica,
 )
 from geogit.devstack.site import Site
+from geogit.devstack.testing import running_sites
 from geogit.storage.testing import make_work_tree
 
 PROJECTS = 36
@@ -73,11 +79,22 @@ def _owned_partitions(ops_url: str) -> float:
 
 
 def _synced(secondary: Site, project_ids: list[int]) -> set[int]:
-    return {
-        project_id
-        for project_id in project_ids
-        if (entry := registry(secondary, project_id)) is not None and entry["state"] == "synced"
-    }
+    """Which of the projects the secondary's registry has synced at their latest sequence."""
+    wanted, synced = set(project_ids), set()
+    after: int | None = 0
+    while after is not None:
+        page = internal(secondary, "/geo/replicables", after=after, limit=1000).json()
+        for item in page["replicables"]:
+            entry = item["registry"]
+            if (
+                item["project_id"] in wanted
+                and entry is not None
+                and entry["state"] == "synced"
+                and entry["synced_seq"] >= item["seq"]
+            ):
+                synced.add(item["project_id"])
+        after = page["next_after"]
+    return synced
 
 
 def test_three_replicators_divide_a_backfill_and_survive_a_kill(
@@ -132,3 +149,53 @@ def test_three_replicators_divide_a_backfill_and_survive_a_kill(
     }
     assert orphaned, "the killed replicator had nothing left to hand over"
     assert orphaned <= by_replica[0] | by_replica[2]
+
+
+PLACED = 200
+WEIGHTS = {"default": 3, "second": 1}
+
+
+def test_two_shards_by_weight_and_three_replicators_place_every_replica_on_its_shard(
+    tmp_path: Path, tansu: TansuBroker
+) -> None:
+    env = {"GEOGIT_STORAGE_WEIGHTS": json.dumps(WEIGHTS)}
+    with running_sites(tmp_path, tansu.bootstrap, extra_env=env, extra_shards=("second",)) as (
+        primary,
+        (secondary,),
+        admin,
+    ):
+        for index in (1, 2):
+            start_replicator_replica(secondary, index)
+        api = Api(primary.http_url, admin.token)
+        try:
+            owner = api.account()
+            shard_of = {
+                int(project["id"]): str(project["repository_storage"])
+                for project in (api.project(owner) for _ in range(PLACED))
+            }
+            placed = Counter(shard_of.values())
+            # 3:1 of 200 is 150:50; five standard deviations (6.1 each) either side.
+            assert (
+                120 <= placed["default"] <= 180 and placed["default"] + placed["second"] == PLACED
+            )
+            for project_id, shard in shard_of.items():
+                path = hashed_repository_path(project_id)
+                assert (primary.shard_repositories_dir(shard) / path / "HEAD").is_file()
+
+            wait_until(
+                lambda: _synced(secondary, list(shard_of)) == set(shard_of),
+                timeout=240,
+                what="the secondary to replicate every project",
+            )
+            for project_id, shard in shard_of.items():
+                entry = registry(secondary, project_id)
+                assert entry is not None and entry["storage_shard"] == shard
+                path = hashed_repository_path(project_id)
+                assert (secondary.shard_repositories_dir(shard) / path / "HEAD").is_file()
+                other = "second" if shard == "default" else "default"
+                assert not (secondary.shard_repositories_dir(other) / path).exists()
+            by_replica = [_synced_by(secondary, index) for index in (0, 1, 2)]
+            assert all(by_replica), "a replicator had no share"
+            assert sum(map(len, by_replica)) == len(set().union(*by_replica)) == PLACED
+        finally:
+            api.http.close()

@@ -139,10 +139,12 @@ class ReplicatorServer:
 
     async def stop(self) -> None:
         self.ready = False
+        # Running syncs finish first, while this replica still holds their partitions; leaving
+        # the group then hands them over with nothing of this replica's still running.
+        await self.scheduler.drain(self.settings.shutdown_grace_seconds)
         if self.feed is not None:
             await self.feed.stop()
         await self.backfill.stop()
-        await self.scheduler.drain(self.settings.shutdown_grace_seconds)
         await self.site.stop()
         await self.reports.stop()
         await self.storage.close()
