@@ -1,12 +1,22 @@
 """deploy/k8s stays in step with the code: every GEOGIT_* variable the manifests set is a
-setting of the service that reads it, every probe points at an endpoint that exists, and every
-site (overlay) runs every service, a replicator included: a promotion demotes the primary to a
-secondary without a redeploy."""
+setting of the service that reads it, every site (overlay) runs every service, a replicator
+included (a promotion demotes the primary to a secondary without a redeploy), every manifest is
+valid against Kubernetes' own schemas, every Deployment has its disruption budget and, where it
+scales on load, an autoscaler, the storage shards are the ones every reader of GEOGIT_STORAGES
+names, and the Kafka partition count comes from one ConfigMap key.
+
+Offline: the schemas are the ones the kubernetes-validate package ships; kustomize's own
+resolution (resources, ConfigMap generators) is followed by hand, as far as these files use it."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import kubernetes_validate
+import pytest
 import yaml
 
 from geogit.common.settings import GeogitSettings
@@ -25,6 +35,27 @@ SETTINGS_BY_CONTAINER: dict[str, type[GeogitSettings]] = {
     "edge-proxy": EdgeProxySettings,
     "ssh-gateway": SshGatewaySettings,
     "replicator": ReplicatorSettings,
+}
+# Variables the manifests already set for a setting another change is adding, with the settings
+# that will have it. Each entry fails test_pending_settings_are_still_pending once the setting
+# exists: then delete the entry, and the checks against the settings cover the variable.
+PENDING_SETTINGS: dict[str, tuple[type[GeogitSettings], ...]] = {
+    # The partition count Kafka topics are created with (issue 14: replicators divide the
+    # repository topic's partitions).
+    "GEOGIT_KAFKA_PARTITIONS": (InternalApiSettings, ReplicatorSettings),
+}
+# The Kubernetes release the manifests are checked against: autoscaling/v2 and policy/v1 are
+# there since 1.23 and 1.21.
+KUBERNETES_VERSION = "1.32.0"
+# How each Deployment is scaled: "cpu" by a HorizontalPodAutoscaler on CPU utilization (it
+# owns the replica count); "fixed" by its replica count, by hand. Every Deployment has a
+# PodDisruptionBudget either way; a new Deployment must be entered here.
+SCALING = {
+    "geogit-edge-proxy": "cpu",
+    "geogit-ssh-gateway": "cpu",
+    "geogit-internal-api": "cpu",
+    # One consumer group dividing the repository topic's partitions: scaled by hand.
+    "geogit-replicator": "fixed",
 }
 
 
@@ -51,8 +82,9 @@ def test_container_variables_are_settings() -> None:
             for container in pod["containers"] + pod.get("initContainers", []):
                 fields = SETTINGS_BY_CONTAINER[container["name"]].model_fields
                 for variable in container.get("env", []):
-                    if variable["name"].startswith("GEOGIT_"):
-                        assert _setting_name(variable["name"]) in fields, variable["name"]
+                    name = variable["name"]
+                    if name.startswith("GEOGIT_") and name not in PENDING_SETTINGS:
+                        assert _setting_name(name) in fields, name
                         checked += 1
     assert checked >= 10
 
@@ -74,7 +106,17 @@ def test_site_config_map_keys_are_settings_of_some_service() -> None:
         for generator in yaml.safe_load(kustomization.read_text()).get("configMapGenerator", []):
             for literal in generator.get("literals", []):
                 name = literal.split("=", 1)[0]
-                assert _setting_name(name) in known, f"{kustomization}: {name}"
+                if name not in PENDING_SETTINGS:
+                    assert _setting_name(name) in known, f"{kustomization}: {name}"
+
+
+def test_pending_settings_are_still_pending() -> None:
+    for variable, owners in PENDING_SETTINGS.items():
+        for settings in owners:
+            assert _setting_name(variable) not in settings.model_fields, (
+                f"{settings.__name__} has {_setting_name(variable)} now: delete {variable} "
+                "from PENDING_SETTINGS"
+            )
 
 
 def _workloads(directory: Path) -> dict[str, set[str]]:
@@ -113,3 +155,297 @@ def test_every_site_mounts_its_geo_key_where_geo_tokens_are_signed() -> None:
                 assert variables["GEOGIT_GEO_PRIVATE_KEY_FILE"] == (
                     "/etc/geogit/secrets/geo_private_key"
                 )
+
+
+# --- what one site (overlay) creates -------------------------------------------------------
+
+
+def _resources(directory: Path) -> list[dict[str, Any]]:
+    """The documents of every resource `kubectl apply -k directory` creates, but for the
+    ConfigMaps its generators make (`_config_maps`)."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    documents: list[dict[str, Any]] = []
+    for resource in kustomization.get("resources", []):
+        path = (directory / resource).resolve()
+        documents += _resources(path) if path.is_dir() else _documents(path)
+    return documents
+
+
+def _config_maps(directory: Path) -> dict[str, dict[str, str]]:
+    """Generated ConfigMaps by name: the bases' first, then this kustomization's generators
+    (`behavior: merge` adds to or overrides a base's keys)."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    maps: dict[str, dict[str, str]] = {}
+    for resource in kustomization.get("resources", []):
+        path = (directory / resource).resolve()
+        if path.is_dir():
+            maps |= _config_maps(path)
+    for generator in kustomization.get("configMapGenerator", []):
+        literals = dict(literal.split("=", 1) for literal in generator.get("literals", []))
+        behavior = generator.get("behavior", "create")
+        assert (generator["name"] in maps) == (behavior != "create"), generator
+        maps[generator["name"]] = (
+            maps[generator["name"]] | literals if behavior == "merge" else literals
+        )
+    return maps
+
+
+def _sites() -> list[Path]:
+    return sorted(path for path in (K8S / "overlays").iterdir() if path.is_dir())
+
+
+def _of_kind(documents: list[dict[str, Any]], *kinds: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in documents if doc["kind"] in kinds}
+
+
+def _pod_labels(workload: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
+
+
+def _selected(selector: dict[str, str], workloads: dict[str, dict[str, Any]]) -> list[str]:
+    """The workloads whose pods `selector` (matchLabels, or a Service's selector) selects."""
+    return [name for name, doc in workloads.items() if _selects(selector, _pod_labels(doc))]
+
+
+def _containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    pod = workload["spec"]["template"]["spec"]
+    containers: list[dict[str, Any]] = pod["containers"] + pod.get("initContainers", [])
+    return containers
+
+
+def _all_containers() -> Iterator[tuple[str, dict[str, Any]]]:
+    """(workload name, container) for every container and init container in the base."""
+    workloads = _of_kind(_resources(K8S / "base"), "Deployment", "StatefulSet")
+    for name, workload in workloads.items():
+        for container in _containers(workload):
+            yield name, container
+
+
+def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {variable["name"]: variable for variable in container.get("env", [])}
+
+
+# --- schemas ---------------------------------------------------------------------------------
+
+
+def test_manifests_match_the_kubernetes_schemas() -> None:
+    kinds = set()
+    for manifest in _manifests():
+        for doc in _documents(manifest):
+            try:
+                kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                name = doc["metadata"]["name"]
+                pytest.fail(f"{manifest.name}: {doc['kind']} {name}: {exc.message}")
+            kinds.add(doc["kind"])
+    expected = {"Service", "Deployment", "StatefulSet", "PodDisruptionBudget"}
+    assert kinds == expected | {"HorizontalPodAutoscaler"}
+
+
+def test_the_schema_check_refuses_what_it_should() -> None:
+    """The check above is strict: an unknown field and a wrong type both fail it."""
+    budget = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "geogit-replicator"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "x"}}},
+    }
+    kubernetes_validate.validate(budget, KUBERNETES_VERSION, strict=True)
+    for spec in ({"maxUnavailable": 1, "selektor": {}}, {"minAvailable": [1]}):
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(budget | {"spec": spec}, KUBERNETES_VERSION, strict=True)
+
+
+# --- scaling ---------------------------------------------------------------------------------
+
+
+def test_every_service_selects_the_pods_of_one_workload() -> None:
+    for site in _sites():
+        documents = _resources(site)
+        workloads = _of_kind(documents, "Deployment", "StatefulSet")
+        for name, service in _of_kind(documents, "Service").items():
+            selected = _selected(service["spec"]["selector"], workloads)
+            assert len(selected) == 1, f"{site.name}: Service {name} selects {selected}"
+        for name, workload in workloads.items():
+            selector = workload["spec"]["selector"]["matchLabels"]
+            assert _selected(selector, workloads) == [name], f"{site.name}: {name}"
+
+
+def test_every_deployment_has_a_disruption_budget() -> None:
+    for site in _sites():
+        documents = _resources(site)
+        deployments = _of_kind(documents, "Deployment")
+        assert set(deployments) == set(SCALING), f"{site.name}: enter each in SCALING"
+        budgets: dict[str, list[str]] = {name: [] for name in deployments}
+        workloads = _of_kind(documents, "Deployment", "StatefulSet")
+        for name, budget in _of_kind(documents, "PodDisruptionBudget").items():
+            selected = _selected(budget["spec"]["selector"]["matchLabels"], workloads)
+            assert len(selected) == 1 and selected[0] in deployments, f"{name}: {selected}"
+            # One pod at a time: a drain never takes a service's last replica nor blocks.
+            assert budget["spec"].get("maxUnavailable") == 1, name
+            budgets[selected[0]].append(name)
+        assert all(len(names) == 1 for names in budgets.values()), f"{site.name}: {budgets}"
+
+
+def test_autoscalers_scale_on_cpu_the_deployments_marked_so() -> None:
+    for site in _sites():
+        documents = _resources(site)
+        deployments = _of_kind(documents, "Deployment")
+        targets = []
+        for name, autoscaler in _of_kind(documents, "HorizontalPodAutoscaler").items():
+            spec = autoscaler["spec"]
+            target = spec["scaleTargetRef"]
+            assert (target["apiVersion"], target["kind"]) == ("apps/v1", "Deployment"), name
+            assert target["name"] in deployments, f"{name}: no Deployment {target['name']}"
+            targets.append(target["name"])
+            # At least two, so the budget's one unavailable pod leaves one serving.
+            assert 2 <= spec["minReplicas"] <= spec["maxReplicas"], name
+            [metric] = spec["metrics"]
+            assert (metric["type"], metric["resource"]["name"]) == ("Resource", "cpu"), name
+            assert metric["resource"]["target"]["type"] == "Utilization", name
+            assert 0 < metric["resource"]["target"]["averageUtilization"] <= 100, name
+            # The autoscaler owns the replica count: one in the Deployment would be put back
+            # by every apply.
+            assert "replicas" not in deployments[target["name"]]["spec"], target["name"]
+        assert sorted(targets) == sorted(name for name, how in SCALING.items() if how == "cpu")
+        for name, how in SCALING.items():
+            if how == "fixed":
+                assert deployments[name]["spec"]["replicas"] >= 2, name
+
+
+def test_every_container_requests_cpu_and_memory() -> None:
+    """CPU utilization, which the autoscalers scale on, is measured against the request."""
+    checked = set()
+    for workload, container in _all_containers():
+        requests = container.get("resources", {}).get("requests", {})
+        assert {"cpu", "memory"} <= set(requests), f"{workload}: {container['name']}"
+        checked.add(container["name"])
+    assert checked == set(SETTINGS_BY_CONTAINER)
+
+
+def test_replicators_are_three_by_default() -> None:
+    """Three replicas of one consumer group: one may be drained while two go on, and the
+    default partition count divides evenly among them (deploy/k8s/base/replicator.yaml)."""
+    replicator = _of_kind(_resources(K8S / "base"), "Deployment")["geogit-replicator"]
+    assert replicator["spec"]["replicas"] == 3
+    partitions = int(_config_maps(K8S / "base")["geogit-kafka"]["GEOGIT_KAFKA_PARTITIONS"])
+    assert partitions % replicator["spec"]["replicas"] == 0
+
+
+# --- storage shards --------------------------------------------------------------------------
+
+
+def _shards(documents: list[dict[str, Any]]) -> dict[str, str]:
+    """Each storage StatefulSet's shard name -> the address its readers must use: its one
+    pod's stable DNS name behind its headless Service, and its gRPC port."""
+    services = _of_kind(documents, "Service")
+    shards = {}
+    for name, workload in _of_kind(documents, "StatefulSet").items():
+        [container] = workload["spec"]["template"]["spec"]["containers"]
+        assert container["name"] == "storage", name
+        shard = _env(container)["GEOGIT_STORAGE_NAME"]["value"]
+        assert name == f"geogit-storage-{shard}", name
+        # One pod per shard: a repository lives on one volume.
+        assert workload["spec"]["replicas"] == 1, name
+        service = services[workload["spec"]["serviceName"]]
+        assert service["spec"]["clusterIP"] == "None", f"{name}: its Service is not headless"
+        assert _selects(service["spec"]["selector"], _pod_labels(workload)), name
+        [grpc] = [port for port in container["ports"] if port["name"] == "grpc"]
+        listen = _env(container)["GEOGIT_LISTEN_ADDRESS"]["value"]
+        assert listen == f"0.0.0.0:{grpc['containerPort']}", name
+        assert grpc["containerPort"] in [port["port"] for port in service["spec"]["ports"]]
+        [claim] = workload["spec"]["volumeClaimTemplates"]
+        mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+        assert mounts[claim["metadata"]["name"]] == _env(container)["GEOGIT_STORAGE_ROOT"]["value"]
+        shards[shard] = f"{name}-0.{service['metadata']['name']}:{grpc['containerPort']}"
+    return shards
+
+
+def test_every_reader_of_storages_names_every_shard() -> None:
+    readers = {
+        name for name, cls in SETTINGS_BY_CONTAINER.items() if "storages" in cls.model_fields
+    }
+    assert readers >= {"internal-api", "replicator"}
+    for site in _sites():
+        documents = _resources(site)
+        shards = _shards(documents)
+        assert set(shards) == {"default", "second"}, site.name
+        seen = set()
+        for workload in _of_kind(documents, "Deployment", "StatefulSet").values():
+            for container in _containers(workload):
+                if container["name"] in readers:
+                    storages = _env(container)["GEOGIT_STORAGES"]["value"]
+                    assert json.loads(storages) == shards, f"{site.name}: {container['name']}"
+                    seen.add(container["name"])
+        assert seen == readers, site.name
+
+
+def test_every_shard_has_a_weight_and_a_health_url() -> None:
+    documents = _resources(K8S / "base")
+    shards = _shards(documents)
+    api = _of_kind(documents, "Deployment")["geogit-internal-api"]
+    for container in _containers(api):
+        env = _env(container)
+        weights = json.loads(env["GEOGIT_STORAGE_WEIGHTS"]["value"])
+        assert set(weights) == set(shards), container["name"]
+        assert all(weight >= 0 for weight in weights.values()) and any(weights.values())
+        health = json.loads(env["GEOGIT_SERVICE_HEALTH_URLS"]["value"])
+        for shard, address in shards.items():
+            host = address.rsplit(":", 1)[0]
+            assert health[f"storage-{shard}"] == f"http://{host}:9998/-/readiness", shard
+
+
+def _shard_neutral(path: Path, shard: str) -> str:
+    text = json.dumps(_documents(path), sort_keys=True)
+    text = text.replace(f"geogit-storage-{shard}", "geogit-storage-SHARD")
+    return text.replace('"value": "' + shard + '"', '"value": "SHARD"')
+
+
+def test_storage_shards_differ_only_in_their_name() -> None:
+    """Each shard is a copy of one manifest (storage-<shard>.yaml): a change to one must be
+    made to every one."""
+    files = sorted((K8S / "base").glob("storage-*.yaml"))
+    assert [path.name for path in files] == ["storage-default.yaml", "storage-second.yaml"]
+    neutral = {
+        path.name: _shard_neutral(path, path.stem.removeprefix("storage-")) for path in files
+    }
+    assert len(set(neutral.values())) == 1, "the storage shards' manifests differ"
+
+
+# --- Kafka partitions ------------------------------------------------------------------------
+
+
+def test_kafka_partitions_come_from_one_config_map_key_everywhere() -> None:
+    """The internal API's outbox relay creates the topics, the replicator creates them too if
+    missing: with two counts the topics would get whichever came first."""
+    readers = {"internal-api", "migrate", "replicator"} | {
+        name
+        for name, cls in SETTINGS_BY_CONTAINER.items()
+        if "kafka_partitions" in cls.model_fields
+    }
+    values = set()
+    for site in _sites():
+        maps = _config_maps(site)
+        holders = [name for name, keys in maps.items() if "GEOGIT_KAFKA_PARTITIONS" in keys]
+        assert holders == ["geogit-kafka"], f"{site.name}: {holders}"
+        value = maps["geogit-kafka"]["GEOGIT_KAFKA_PARTITIONS"]
+        assert int(value) >= 1, site.name
+        values.add(value)
+        seen = set()
+        for workload in _of_kind(_resources(site), "Deployment", "StatefulSet").values():
+            for container in _containers(workload):
+                variable = _env(container).get("GEOGIT_KAFKA_PARTITIONS")
+                if variable is None:
+                    continue
+                assert variable["valueFrom"] == {
+                    "configMapKeyRef": {"name": "geogit-kafka", "key": "GEOGIT_KAFKA_PARTITIONS"}
+                }, f"{site.name}: {container['name']}"
+                seen.add(container["name"])
+        assert seen == readers, site.name
+    # Every site's relay and replicators may create the same topics.
+    assert len(values) == 1, values
