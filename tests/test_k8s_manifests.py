@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -286,7 +287,7 @@ def test_every_deployment_has_a_disruption_budget() -> None:
         for name, budget in _of_kind(documents, "PodDisruptionBudget").items():
             selected = _selected(budget["spec"]["selector"]["matchLabels"], workloads)
             assert len(selected) == 1 and selected[0] in deployments, f"{name}: {selected}"
-            # One pod at a time: a drain never takes a service's last replica nor blocks.
+            # One pod at a time: a drain goes on pod by pod (0 would stop it for good).
             assert budget["spec"].get("maxUnavailable") == 1, name
             budgets[selected[0]].append(name)
         assert all(len(names) == 1 for names in budgets.values()), f"{site.name}: {budgets}"
@@ -340,9 +341,23 @@ def test_replicators_are_three_by_default() -> None:
 # --- storage shards --------------------------------------------------------------------------
 
 
-def _shards(documents: list[dict[str, Any]]) -> dict[str, str]:
-    """Each storage StatefulSet's shard name -> the address its readers must use: its one
-    pod's stable DNS name behind its headless Service, and its gRPC port."""
+@dataclass(frozen=True)
+class Shard:
+    """Where a storage shard's readers find it: its one pod's stable DNS name behind its
+    headless Service, and its ports."""
+
+    host: str
+    grpc_port: int
+    ops_port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+
+def _shards(documents: list[dict[str, Any]]) -> dict[str, Shard]:
+    """The storage StatefulSets by shard name, each checked to be one shard as the readers of
+    GEOGIT_STORAGES expect."""
     services = _of_kind(documents, "Service")
     shards = {}
     for name, workload in _of_kind(documents, "StatefulSet").items():
@@ -355,15 +370,24 @@ def _shards(documents: list[dict[str, Any]]) -> dict[str, str]:
         service = services[workload["spec"]["serviceName"]]
         assert service["spec"]["clusterIP"] == "None", f"{name}: its Service is not headless"
         assert _selects(service["spec"]["selector"], _pod_labels(workload)), name
-        [grpc] = [port for port in container["ports"] if port["name"] == "grpc"]
-        listen = _env(container)["GEOGIT_LISTEN_ADDRESS"]["value"]
-        assert listen == f"0.0.0.0:{grpc['containerPort']}", name
-        assert grpc["containerPort"] in [port["port"] for port in service["spec"]["ports"]]
+        ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+        env = _env(container)
+        assert env["GEOGIT_LISTEN_ADDRESS"]["value"] == f"0.0.0.0:{ports['grpc']}", name
+        assert env["GEOGIT_OPS_ADDRESS"]["value"] == f"0.0.0.0:{ports['ops']}", name
+        assert {ports["grpc"], ports["ops"]} <= {port["port"] for port in service["spec"]["ports"]}
         [claim] = workload["spec"]["volumeClaimTemplates"]
         mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
         assert mounts[claim["metadata"]["name"]] == _env(container)["GEOGIT_STORAGE_ROOT"]["value"]
-        shards[shard] = f"{name}-0.{service['metadata']['name']}:{grpc['containerPort']}"
+        shards[shard] = Shard(
+            f"{name}-0.{service['metadata']['name']}", ports["grpc"], ports["ops"]
+        )
     return shards
+
+
+def _shard_files() -> dict[str, Path]:
+    return {
+        path.stem.removeprefix("storage-"): path for path in (K8S / "base").glob("storage-*.yaml")
+    }
 
 
 def test_every_reader_of_storages_names_every_shard() -> None:
@@ -374,13 +398,16 @@ def test_every_reader_of_storages_names_every_shard() -> None:
     for site in _sites():
         documents = _resources(site)
         shards = _shards(documents)
-        assert set(shards) == {"default", "second"}, site.name
+        # Every shard's manifest is in every site: a secondary keeps a replica on the shard of
+        # the same name as the primary's copy.
+        assert set(shards) == set(_shard_files()), site.name
+        addresses = {name: shard.address for name, shard in shards.items()}
         seen = set()
         for workload in _of_kind(documents, "Deployment", "StatefulSet").values():
             for container in _containers(workload):
                 if container["name"] in readers:
-                    storages = _env(container)["GEOGIT_STORAGES"]["value"]
-                    assert json.loads(storages) == shards, f"{site.name}: {container['name']}"
+                    storages = json.loads(_env(container)["GEOGIT_STORAGES"]["value"])
+                    assert storages == addresses, f"{site.name}: {container['name']}"
                     seen.add(container["name"])
         assert seen == readers, site.name
 
@@ -394,10 +421,13 @@ def test_every_shard_has_a_weight_and_a_health_url() -> None:
         weights = json.loads(env["GEOGIT_STORAGE_WEIGHTS"]["value"])
         assert set(weights) == set(shards), container["name"]
         assert all(weight >= 0 for weight in weights.values()) and any(weights.values())
+        # New projects go to default_storage when no weights are set: it must be a shard too.
+        assert InternalApiSettings.model_fields["default_storage"].default in shards
+        assert "GEOGIT_DEFAULT_STORAGE" not in env
         health = json.loads(env["GEOGIT_SERVICE_HEALTH_URLS"]["value"])
-        for shard, address in shards.items():
-            host = address.rsplit(":", 1)[0]
-            assert health[f"storage-{shard}"] == f"http://{host}:9998/-/readiness", shard
+        for name, shard in shards.items():
+            url = f"http://{shard.host}:{shard.ops_port}/-/readiness"
+            assert health[f"storage-{name}"] == url, name
 
 
 def _shard_neutral(path: Path, shard: str) -> str:
@@ -409,12 +439,10 @@ def _shard_neutral(path: Path, shard: str) -> str:
 def test_storage_shards_differ_only_in_their_name() -> None:
     """Each shard is a copy of one manifest (storage-<shard>.yaml): a change to one must be
     made to every one."""
-    files = sorted((K8S / "base").glob("storage-*.yaml"))
-    assert [path.name for path in files] == ["storage-default.yaml", "storage-second.yaml"]
-    neutral = {
-        path.name: _shard_neutral(path, path.stem.removeprefix("storage-")) for path in files
-    }
-    assert len(set(neutral.values())) == 1, "the storage shards' manifests differ"
+    files = _shard_files()
+    assert len(files) >= 2, files
+    neutral = {_shard_neutral(path, shard) for shard, path in files.items()}
+    assert len(neutral) == 1, "the storage shards' manifests differ"
 
 
 # --- Kafka partitions ------------------------------------------------------------------------
