@@ -37,14 +37,6 @@ SETTINGS_BY_CONTAINER: dict[str, type[GeogitSettings]] = {
     "ssh-gateway": SshGatewaySettings,
     "replicator": ReplicatorSettings,
 }
-# Variables the manifests already set for a setting another change is adding, with the settings
-# that will have it. Each entry fails test_pending_settings_are_still_pending once the setting
-# exists: then delete the entry, and the checks against the settings cover the variable.
-PENDING_SETTINGS: dict[str, tuple[type[GeogitSettings], ...]] = {
-    # The partition count Kafka topics are created with (issue 14: replicators divide the
-    # repository topic's partitions).
-    "GEOGIT_KAFKA_PARTITIONS": (InternalApiSettings, ReplicatorSettings),
-}
 # The Kubernetes release the manifests are checked against: autoscaling/v2 and policy/v1 are
 # there since 1.23 and 1.21.
 KUBERNETES_VERSION = "1.32.0"
@@ -83,9 +75,8 @@ def test_container_variables_are_settings() -> None:
             for container in pod["containers"] + pod.get("initContainers", []):
                 fields = SETTINGS_BY_CONTAINER[container["name"]].model_fields
                 for variable in container.get("env", []):
-                    name = variable["name"]
-                    if name.startswith("GEOGIT_") and name not in PENDING_SETTINGS:
-                        assert _setting_name(name) in fields, name
+                    if variable["name"].startswith("GEOGIT_"):
+                        assert _setting_name(variable["name"]) in fields, variable["name"]
                         checked += 1
     assert checked >= 10
 
@@ -107,17 +98,7 @@ def test_site_config_map_keys_are_settings_of_some_service() -> None:
         for generator in yaml.safe_load(kustomization.read_text()).get("configMapGenerator", []):
             for literal in generator.get("literals", []):
                 name = literal.split("=", 1)[0]
-                if name not in PENDING_SETTINGS:
-                    assert _setting_name(name) in known, f"{kustomization}: {name}"
-
-
-def test_pending_settings_are_still_pending() -> None:
-    for variable, owners in PENDING_SETTINGS.items():
-        for settings in owners:
-            assert _setting_name(variable) not in settings.model_fields, (
-                f"{settings.__name__} has {_setting_name(variable)} now: delete {variable} "
-                "from PENDING_SETTINGS"
-            )
+                assert _setting_name(name) in known, f"{kustomization}: {name}"
 
 
 def _workloads(directory: Path) -> dict[str, set[str]]:
@@ -451,11 +432,12 @@ def test_storage_shards_differ_only_in_their_name() -> None:
 def test_kafka_partitions_come_from_one_config_map_key_everywhere() -> None:
     """The internal API's outbox relay creates the topics, the replicator creates them too if
     missing: with two counts the topics would get whichever came first."""
-    readers = {"internal-api", "migrate", "replicator"} | {
+    readers = {
         name
         for name, cls in SETTINGS_BY_CONTAINER.items()
         if "kafka_partitions" in cls.model_fields
     }
+    assert readers >= {"internal-api", "replicator"}
     values = set()
     for site in _sites():
         maps = _config_maps(site)
