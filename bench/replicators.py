@@ -6,6 +6,7 @@ replicator, secondary 2 three (started together, as a Deployment's pods are); ea
 is timed from the start of its replicators until every project is synced at its latest
 sequence, one after the other so they never compete. CPU is the replicators' own and the
 secondary's storage tree (the git fetches), which is the same work however it is divided.
+With `--repo PATH` a real repository's branches and tags are one more project of both runs.
 
 The anchor is the one-replicator run in the same process: the ratio is 3-replicator time over
 1-replicator time. One replicator already runs GEOGIT_MAX_CONCURRENCY syncs at once, so on a
@@ -29,14 +30,23 @@ from bench.common import (
     CACHE_DIR,
     ForeignCpu,
     Options,
+    RepoSpec,
     cpu_delta,
+    generated_repo,
     host_facts,
     log,
     print_table,
     run_area,
     tree_cpu,
 )
-from bench.geo import all_synced, create_small_projects, new_account
+from bench.geo import (
+    Account,
+    all_synced,
+    checked_git,
+    create_small_projects,
+    new_account,
+    new_project,
+)
 from bench.sites import site_process
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.api import AdminApi
@@ -72,6 +82,9 @@ def measure(options: Options, foreign: ForeignCpu) -> dict[str, Any]:
         owner = new_account(api)
         created_s = create_small_projects(api, owner, primary, projects, Path(tmp))
         log(f"{projects} projects created in {created_s:.1f} s")
+        if options.repo is not None:
+            push_real(api, owner, primary, options.spec)
+            projects += 1
         runs = {
             str(count): backfill(site, count)
             for site, count in zip(secondaries, REPLICATORS, strict=True)
@@ -86,6 +99,22 @@ def measure(options: Options, foreign: ForeignCpu) -> dict[str, Any]:
             three["replicator_cpu_s"] / one["replicator_cpu_s"], 2
         ),
     }
+
+
+def push_real(api: AdminApi, owner: Account, primary: Site, spec: RepoSpec) -> None:
+    """The real repository's branches and tags, one more project for both backfills."""
+    source = generated_repo(spec)
+    project = new_project(api, owner, f"bench-{spec.key}")
+    checked_git(
+        "--git-dir",
+        str(source),
+        "push",
+        "-q",
+        project.url(primary, owner),
+        "refs/heads/*:refs/heads/*",
+        "refs/tags/*:refs/tags/*",
+    )
+    log(f"pushed {spec.key} as project {project.id}")
 
 
 def backfill(site: Site, replicators: int) -> dict[str, Any]:
