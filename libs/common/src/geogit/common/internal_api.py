@@ -72,6 +72,9 @@ class AllowedRequest(BaseModel):
     # "<old> <new> <ref>" lines, or "_any" before the pack is known.
     changes: StorableText = ANY_CHANGES
     relative_path: StorableText = ""
+    # The shard the pushed repository is on (pre-receive): a push that reaches a copy a
+    # storage move has just left is refused, never landed where no one reads it.
+    storage_name: StorableText = ""
     # Where the pushed objects wait in quarantine, relative to the repository directory.
     git_object_directory: StorableText = ""
     git_alternate_object_directories: list[StorableText] = []

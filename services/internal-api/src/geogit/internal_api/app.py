@@ -30,6 +30,7 @@ from geogit.internal_api.admin import (
     project_transfer,
     projects,
     protected_branches,
+    repository_storage_moves,
     tokens,
     users,
 )
@@ -73,6 +74,7 @@ from geogit.internal_api.middleware import (
 )
 from geogit.internal_api.models import OutboxEvent, ReportOutboxEvent
 from geogit.internal_api.repositories import placement
+from geogit.internal_api.repositories.storage_moves import StorageMoves
 from geogit.internal_api.status_page import routes as status_page_routes
 
 # Every route family, in one place.
@@ -95,6 +97,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     keys.router,
     projects.router,
     project_transfer.router,
+    repository_storage_moves.router,
     members.router,
     protected_branches.router,
     geo_sites.router,
@@ -117,10 +120,9 @@ class _Background:
 
     def __init__(self, settings: InternalApiSettings, services: Services) -> None:
         kafka, topics = _kafka(settings), Topics(settings.topic_prefix)
-        self._parts: list[OutboxRelay | EventFeed | ReplicationStatusConsumer | Peers] = [
-            services.geo.feed,
-            services.geo.peers,
-        ]
+        self._parts: list[
+            OutboxRelay | EventFeed | ReplicationStatusConsumer | Peers | StorageMoves
+        ] = [services.geo.feed, services.geo.peers, services.storage_moves]
         if kafka is not None:
             self._parts += [
                 OutboxRelay(
@@ -226,6 +228,9 @@ def _lifespan(
                 geo_signer=geo_signer,
                 primary=primary,
                 geo=geo,
+                storage_moves=StorageMoves(
+                    sessions, storage, outbox, settings, lambda: authority.current.is_primary
+                ),
             )
             app.state.services = services
             if authority.loaded and authority.current.is_primary:

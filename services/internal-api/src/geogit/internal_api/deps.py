@@ -41,6 +41,7 @@ from geogit.internal_api.geo.site_state import Authority, SiteAuthority
 from geogit.internal_api.metrics import Metrics
 from geogit.internal_api.models import User
 from geogit.internal_api.repositories.push_queue import PushQueue
+from geogit.internal_api.repositories.storage_moves import StorageMoves
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class Services:
     # used only while this site is a secondary.
     primary: PrimaryClient
     geo: GeoServices
+    # Repository storage moves running in the background (primary only).
+    storage_moves: StorageMoves
     push_queue: PushQueue = field(default_factory=PushQueue)
 
 

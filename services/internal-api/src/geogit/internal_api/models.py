@@ -106,6 +106,7 @@ class Project(Base):
             func.lower(text("path")),
             unique=True,
         ),
+        CheckConstraint("push_hold IN ('', 'queue', 'read_only')", name="projects_push_hold"),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
@@ -130,6 +131,9 @@ class Project(Base):
     geo_min_seq: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     created_at: Mapped[datetime] = _created_at()
     last_activity_at: Mapped[datetime] = _created_at()
+    # A storage move's switch (repositories/push_hold.py): "" none; "queue": new pushes wait
+    # at their authorization; "read_only": a push reaching pre-receive is refused too.
+    push_hold: Mapped[str] = mapped_column(default="", server_default="")
 
     @property
     def full_path(self) -> str:
@@ -386,3 +390,39 @@ class GeoDivergedRef(Base):
     kept_as: Mapped[str]
     oid: Mapped[str]
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+MOVE_STATES = ("scheduled", "started", "replicated", "finished", "failed", "cleanup_failed")
+# A move in one of these holds its project: no second move may start (the partial index).
+RUNNING_MOVE_STATES = ("scheduled", "started", "replicated")
+
+
+class RepositoryStorageMove(Base):
+    """A project's repository moved to another shard of this site (GitLab's project repository
+    storage move): scheduled, started (copying), replicated (switched: the destination is the
+    project's; the source copy waits to be removed), finished; or failed / cleanup_failed."""
+
+    __tablename__ = "repository_storage_moves"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('scheduled', 'started', 'replicated', 'finished', 'failed',"
+            " 'cleanup_failed')",
+            name="repository_storage_moves_state",
+        ),
+        Index("repository_storage_moves_project_id", "project_id"),
+        Index(
+            "repository_storage_moves_one_running",
+            "project_id",
+            unique=True,
+            postgresql_where=text("state IN ('scheduled', 'started', 'replicated')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    state: Mapped[str]
+    source_storage_name: Mapped[str]
+    destination_storage_name: Mapped[str]
+    error_message: Mapped[str] = mapped_column(default="", server_default="")
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()

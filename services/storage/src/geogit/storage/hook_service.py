@@ -83,6 +83,7 @@ class HookService:
                     gl_repository=payload.repository.gl_repository,
                     project=payload.repository.gl_project_path,
                     relative_path=payload.repository.relative_path,
+                    storage_name=payload.repository.storage_name,
                     changes=call.changes,
                     git_object_directory=quarantine[0] if quarantine else "",
                     git_alternate_object_directories=quarantine[1:],

@@ -107,3 +107,22 @@ async def deleted(session: AsyncSession, outbox: Outbox, project: Project) -> No
         aggregate_id=aggregate,
         aggregate_seq=project.repository_seq,
     )
+
+
+async def repository_moved(
+    session: AsyncSession, outbox: Outbox, project: Project, old_shard: str
+) -> None:
+    """A storage move's switch; `project.repository_seq` must already be the move's sequence."""
+    await outbox.append(
+        session,
+        repository_pb2.RepositoryMoved(
+            project_id=project.id,
+            seq=project.repository_seq,
+            storage_shard=project.storage_shard,
+            old_storage_shard=old_shard,
+            disk_path=project.disk_path,
+            checksum=project.repository_checksum,
+        ),
+        aggregate_id=project_aggregate(project.id),
+        aggregate_seq=project.repository_seq,
+    )

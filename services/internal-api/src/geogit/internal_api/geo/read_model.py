@@ -233,6 +233,17 @@ async def _repository_updated(session: AsyncSession, event: Any) -> None:
     await _repository_seen(session, event.project_id, event.seq, event.checksum, pushed_at)
 
 
+async def _repository_moved(session: AsyncSession, event: Any) -> None:
+    """The primary moved the repository to another shard: the local copy moves to the shard of
+    that name too, and the new sequence makes the replica count as behind until the replicator
+    has it there — so reads are proxied, never served from a shard without the replica."""
+    project = await session.get(Project, event.project_id)
+    if project is None or event.seq <= project.repository_seq:
+        return
+    project.storage_shard = event.storage_shard
+    await _repository_seen(session, event.project_id, event.seq, event.checksum, None)
+
+
 async def _repository_seen(
     session: AsyncSession,
     project_id: int,
@@ -274,6 +285,7 @@ HANDLERS: dict[str, Handler] = {
     "SitePromoted": _site_promoted,
     "RepositoryCreated": _repository_created,
     "RepositoryUpdated": _repository_updated,
+    "RepositoryMoved": _repository_moved,
 }
 
 

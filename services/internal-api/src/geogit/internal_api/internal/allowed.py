@@ -40,6 +40,7 @@ from geogit.internal_api.geo import maintenance, routing
 from geogit.internal_api.geo.site_state import Refused
 from geogit.internal_api.lookup import project_by_gl_repository, project_by_path
 from geogit.internal_api.models import Project, User
+from geogit.internal_api.repositories import push_hold
 from geogit.internal_api.repositories.changes import parse_changes
 from geogit.internal_api.repositories.location import repository_ref, storage_access
 
@@ -76,7 +77,10 @@ async def allowed(
             return await _on_secondary(session, services, body, user)
         routing.refuse_writes_while_failing_over(authority, SSH_COMMANDS[body.action].writes)
         access = await access_for(session, await _project(session, body), user)
+        if body.count_push:  # before the checks that ask the shard about the pushed objects
+            push_hold.check_shard(access.project, body.storage_name)
         await _check_action(session, storage, access, body)
+        await _wait_for_switch(session, services, access, body)
         counted = await _count_push(session, access, body)
     except (Denied, Refused) as denial:
         return JSONResponse({"status": False, "message": denial.message}, denial.status)
@@ -87,10 +91,22 @@ async def allowed(
     )
 
 
+async def _wait_for_switch(
+    session: AsyncSession, services: Services, access: Access, body: AllowedRequest
+) -> None:
+    """The SSH gateway's push, before it is routed to a shard: a storage move's switch is
+    waited for (repositories/push_hold.py)."""
+    if SSH_COMMANDS[body.action].writes and body.changes == ANY_CHANGES and not body.count_push:
+        wait = services.settings.storage_move_push_wait_seconds
+        await push_hold.wait_for_release(session, access.project, wait)
+
+
 async def _count_push(session: AsyncSession, access: Access, body: AllowedRequest) -> bool:
-    """pre-receive's bookkeeping, once the push is allowed: a planned failover waits for it."""
+    """pre-receive's bookkeeping, once the push is allowed: a planned failover and a storage
+    move's switch wait for it; a switch under way refuses it."""
     if not (body.count_push and SSH_COMMANDS[body.action].writes):
         return False
+    await push_hold.admit_at_pre_receive(session, access.project.id, body.storage_name)
     await maintenance.push_started(session, access.project.id)
     await session.commit()
     return True

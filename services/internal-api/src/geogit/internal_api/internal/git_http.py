@@ -23,6 +23,7 @@ from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.deps import InternalCaller, Services, ServicesDep, SessionDep, StorageDep
 from geogit.internal_api.errors import ApiError
 from geogit.internal_api.geo import routing
+from geogit.internal_api.repositories import push_hold
 
 router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[InternalCaller])
 
@@ -55,8 +56,12 @@ async def authorize(
             )
         # A push already past its advertisement goes on: the pre-receive hook refuses it with
         # the failover message, which git prints.
-        writes = HTTP_COMMANDS[body.service].writes and routing.advertisement(body)
-        routing.refuse_writes_while_failing_over(authority, writes)
-        return await local_serve(session, services, storage, body)
+        pushes = HTTP_COMMANDS[body.service].writes
+        routing.refuse_writes_while_failing_over(authority, pushes and routing.advertisement(body))
+        access = await git_http_access(session, services, body)
+        if pushes:  # a storage move's switch: wait for it, then push to the project's shard
+            wait = services.settings.storage_move_push_wait_seconds
+            await push_hold.wait_for_release(session, access.project, wait)
+        return routing.serve_answer(access, storage)
     except Denied as denial:
         raise ApiError(denial.status, denial.message) from denial

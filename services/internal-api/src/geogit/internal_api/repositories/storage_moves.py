@@ -1,0 +1,272 @@
+"""Moving a project's repository to another storage shard of this site, in the background.
+
+The source copy stays the project's until one transaction switches it; nothing before that
+commit changes what the project is, so a failure (or a crash) at any step leaves the project
+where it was. The steps:
+
+1. copy the repository to the destination (storage to storage: the destination's storage
+   fetches from the source's SSHUploadPack, gitaly-ssh's role), the project still writable;
+2. hold new pushes (`queue`, repositories/push_hold.py) for `storage_move_drain_seconds`, so
+   pushes authorized before the hold reach pre-receive and are counted; then `read_only`, and
+   wait for the counted pushes to land;
+3. a final, incremental copy, then both copies' refs checksums: a mismatch fails the move, the
+   destination copy is removed and the project stays on the source;
+4. one transaction: the project's shard, a new repository sequence and `RepositoryMoved` in
+   the outbox, the hold lifted, the move `replicated`; held pushes go on, to the destination;
+5. after `storage_move_removal_delay_seconds` (clones routed before the switch may still be
+   streaming from the source), the source copy is removed: `finished`.
+
+A restarted internal API marks a move it finds `scheduled` or `started` failed (interrupted:
+the project is still on its source; its hold is lifted, the destination copy removed) and
+resumes the removal of a `replicated` one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from geogit.common.proto.storage.v1 import shared_pb2
+from geogit.common.repository_client import StorageError
+from geogit.internal_api.clients.storage import StorageClient
+from geogit.internal_api.config import InternalApiSettings
+from geogit.internal_api.db import SessionMaker
+from geogit.internal_api.events import project_events
+from geogit.internal_api.events.outbox import Outbox
+from geogit.internal_api.geo.maintenance import STALE_AFTER
+from geogit.internal_api.models import Project, PushReferenceCounter, RepositoryStorageMove, utcnow
+from geogit.internal_api.repositories.location import storage_repository
+
+log = logging.getLogger(__name__)
+LAND_POLL_SECONDS = 0.05
+INTERRUPTED = "interrupted: the internal API stopped during the move; the project stayed on"
+
+
+class MoveFailed(Exception):
+    """A step that ends the move before its switch; the project stays on the source."""
+
+
+class StorageMoves:
+    """Runs the moves this process scheduled, and recovers the ones a stop interrupted.
+    `before_compare` runs between the final copy and the checksums (tests only)."""
+
+    def __init__(
+        self,
+        sessions: SessionMaker,
+        storage: StorageClient,
+        outbox: Outbox,
+        settings: InternalApiSettings,
+        is_primary: Callable[[], bool],
+        before_compare: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._storage = storage
+        self._outbox = outbox
+        self._settings = settings
+        self._is_primary = is_primary
+        self._before_compare = before_compare
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        self._spawn(self._recover())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def schedule(self, move_id: int) -> None:
+        """After the move's row has committed."""
+        self._spawn(self._run(move_id))
+
+    async def wait_idle(self) -> None:
+        """Until every move this process runs has ended (tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # The move ------------------------------------------------------------------------------
+
+    async def _run(self, move_id: int) -> None:
+        try:
+            source = await self._copy_and_switch(move_id)
+        except (MoveFailed, StorageError) as exc:
+            await self._fail(move_id, str(exc))
+            return
+        except Exception as exc:  # a bug or the database: still, no hold may outlive the move
+            log.exception("repository storage move broke", extra={"move_id": move_id})
+            await self._fail(move_id, f"{type(exc).__name__}: {exc}")
+            return
+        await self._remove_source(
+            move_id, source, self._settings.storage_move_removal_delay_seconds
+        )
+
+    async def _copy_and_switch(self, move_id: int) -> shared_pb2.Repository:
+        source, target, project_id = await self._start(move_id)
+        timeout = self._settings.storage_move_copy_timeout_seconds
+        await self._storage.replicate_from_storage(target, source, timeout)
+        await self._hold(project_id, "queue")
+        await asyncio.sleep(self._settings.storage_move_drain_seconds)
+        await self._hold(project_id, "read_only")
+        await self._pushes_landed(project_id)
+        await self._storage.replicate_from_storage(target, source, timeout)
+        if self._before_compare is not None:
+            await self._before_compare()
+        expected, copied = (
+            await self._storage.checksum(source),
+            await self._storage.checksum(target),
+        )
+        if expected != copied:
+            raise MoveFailed(
+                f"checksum mismatch after the final copy: {source.storage_name} has {expected},"
+                f" {target.storage_name} has {copied}"
+            )
+        await self._switch(move_id, target.storage_name, expected)
+        log.info("repository moved", extra={"move_id": move_id, "project_id": project_id})
+        return source
+
+    async def _start(
+        self, move_id: int
+    ) -> tuple[shared_pb2.Repository, shared_pb2.Repository, int]:
+        async with self._sessions() as session, session.begin():
+            move = await _move(session, move_id)
+            project = await session.get(Project, move.project_id)
+            if project is None:
+                raise MoveFailed("the project was deleted")
+            move.state, move.updated_at = "started", utcnow()
+            source = storage_repository(project)
+        target = shared_pb2.Repository()
+        target.CopyFrom(source)
+        target.storage_name = move.destination_storage_name
+        return source, target, project.id
+
+    async def _hold(self, project_id: int, hold: str) -> None:
+        async with self._sessions() as session, session.begin():
+            # The exclusive row lock waits for every pre-receive counting a push (push_hold.py).
+            project = await session.get(Project, project_id, with_for_update=True)
+            if project is None:
+                raise MoveFailed("the project was deleted")
+            project.push_hold = hold
+
+    async def _pushes_landed(self, project_id: int) -> None:
+        """Every push counted at pre-receive has reached post-receive (or went stale)."""
+        deadline = time.monotonic() + self._settings.storage_move_land_timeout_seconds
+        while True:
+            async with self._sessions() as session:
+                in_flight = await session.scalar(
+                    select(func.coalesce(func.sum(PushReferenceCounter.count), 0)).where(
+                        PushReferenceCounter.project_id == project_id,
+                        PushReferenceCounter.updated_at > func.now() - STALE_AFTER,
+                    )
+                )
+            if not in_flight:
+                return
+            if time.monotonic() > deadline:
+                raise MoveFailed(f"{in_flight} pushes did not land before the switch")
+            await asyncio.sleep(LAND_POLL_SECONDS)
+
+    async def _switch(self, move_id: int, destination: str, checksum: str) -> None:
+        async with self._sessions() as session, session.begin():
+            move = await _move(session, move_id)
+            project = await session.get(Project, move.project_id, with_for_update=True)
+            if project is None:
+                raise MoveFailed("the project was deleted")
+            old_shard = project.storage_shard
+            project.storage_shard, project.push_hold = destination, ""
+            project.repository_seq += 1
+            project.repository_checksum = checksum
+            move.state, move.updated_at = "replicated", utcnow()
+            await project_events.repository_moved(session, self._outbox, project, old_shard)
+
+    async def _fail(self, move_id: int, error: str) -> None:
+        """The project stays on the source: its hold is lifted, the destination copy goes."""
+        log.warning("repository storage move failed", extra={"move_id": move_id, "error": error})
+        async with self._sessions() as session, session.begin():
+            move = await session.get(RepositoryStorageMove, move_id, with_for_update=True)
+            if move is None:
+                return  # its project was deleted, and the move's row with it
+            move.state, move.error_message, move.updated_at = "failed", error[:4000], utcnow()
+            project = await session.get(Project, move.project_id, with_for_update=True)
+            if project is None:
+                return
+            project.push_hold = ""
+            target = storage_repository(project)
+            target.storage_name = move.destination_storage_name
+        await self._remove(target)
+
+    async def _remove_source(
+        self, move_id: int, source: shared_pb2.Repository, delay: float
+    ) -> None:
+        await asyncio.sleep(max(0.0, delay))
+        try:
+            await self._remove(source, quiet=False)
+        except StorageError as exc:
+            await self._set_state(move_id, "cleanup_failed", str(exc))
+            return
+        await self._set_state(move_id, "finished")
+
+    async def _remove(self, repo: shared_pb2.Repository, quiet: bool = True) -> None:
+        try:
+            await self._storage.remove_repository(repo)
+        except StorageError as exc:
+            if exc.code.name == "NOT_FOUND":
+                return
+            if not quiet:
+                raise
+            log.warning("a storage move's copy was not removed", extra={"error": str(exc)})
+
+    async def _set_state(self, move_id: int, state: str, error: str = "") -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(RepositoryStorageMove)
+                .where(RepositoryStorageMove.id == move_id)
+                .values(state=state, error_message=error[:4000], updated_at=utcnow())
+            )
+
+    # Recovery ------------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        """At start, on the primary: what a stop left between the steps."""
+        if not self._is_primary():
+            return
+        async with self._sessions() as session:
+            moves = (
+                await session.scalars(
+                    select(RepositoryStorageMove).where(
+                        RepositoryStorageMove.state.in_(("scheduled", "started", "replicated"))
+                    )
+                )
+            ).all()
+        for move in moves:
+            if move.state == "replicated":
+                await self._resume_removal(move)
+            else:
+                await self._fail(move.id, f"{INTERRUPTED} {move.source_storage_name}")
+
+    async def _resume_removal(self, move: RepositoryStorageMove) -> None:
+        async with self._sessions() as session:
+            project = await session.get(Project, move.project_id)
+        if project is None:
+            return
+        source = storage_repository(project)
+        source.storage_name = move.source_storage_name
+        elapsed = utcnow() - move.updated_at
+        delay = timedelta(seconds=self._settings.storage_move_removal_delay_seconds) - elapsed
+        self._spawn(self._remove_source(move.id, source, delay.total_seconds()))
+
+
+async def _move(session: AsyncSession, move_id: int) -> RepositoryStorageMove:
+    move = await session.get(RepositoryStorageMove, move_id, with_for_update=True)
+    if move is None:
+        raise MoveFailed(f"storage move {move_id} is gone (its project was deleted)")
+    return move
