@@ -80,6 +80,7 @@ class GitClient:
 
     def __init__(self, api: Api, shards: Shards, person: Person, project: dict[str, Any]) -> None:
         self.api, self.shards, self.person, self.project = api, shards, person, project
+        self.pushed_to: list[str] = []  # the shard each push went to
 
     async def route(self, action: str) -> StorageProcess:
         response = await self.api.internal(
@@ -103,6 +104,7 @@ class GitClient:
         shard = await self.route("git-receive-pack")
         url = StorageProcess.url(self.shards.repo(self.project, shard.name))
         await asyncio.to_thread(git, "push", url, *refspecs, cwd=tree, env=self._env(shard))
+        self.pushed_to.append(shard.name)
 
     async def clone(self, into: Path) -> None:
         shard = await self.route("git-upload-pack")

@@ -195,6 +195,7 @@ async def test_a_move_under_pushes_and_clones_fails_no_client_and_loses_no_push(
 
     assert switched["state"] in ("replicated", "finished") and done["state"] == "finished"
     assert clones > 0
+    assert {"default", "second"} <= set(client.pushed_to)  # pushes before and after the switch
     destination = shards.repo(project, "second")
     head = git(
         "--git-dir", str(shards["second"].path_of(destination)), "rev-parse", "refs/heads/main"

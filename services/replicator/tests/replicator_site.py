@@ -171,13 +171,18 @@ class SecondarySite:
     """The secondary's storage and internal API, the primary beside them, and the read model's
     inputs: `create`, `push` and `delete` change the primary; `announce_*` tell the site."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra_shards: tuple[str, ...] = ()) -> None:
         self.root = root
         self.database = Database()
         self.primary = Primary(root / "primary")
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.storage = StorageProcess(root / "storage" / "repositories", self.api_url)
+        # The site's storage shards by name: "default" (`storage`) and any others.
+        self.shards = {"default": self.storage} | {
+            name: StorageProcess(root / name / "repositories", self.api_url, name=name)
+            for name in extra_shards
+        }
         self._runtime = root / "checksums"
         self._next_id = 1000
         self._stop_api: threading.Event | None = None
@@ -187,13 +192,14 @@ class SecondarySite:
         self.database.create()
         self.primary.root.mkdir(parents=True)
         self.primary.start()
-        self.storage.start()
+        for shard in self.shards.values():
+            shard.start()
         settings = InternalApiSettings.model_validate(
             {
                 "database_url": self.database.url,
                 "internal_api_secret": API_SECRET,
                 "storage_secret": STORAGE_SECRET,
-                "storages": {"default": self.storage.address},
+                "storages": self.storages,
                 "external_url": "http://secondary.example.test",
                 "site_name": SITE,
                 "site_role": "secondary",
@@ -211,9 +217,14 @@ class SecondarySite:
                 asyncio.run(self.apply(owner))
                 yield self
         finally:
-            self.storage.stop()
+            for shard in self.shards.values():
+                shard.stop()
             self.primary.stop()
             self.database.drop()
+
+    @property
+    def storages(self) -> dict[str, str]:
+        return {name: shard.address for name, shard in self.shards.items()}
 
     # The primary -----------------------------------------------------------------------------
 
@@ -336,7 +347,7 @@ async def replication(
     metrics = ReplicatorMetrics()
     states = SyncStates()
     api = InternalApiClient(site.api_url, API_SECRET, 30)
-    storage = StorageClient({"default": site.storage.address}, STORAGE_SECRET, 120)
+    storage = StorageClient(site.storages, STORAGE_SECRET, 120)
     reports = Reports(api, SITE, metrics)
     signer = GeoSigner(GEO_PRIVATE_KEY, SITE, lambda: BOOTSTRAP_EPOCH)
     primary = PrimaryClient(site.primary.url, signer, 10, scope="replication")

@@ -2,7 +2,8 @@
 
 A read is served from the replica only if the replica exists, is `synced`, has reached the
 latest sequence the site knows of for the project (and the read-your-writes floor a relayed
-push set), and the event feed confirmed it was caught up within the bound. The table below
+push set), is on the project's shard (a storage move's replica not yet followed is not), and
+the event feed confirmed it was caught up within the bound. The table below
 goes through every combination of those inputs; the property test through wide numbers.
 """
 
@@ -43,13 +44,21 @@ SEQUENCES = [
 # The feed row: missing, never caught up, or caught up this many seconds ago.
 NO_ROW, NEVER = "no row", "never"
 HEARTBEATS: tuple[str | float, ...] = (NO_ROW, NEVER, 0.0, MAX_LAG / 2, MAX_LAG * 2, 86_400.0)
+# The registry's shard for a project on "default": a row from before moves, the project's own,
+# and the shard a storage move left it on.
+PROJECT_SHARD = "default"
+REPLICA_SHARDS = ("", PROJECT_SHARD, "second")
 
 
-def expected(state: str | None, seqs: tuple[int, int, int], heartbeat: str | float) -> str:
+def expected(
+    state: str | None, seqs: tuple[int, int, int], heartbeat: str | float, shard: str = ""
+) -> str:
     """The rule as DESIGN §5 states it; "" is fresh, otherwise the first condition that fails."""
     latest, floor, synced = seqs
     if state != "synced":
         return "replica missing or not synced"
+    if shard not in ("", PROJECT_SHARD):
+        return f"replica on shard {shard}, project on {PROJECT_SHARD}"
     if synced < max(latest, floor):
         return f"replica at {synced}, project at {max(latest, floor)}"
     if heartbeat in (NO_ROW, NEVER) or float(heartbeat) > MAX_LAG:
@@ -81,7 +90,7 @@ class Rows:
                 .on_conflict_do_nothing()
             )
 
-    async def project(self, state: str | None, seqs: tuple[int, int, int]) -> int:
+    async def project(self, state: str | None, seqs: tuple[int, int, int], shard: str = "") -> int:
         latest, floor, synced = seqs
         project_id, self.next_id = self.next_id, self.next_id + 1
         async with self.sessions() as session, session.begin():
@@ -94,7 +103,7 @@ class Rows:
                     visibility="private",
                     default_branch="main",
                     owner_id=1,
-                    storage_shard="default",
+                    storage_shard=PROJECT_SHARD,
                     disk_path=f"@hashed/{project_id}.git",
                     repository_seq=latest,
                     geo_min_seq=floor,
@@ -102,7 +111,11 @@ class Rows:
             )
             if state is not None:
                 await session.flush()
-                session.add(ReplicaRegistry(project_id=project_id, state=state, synced_seq=synced))
+                session.add(
+                    ReplicaRegistry(
+                        project_id=project_id, state=state, synced_seq=synced, storage_shard=shard
+                    )
+                )
         return project_id
 
     async def heartbeat(self, heartbeat: str | float) -> None:
@@ -128,16 +141,19 @@ async def _table(database: Database) -> list[str]:
     try:
         await rows.owner()
         cases = {
-            (state, seqs): await rows.project(state, seqs)
-            for state, seqs in itertools.product(STATES, SEQUENCES)
+            (state, seqs, shard): await rows.project(state, seqs, shard)
+            for state, seqs, shard in itertools.product(STATES, SEQUENCES, REPLICA_SHARDS)
         }
         wrong = []
         for heartbeat in HEARTBEATS:
             await rows.heartbeat(heartbeat)
-            for (state, seqs), project_id in cases.items():
-                got, want = await rows.verdict(project_id), expected(state, seqs, heartbeat)
+            for (state, seqs, shard), project_id in cases.items():
+                got = await rows.verdict(project_id)
+                want = expected(state, seqs, heartbeat, shard)
                 if got != want:
-                    wrong.append(f"{state} {seqs} heartbeat={heartbeat}: {got!r}, not {want!r}")
+                    wrong.append(
+                        f"{state} {seqs} {shard!r} heartbeat={heartbeat}: {got!r}, not {want!r}"
+                    )
         return wrong
     finally:
         await engine.dispose()

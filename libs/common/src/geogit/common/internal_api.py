@@ -248,6 +248,9 @@ class RegistryEntry(BaseModel):
     # Non-zero after a rollback: the next sync keeps what the new primary lacks under
     # refs/geogit/diverged/epoch-<n>/ (DESIGN §10).
     diverged_epoch: Annotated[int, Field(ge=0, le=_BIGINT)] = 0
+    # The shard the replica is on ("": the project's, as before repository storage moves);
+    # the freshness rule serves only a replica on the project's shard.
+    storage_shard: Annotated[StorableText, Field(max_length=255)] = ""
 
 
 class Replicable(BaseModel):

@@ -285,6 +285,8 @@ class ReplicaRegistry(Base):
     # refs/geogit/diverged/epoch-<n>/ instead of overwriting it.
     diverged_epoch: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    # The shard the replica is on; "" for a row written before shards moved (the project's).
+    storage_shard: Mapped[str] = mapped_column(default="", server_default="")
 
 
 class ReplicationStatus(Base):

@@ -100,6 +100,11 @@ class RepositoryFeed:
             self._act(payload.action, payload.project_id)
         elif event.type in ("SiteAdded", "SiteUpdated") and payload.name == self._site:
             self._read_model.then(event.global_seq, self._backfill_now)
+        elif event.type == "RepositoryMoved":  # the replica follows, on the read model's shard
+            moved = payload.project_id
+            self._read_model.then(
+                event.global_seq, lambda: self._scheduler.request(moved, Action.SYNC)
+            )
         elif event.type == "ProjectRenamed":
             renamed = payload.project_id
             self._read_model.then(

@@ -11,6 +11,12 @@ sync failed: it is retried and the failure reported.
 HEAD follows the project's default branch with a local SetHead, not by asking the primary on
 every sync (two more round trips to the other site): after every sync or check, from the
 newest `ProjectUpdated` this replicator has seen, else the read model.
+
+A repository storage move on the primary (`RepositoryMoved`) puts the project on another shard
+in the read model; the registry says which shard the replica is on. A replica on another shard
+than its project's is re-synced into the project's shard — seeded first from the local copy,
+storage to storage, so only what it lacks crosses to the primary — and, once synced there,
+removed from the old one. Until then the freshness rule proxies its reads.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from geogit.common.internal_api_client import InternalApiError
 from geogit.common.paths import hashed_repository_path
 from geogit.common.primary_client import PrimaryClient, PrimaryUnavailable
 from geogit.common.proto.events.v1 import replication_pb2
+from geogit.common.proto.storage.v1.shared_pb2 import Repository
 from geogit.common.repository_client import StorageError
 from geogit.replicator.clients.internal_api import InternalApiClient
 from geogit.replicator.clients.storage import StorageClient, repository
@@ -51,6 +58,12 @@ def _now() -> datetime:
 def _diverged_prefix(epoch: int) -> str:
     """Where a re-sync after a rollback keeps what the new primary lacks; none otherwise."""
     return f"refs/geogit/diverged/epoch-{epoch}/" if epoch else ""
+
+
+def _moved_from(replicable: Replicable, registry: RegistryEntry) -> str:
+    """The shard the replica is on when a storage move put its project on another; else ""."""
+    shard = registry.storage_shard
+    return shard if shard and shard != replicable.storage_shard else ""
 
 
 class ReplicaWorker:
@@ -107,7 +120,11 @@ class ReplicaWorker:
             await self._unselected(replicable)
             return None
         registry = replicable.registry or RegistryEntry()
-        if action is Action.VERIFY and registry.state == "synced":
+        if (
+            action is Action.VERIFY
+            and registry.state == "synced"
+            and not _moved_from(replicable, registry)
+        ):
             return await self._verify(replicable, registry)
         return await self._sync(replicable, registry, forced=action is Action.RESYNC)
 
@@ -137,16 +154,21 @@ class ReplicaWorker:
         self, replicable: Replicable, registry: RegistryEntry, *, forced: bool = False
     ) -> Retry | None:
         target = self._target(replicable)
-        if not forced and registry.state == "synced" and registry.synced_seq >= target.seq:
+        moved_from = _moved_from(replicable, registry)
+        current = registry.state == "synced" and registry.synced_seq >= target.seq
+        if not forced and not moved_from and current:
             await self._follow_head(replicable)
             return None
         project_id = replicable.project_id
         await self._api.save(project_id, registry.model_copy(update={"state": "syncing"}))
         url, headers = self._source(replicable)
+        replica = repository(replicable.storage_shard, replicable.disk_path)
+        if moved_from:
+            await self._seed(replica, repository(moved_from, replicable.disk_path))
         started = time.monotonic()
         try:
             checksum, kept = await self._storage.replicate_over_http(
-                repository(replicable.storage_shard, replicable.disk_path),
+                replica,
                 url,
                 headers,
                 keep_diverged_prefix=_diverged_prefix(registry.diverged_epoch),
@@ -165,7 +187,32 @@ class ReplicaWorker:
             self._report_diverged(replicable.project_id, registry.diverged_epoch, kept)
         await self._follow_head(replicable)
         await self._synced(replicable, target, checksum, previous_seq=registry.synced_seq)
+        if moved_from:
+            await self._remove_moved(replicable, moved_from)
         return None
+
+    async def _seed(self, replica: Repository, local: Repository) -> None:
+        """A replica following a storage move starts as a copy of the one already here: the
+        fetch from the primary then brings only what that lacks."""
+        try:
+            await self._storage.copy_within_site(replica, local)
+        except StorageError as exc:  # the fetch from the primary makes it whole anyway
+            log.info("replica not seeded from its old shard", extra={"error": str(exc)})
+
+    async def _remove_moved(self, replicable: Replicable, old_shard: str) -> None:
+        try:
+            await self._storage.remove_repository(repository(old_shard, replicable.disk_path))
+        except StorageError as exc:
+            if exc.code != grpc.StatusCode.NOT_FOUND:
+                log.warning(
+                    "replica left on its old shard",
+                    extra={"project_id": replicable.project_id, "error": str(exc)},
+                )
+                return
+        log.info(
+            "replica moved",
+            extra={"project_id": replicable.project_id, "to": replicable.storage_shard},
+        )
 
     def _report_diverged(
         self, project_id: int, epoch: int, kept: list[replication_pb2.DivergedRef]
@@ -220,6 +267,7 @@ class ReplicaWorker:
             last_synced_at=now,
             verified_at=now,
             verification_state="verified",
+            storage_shard=replicable.storage_shard,
         )
         await self._api.save(replicable.project_id, entry)
         lag_ms: int | None = None

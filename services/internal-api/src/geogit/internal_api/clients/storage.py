@@ -54,24 +54,3 @@ class StorageClient(RepositoryClient):
         finally:
             call.cancel()
         return False
-
-    async def replicate_from_storage(
-        self, target: shared_pb2.Repository, source: shared_pb2.Repository, timeout: float
-    ) -> str:
-        """Make `target`'s refs (and HEAD) equal to `source`'s, another shard of this site:
-        the target's storage fetches from the source's SSHUploadPack (gitaly-ssh's role).
-        Returns the target's checksum."""
-        request = repository_pb2.ReplicateRepositoryRequest(
-            repository=target,
-            storage=repository_pb2.StorageSource(
-                address=self.address(source.storage_name), token=self.token(), repository=source
-            ),
-            sync_head=True,
-        )
-        response = await self.call("ReplicateRepository", target, request, timeout=timeout)
-        return str(response.checksum)
-
-    async def exists(self, repo: shared_pb2.Repository) -> bool:
-        request = repository_pb2.RepositoryExistsRequest(repository=repo)
-        response = await self.call("RepositoryExists", repo, request)
-        return bool(response.exists)

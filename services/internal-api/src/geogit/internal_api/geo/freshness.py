@@ -59,6 +59,11 @@ async def replica_verdict(
         return Verdict(False, "outside this site's selective sync")
     if registry is None or registry.state != "synced":
         return Verdict(False, "replica missing or not synced")
+    if registry.storage_shard and registry.storage_shard != project.storage_shard:
+        # A storage move: the replica has not followed the project to its new shard yet.
+        return Verdict(
+            False, f"replica on shard {registry.storage_shard}, project on {project.storage_shard}"
+        )
     wanted = max(project.repository_seq, project.geo_min_seq)
     if registry.synced_seq < wanted:
         return Verdict(False, f"replica at {registry.synced_seq}, project at {wanted}")

@@ -46,6 +46,12 @@ class StorageClient(RepositoryClient):
         ]
         return str(response.checksum), kept
 
+    async def copy_within_site(
+        self, target: shared_pb2.Repository, source: shared_pb2.Repository
+    ) -> str:
+        """Storage to storage on this site (a replica following its project's storage move)."""
+        return await self.replicate_from_storage(target, source, self._sync_timeout)
+
     async def set_head(self, repo: shared_pb2.Repository, branch: str) -> None:
         request = repository_pb2.SetHeadRequest(repository=repo, branch=branch)
         await self.call("SetHead", repo, request)

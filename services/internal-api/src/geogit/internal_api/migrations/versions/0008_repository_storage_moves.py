@@ -5,7 +5,12 @@ the switch safe.
 `projects.push_hold` is "" normally; "queue" while a move prepares its switch (new pushes wait
 at their authorization); "read_only" for the switch itself (a push that was authorized before
 the hold and reaches pre-receive only now is refused). One move at a time per project: the
-partial unique index covers every state but the two final ones.
+partial unique index covers every state but the final ones.
+
+`replica_registry.storage_shard` (a secondary's) is the shard its replica is on: the freshness
+rule serves locally only from the project's shard, so a replica its replicator has not yet
+moved after a `RepositoryMoved` is never read where it is not. Existing rows get their
+project's shard, where every replica was put until now.
 
 Revision ID: 0008
 Revises: 0007
@@ -64,8 +69,18 @@ def upgrade() -> None:
         postgresql_where=sa.text("state IN ('scheduled', 'started', 'replicated')"),
     )
 
+    op.add_column(
+        "replica_registry",
+        sa.Column("storage_shard", sa.Text(), server_default="", nullable=False),
+    )
+    op.execute(
+        "UPDATE replica_registry SET storage_shard = projects.storage_shard"
+        " FROM projects WHERE projects.id = replica_registry.project_id"
+    )
+
 
 def downgrade() -> None:
+    op.drop_column("replica_registry", "storage_shard")
     op.drop_table("repository_storage_moves")
     op.drop_constraint("projects_push_hold", "projects", type_="check")
     op.drop_column("projects", "push_hold")
