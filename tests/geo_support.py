@@ -100,11 +100,16 @@ def ssh_env(
 
 @contextmanager
 def primary_and_secondary(
-    base_dir: Path, kafka_bootstrap: str, secondary_env: Mapping[str, str] | None = None
+    base_dir: Path,
+    kafka_bootstrap: str,
+    secondary_env: Mapping[str, str] | None = None,
+    extra_shards: tuple[str, ...] = (),
 ) -> Iterator[tuple[Site, Site, Api]]:
     """A primary and one secondary (running_sites), and the API as the primary's admin."""
     own_env = {1: secondary_env} if secondary_env else None
-    with running_sites(base_dir, kafka_bootstrap, secondary_env=own_env) as (
+    with running_sites(
+        base_dir, kafka_bootstrap, secondary_env=own_env, extra_shards=extra_shards
+    ) as (
         primary,
         (secondary,),
         admin,

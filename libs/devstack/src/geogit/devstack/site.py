@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from geogit.common.geo_coordination import SiteRole
+from geogit.common.net import free_port
 from geogit.devstack.credentials import SiteSecrets, UserCredentials
 from geogit.devstack.ports import LOOPBACK, SitePorts
 from geogit.devstack.probes import HttpProbe
@@ -84,6 +85,7 @@ class Site:
         extra_env: Mapping[str, str] | None = None,
         host: str = LOOPBACK,
         primary_url: str = "",
+        extra_shards: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.role: Role = role
@@ -102,6 +104,9 @@ class Site:
         self.primary_url = primary_url
         if role == "secondary" and not primary_url:
             raise SiteError(f"{name}: a secondary needs the primary's URL")
+        # More storage shards beside STORAGE_NAME (tests of storage moves): name -> (gRPC port,
+        # ops port), free ones. Every site of a stack names the same shards (DESIGN §5).
+        self.extra_shards = {shard: (free_port(), free_port()) for shard in extra_shards}
 
     # Addresses -----------------------------------------------------------------------------
 
@@ -130,6 +135,17 @@ class Site:
         return self.base_dir / "sites" / self.name / "repositories"
 
     @property
+    def storages(self) -> dict[str, str]:
+        """Every shard of the site by name: GEOGIT_STORAGES of its internal API and replicator."""
+        extra = {name: f"{self.host}:{grpc}" for name, (grpc, _) in self.extra_shards.items()}
+        return {STORAGE_NAME: self.storage_address} | extra
+
+    def shard_repositories_dir(self, shard: str) -> Path:
+        if shard == STORAGE_NAME:
+            return self.repositories_dir
+        return self.base_dir / "sites" / self.name / f"repositories-{shard}"
+
+    @property
     def host_keys_dir(self) -> Path:
         return self.base_dir / "sites" / self.name / "ssh-host-keys"
 
@@ -156,13 +172,14 @@ class Site:
             **self.extra_env,
         }
 
-    def storage_env(self) -> dict[str, str]:
+    def storage_env(self, shard: str = STORAGE_NAME) -> dict[str, str]:
+        grpc, ops = self.extra_shards.get(shard, (self.ports.storage, self.ports.storage_ops))
         return self._env(
             {
-                "GEOGIT_STORAGE_NAME": STORAGE_NAME,
-                "GEOGIT_STORAGE_ROOT": str(self.repositories_dir),
-                "GEOGIT_LISTEN_ADDRESS": self.storage_address,
-                "GEOGIT_OPS_ADDRESS": f"{self.host}:{self.ports.storage_ops}",
+                "GEOGIT_STORAGE_NAME": shard,
+                "GEOGIT_STORAGE_ROOT": str(self.shard_repositories_dir(shard)),
+                "GEOGIT_LISTEN_ADDRESS": f"{self.host}:{grpc}",
+                "GEOGIT_OPS_ADDRESS": f"{self.host}:{ops}",
                 "GEOGIT_STORAGE_SECRET": self.secrets.storage_secret,
                 "GEOGIT_INTERNAL_API_URL": self.internal_api_url,
                 "GEOGIT_INTERNAL_API_SECRET": self.secrets.internal_api_secret,
@@ -176,7 +193,7 @@ class Site:
                 "GEOGIT_HTTP_ADDRESS": f"{self.host}:{self.ports.internal_api}",
                 "GEOGIT_INTERNAL_API_SECRET": self.secrets.internal_api_secret,
                 "GEOGIT_STORAGE_SECRET": self.secrets.storage_secret,
-                "GEOGIT_STORAGES": json.dumps({STORAGE_NAME: self.storage_address}),
+                "GEOGIT_STORAGES": json.dumps(self.storages),
                 "GEOGIT_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
                 "GEOGIT_KAFKA_IDEMPOTENT": "true" if self.kafka_idempotent else "false",
                 # The bootstrap role and primary (empty on the primary); after a promotion the
@@ -230,7 +247,7 @@ class Site:
                 "GEOGIT_OPS_ADDRESS": f"{self.host}:{self.ports.replicator_ops}",
                 "GEOGIT_INTERNAL_API_URL": self.internal_api_url,
                 "GEOGIT_INTERNAL_API_SECRET": self.secrets.internal_api_secret,
-                "GEOGIT_STORAGES": json.dumps({STORAGE_NAME: self.storage_address}),
+                "GEOGIT_STORAGES": json.dumps(self.storages),
                 "GEOGIT_STORAGE_SECRET": self.secrets.storage_secret,
                 "GEOGIT_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
                 "GEOGIT_KAFKA_IDEMPOTENT": "true" if self.kafka_idempotent else "false",
@@ -254,14 +271,20 @@ class Site:
             raise
 
     def start_storage(self, timeout: float = 30.0) -> None:
-        self.repositories_dir.mkdir(parents=True, exist_ok=True)
-        self.supervisor.start(
-            self.process_name("storage"),
-            [console_script("geogit-storage")],
-            self.storage_env(),
-            HttpProbe(f"{self.storage_ops_url}/-/readiness"),
-            timeout,
-        )
+        """The default shard's storage, then any extra shards' (one process each)."""
+        for shard in (STORAGE_NAME, *self.extra_shards):
+            self.shard_repositories_dir(shard).mkdir(parents=True, exist_ok=True)
+            ops = self.extra_shards.get(shard, (0, self.ports.storage_ops))[1]
+            self.supervisor.start(
+                self._storage_process(shard),
+                [console_script("geogit-storage")],
+                self.storage_env(shard),
+                HttpProbe(f"http://{self.host}:{ops}/-/readiness"),
+                timeout,
+            )
+
+    def _storage_process(self, shard: str) -> str:
+        return self.process_name("storage" if shard == STORAGE_NAME else f"storage-{shard}")
 
     def start_internal_api(self, timeout: float = 60.0) -> None:
         self.supervisor.start(
@@ -316,9 +339,13 @@ class Site:
     def stop(self, kill: bool = False) -> list[StopResult]:
         """Stop the site's services, last started first; `kill` sends SIGKILL at once, as a
         crashed machine would (for unplanned-failover drills)."""
-        return [
+        stopped = [
             self.supervisor.stop(self.process_name(service), kill=kill)
             for service in reversed(self.services)
+        ]
+        return stopped + [
+            self.supervisor.stop(self._storage_process(shard), kill=kill)
+            for shard in self.extra_shards
         ]
 
     # One-shot internal API commands --------------------------------------------------------

@@ -82,10 +82,12 @@ def running_sites(
     secondaries: int = 1,
     extra_env: Mapping[str, str] | None = None,
     secondary_env: Mapping[int, Mapping[str, str]] | None = None,
+    extra_shards: tuple[str, ...] = (),
 ) -> Iterator[tuple[Site, list[Site], UserCredentials]]:
     """A primary with its admin, and `secondaries` secondaries registered on it and started,
     each with its own fresh database (DESIGN §5: one database per site). `secondary_env[N]`
-    adds settings for secondary N only (say, GEOGIT_GEO_PROXY_MODE=redirect)."""
+    adds settings for secondary N only (say, GEOGIT_GEO_PROXY_MODE=redirect); every site gets
+    the storage shards `extra_shards` beside the default one."""
     env = {**FAST_GEO, **(extra_env or {})}
     own_env = secondary_env or {}
     with ExitStack() as stack:
@@ -98,6 +100,7 @@ def running_sites(
             primary_db,
             kafka_bootstrap,
             extra_env=env,
+            extra_shards=extra_shards,
         )
         primary.start()
         stack.callback(primary.stop)
@@ -112,6 +115,7 @@ def running_sites(
                 kafka_bootstrap,
                 extra_env={**env, **own_env.get(index, {})},
                 primary_url=primary.http_url,
+                extra_shards=extra_shards,
             )
             for index in range(1, secondaries + 1)
         ]
