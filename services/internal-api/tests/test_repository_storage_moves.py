@@ -296,3 +296,31 @@ async def _hold_is(db: SessionMaker, project_id: int, hold: str) -> bool:
     async with db() as session:
         row = await session.get(Project, project_id)
         return row is not None and row.push_hold == hold
+
+
+async def test_a_switched_move_a_stop_interrupted_removes_the_old_copy_after_the_next_start(
+    database: Database,
+    shards: Shards,
+    admin_token: str,
+    work: Path,
+    moving_server: ServerInfo,
+) -> None:
+    """Stopped between the switch and the old copy's removal (a long delay): the project is on
+    the destination already; the next start removes the source copy and finishes the move."""
+    port = free_port()
+    keeping = settings_for(database, shards, port, storage_move_removal_delay_seconds=600)
+    with serve_in_thread(keeping) as first:
+        async with httpx.AsyncClient(base_url=first.url, timeout=60) as http:
+            api = Api(http, admin_token)
+            project, _, _ = await _pushed_project(api, shards, work)
+            scheduled = (await move(api, project, "second")).json()
+            await follow(api, project, scheduled["id"], lambda m: m["state"] == "replicated")
+    assert shards.has_copy(project, "default") and shards.has_copy(project, "second")
+
+    with serve_in_thread(settings_for(database, shards, port)) as second:
+        async with httpx.AsyncClient(base_url=second.url, timeout=60) as http:
+            api = Api(http, admin_token)
+            done = await follow(api, project, scheduled["id"], lambda m: m["state"] in FINAL)
+            assert done["state"] == "finished"
+            assert await _shard_of(api, project) == "second"
+    assert not shards.has_copy(project, "default") and shards.has_copy(project, "second")

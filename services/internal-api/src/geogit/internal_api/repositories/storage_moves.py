@@ -98,21 +98,27 @@ class StorageMoves:
     # The move ------------------------------------------------------------------------------
 
     async def _run(self, move_id: int) -> None:
+        target: shared_pb2.Repository | None = None
         try:
-            source = await self._copy_and_switch(move_id)
+            source, target, project_id = await self._start(move_id)
+            await self._copy_and_switch(move_id, source, target, project_id)
         except (MoveFailed, StorageError) as exc:
-            await self._fail(move_id, str(exc))
+            await self._fail(move_id, str(exc), target)
             return
         except Exception as exc:  # a bug or the database: still, no hold may outlive the move
             log.exception("repository storage move broke", extra={"move_id": move_id})
-            await self._fail(move_id, f"{type(exc).__name__}: {exc}")
+            await self._fail(move_id, f"{type(exc).__name__}: {exc}", target)
             return
-        await self._remove_source(
-            move_id, source, self._settings.storage_move_removal_delay_seconds
-        )
+        delay = self._settings.storage_move_removal_delay_seconds
+        await self._remove_source(move_id, source, delay)
 
-    async def _copy_and_switch(self, move_id: int) -> shared_pb2.Repository:
-        source, target, project_id = await self._start(move_id)
+    async def _copy_and_switch(
+        self,
+        move_id: int,
+        source: shared_pb2.Repository,
+        target: shared_pb2.Repository,
+        project_id: int,
+    ) -> None:
         timeout = self._settings.storage_move_copy_timeout_seconds
         await self._storage.replicate_from_storage(target, source, timeout)
         await self._hold(project_id, "queue")
@@ -122,10 +128,8 @@ class StorageMoves:
         await self._storage.replicate_from_storage(target, source, timeout)
         if self._before_compare is not None:
             await self._before_compare()
-        expected, copied = (
-            await self._storage.checksum(source),
-            await self._storage.checksum(target),
-        )
+        expected = await self._storage.checksum(source)
+        copied = await self._storage.checksum(target)
         if expected != copied:
             raise MoveFailed(
                 f"checksum mismatch after the final copy: {source.storage_name} has {expected},"
@@ -133,7 +137,6 @@ class StorageMoves:
             )
         await self._switch(move_id, target.storage_name, expected)
         log.info("repository moved", extra={"move_id": move_id, "project_id": project_id})
-        return source
 
     async def _start(
         self, move_id: int
@@ -188,21 +191,27 @@ class StorageMoves:
             move.state, move.updated_at = "replicated", utcnow()
             await project_events.repository_moved(session, self._outbox, project, old_shard)
 
-    async def _fail(self, move_id: int, error: str) -> None:
-        """The project stays on the source: its hold is lifted, the destination copy goes."""
+    async def _fail(
+        self, move_id: int, error: str, target: shared_pb2.Repository | None = None
+    ) -> None:
+        """The project stays on the source: its hold is lifted, the destination copy goes
+        (`target`, or found from the move's row)."""
         log.warning("repository storage move failed", extra={"move_id": move_id, "error": error})
         async with self._sessions() as session, session.begin():
             move = await session.get(RepositoryStorageMove, move_id, with_for_update=True)
-            if move is None:
-                return  # its project was deleted, and the move's row with it
-            move.state, move.error_message, move.updated_at = "failed", error[:4000], utcnow()
-            project = await session.get(Project, move.project_id, with_for_update=True)
-            if project is None:
-                return
-            project.push_hold = ""
-            target = storage_repository(project)
-            target.storage_name = move.destination_storage_name
-        await self._remove(target)
+            project = None
+            if move is not None:  # else its project was deleted, and the move's row with it
+                project = await session.get(Project, move.project_id, with_for_update=True)
+                if project is not None and project.storage_shard == move.destination_storage_name:
+                    # The switch committed after all (its answer was lost): nothing to undo.
+                    return
+                move.state, move.error_message, move.updated_at = "failed", error[:4000], utcnow()
+            if project is not None and move is not None:
+                project.push_hold = ""
+                target = storage_repository(project)
+                target.storage_name = move.destination_storage_name
+        if target is not None:
+            await self._remove(target)
 
     async def _remove_source(
         self, move_id: int, source: shared_pb2.Repository, delay: float
