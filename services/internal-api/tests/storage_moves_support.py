@@ -62,7 +62,9 @@ def settings_for(
 ) -> InternalApiSettings:
     values: dict[str, object] = {
         "storage_move_drain_seconds": 0.3,
-        "storage_move_removal_delay_seconds": 1.0,
+        # Longer than a clone routed just before the switch needs to reach the old copy, on a
+        # loaded machine too (production: 300 s).
+        "storage_move_removal_delay_seconds": 5.0,
         **overrides,
     }
     return make_settings(

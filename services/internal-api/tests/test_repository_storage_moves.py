@@ -324,3 +324,23 @@ async def test_a_switched_move_a_stop_interrupted_removes_the_old_copy_after_the
             assert done["state"] == "finished"
             assert await _shard_of(api, project) == "second"
     assert not shards.has_copy(project, "default") and shards.has_copy(project, "second")
+
+
+async def test_an_old_copy_holding_kept_diverged_refs_is_not_removed(
+    mapi: Api, shards: Shards, work: Path
+) -> None:
+    """Commits a failover kept under refs/geogit/ are storage's own refs, which no copy between
+    shards carries: the move switches, and keeps the old copy for an operator."""
+    project, _, tree = await _pushed_project(mapi, shards, work)
+    source_dir = shards["default"].root / hashed_repository_path(project["id"])
+    head = git("rev-parse", "HEAD", cwd=tree).stdout.decode().strip()
+    kept = "refs/geogit/diverged/epoch-2/refs/heads/main"
+    git("--git-dir", str(source_dir), "update-ref", kept, head)
+
+    scheduled = (await move(mapi, project, "second")).json()
+    done = await follow(mapi, project, scheduled["id"], lambda m: m["state"] in FINAL)
+
+    assert done["state"] == "cleanup_failed"
+    assert "refs/geogit/" in done["error_message"]
+    assert await _shard_of(mapi, project) == "second"
+    assert git("--git-dir", str(source_dir), "rev-parse", kept).stdout.decode().strip() == head

@@ -18,6 +18,7 @@ from geogit.common.events import new_event
 from geogit.common.proto.events.v1 import repository_pb2
 from geogit.replicator.clients.storage import repository
 from geogit.replicator.scheduler import Action
+from geogit.storage.testing import git
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +102,22 @@ async def test_any_later_work_on_a_replica_left_on_the_old_shard_moves_it(
         assert await parts.worker(repo.project_id, Action.VERIFY) is None
         assert await _registry_shard(parts, repo) == "second"
         assert _has_copy(site, "second", repo) and not _has_copy(site, "default", repo)
+
+
+async def test_an_old_replica_keeping_diverged_refs_stays(two_shard_site: SecondarySite) -> None:
+    """Commits kept after a rollback (refs/geogit/diverged/...) are never dropped: the replica
+    follows to the new shard, and the old copy holding them stays."""
+    site = two_shard_site
+    repo, checksum = await announced(site)
+    async with replication(site) as parts:
+        assert await parts.worker(repo.project_id, Action.SYNC) is None
+        old = site.shards["default"].root / repo.disk_path
+        kept = "refs/geogit/diverged/epoch-2/refs/heads/main"
+        git("--git-dir", str(old), "update-ref", kept, "refs/heads/main")
+        repo.seq += 1
+        site.primary.states[repo.project_id] = (repo.seq, checksum)
+        await site.apply(_moved(repo, checksum))
+        assert await parts.worker(repo.project_id, Action.SYNC) is None
+        assert await _registry_shard(parts, repo) == "second"
+        assert _has_copy(site, "second", repo) and _has_copy(site, "default", repo)
+        assert git("--git-dir", str(old), "rev-parse", kept).returncode == 0

@@ -70,6 +70,22 @@ class RepositoryClient:
         response = await self.call("CalculateChecksum", repo, request)
         return str(response.checksum)
 
+    async def has_refs(self, repo: shared_pb2.Repository, prefix: str) -> bool:
+        """Whether any ref matches `prefix` (git for-each-ref's pattern: a name or a prefix)."""
+        request = repository_pb2.ListRefsRequest(repository=repo, patterns=[prefix])
+        call = self.stub(repo.storage_name).ListRefs(
+            request, metadata=storage_metadata(self.token()), timeout=self._timeout
+        )
+        try:
+            async for response in call:
+                if response.references:
+                    return True
+        except grpc.aio.AioRpcError as exc:
+            raise storage_failure("ListRefs", repo, exc) from exc
+        finally:
+            call.cancel()
+        return False
+
     async def exists(self, repo: shared_pb2.Repository) -> bool:
         request = repository_pb2.RepositoryExistsRequest(repository=repo)
         response = await self.call("RepositoryExists", repo, request)

@@ -46,6 +46,8 @@ from geogit.replicator.sync_state import Hint, SyncStates
 
 log = logging.getLogger(__name__)
 
+# Where storage keeps what a rollback must not drop (refs/geogit/diverged/epoch-<n>/...).
+KEPT_REFS = "refs/geogit/"
 # A sync requested for a project the read model does not know yet (the event outran it) is
 # retried this many times before it is left to backfill.
 UNKNOWN_PROJECT_RETRIES = 5
@@ -200,8 +202,17 @@ class ReplicaWorker:
             log.info("replica not seeded from its old shard", extra={"error": str(exc)})
 
     async def _remove_moved(self, replicable: Replicable, old_shard: str) -> None:
+        """The old shard's copy goes — unless it keeps commits a new primary lacked (DESIGN
+        §10) under storage's own refs, which no copy between shards carries."""
+        old = repository(old_shard, replicable.disk_path)
         try:
-            await self._storage.remove_repository(repository(old_shard, replicable.disk_path))
+            if await self._storage.has_refs(old, KEPT_REFS):
+                log.warning(
+                    "replica kept on its old shard: it holds diverged refs",
+                    extra={"project_id": replicable.project_id, "shard": old_shard},
+                )
+                return
+            await self._storage.remove_repository(old)
         except StorageError as exc:
             if exc.code != grpc.StatusCode.NOT_FOUND:
                 log.warning(

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import grpc
-
 from geogit.common.proto.storage.v1 import repository_pb2, shared_pb2
-from geogit.common.repository_client import RepositoryClient, storage_failure
-from geogit.common.storage_client import storage_metadata
+from geogit.common.repository_client import RepositoryClient
 
 ISSUER = "geogit-internal-api"
 
@@ -38,19 +35,3 @@ class StorageClient(RepositoryClient):
     async def set_head(self, repo: shared_pb2.Repository, branch: str) -> None:
         request = repository_pb2.SetHeadRequest(repository=repo, branch=branch)
         await self.call("SetHead", repo, request)
-
-    async def has_refs(self, repo: shared_pb2.Repository, prefix: str) -> bool:
-        """Whether any ref matches `prefix` (git for-each-ref's pattern: a name or a prefix)."""
-        request = repository_pb2.ListRefsRequest(repository=repo, patterns=[prefix])
-        call = self.stub(repo.storage_name).ListRefs(
-            request, metadata=storage_metadata(self.token()), timeout=30.0
-        )
-        try:
-            async for response in call:
-                if response.references:
-                    return True
-        except grpc.aio.AioRpcError as exc:
-            raise storage_failure("ListRefs", repo, exc) from exc
-        finally:
-            call.cancel()
-        return False

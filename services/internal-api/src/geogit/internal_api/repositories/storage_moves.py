@@ -46,6 +46,13 @@ from geogit.internal_api.repositories.location import storage_repository
 log = logging.getLogger(__name__)
 LAND_POLL_SECONDS = 0.05
 INTERRUPTED = "interrupted: the internal API stopped during the move; the project stayed on"
+# Storage's own refs (diverged commits kept after a failover, DESIGN §10) are never copied by
+# ReplicateRepository, so a copy holding some is not removed: an operator decides.
+PRIVATE_REFS = "refs/geogit/"
+KEPT_PRIVATE_REFS = (
+    "the old copy holds refs under refs/geogit/ (commits kept after a failover), which a move"
+    " does not copy; it was kept"
+)
 
 
 class MoveFailed(Exception):
@@ -218,6 +225,9 @@ class StorageMoves:
     ) -> None:
         await asyncio.sleep(max(0.0, delay))
         try:
+            if await self._storage.has_refs(source, PRIVATE_REFS):
+                await self._set_state(move_id, "cleanup_failed", KEPT_PRIVATE_REFS)
+                return
             await self._remove(source, quiet=False)
         except StorageError as exc:
             await self._set_state(move_id, "cleanup_failed", str(exc))
