@@ -25,10 +25,7 @@ from geogit.devstack.site import Site
 from geogit.devstack.testing import running_sites
 from geogit.storage.testing import commit_all, make_work_tree
 
-MOVES = {
-    "GEOGIT_STORAGE_MOVE_DRAIN_SECONDS": "0.5",
-    "GEOGIT_STORAGE_MOVE_REMOVAL_DELAY_SECONDS": "2",
-}
+MOVES = {"GEOGIT_STORAGE_MOVE_REMOVAL_DELAY_SECONDS": "5"}
 
 
 @pytest.fixture(scope="module")

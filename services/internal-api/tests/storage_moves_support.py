@@ -61,7 +61,6 @@ def settings_for(
     database: Database, shards: Shards, port: int, **overrides: object
 ) -> InternalApiSettings:
     values: dict[str, object] = {
-        "storage_move_drain_seconds": 0.3,
         # Longer than a clone routed just before the switch needs to reach the old copy, on a
         # loaded machine too (production: 300 s).
         "storage_move_removal_delay_seconds": 5.0,

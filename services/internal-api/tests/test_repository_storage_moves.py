@@ -266,14 +266,16 @@ async def test_a_move_a_stop_interrupted_is_failed_by_the_next_start(
     work: Path,
     moving_server: ServerInfo,
 ) -> None:
-    """The first server stops while the move holds the project's pushes (a long drain); the
-    next start fails the move, lifts the hold and removes the destination's copy."""
+    """The first server stops while the move holds the project's pushes, waiting for one that
+    was routed to the old copy and has not reached pre-receive; the next start fails the move,
+    lifts the hold and removes the destination's copy."""
     port = free_port()
     slow = settings_for(database, shards, port, storage_move_drain_seconds=600)
     with serve_in_thread(slow) as first:
         async with httpx.AsyncClient(base_url=first.url, timeout=60) as http:
             api = Api(http, admin_token)
-            project, _, _ = await _pushed_project(api, shards, work)
+            project, client, _ = await _pushed_project(api, shards, work)
+            assert (await client.route("git-receive-pack")).name == "default"  # never pushed
             scheduled = (await move(api, project, "second")).json()
             await eventually(lambda: _hold_is(db, project["id"], "queue"), "the push hold")
     assert shards.has_copy(project, "second")  # the first copy was made

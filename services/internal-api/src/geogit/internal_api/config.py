@@ -35,12 +35,13 @@ class InternalApiSettings(HttpListenerSettings, KafkaSettings):
     # Shard name -> weight for new projects (GEOGIT_STORAGE_WEIGHTS is a JSON object); a shard
     # of weight 0 takes none. Empty: every new project on default_storage.
     storage_weights: dict[str, int] = Field(default_factory=dict)
-    # Repository storage moves (repositories/storage_moves.py): how long pushes authorized
-    # before a switch's hold get to reach pre-receive (where they are counted and awaited);
-    # how long a push waits for a switch before it is refused; how long the source copy is
-    # kept after the switch, for clones still streaming from it; the bound on each copy and on
-    # the pushes in flight to land.
-    storage_move_drain_seconds: float = 2.0
+    # Repository storage moves (repositories/storage_moves.py): how long after its
+    # authorization a push still counts as on its way to pre-receive (a switch waits for it;
+    # one whose pack upload takes longer is refused if a switch starts meanwhile); how long a
+    # push waits for a switch before it is refused; how long the source copy is kept after
+    # the switch, for clones still streaming from it; the bound on each copy and on the pushes
+    # in flight.
+    storage_move_drain_seconds: float = 30.0
     storage_move_push_wait_seconds: float = 30.0
     storage_move_removal_delay_seconds: float = 300.0
     storage_move_copy_timeout_seconds: float = 3600.0

@@ -377,6 +377,10 @@ class PushReferenceCounter(Base):
     project_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.now())
+    # Pushes authorized (routed to a shard) that have not reached pre-receive yet, and the time
+    # of the latest: a storage move waits for them before it refuses pre-receive.
+    authorized: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    authorized_at: Mapped[datetime | None]
 
 
 class GeoDivergedRef(Base):

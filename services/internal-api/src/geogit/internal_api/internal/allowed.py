@@ -97,8 +97,14 @@ async def _wait_for_switch(
     """The SSH gateway's push, before it is routed to a shard: a storage move's switch is
     waited for (repositories/push_hold.py)."""
     if SSH_COMMANDS[body.action].writes and body.changes == ANY_CHANGES and not body.count_push:
-        wait = services.settings.storage_move_push_wait_seconds
-        await push_hold.wait_for_release(session, access.project, wait)
+        settings = services.settings
+        await push_hold.route_push(
+            session,
+            access.project,
+            settings.storage_move_push_wait_seconds,
+            settings.storage_move_drain_seconds,
+            count=True,
+        )
 
 
 async def _count_push(session: AsyncSession, access: Access, body: AllowedRequest) -> bool:

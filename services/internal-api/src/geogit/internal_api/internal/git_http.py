@@ -60,8 +60,14 @@ async def authorize(
         routing.refuse_writes_while_failing_over(authority, pushes and routing.advertisement(body))
         access = await git_http_access(session, services, body)
         if pushes:  # a storage move's switch: wait for it, then push to the project's shard
-            wait = services.settings.storage_move_push_wait_seconds
-            await push_hold.wait_for_release(session, access.project, wait)
+            settings = services.settings
+            await push_hold.route_push(
+                session,
+                access.project,
+                settings.storage_move_push_wait_seconds,
+                settings.storage_move_drain_seconds,
+                count=not routing.advertisement(body),
+            )
         return routing.serve_answer(access, storage)
     except Denied as denial:
         raise ApiError(denial.status, denial.message) from denial

@@ -6,8 +6,8 @@ where it was. The steps:
 
 1. copy the repository to the destination (storage to storage: the destination's storage
    fetches from the source's SSHUploadPack, gitaly-ssh's role), the project still writable;
-2. hold new pushes (`queue`, repositories/push_hold.py) for `storage_move_drain_seconds`, so
-   pushes authorized before the hold reach pre-receive and are counted; then `read_only`, and
+2. hold new pushes (`queue`, repositories/push_hold.py) and wait for the pushes authorized
+   before the hold to reach pre-receive (where they are counted again); then `read_only`, and
    wait for the counted pushes to land;
 3. a final, incremental copy, then both copies' refs checksums: a mismatch fails the move, the
    destination copy is removed and the project stays on the source;
@@ -29,8 +29,9 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from geogit.common.proto.storage.v1 import shared_pb2
 from geogit.common.repository_client import StorageError
@@ -129,7 +130,7 @@ class StorageMoves:
         timeout = self._settings.storage_move_copy_timeout_seconds
         await self._storage.replicate_from_storage(target, source, timeout)
         await self._hold(project_id, "queue")
-        await asyncio.sleep(self._settings.storage_move_drain_seconds)
+        await self._routed_pushes_arrived(project_id)
         await self._hold(project_id, "read_only")
         await self._pushes_landed(project_id)
         await self._storage.replicate_from_storage(target, source, timeout)
@@ -168,21 +169,45 @@ class StorageMoves:
                 raise MoveFailed("the project was deleted")
             project.push_hold = hold
 
+    async def _routed_pushes_arrived(self, project_id: int) -> None:
+        """Every push authorized before the hold has reached pre-receive (and is counted
+        there), or has not for `storage_move_drain_seconds` (no-op pushes, vanished clients)."""
+        stale = timedelta(seconds=self._settings.storage_move_drain_seconds)
+        await self._wait_for_zero(
+            project_id,
+            PushReferenceCounter.authorized,
+            PushReferenceCounter.authorized_at > func.now() - stale,
+            "pushes routed to the old copy did not reach pre-receive",
+        )
+
     async def _pushes_landed(self, project_id: int) -> None:
         """Every push counted at pre-receive has reached post-receive (or went stale)."""
+        await self._wait_for_zero(
+            project_id,
+            PushReferenceCounter.count,
+            PushReferenceCounter.updated_at > func.now() - STALE_AFTER,
+            "pushes did not land before the switch",
+        )
+
+    async def _wait_for_zero(
+        self,
+        project_id: int,
+        counter: InstrumentedAttribute[int],
+        fresh: ColumnElement[bool],
+        failure: str,
+    ) -> None:
         deadline = time.monotonic() + self._settings.storage_move_land_timeout_seconds
         while True:
             async with self._sessions() as session:
                 in_flight = await session.scalar(
-                    select(func.coalesce(func.sum(PushReferenceCounter.count), 0)).where(
-                        PushReferenceCounter.project_id == project_id,
-                        PushReferenceCounter.updated_at > func.now() - STALE_AFTER,
+                    select(func.coalesce(func.sum(counter), 0)).where(
+                        PushReferenceCounter.project_id == project_id, fresh
                     )
                 )
             if not in_flight:
                 return
             if time.monotonic() > deadline:
-                raise MoveFailed(f"{in_flight} pushes did not land before the switch")
+                raise MoveFailed(f"{failure} ({in_flight} in flight)")
             await asyncio.sleep(LAND_POLL_SECONDS)
 
     async def _switch(self, move_id: int, destination: str, checksum: str) -> None:

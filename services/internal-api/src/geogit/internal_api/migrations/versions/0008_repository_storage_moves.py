@@ -4,8 +4,10 @@ the switch safe.
 
 `projects.push_hold` is "" normally; "queue" while a move prepares its switch (new pushes wait
 at their authorization); "read_only" for the switch itself (a push that was authorized before
-the hold and reaches pre-receive only now is refused). One move at a time per project: the
-partial unique index covers every state but the final ones.
+the hold and reaches pre-receive only now is refused). `push_reference_counters.authorized`
+counts pushes from their authorization to their pre-receive, so a move holding pushes waits
+for those already routed to the old copy. One move at a time per project: the partial unique
+index covers every state but the final ones.
 
 `replica_registry.storage_shard` (a secondary's) is the shard its replica is on: the freshness
 rule serves locally only from the project's shard, so a replica its replicator has not yet
@@ -70,6 +72,14 @@ def upgrade() -> None:
     )
 
     op.add_column(
+        "push_reference_counters",
+        sa.Column("authorized", sa.Integer(), server_default=sa.text("0"), nullable=False),
+    )
+    op.add_column(
+        "push_reference_counters",
+        sa.Column("authorized_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.add_column(
         "replica_registry",
         sa.Column("storage_shard", sa.Text(), server_default="", nullable=False),
     )
@@ -80,6 +90,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("push_reference_counters", "authorized_at")
+    op.drop_column("push_reference_counters", "authorized")
     op.drop_column("replica_registry", "storage_shard")
     op.drop_table("repository_storage_moves")
     op.drop_constraint("projects_push_hold", "projects", type_="check")
