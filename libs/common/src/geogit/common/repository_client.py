@@ -86,11 +86,6 @@ class RepositoryClient:
             call.cancel()
         return False
 
-    async def exists(self, repo: shared_pb2.Repository) -> bool:
-        request = repository_pb2.RepositoryExistsRequest(repository=repo)
-        response = await self.call("RepositoryExists", repo, request)
-        return bool(response.exists)
-
     async def replicate_from_storage(
         self, target: shared_pb2.Repository, source: shared_pb2.Repository, timeout: float
     ) -> str:
