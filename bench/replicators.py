@@ -138,6 +138,8 @@ def backfill(site: Site, replicators: int) -> dict[str, Any]:
         time.sleep(0.2)
     seconds = time.perf_counter() - started
     used = cpu_delta(cpu(), before)
+    for name in names[1:]:  # the site stops its own; extra ones would outlive it
+        site.supervisor.stop(site.process_name(name))
     replicator_cpu = sum(v for k, v in used.items() if k != "storage")
     log(f"{replicators} replicator(s): {seconds:.1f} s, replicator CPU {replicator_cpu:.1f} s")
     return {

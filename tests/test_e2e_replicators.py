@@ -26,11 +26,7 @@ from geogit.common.events import project_aggregate
 from geogit.common.kafka import partition_for
 from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
-from geogit.devstack.replicators import (
-    ReplicatorReplica,
-    replica_process_name,
-    start_replicator_replica,
-)
+from geogit.devstack.replicators import replica_process_name, replicator_replicas
 from geogit.devstack.site import Site
 from geogit.devstack.testing import running_sites
 from geogit.storage.testing import make_work_tree
@@ -112,43 +108,47 @@ def test_three_replicators_divide_a_backfill_and_survive_a_kill(
         project_ids.append(int(project["id"]))
 
     secondary.start_replicator()
-    replicas: list[ReplicatorReplica] = [start_replicator_replica(secondary, i) for i in (1, 2)]
-    ops_urls = [secondary.replicator_ops_url, *(replica.ops_url for replica in replicas)]
-    wait_until(
-        lambda: [_owned_partitions(url) for url in ops_urls] == [2, 2, 2],
-        what="the group to give each of three replicators two of the six partitions",
-    )
-    wait_until(lambda: len(_synced(secondary, project_ids)) >= 6, what="the backfill to get going")
-    killed = replicas[0]
-    killed_partitions = _held(secondary, killed.index)
-    killed.stop(kill=True)
-    synced_at_kill = _synced(secondary, project_ids)
-    assert len(synced_at_kill) < PROJECTS, "the backfill ended before the kill: nothing to prove"
+    with replicator_replicas(secondary, 2) as replicas:
+        ops_urls = [secondary.replicator_ops_url, *(replica.ops_url for replica in replicas)]
+        wait_until(
+            lambda: [_owned_partitions(url) for url in ops_urls] == [2, 2, 2],
+            what="the group to give each of three replicators two of the six partitions",
+        )
+        wait_until(
+            lambda: len(_synced(secondary, project_ids)) >= 6, what="the backfill to get going"
+        )
+        killed = replicas[0]
+        killed_partitions = _held(secondary, killed.index)
+        killed.stop(kill=True)
+        synced_at_kill = _synced(secondary, project_ids)
+        assert len(synced_at_kill) < PROJECTS, (
+            "the backfill ended before the kill: nothing to prove"
+        )
 
-    wait_until(
-        lambda: _synced(secondary, project_ids) == set(project_ids),
-        timeout=120,
-        what="the two survivors to finish every project",
-    )
-    survivors = [secondary.replicator_ops_url, replicas[1].ops_url]
-    wait_until(
-        lambda: sum(_owned_partitions(url) for url in survivors) == PARTITIONS,
-        what="the survivors to hold every partition",
-    )
+        wait_until(
+            lambda: _synced(secondary, project_ids) == set(project_ids),
+            timeout=120,
+            what="the two survivors to finish every project",
+        )
+        survivors = [secondary.replicator_ops_url, replicas[1].ops_url]
+        wait_until(
+            lambda: sum(_owned_partitions(url) for url in survivors) == PARTITIONS,
+            what="the survivors to hold every partition",
+        )
 
-    by_replica = {index: _synced_by(secondary, index) for index in (0, 1, 2)}
-    assert all(by_replica.values()), f"a replicator synced nothing: {by_replica}"
-    everyone = [pid for synced in by_replica.values() for pid in synced]
-    assert len(everyone) == len(set(everyone)), "a project was synced by two replicators"
-    assert set(everyone) == set(project_ids)
-    # The killed replicator's share of what was left was finished by the others.
-    orphaned = {
-        pid
-        for pid in set(project_ids) - synced_at_kill
-        if partition_for(project_aggregate(pid), PARTITIONS) in killed_partitions
-    }
-    assert orphaned, "the killed replicator had nothing left to hand over"
-    assert orphaned <= by_replica[0] | by_replica[2]
+        by_replica = {index: _synced_by(secondary, index) for index in (0, 1, 2)}
+        assert all(by_replica.values()), f"a replicator synced nothing: {by_replica}"
+        everyone = [pid for synced in by_replica.values() for pid in synced]
+        assert len(everyone) == len(set(everyone)), "a project was synced by two replicators"
+        assert set(everyone) == set(project_ids)
+        # The killed replicator's share of what was left was finished by the others.
+        orphaned = {
+            pid
+            for pid in set(project_ids) - synced_at_kill
+            if partition_for(project_aggregate(pid), PARTITIONS) in killed_partitions
+        }
+        assert orphaned, "the killed replicator had nothing left to hand over"
+        assert orphaned <= by_replica[0] | by_replica[2]
 
 
 PLACED = 200
@@ -164,10 +164,8 @@ def test_two_shards_by_weight_and_three_replicators_place_every_replica_on_its_s
         (secondary,),
         admin,
     ):
-        for index in (1, 2):
-            start_replicator_replica(secondary, index)
         api = Api(primary.http_url, admin.token)
-        try:
+        with replicator_replicas(secondary, 2):
             owner = api.account()
             shard_of = {
                 int(project["id"]): str(project["repository_storage"])
@@ -197,5 +195,4 @@ def test_two_shards_by_weight_and_three_replicators_place_every_replica_on_its_s
             by_replica = [_synced_by(secondary, index) for index in (0, 1, 2)]
             assert all(by_replica), "a replicator had no share"
             assert sum(map(len, by_replica)) == len(set().union(*by_replica)) == PLACED
-        finally:
-            api.http.close()
+        api.http.close()

@@ -1,6 +1,6 @@
 """A replicator's share of the projects: only what its partitions hold is requested, work on
-projects whose partitions leave is stopped before the revoke returns, and new partitions ask
-for a backfill."""
+projects whose partitions left is stopped before the new assignment returns (and only theirs),
+and new partitions ask for a backfill."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class Stuck:
         return None
 
 
-async def test_only_the_projects_of_held_partitions_are_taken_and_revoked_ones_stop() -> None:
+async def test_only_held_partitions_projects_are_taken_and_those_that_leave_stop() -> None:
     work = Stuck()
     backfills: list[None] = []
     metrics = ReplicatorMetrics()
@@ -69,12 +69,17 @@ async def test_only_the_projects_of_held_partitions_are_taken_and_revoked_ones_s
     await asyncio.sleep(0.05)
     assert sorted(work.started) == sorted([*kept, *moved])
 
-    await ownership.hooks.revoked(_assignment(1))
-    # The revoke returned only after the moved projects' work had stopped.
+    # A revoke only stops new work: in an eager rebalance the partition may well come back.
+    await ownership.hooks.revoked(_assignment(0, 1))
+    assert not scheduler.request(kept[0], Action.VERIFY) and work.cancelled == []
+    # The new assignment keeps partition 0: the moved projects' work is stopped, and the
+    # assignment returned only after it had.
+    await ownership.hooks.assigned(_assignment(0))
     assert sorted(work.cancelled) == sorted(moved)
     assert scheduler.depth == len(kept)
     assert not scheduler.request(moved[0], Action.SYNC)
     assert ownership.owns(kept[0]) and not ownership.owns(moved[0])
+    assert backfills == [None, None]  # each assignment looks at the new share
     await scheduler.drain(0)
 
 

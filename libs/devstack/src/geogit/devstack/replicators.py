@@ -6,6 +6,8 @@ is replica 0, started and stopped with the site.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from geogit.common.net import free_port
@@ -46,3 +48,17 @@ def start_replicator_replica(site: Site, index: int, timeout: float = 30.0) -> R
         timeout,
     )
     return replica
+
+
+@contextmanager
+def replicator_replicas(site: Site, extra: int) -> Iterator[list[ReplicatorReplica]]:
+    """`extra` more replicators for the block, stopped on the way out: one left running would
+    stay in the site's consumer group and hold partitions of a later site of the same name."""
+    replicas: list[ReplicatorReplica] = []
+    try:
+        for index in range(1, extra + 1):
+            replicas.append(start_replicator_replica(site, index))
+        yield replicas
+    finally:
+        for replica in replicas:
+            replica.stop()

@@ -3,11 +3,17 @@
 Kafka decides, not us: a project is owned by the member of the site's consumer group that holds
 the partition of `geogit.repository` its events are keyed to (`project-<id>`, murmur2 as every
 Kafka producer). Every path to work asks `owns` — the repository feed only ever delivers owned
-projects, but backfill, scheduled verification and operator actions see all of them. When
-partitions are revoked, work on the projects that go with them is stopped before the group
-moves on, so their next owner never syncs a project this one still does; when partitions
-arrive, backfill looks at this replicator's new share, which picks up whatever the previous
-owner was doing (its registry rows, not its queue, say what is done).
+projects, but backfill, scheduled verification and operator actions see all of them.
+
+aiokafka rebalances eagerly: every member's partitions are revoked, then the new assignment
+handed out, on every change of membership. So a revoke only stops new work from starting, and
+the assignment cancels (and waits for) the work of the projects that did leave; those that came
+back keep running, so a replica joining does not restart every sync of the site. Between the
+two, a project handed over may still be syncing here while its new owner starts: storage
+serializes writers of one repository, so the two fetches run one after the other, and the
+second finds nothing to fetch. When partitions arrive, backfill looks at this replicator's new
+share, which picks up whatever the previous owner was doing (its registry rows, not its queue,
+say what is done).
 
 Without Kafka there is one replicator and it owns everything.
 """
@@ -59,14 +65,14 @@ class Ownership:
             self._held.partitions | assignment.partitions,
             {**self._held.counts, **assignment.counts},
         )
-        self._changed("partitions assigned", assignment)
+        stopped = await self._release(self.owns)
+        self._changed("partitions assigned", assignment, stopped=stopped)
         if assignment.partitions:
             self._gained()
 
     async def _revoked(self, assignment: Assignment) -> None:
         self._held = Assignment(self._held.partitions - assignment.partitions, self._held.counts)
-        stopped = await self._release(self.owns)
-        self._changed("partitions revoked", assignment, stopped=stopped)
+        self._changed("partitions revoked", assignment)
 
     def _changed(self, what: str, assignment: Assignment, **extra: int) -> None:
         self._metrics.owned_partitions.set(len(self._held.partitions))
