@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from geogit.common.events import Topics, decode_event
 from geogit.common.tansu import TansuBroker
-from geogit.devstack.balancer import CHECK_INTERVAL_MS, FALL
+from geogit.devstack.balancer import CHECK_INTERVAL_MS, FALL, replica_states
 from geogit.devstack.site import Site
 from geogit.devstack.testing import running_sites
 from geogit.storage.testing import commit_all, make_work_tree
@@ -94,17 +94,6 @@ def _internal_api_requests(url: str) -> float:
             ):
                 total += sample.value
     return total
-
-
-def _balancer_status(site: Site, backend: str) -> dict[str, str]:
-    """What HAProxy thinks of each replica behind `backend` (its stats page, CSV)."""
-    url = f"http://{site.host}:{site.ports.balancer_ops}/stats;csv"
-    rows = [line.split(",") for line in httpx.get(url, timeout=10).text.splitlines()[1:]]
-    return {
-        row[1]: row[17]
-        for row in rows
-        if row[0] == backend and row[1] not in {"FRONTEND", "BACKEND"}
-    }
 
 
 def _known_hosts(site: Site, path: Path) -> None:
@@ -255,7 +244,7 @@ def test_an_edge_proxy_killed_mid_run_costs_nothing_past_the_health_check(
             else:
                 stale += read.stdout.split()[0] != _head(tree)
             time.sleep(0.5)
-        balancer_saw = _balancer_status(secondary, "edge-proxy")
+        balancer_saw = replica_states(secondary.balancer_url, "edge-proxy")
     finally:
         stop.set()
         reader.join(60)

@@ -16,6 +16,8 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import httpx
+
 CHECK_INTERVAL_MS = 500
 FALL = 2
 RISE = 2
@@ -85,3 +87,15 @@ def haproxy_config(host: str, backends: Sequence[Backend], stats_port: int) -> s
             check = "check" if check_port == port else f"check port {check_port}"
             lines.append(f"    server {backend.name}-{number} {host}:{port} {check}")
     return "\n".join(lines) + "\n"
+
+
+def replica_states(stats_url: str, backend: str) -> dict[str, str]:
+    """What HAProxy thinks of each replica behind `backend` ("UP", "DOWN", ...), from its
+    stats page (`<stats_url>/stats;csv`: column 1 the server, 17 its status)."""
+    text = httpx.get(f"{stats_url}/stats;csv", timeout=10, trust_env=False).text
+    rows = [line.split(",") for line in text.splitlines()[1:] if line]
+    return {
+        row[1]: row[17]
+        for row in rows
+        if len(row) > 17 and row[0] == backend and row[1] not in {"FRONTEND", "BACKEND"}
+    }

@@ -396,6 +396,11 @@ class Site:
         )
 
     @property
+    def balancer_url(self) -> str:
+        """HAProxy's stats page (`/stats`, `/stats;csv`) when the site runs replicas."""
+        return f"http://{self.host}:{self.ports.balancer_ops}"
+
+    @property
     def balancer_config_path(self) -> Path:
         return self.base_dir / "sites" / self.name / "haproxy.cfg"
 
