@@ -123,6 +123,7 @@ def _window(
         "pushes_per_s": round(len(acknowledged) / (ended - started), 2),
         "acknowledged": len(acknowledged),
         "refused": len(refused),
+        "refusals": sorted({r.message for r in refused}),
         "push_p50_ms": round(statistics.median(durations) * 1000, 1) if durations else None,
         "api_requests_per_replica": [round(a - b) for a, b in zip(after, before, strict=True)],
     }
