@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PROTO_OUT := libs/common/src/geogit/common/proto
-DEB_PACKAGES := git openssh-client postgresql chromium prometheus
+DEB_PACKAGES := git openssh-client postgresql chromium prometheus haproxy
 
 .PHONY: install deb venv proto test lint bench clean up down status
 

@@ -24,6 +24,7 @@ def test_fixed_ports_are_the_documented_ones() -> None:
         ssh=2222,
         ssh_ops=8084,
         replicator_ops=8085,
+        balancer_ops=8086,
     )
     assert SitePorts.fixed(2) == SitePorts(
         http=8280,
@@ -33,6 +34,7 @@ def test_fixed_ports_are_the_documented_ones() -> None:
         ssh=2422,
         ssh_ops=8284,
         replicator_ops=8285,
+        balancer_ops=8286,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from internal_api_support import Database
 
+from geogit.internal_api.config import InternalApiSettings
 from geogit.internal_api.db import make_engine, make_sessionmaker
 from geogit.internal_api.geo import site_state
 from geogit.internal_api.geo.follow import NewPrimary, follow
@@ -48,5 +49,28 @@ async def test_a_demoted_primary_verifies_its_repositories_before_trusting_them(
         assert (registry.state, registry.synced_seq, registry.checksum) == ("synced", 7, "abc")
         assert (registry.verification_state, registry.verified_at) == ("pending", None)
         assert registry.diverged_epoch == 2
+    finally:
+        await engine.dispose()
+
+
+async def test_git_decisions_read_the_row_not_the_other_replicas_snapshot(
+    fresh_database: Database,
+) -> None:
+    """Another replica of the internal API followed a new primary a moment ago: this one's
+    snapshot still says primary, but the Git access decision reads the row."""
+    engine = make_engine(fresh_database.url)
+    sessions = make_sessionmaker(engine)
+    try:
+        settings = InternalApiSettings(site_name="old-primary", site_role="primary")
+        snapshot = site_state.SiteAuthority(sessions, settings)
+        async with sessions() as session:
+            assert (await site_state.read(session, snapshot)).is_primary  # not bootstrapped
+        await snapshot.refresh()
+        new = NewPrimary(epoch=2, after_seq=0, site="eu", url="http://eu.invalid")
+        assert await follow(sessions, new)  # as the other replica did
+        assert snapshot.current.is_primary  # this replica has not refreshed yet
+        async with sessions() as session:
+            now = await site_state.read(session, snapshot)
+        assert (now.role, now.epoch, now.primary_url) == ("secondary", 2, "http://eu.invalid")
     finally:
         await engine.dispose()

@@ -164,13 +164,23 @@ async def _new_events(server: ServerInfo, site: Registration, after: int) -> lis
 
 
 async def _started(behind: Behind, feed: EventFeed, database: Database) -> int:
-    """Start the feed and wait for its first store poll; returns the position it reached."""
+    """Start the feed and wait for its first store poll, and for its Kafka consumer to take
+    its position (the end: what is published before that is the store's to give); returns the
+    position the feed reached."""
     head = await store_head(database)
     feed.start()
     await eventually(
         lambda: _position_at_least(feed, head), "the feed's first catch-up from the store"
     )
+    await _kafka_ready(feed)
     return await feed.position()
+
+
+async def _kafka_ready(feed: EventFeed) -> None:
+    async def ready() -> bool:
+        return feed.kafka_ready
+
+    await eventually(ready, "the feed's Kafka consumer")
 
 
 async def _position_at_least(feed: EventFeed, position: int) -> bool:
@@ -294,6 +304,7 @@ async def test_without_the_store_a_gap_holds_the_feed_and_no_heartbeat_is_claime
     )
     feed.start()
     try:
+        await _kafka_ready(feed)
         await publish(kafka_config, topics, events[1:])
         await asyncio.sleep(3)  # several heartbeats, each finding the store unreachable
         assert await feed.position() == start
@@ -342,4 +353,45 @@ async def test_a_broker_that_lost_its_data_sends_the_feed_to_the_store(
             )
             assert await behind.user(lost.id) is not None
         finally:
+            await feed.stop()
+
+
+async def test_two_replicas_on_one_database_apply_each_event_once_in_order(
+    behind: Behind,
+    server: ServerInfo,
+    database: Database,
+    api: Api,
+    kafka_config: KafkaConfig,
+    topics: Topics,
+) -> None:
+    """Two internal API replicas of one secondary each run the feed: both read every partition
+    (no group), and the feed's lock and position let each event be applied once, by whichever
+    replica gets there first; both renew the heartbeat only once they have read everything."""
+    metrics = [Metrics(), Metrics()]
+    feeds = [
+        behind.feed(server, kafka_config, topics, heartbeat_seconds=0.2, metrics=m) for m in metrics
+    ]
+    try:
+        start = await _started(behind, feeds[0], database)
+        await _started(behind, feeds[1], database)
+        for feed in feeds:
+            assert feed._kafka_loop is not None and feed._kafka_loop.consumer is not None
+            positions = await feed._kafka_loop.consumer.positions()
+            assert {tp.topic for tp in positions} == {topics.domain, topics.repository}
+        owner = await api.user("twice")
+        await api.project(owner)
+        events = await _new_events(server, behind.site, start)
+        before = sum(applied(m, "kafka") + applied(m, "store") for m in metrics)
+        await publish(kafka_config, topics, list(reversed(events)))
+        head = events[-1].global_seq
+        for feed in feeds:
+            await eventually(lambda feed=feed: _position_at_least(feed, head), "both replicas")
+        await asyncio.sleep(0.5)  # the slower replica reads them too, as duplicates
+        after = sum(applied(m, "kafka") + applied(m, "store") for m in metrics)
+        assert after - before == len(events)
+        assert await feeds[0].position() == head
+        user = await behind.user(owner.id)
+        assert user is not None and user.username == owner.username
+    finally:
+        for feed in feeds:
             await feed.stop()

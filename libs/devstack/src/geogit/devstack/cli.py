@@ -16,7 +16,7 @@ from geogit.devstack.layout import LayoutError, RunLayout
 
 
 def _up(stack: DevStack, args: argparse.Namespace) -> int:
-    return stack.up(secondaries=args.secondaries, demo=args.demo)
+    return stack.up(secondaries=args.secondaries, demo=args.demo, replicas=args.replicas)
 
 
 def _down(stack: DevStack, args: argparse.Namespace) -> int:
@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="secondary sites besides the primary (default 1)",
+    )
+    up.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="R",
+        help="edge proxies, SSH gateways and internal APIs per site, behind HAProxy (default 1)",
     )
     up.add_argument("--demo", action="store_true", help="also create the demo data (see `demo`)")
     for name in ("stop", "start", "restart"):

@@ -25,6 +25,7 @@ from geogit.common.geo_coordination import PromotionMode
 from geogit.devstack import kafka
 from geogit.devstack.admin import ensure_admin
 from geogit.devstack.api import ApiError
+from geogit.devstack.balancer import BalancerError
 from geogit.devstack.components import (
     KAFKA,
     POSTGRESQL,
@@ -45,7 +46,14 @@ from geogit.devstack.geo_promote import PromoteError, promote
 from geogit.devstack.geo_sites import register_sites
 from geogit.devstack.geo_status import print_status
 from geogit.devstack.layout import RunLayout
-from geogit.devstack.ports import KAFKA_PORT, POSTGRES_PORT, SitePorts, busy_ports
+from geogit.devstack.ports import (
+    KAFKA_PORT,
+    MAX_REPLICAS,
+    POSTGRES_PORT,
+    ReplicaPorts,
+    SitePorts,
+    busy_ports,
+)
 from geogit.devstack.postgres import PostgresError, ThrowawayPostgres
 from geogit.devstack.processes import ProcessError, Supervisor
 from geogit.devstack.site import Site, SiteError
@@ -83,6 +91,7 @@ _FAILURES = (
     DemoError,
     ComponentError,
     RolesError,
+    BalancerError,
 )
 
 
@@ -117,9 +126,10 @@ class DevStack:
     def external_database(self) -> str | None:
         return os.environ.get(DATABASE_URL_VARIABLE) or None
 
-    def sites(self, secondaries: int = 1) -> list[Site]:
+    def sites(self, secondaries: int = 1, replicas: int = 1) -> list[Site]:
         """Site `primary` and `secondaries` secondaries on their fixed ports and own databases,
-        each in the role the sites last reported (bootstrap: `primary` is the primary)."""
+        each in the role the sites last reported (bootstrap: `primary` is the primary); with
+        `replicas` ≥ 2, that many of each stateless service behind HAProxy on every site."""
         server = self.external_database or self.postgres.url("geogit")
         names = [PRIMARY] + [f"secondary-{index}" for index in range(1, secondaries + 1)]
         roles = starting_roles(names, load_roles(self.layout.roles_file))
@@ -136,22 +146,29 @@ class DevStack:
                 secrets=self.store.site(name),
                 supervisor=self.supervisor,
                 primary_url="" if roles[name] == "primary" else primary_url,
+                replica_ports=[
+                    ReplicaPorts.fixed(index, replica)
+                    for replica in range(1, replicas + 1)
+                    if replicas > 1
+                ],
             )
             for index, name in enumerate(names)
         ]
 
     # up ------------------------------------------------------------------------------------
 
-    def up(self, secondaries: int = 1, demo: bool = False) -> int:
+    def up(self, secondaries: int = 1, demo: bool = False, replicas: int = 1) -> int:
         if not 0 <= secondaries <= MAX_SECONDARIES:
             return self._fail("dev up", f"--secondaries must be 0 to {MAX_SECONDARIES}")
+        if not 1 <= replicas <= MAX_REPLICAS:
+            return self._fail("dev up", f"--replicas must be 1 to {MAX_REPLICAS}")
         live = [record for record in self.supervisor.records() if record.is_running()]
         if live:
             names = ", ".join(f"{record.name} (pid {record.pid})" for record in live)
             return self._fail("dev up", f"already up: {names}; run `geogit dev down` first")
         self.supervisor.forget_dead()
         try:
-            sites = self.sites(secondaries)
+            sites = self.sites(secondaries, replicas)
         except RolesError as exc:
             return self._fail("dev up", str(exc))
         busy = busy_ports(self._wanted_ports(sites))
@@ -180,7 +197,7 @@ class DevStack:
         if self.external_database is None and not self.postgres.running():
             wanted["postgres"] = POSTGRES_PORT
         for site in sites:
-            wanted |= {f"{site.name} {what}": port for what, port in site.ports.listening().items()}
+            wanted |= {f"{site.name} {what}": port for what, port in site.listening().items()}
         return wanted
 
     def _start(self, sites: list[Site]) -> Stack:

@@ -19,7 +19,7 @@ from typing import cast
 
 from geogit.devstack import kafka
 from geogit.devstack.credentials import CredentialStore
-from geogit.devstack.ports import SitePorts
+from geogit.devstack.ports import ReplicaPorts, SitePorts
 from geogit.devstack.postgres import ThrowawayPostgres
 from geogit.devstack.processes import StopResult, Supervisor
 from geogit.devstack.site import Role, Site
@@ -59,6 +59,7 @@ def stack_sites(stack: Stack, supervisor: Supervisor, store: CredentialStore) ->
             secrets=store.site(site.name),
             supervisor=supervisor,
             primary_url="" if site.role == "primary" else primary_url,
+            replica_ports=[ReplicaPorts(**ports) for ports in site.replica_ports or []],
         )
         for index, site in enumerate(stack.sites)
     ]

@@ -12,6 +12,12 @@
 | Kafka (Tansu), shared        | 19092   |                    |
 | PostgreSQL (throwaway), shared | 15432 | (one database per site) |
 
+With `--replicas R` (R ≥ 2) the ports above are HAProxy's, one address per stateless service
+as a Kubernetes Service gives, and replica r (1..R) of each listens 10·r above: edge proxy
+8080 + 10·r, internal API 8081 + 10·r, SSH gateway 2222 + 10·r, its ops 8084 + 10·r (the
+primary's replica 1: 8090, 8091, 2232, 8094), secondary N again +100·N. HAProxy's own stats
+page is on 8086 + 100·N.
+
 Tests never use these: they take `SitePorts.free()` so they run beside a dev stack.
 """
 
@@ -29,6 +35,9 @@ POSTGRES_PORT = 15432
 _PRIMARY_HTTP_PORT = 8080
 _PRIMARY_SSH_PORT = 2222
 _SITE_STRIDE = 100
+_REPLICA_STRIDE = 10
+# Replica ports stay below the next site's (+100).
+MAX_REPLICAS = 9
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,8 @@ class SitePorts:
     ssh: int
     ssh_ops: int
     replicator_ops: int
+    # HAProxy's stats page, when the site runs replicas behind it (0: no balancer).
+    balancer_ops: int = 0
 
     @classmethod
     def fixed(cls, index: int) -> SitePorts:
@@ -57,6 +68,7 @@ class SitePorts:
             ssh=_PRIMARY_SSH_PORT + _SITE_STRIDE * index,
             ssh_ops=base + 4,
             replicator_ops=base + 5,
+            balancer_ops=base + 6,
         )
 
     @classmethod
@@ -70,6 +82,7 @@ class SitePorts:
             ssh=free_port(),
             ssh_ops=free_port(),
             replicator_ops=free_port(),
+            balancer_ops=free_port(),
         )
 
     def listening(self) -> dict[str, int]:
@@ -82,6 +95,43 @@ class SitePorts:
             "SSH gateway": self.ssh,
             "SSH gateway ops": self.ssh_ops,
             "replicator ops": self.replicator_ops,
+        }
+
+
+@dataclass(frozen=True)
+class ReplicaPorts:
+    """Where replica r of a site's stateless services listens, behind the site's balancer
+    (which takes the site's own edge proxy, internal API and SSH ports)."""
+
+    http: int
+    internal_api: int
+    ssh: int
+    ssh_ops: int
+
+    @classmethod
+    def fixed(cls, index: int, replica: int) -> ReplicaPorts:
+        """Replica `replica` (1..MAX_REPLICAS) of site `index` of the dev stack."""
+        if not 1 <= replica <= MAX_REPLICAS:
+            raise ValueError(f"replica must be 1 to {MAX_REPLICAS}, not {replica}")
+        site = SitePorts.fixed(index)
+        step = _REPLICA_STRIDE * replica
+        return cls(
+            http=site.http + step,
+            internal_api=site.internal_api + step,
+            ssh=site.ssh + step,
+            ssh_ops=site.ssh_ops + step,
+        )
+
+    @classmethod
+    def free(cls) -> ReplicaPorts:
+        return cls(http=free_port(), internal_api=free_port(), ssh=free_port(), ssh_ops=free_port())
+
+    def listening(self, replica: int) -> dict[str, int]:
+        return {
+            f"edge proxy {replica}": self.http,
+            f"internal API {replica}": self.internal_api,
+            f"SSH gateway {replica}": self.ssh,
+            f"SSH gateway ops {replica}": self.ssh_ops,
         }
 
 

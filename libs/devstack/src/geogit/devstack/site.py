@@ -10,6 +10,12 @@ storage ops 8083, SSH 2222, SSH ops 8084, replicator ops 8085; secondary N: the 
 with `SitePorts.free()` and a fresh database, so they start exactly what the dev stack starts,
 wired the same way.
 
+With replicas (`geogit dev up --replicas 2`, `running_sites(replicas=2)`) the internal API, the
+edge proxy and the SSH gateway run R processes each (`edge-proxy-1`, `edge-proxy-2`, ...) on
+ports of their own, and HAProxy (`balancer`, balancer.py) takes the site's edge proxy, internal
+API and SSH ports in front of them, as a Kubernetes Service would: every URL above, and every
+service's own calls to the internal API, go through it. Storage and the replicator stay single.
+
 Start order follows the dependencies: storage answers readiness without the API; the internal
 API's schema is migrated before it serves, and it needs storage to create repositories; the
 edge proxy and the SSH gateway are the front doors; the replicator needs the internal API
@@ -26,19 +32,23 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from geogit.common.geo_coordination import SiteRole
 from geogit.common.net import free_port
+from geogit.devstack.balancer import Backend, haproxy_binary, haproxy_config
 from geogit.devstack.credentials import SiteSecrets, UserCredentials
-from geogit.devstack.ports import LOOPBACK, SitePorts
+from geogit.devstack.ports import LOOPBACK, ReplicaPorts, SitePorts
 from geogit.devstack.probes import HttpProbe
 from geogit.devstack.processes import StopResult, Supervisor, log_tail
 
 Role = SiteRole
 SERVICES = ("storage", "internal-api", "edge-proxy", "ssh-gateway", "replicator")
 """Start order, on every site; stop order is the reverse."""
+REPLICATED = ("internal-api", "edge-proxy", "ssh-gateway")
+"""The stateless services a site may run several of, behind its balancer."""
+BALANCER = "balancer"
 
 STORAGE_NAME = "default"
 _PASSED_THROUGH = frozenset({"GEOGIT_LOG_LEVEL"})
@@ -47,6 +57,10 @@ _SHUTDOWN_GRACE_SECONDS = "5"  # dev: `down` should not wait the production 30 s
 
 class SiteError(RuntimeError):
     """A site could not be started, migrated or bootstrapped; the message quotes the output."""
+
+
+def _numbered(service: str, replica: int) -> str:
+    return f"{service}-{replica}" if replica else service
 
 
 def console_script(name: str) -> str:
@@ -86,6 +100,7 @@ class Site:
         host: str = LOOPBACK,
         primary_url: str = "",
         extra_shards: tuple[str, ...] = (),
+        replica_ports: Sequence[ReplicaPorts] = (),
     ) -> None:
         self.name = name
         self.role: Role = role
@@ -107,6 +122,10 @@ class Site:
         # More storage shards beside STORAGE_NAME (tests of storage moves): name -> (gRPC port,
         # ops port), free ones. Every site of a stack names the same shards (DESIGN §5).
         self.extra_shards = {shard: (free_port(), free_port()) for shard in extra_shards}
+        # Empty: one of each service on the site's own ports, no balancer.
+        self.replica_ports = list(replica_ports)
+        if len(self.replica_ports) == 1:
+            raise SiteError(f"{name}: one replica runs on the site's own ports; give two or more")
 
     # Addresses -----------------------------------------------------------------------------
 
@@ -153,12 +172,61 @@ class Site:
     def replicator_ops_url(self) -> str:
         return f"http://{self.host}:{self.ports.replicator_ops}"
 
+    def listening(self) -> dict[str, int]:
+        """Every port the started site binds, named (`up` checks they are free first)."""
+        ports = self.ports.listening()
+        if self.replica_ports:
+            ports["balancer stats"] = self.ports.balancer_ops
+            for replica, replica_ports in enumerate(self.replica_ports, start=1):
+                ports |= replica_ports.listening(replica)
+        return ports
+
+    @property
+    def replicas(self) -> int:
+        return max(1, len(self.replica_ports))
+
+    def replica_port(self, replica: int) -> ReplicaPorts:
+        """Replica `replica` (1..R)'s ports; replica 0 is the unreplicated site's own."""
+        if replica == 0:
+            ports = self.ports
+            return ReplicaPorts(ports.http, ports.internal_api, ports.ssh, ports.ssh_ops)
+        return self.replica_ports[replica - 1]
+
+    def replica_urls(self, service: str) -> list[str]:
+        """The URL of each replica of `service` (its ops URL for the SSH gateway), for tests
+        that ask which replica served what."""
+        urls = []
+        for replica in range(1 if self.replica_ports else 0, len(self.replica_ports) + 1):
+            ports = self.replica_port(replica)
+            port = {
+                "edge-proxy": ports.http,
+                "internal-api": ports.internal_api,
+                "ssh-gateway": ports.ssh_ops,
+            }[service]
+            urls.append(f"http://{self.host}:{port}")
+        return urls
+
     @property
     def services(self) -> tuple[str, ...]:
-        return SERVICES
+        if not self.replica_ports:
+            return SERVICES
+        numbered = [
+            f"{service}-{replica}"
+            for service in REPLICATED
+            for replica in range(1, self.replicas + 1)
+        ]
+        return ("storage", BALANCER, *numbered, "replicator")
 
     def process_name(self, service: str) -> str:
         return f"{self.name}-{service}"
+
+    def _replica_of(self, service: str) -> tuple[str, int]:
+        """`edge-proxy-2` → ("edge-proxy", 2); an unreplicated service is replica 0."""
+        if self.replica_ports:
+            base, _, number = service.rpartition("-")
+            if base in REPLICATED and number.isdigit() and 1 <= int(number) <= self.replicas:
+                return base, int(number)
+        return service, 0
 
     # Environment ---------------------------------------------------------------------------
 
@@ -186,11 +254,12 @@ class Site:
             }
         )
 
-    def internal_api_env(self) -> dict[str, str]:
+    def internal_api_env(self, replica: int = 0) -> dict[str, str]:
+        port = self.replica_port(replica).internal_api
         return self._env(
             {
                 "GEOGIT_DATABASE_URL": self.database_url,
-                "GEOGIT_HTTP_ADDRESS": f"{self.host}:{self.ports.internal_api}",
+                "GEOGIT_HTTP_ADDRESS": f"{self.host}:{port}",
                 "GEOGIT_INTERNAL_API_SECRET": self.secrets.internal_api_secret,
                 "GEOGIT_STORAGE_SECRET": self.secrets.storage_secret,
                 "GEOGIT_STORAGES": json.dumps(self.storages),
@@ -221,20 +290,21 @@ class Site:
         signs as a secondary at once."""
         return {"GEOGIT_GEO_PRIVATE_KEY": self.secrets.geo_private_key}
 
-    def edge_proxy_env(self) -> dict[str, str]:
+    def edge_proxy_env(self, replica: int = 0) -> dict[str, str]:
         return self._env(
             {
-                "GEOGIT_HTTP_ADDRESS": f"{self.host}:{self.ports.http}",
+                "GEOGIT_HTTP_ADDRESS": f"{self.host}:{self.replica_port(replica).http}",
                 "GEOGIT_INTERNAL_API_URL": self.internal_api_url,
                 "GEOGIT_INTERNAL_API_SECRET": self.secrets.internal_api_secret,
             }
         )
 
-    def ssh_gateway_env(self) -> dict[str, str]:
+    def ssh_gateway_env(self, replica: int = 0) -> dict[str, str]:
+        ports = self.replica_port(replica)
         return self._env(
             {
-                "GEOGIT_SSH_ADDRESS": f"{self.host}:{self.ports.ssh}",
-                "GEOGIT_OPS_ADDRESS": f"{self.host}:{self.ports.ssh_ops}",
+                "GEOGIT_SSH_ADDRESS": f"{self.host}:{ports.ssh}",
+                "GEOGIT_OPS_ADDRESS": f"{self.host}:{ports.ssh_ops}",
                 "GEOGIT_HOST_KEYS_DIR": str(self.host_keys_dir),
                 "GEOGIT_INTERNAL_API_URL": self.internal_api_url,
                 "GEOGIT_INTERNAL_API_SECRET": self.secrets.internal_api_secret,
@@ -260,12 +330,10 @@ class Site:
     def start(self) -> None:
         """Start every service in order; if one fails, stop the ones already started."""
         try:
-            self.start_storage()
-            self.migrate()
-            self.start_internal_api()
-            self.start_edge_proxy()
-            self.start_ssh_gateway()
-            self.start_replicator()
+            for service in self.services:
+                if self._replica_of(service) in (("internal-api", 0), ("internal-api", 1)):
+                    self.migrate()  # once, before the first internal API serves
+                self.start_service(service)
         except BaseException:
             self.stop()
             raise
@@ -286,31 +354,35 @@ class Site:
     def _storage_process(self, shard: str) -> str:
         return self.process_name("storage" if shard == STORAGE_NAME else f"storage-{shard}")
 
-    def start_internal_api(self, timeout: float = 60.0) -> None:
+    def start_internal_api(self, replica: int = 0, timeout: float = 60.0) -> None:
+        port = self.replica_port(replica).internal_api
         self.supervisor.start(
-            self.process_name("internal-api"),
+            self.process_name(_numbered("internal-api", replica)),
             [console_script("geogit-internal-api"), "serve"],
-            self.internal_api_env(),
-            HttpProbe(f"{self.internal_api_url}/-/readiness"),
+            self.internal_api_env(replica),
+            HttpProbe(f"http://{self.host}:{port}/-/readiness"),
             timeout,
         )
 
-    def start_edge_proxy(self, timeout: float = 30.0) -> None:
+    def start_edge_proxy(self, replica: int = 0, timeout: float = 30.0) -> None:
+        port = self.replica_port(replica).http
         self.supervisor.start(
-            self.process_name("edge-proxy"),
+            self.process_name(_numbered("edge-proxy", replica)),
             [console_script("geogit-edge-proxy")],
-            self.edge_proxy_env(),
-            HttpProbe(f"{self.http_url}/-/readiness"),
+            self.edge_proxy_env(replica),
+            HttpProbe(f"http://{self.host}:{port}/-/readiness"),
             timeout,
         )
 
-    def start_ssh_gateway(self, timeout: float = 60.0) -> None:
-        # The first start generates an RSA host key, which takes a moment.
+    def start_ssh_gateway(self, replica: int = 0, timeout: float = 60.0) -> None:
+        # The first start generates an RSA host key, which takes a moment; replicas share the
+        # site's key directory, so every one presents the same keys.
+        port = self.replica_port(replica).ssh_ops
         self.supervisor.start(
-            self.process_name("ssh-gateway"),
+            self.process_name(_numbered("ssh-gateway", replica)),
             [console_script("geogit-ssh-gateway")],
-            self.ssh_gateway_env(),
-            HttpProbe(f"{self.ssh_ops_url}/-/readiness"),
+            self.ssh_gateway_env(replica),
+            HttpProbe(f"http://{self.host}:{port}/-/readiness"),
             timeout,
         )
 
@@ -323,18 +395,56 @@ class Site:
             timeout,
         )
 
+    @property
+    def balancer_url(self) -> str:
+        """HAProxy's stats page (`/stats`, `/stats;csv`) when the site runs replicas."""
+        return f"http://{self.host}:{self.ports.balancer_ops}"
+
+    @property
+    def balancer_config_path(self) -> Path:
+        return self.base_dir / "sites" / self.name / "haproxy.cfg"
+
+    def balancer_config(self) -> str:
+        """HAProxy's configuration: the site's three addresses, each replica behind them."""
+        replicas = [self.replica_port(r) for r in range(1, self.replicas + 1)]
+        backends = [
+            Backend("edge-proxy", self.ports.http, [(p.http, p.http) for p in replicas]),
+            Backend(
+                "internal-api",
+                self.ports.internal_api,
+                [(p.internal_api, p.internal_api) for p in replicas],
+            ),
+            Backend("ssh-gateway", self.ports.ssh, [(p.ssh, p.ssh_ops) for p in replicas]),
+        ]
+        return haproxy_config(self.host, backends, self.ports.balancer_ops)
+
+    def start_balancer(self, timeout: float = 30.0) -> None:
+        path = self.balancer_config_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.balancer_config())
+        self.supervisor.start(
+            self.process_name(BALANCER),
+            # -db: stay in the foreground, logging to stderr (the supervisor's log).
+            [haproxy_binary(), "-db", "-f", str(path)],
+            {**_base_env()},
+            HttpProbe(f"http://{self.host}:{self.ports.balancer_ops}/-/readiness"),
+            timeout,
+        )
+
     def start_service(self, service: str) -> None:
         """Start one of the site's services alone, as `start()` does (`geogit dev start`)."""
-        starters = {
-            "storage": self.start_storage,
-            "internal-api": self.start_internal_api,
-            "edge-proxy": self.start_edge_proxy,
-            "ssh-gateway": self.start_ssh_gateway,
-            "replicator": self.start_replicator,
-        }
         if service not in self.services:
             raise SiteError(f"{self.name} has no {service}; it runs {', '.join(self.services)}")
-        starters[service]()
+        base, replica = self._replica_of(service)
+        starters: dict[str, Callable[[], None]] = {
+            "storage": self.start_storage,
+            BALANCER: self.start_balancer,
+            "internal-api": lambda: self.start_internal_api(replica),
+            "edge-proxy": lambda: self.start_edge_proxy(replica),
+            "ssh-gateway": lambda: self.start_ssh_gateway(replica),
+            "replicator": self.start_replicator,
+        }
+        starters[base]()
 
     def stop(self, kill: bool = False) -> list[StopResult]:
         """Stop the site's services, last started first; `kill` sends SIGKILL at once, as a

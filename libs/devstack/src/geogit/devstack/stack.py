@@ -33,6 +33,9 @@ class StackSite(BaseModel):
     database_url: str = ""
     # Every port the site listens on, so `geogit dev start` reuses exactly these.
     ports: dict[str, int] | None = None
+    # With replicas behind HAProxy (`up --replicas R`): each replica's own ports; the URLs
+    # above are the balancer's.
+    replica_ports: list[dict[str, int]] | None = None
 
     @classmethod
     def of(cls, site: Site) -> StackSite:
@@ -47,6 +50,7 @@ class StackSite(BaseModel):
             storage_ops_url=site.storage_ops_url,
             database_url=site.database_url,
             ports=dataclasses.asdict(site.ports),
+            replica_ports=[dataclasses.asdict(ports) for ports in site.replica_ports] or None,
         )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from geogit.devstack.credentials import UserCredentials
 from geogit.devstack.databases import drop_database, ensure_database, with_database
 from geogit.devstack.geo_sites import register_sites
-from geogit.devstack.ports import SitePorts
+from geogit.devstack.ports import ReplicaPorts, SitePorts
 from geogit.devstack.site import Role, Site
 
 # Short polls and intervals, so tests see a secondary converge in seconds, not minutes.
@@ -49,6 +49,11 @@ def fresh_database(prefix: str = "geogit_test") -> Iterator[str]:
         drop_database(url)
 
 
+def free_replica_ports(replicas: int) -> list[ReplicaPorts]:
+    """Ports for `replicas` replicas of a site's stateless services; none for one."""
+    return [ReplicaPorts.free() for _ in range(replicas)] if replicas > 1 else []
+
+
 @contextmanager
 def running_site(
     base_dir: Path,
@@ -56,13 +61,23 @@ def running_site(
     name: str = "primary",
     role: Role = "primary",
     admin: bool = True,
+    replicas: int = 1,
 ) -> Iterator[tuple[Site, UserCredentials | None]]:
-    """A started site on free ports with its own fresh database, and its admin if asked for.
+    """A started site on free ports with its own fresh database, and its admin if asked for;
+    with `replicas` ≥ 2 its stateless services run that many times behind HAProxy.
 
     The admin is bootstrapped with the same CLI command the dev stack uses (`root`).
     """
     with fresh_database() as database_url:
-        site = Site(name, role, base_dir, SitePorts.free(), database_url, kafka_bootstrap)
+        site = Site(
+            name,
+            role,
+            base_dir,
+            SitePorts.free(),
+            database_url,
+            kafka_bootstrap,
+            replica_ports=free_replica_ports(replicas),
+        )
         site.start()
         try:
             credentials = (
@@ -83,11 +98,13 @@ def running_sites(
     extra_env: Mapping[str, str] | None = None,
     secondary_env: Mapping[int, Mapping[str, str]] | None = None,
     extra_shards: tuple[str, ...] = (),
+    replicas: int = 1,
 ) -> Iterator[tuple[Site, list[Site], UserCredentials]]:
     """A primary with its admin, and `secondaries` secondaries registered on it and started,
     each with its own fresh database (DESIGN §5: one database per site). `secondary_env[N]`
     adds settings for secondary N only (say, GEOGIT_GEO_PROXY_MODE=redirect); every site gets
-    the storage shards `extra_shards` beside the default one."""
+    the storage shards `extra_shards` beside the default one. With `replicas` ≥ 2 every site
+    runs that many edge proxies, SSH gateways and internal APIs behind HAProxy (site.py)."""
     env = {**FAST_GEO, **(extra_env or {})}
     own_env = secondary_env or {}
     with ExitStack() as stack:
@@ -101,6 +118,7 @@ def running_sites(
             kafka_bootstrap,
             extra_env=env,
             extra_shards=extra_shards,
+            replica_ports=free_replica_ports(replicas),
         )
         primary.start()
         stack.callback(primary.stop)
@@ -116,6 +134,7 @@ def running_sites(
                 extra_env={**env, **own_env.get(index, {})},
                 primary_url=primary.http_url,
                 extra_shards=extra_shards,
+                replica_ports=free_replica_ports(replicas),
             )
             for index in range(1, secondaries + 1)
         ]

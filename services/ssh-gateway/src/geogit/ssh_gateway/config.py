@@ -16,8 +16,12 @@ class SshGatewaySettings(OpsListenerSettings):
     ssh_address: str = "127.0.0.1:2222"
     # /metrics, /-/liveness, /-/readiness.
     ops_address: str = "127.0.0.1:9122"
-    # ed25519 and RSA host keys, generated on first start and reused (share it between replicas).
+    # ed25519 and RSA host keys, the same directory (or mounted Secret) for every replica.
     host_keys_dir: Path = Path("ssh-host-keys")
+    # Generate a missing host key there (once; every later start and replica reads it). Unset:
+    # only in development; elsewhere a missing key stops the start-up, since a replica with a
+    # key of its own would break every client's known_hosts.
+    host_keys_generate: bool | None = None
     internal_api_url: str = "http://127.0.0.1:8081"
     # Signs the Geogit-Api-Request JWT on every internal API call (DESIGN §3.4).
     internal_api_secret: str = ""
@@ -33,6 +37,12 @@ class SshGatewaySettings(OpsListenerSettings):
     # Longer than the internal API's own wait for a pooled database connection (30 s): under a
     # burst a call queues there, and the API answers 503 itself if it cannot serve.
     internal_api_timeout_seconds: Annotated[float, Field(gt=0)] = 60.0
+
+    @property
+    def may_generate_host_keys(self) -> bool:
+        if self.host_keys_generate is None:
+            return self.environment == "development"
+        return self.host_keys_generate
 
     @property
     def ssh_host_and_port(self) -> tuple[str, int]:

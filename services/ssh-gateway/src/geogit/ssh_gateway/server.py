@@ -23,7 +23,7 @@ from geogit.ssh_gateway.client import WINDOW
 from geogit.ssh_gateway.clients.internal_api import InternalApiClient
 from geogit.ssh_gateway.config import SshGatewaySettings
 from geogit.ssh_gateway.geo_proxy import new_http_client
-from geogit.ssh_gateway.host_keys import load_or_create_host_keys
+from geogit.ssh_gateway.host_keys import HostKeyError, load_or_create_host_keys
 from geogit.ssh_gateway.limits import SessionLimits
 from geogit.ssh_gateway.metrics import SshMetrics
 from geogit.ssh_gateway.session import Identity, SessionHandler
@@ -151,7 +151,9 @@ class SshGateway:
         self.port = 0
 
     async def start(self) -> None:
-        host_keys = load_or_create_host_keys(self.settings.host_keys_dir)
+        host_keys = load_or_create_host_keys(
+            self.settings.host_keys_dir, self.settings.may_generate_host_keys
+        )
         host, port = self.settings.ssh_host_and_port
         await self.ops.start()
         self._acceptor = await asyncssh.create_server(
@@ -222,7 +224,10 @@ def main() -> None:
     configure_logging("ssh-gateway", settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except HostKeyError as exc:
+        raise SystemExit(f"geogit-ssh-gateway: {exc}") from exc
 
 
 if __name__ == "__main__":

@@ -9,6 +9,15 @@ when a transaction rolled back — and then the primary's event store answers wi
 events that exist after our position. The store is also polled on a timer, so events lost with
 a broker's data are found even when no new event follows them.
 
+The Kafka consumer belongs to no group: every replica of the internal API reads every partition
+of both topics, from their end when it starts, and commits nothing; its position is the feed's
+own (`last_global_seq`, under `lock_feed`), so two replicas applying the same events apply each
+once, in order, and the second sees duplicates. A shared group would be wrong here: a member
+given no partition, or only one topic's, would find itself "caught up on its partitions" while
+the events it never reads wait on the other's, and renew the heartbeat over them. A consumer
+that starts from the end has skipped what came before, so each new one counts as a gap until
+the store has been asked after it took its position.
+
 The heartbeat is the freshness rule's "the site's event consumers are caught up": it is
 renewed when the store confirms there is nothing newer, or when the Kafka consumer has read
 and applied everything on its partitions with nothing waiting and no gap pending. A partition
@@ -30,7 +39,7 @@ from sqlalchemy import func, update
 
 from geogit.common.background import Background
 from geogit.common.events import Event, Topics
-from geogit.common.kafka import ConsumerLoop, ConsumerRecordInfo, KafkaConfig
+from geogit.common.kafka import ConsumerLoop, ConsumerRecordInfo, EventConsumer, KafkaConfig
 from geogit.common.primary_client import PrimaryClient, PrimaryUnavailable
 from geogit.internal_api.db import SessionMaker
 from geogit.internal_api.geo import epochs, site_state
@@ -81,11 +90,13 @@ class EventFeed:
         self._gap_generation = 0
         self._waiting: dict[int, Event] = {}
         self._ends: dict[TopicPartition, int] = {}
+        # The Kafka consumer the heartbeat last looked at: a new one started from the end.
+        self._consumer_seen: EventConsumer | None = None
         self._kafka_loop = (
             ConsumerLoop(
                 kafka,
                 [topics.domain, topics.repository],
-                f"geogit-read-model-{site_name}",
+                None,  # no group: every replica reads every partition (module docstring)
                 self._on_kafka_event,
             )
             if kafka is not None
@@ -102,6 +113,12 @@ class EventFeed:
     def start(self) -> None:
         for loop in self._loops:
             loop.start()
+
+    @property
+    def kafka_ready(self) -> bool:
+        """A Kafka consumer is running and has taken its position (the end): an event
+        published from now on reaches it."""
+        return self._kafka_loop is not None and self._kafka_loop.consumer is not None
 
     async def stop(self) -> None:
         for loop in self._loops:
@@ -220,9 +237,9 @@ class EventFeed:
             await self._mark_caught_up()
 
     async def _on_kafka_event(self, event: Event, info: ConsumerRecordInfo) -> None:
-        """Apply what follows on from our position; keep what still waits for an earlier one.
-        The offset is committed either way: a waiting event is safe in the event store. A
-        primary reads its own events here and drops them without asking its database."""
+        """Apply what follows on from our position; keep what still waits for an earlier one
+        (a waiting event is safe in the event store). A primary reads its own events here and
+        drops them without asking its database."""
         if self._authority.current.is_primary:
             return
         self._waiting[event.global_seq] = event
@@ -247,6 +264,13 @@ class EventFeed:
         if consumer is None or not self._authority.current.is_secondary:
             return
         positions = await consumer.positions()
+        if consumer is not self._consumer_seen:
+            # It started at the end (its positions are fixed now): what came before is the
+            # store's to give, so no heartbeat until a catch-up begun after this one.
+            self._consumer_seen = consumer
+            self._flag_gap()
+            await self._poll_once()
+            return
         reset = [tp for tp, (_, end) in positions.items() if end < self._ends.get(tp, 0)]
         self._ends.update({tp: end for tp, (_, end) in positions.items()})
         if reset:

@@ -1,8 +1,13 @@
 """The primary listens to its secondaries' replicators on `geogit.replication` (DESIGN §4).
 
 Each report updates that site's row for the project and, for a sync, adds a lag sample for
-the percentiles of `/geo/sites/:id/status`. Reports are telemetry, not state: a lost or
-repeated one only blurs a figure, so the handler is a plain upsert.
+the percentiles of `/geo/sites/:id/status`. Every replica of the internal API runs this
+consumer in one group, so each report is handled by one of them — but a rebalance hands a
+partition over at its last commit, and its old owner may still be writing the record it had.
+So the handler is idempotent and ordered on its own: a row changes only for a report made
+after the one it holds (`updated_at` is the report's own time, stamped once by the reporting
+site's outbox), and only a report that changed the row adds a lag sample. A repeated report
+changes nothing; an older one arriving late cannot undo a newer one.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class ReplicationStatusConsumer:
 
     async def handle(self, event: Event, info: ConsumerRecordInfo) -> None:
         payload: Any = event.payload
-        values: dict[str, object] = {"updated_at": utcnow()}
+        values: dict[str, object] = {"updated_at": event.occurred_at}
         if event.type == "ReplicaSynced":
             values |= {
                 "state": "synced",
@@ -72,10 +77,13 @@ class ReplicationStatusConsumer:
                 {"site": payload.site, "project_id": payload.project_id, "state": "pending"}
                 | values
             )
-            await session.execute(
-                statement.on_conflict_do_update(index_elements=["site", "project_id"], set_=values)
-            )
-            if event.type == "ReplicaSynced" and payload.HasField("lag_ms"):
+            upsert = statement.on_conflict_do_update(
+                index_elements=["site", "project_id"],
+                set_=values,
+                where=ReplicationStatus.updated_at < statement.excluded.updated_at,
+            ).returning(ReplicationStatus.site)
+            changed = (await session.execute(upsert)).first() is not None
+            if changed and event.type == "ReplicaSynced" and payload.HasField("lag_ms"):
                 session.add(ReplicationLagSample(site=payload.site, lag_ms=max(payload.lag_ms, 0)))
             if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
                 self._pruned_at = time.monotonic()

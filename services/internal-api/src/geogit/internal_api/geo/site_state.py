@@ -4,7 +4,10 @@ own database and followed by every part of the site without a restart.
 The row is bootstrapped once from GEOGIT_SITE_ROLE / GEOGIT_PRIMARY_URL and afterwards changed
 only by promotion, demotion and fencing. Requests read a snapshot refreshed every second (and
 at once after a change made here); what must never be stale — whether an event may be written
-— reads the row itself, in the writer's transaction (`lock_for_write`).
+— reads the row itself, in the writer's transaction (`lock_for_write`). So do the Git access
+decisions (`read`): with several replicas of the internal API, the one that made a change knows
+it at once and the others within a second, and a Git request must not be served locally by one
+replica where the other would proxy it.
 """
 
 from __future__ import annotations
@@ -128,6 +131,13 @@ async def _row(session: AsyncSession, lock: Literal["", "update", "share"] = "")
 
 async def load(session: AsyncSession) -> GeoSiteState:
     return await _row(session)
+
+
+async def read(session: AsyncSession, snapshot: SiteAuthority) -> Authority:
+    """The authority as the row says now, in the request's session (one primary-key read);
+    the snapshot only while the site is not bootstrapped yet."""
+    row = await session.scalar(select(GeoSiteState).where(GeoSiteState.id == STATE_ROW))
+    return snapshot.current if row is None else Authority.of(row)
 
 
 async def lock_for_update(session: AsyncSession) -> GeoSiteState:

@@ -36,7 +36,7 @@ from geogit.internal_api.access.git import (
 )
 from geogit.internal_api.access.push_rules import check_updates
 from geogit.internal_api.deps import InternalCaller, Services, ServicesDep, SessionDep, StorageDep
-from geogit.internal_api.geo import maintenance, routing
+from geogit.internal_api.geo import maintenance, routing, site_state
 from geogit.internal_api.geo.site_state import Refused
 from geogit.internal_api.lookup import project_by_gl_repository, project_by_path
 from geogit.internal_api.models import Project, User
@@ -72,7 +72,7 @@ async def allowed(
 ) -> AllowedResponse | JSONResponse:
     try:
         user = await resolve_actor(session, body.gl_id, body.key_id, body.username)
-        authority = services.authority.current
+        authority = await site_state.read(session, services.authority)
         if authority.is_secondary and body.protocol == "ssh":
             return await _on_secondary(session, services, body, user)
         routing.refuse_writes_while_failing_over(authority, SSH_COMMANDS[body.action].writes)

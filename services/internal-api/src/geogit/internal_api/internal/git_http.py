@@ -22,7 +22,7 @@ from geogit.internal_api.access.git_http import git_http_access
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.deps import InternalCaller, Services, ServicesDep, SessionDep, StorageDep
 from geogit.internal_api.errors import ApiError
-from geogit.internal_api.geo import routing
+from geogit.internal_api.geo import routing, site_state
 from geogit.internal_api.repositories import push_hold
 
 router = APIRouter(prefix="/api/v4/internal", tags=["internal"], dependencies=[InternalCaller])
@@ -47,7 +47,7 @@ async def local_serve(
 async def authorize(
     body: GitHttpAuthorizeRequest, session: SessionDep, storage: StorageDep, services: ServicesDep
 ) -> GitHttpServe | GitHttpProxy | GitHttpRedirect:
-    authority = services.authority.current
+    authority = await site_state.read(session, services.authority)
     try:
         if authority.is_secondary:
             routing.refuse_relays_from_other_sites(authority, body)
