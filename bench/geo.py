@@ -497,6 +497,18 @@ class Pushed:
     replica_pack: int
 
 
+def push_branches_and_tags(source: Path, url: str) -> None:
+    checked_git(
+        "--git-dir",
+        str(source),
+        "push",
+        "-q",
+        url,
+        "refs/heads/*:refs/heads/*",
+        "refs/tags/*:refs/tags/*",
+    )
+
+
 def push_generated(
     api: AdminApi, owner: Account, primary: Site, secondary: Site, spec: RepoSpec
 ) -> Pushed:
@@ -507,15 +519,7 @@ def push_generated(
     head = checked_git("--git-dir", str(source), "rev-parse", MAIN)
     log(f"pushing {spec.key} to the primary ({pack_bytes(source) / MIB:.0f} MiB pack)")
     started = time.perf_counter()
-    checked_git(
-        "--git-dir",
-        str(source),
-        "push",
-        "-q",
-        project.url(primary, owner),
-        "refs/heads/*:refs/heads/*",
-        "refs/tags/*:refs/tags/*",
-    )
+    push_branches_and_tags(source, project.url(primary, owner))
     push_s = time.perf_counter() - started
     replicate_s = wait_state(secondary, project, owner, head, "current", REPLICA_TIMEOUT_S)
     log(f"pushed in {push_s:.1f} s, served locally by the secondary {replicate_s:.1f} s later")

@@ -42,10 +42,10 @@ from bench.common import (
 from bench.geo import (
     Account,
     all_synced,
-    checked_git,
     create_small_projects,
     new_account,
     new_project,
+    push_branches_and_tags,
 )
 from bench.sites import site_process
 from geogit.common.tansu import TansuBroker
@@ -105,15 +105,7 @@ def push_real(api: AdminApi, owner: Account, primary: Site, spec: RepoSpec) -> N
     """The real repository's branches and tags, one more project for both backfills."""
     source = generated_repo(spec)
     project = new_project(api, owner, f"bench-{spec.key}")
-    checked_git(
-        "--git-dir",
-        str(source),
-        "push",
-        "-q",
-        project.url(primary, owner),
-        "refs/heads/*:refs/heads/*",
-        "refs/tags/*:refs/tags/*",
-    )
+    push_branches_and_tags(source, project.url(primary, owner))
     log(f"pushed {spec.key} as project {project.id}")
 
 

@@ -104,11 +104,16 @@ def primary_and_secondary(
     kafka_bootstrap: str,
     secondary_env: Mapping[str, str] | None = None,
     extra_shards: tuple[str, ...] = (),
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[Site, Site, Api]]:
     """A primary and one secondary (running_sites), and the API as the primary's admin."""
     own_env = {1: secondary_env} if secondary_env else None
     with running_sites(
-        base_dir, kafka_bootstrap, secondary_env=own_env, extra_shards=extra_shards
+        base_dir,
+        kafka_bootstrap,
+        extra_env=extra_env,
+        secondary_env=own_env,
+        extra_shards=extra_shards,
     ) as (
         primary,
         (secondary,),

@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 from e2e import Account, Api, clone_url, git
-from geo_support import registry, served_locally, wait_until
+from geo_support import primary_and_secondary, registry, served_locally, wait_until
 
 from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.site import Site
-from geogit.devstack.testing import running_sites
 from geogit.storage.testing import commit_all, make_work_tree
 
 MOVES = {"GEOGIT_STORAGE_MOVE_REMOVAL_DELAY_SECONDS": "5"}
@@ -33,16 +32,10 @@ def sites(
     tmp_path_factory: pytest.TempPathFactory, tansu: TansuBroker
 ) -> Iterator[tuple[Site, Site, Api]]:
     base = tmp_path_factory.mktemp("moves")
-    with running_sites(base, tansu.bootstrap, extra_env=MOVES, extra_shards=("second",)) as (
-        primary,
-        (secondary,),
-        admin,
-    ):
-        api = Api(primary.http_url, admin.token)
-        try:
-            yield primary, secondary, api
-        finally:
-            api.http.close()
+    with primary_and_secondary(
+        base, tansu.bootstrap, extra_env=MOVES, extra_shards=("second",)
+    ) as sites:
+        yield sites
 
 
 def _has_copy(site: Site, shard: str, project: dict[str, Any]) -> bool:
