@@ -741,6 +741,7 @@ def backfill_site(
             bootstrap,
             extra_env=FAST_GEO,
             primary_url=primary.http_url,
+            topics=primary.topics,
         )
         register_sites(primary, admin_token, [site])
         log(f"(d) starting a new secondary; waiting until it has synced {projects} projects")

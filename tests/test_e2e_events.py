@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from e2e import Api, clone_url, git
 
-from geogit.common.events import Event, Topics, decode_event
+from geogit.common.events import Event, decode_event
 from geogit.common.net import free_port
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.site import Site
@@ -65,7 +65,7 @@ def test_push_emits_repository_updated(
     head = commit_all(tree, "topic")
     git("push", "-q", url, "topic", cwd=tree)
 
-    topic = Topics().repository
+    topic = site.topics.repository
     events = asyncio.run(
         _collect(tansu.bootstrap, topic, lambda es: len(_updates_of(es, project["id"])) >= 2, 30)
     )
@@ -115,7 +115,7 @@ def test_events_survive_a_broker_outage(lonely_site, work: Path) -> None:
     events = asyncio.run(
         _collect(
             broker.bootstrap,
-            Topics().repository,
+            site.topics.repository,
             lambda es: bool(_updates_of(es, project["id"])),
             60,
         )

@@ -248,7 +248,7 @@ def test_stale_and_forged_epochs_are_refused(
         epoch=epoch + 10, after_seq=position, site=second.name, url=second.http_url
     )
     late = UserCreated(user_id=10**9, username="mallory", email="m@x.test", name="M")
-    asyncio.run(_publish(broker, [(claim, epoch + 10), (late, 1)], position + 1))
+    asyncio.run(_publish(broker, second.topics, [(claim, epoch + 10), (late, 1)], position + 1))
     time.sleep(4)
     after = site_state(second, token)
     assert (after["epoch"], after["role"], after["primary_site"]) == (epoch, "secondary", "primary")
@@ -265,7 +265,9 @@ async def _has_user(site: Site, username: str) -> bool:
         await connection.close()
 
 
-async def _publish(broker: TansuBroker, payloads: list[tuple[Message, int]], seq: int) -> None:
+async def _publish(
+    broker: TansuBroker, topics: Topics, payloads: list[tuple[Message, int]], seq: int
+) -> None:
     async with EventProducer(KafkaConfig(bootstrap=broker.bootstrap)) as producer:
         for payload, epoch in payloads:
             event = new_event(
@@ -276,7 +278,7 @@ async def _publish(broker: TansuBroker, payloads: list[tuple[Message, int]], seq
                 global_seq=seq,
                 epoch=epoch,
             )
-            await producer.publish(Topics().domain, event)
+            await producer.publish(topics.domain, event)
 
 
 def test_promotions_that_cannot_be_are_refused(

@@ -31,7 +31,7 @@ from e2e import Account, Api, clone_url, git
 from geo_support import served_locally, ssh_env, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-from geogit.common.events import Topics, decode_event
+from geogit.common.events import decode_event
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.balancer import CHECK_INTERVAL_MS, FALL, replica_states
 from geogit.devstack.site import Site
@@ -294,7 +294,7 @@ async def test_two_relays_published_every_event_once_in_order(
     aggregate."""
     primary, _, api = sites
     api.account()  # at least one event after everything above
-    topics = Topics()
+    topics = primary.topics
     seen: list[int] = []
     for topic in (topics.domain, topics.repository):
         per_aggregate: dict[str, list[int]] = {}

@@ -96,6 +96,13 @@ def test_topics_live_under_their_prefix() -> None:
     assert Topics(prefix="site-b").replication == "site-b.replication"
 
 
+def test_consumer_groups_live_under_the_topic_prefix() -> None:
+    assert Topics().group("replicator-secondary-1") == "geogit-replicator-secondary-1"
+    assert Topics(prefix="stack-2").group("replicator-secondary-1") == (
+        "stack-2-replicator-secondary-1"
+    )
+
+
 def test_every_message_of_the_event_modules_is_registered() -> None:
     expected = {
         name: getattr(module, name)

@@ -66,6 +66,11 @@ class Topics:
     def replication(self) -> str:
         return f"{self.prefix}.replication"
 
+    def group(self, name: str) -> str:
+        """A consumer group under the same prefix: a group spans topics, so two stacks sharing
+        a broker must not share `replicator-<site>` either."""
+        return f"{self.prefix}-{name}"
+
 
 @dataclass(frozen=True)
 class Event:

@@ -35,6 +35,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from geogit.common.events import Topics
 from geogit.common.geo_coordination import SiteRole
 from geogit.common.net import free_port
 from geogit.devstack.balancer import Backend, haproxy_binary, haproxy_config
@@ -101,6 +102,7 @@ class Site:
         primary_url: str = "",
         extra_shards: tuple[str, ...] = (),
         replica_ports: Sequence[ReplicaPorts] = (),
+        topics: Topics | None = None,
     ) -> None:
         self.name = name
         self.role: Role = role
@@ -111,6 +113,9 @@ class Site:
         self.secrets = secrets or SiteSecrets.generate()
         self.supervisor = supervisor or Supervisor(base_dir)
         self.kafka_idempotent = kafka_idempotent
+        # Every site of a stack shares the topics and so the consumer groups named after them;
+        # stacks sharing a broker (tests) each take a prefix of their own.
+        self.topics = topics or Topics()
         # Tuning for tests (shorter polls and intervals); wins over everything set here.
         self.extra_env = dict(extra_env or {})
         self.host = host
@@ -265,6 +270,7 @@ class Site:
                 "GEOGIT_STORAGES": json.dumps(self.storages),
                 "GEOGIT_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
                 "GEOGIT_KAFKA_IDEMPOTENT": "true" if self.kafka_idempotent else "false",
+                "GEOGIT_TOPIC_PREFIX": self.topics.prefix,
                 # The bootstrap role and primary (empty on the primary); after a promotion the
                 # site's database holds them (DESIGN §10).
                 "GEOGIT_SITE_ROLE": self.role,
@@ -321,6 +327,7 @@ class Site:
                 "GEOGIT_STORAGE_SECRET": self.secrets.storage_secret,
                 "GEOGIT_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
                 "GEOGIT_KAFKA_IDEMPOTENT": "true" if self.kafka_idempotent else "false",
+                "GEOGIT_TOPIC_PREFIX": self.topics.prefix,
                 **self._geo_env(),
             }
         )

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from geogit.common.events import Topics
 from geogit.devstack.credentials import UserCredentials
 from geogit.devstack.databases import drop_database, ensure_database, with_database
 from geogit.devstack.geo_sites import register_sites
@@ -54,6 +55,12 @@ def free_replica_ports(replicas: int) -> list[ReplicaPorts]:
     return [ReplicaPorts.free() for _ in range(replicas)] if replicas > 1 else []
 
 
+def stack_topics() -> Topics:
+    """Topics (and consumer groups) of one test stack: the tests of a session share a broker,
+    and a replicator killed or left behind by one must not hold partitions in the next."""
+    return Topics(prefix=f"geogit-{uuid.uuid4().hex[:8]}")
+
+
 @contextmanager
 def running_site(
     base_dir: Path,
@@ -77,6 +84,7 @@ def running_site(
             database_url,
             kafka_bootstrap,
             replica_ports=free_replica_ports(replicas),
+            topics=stack_topics(),
         )
         site.start()
         try:
@@ -107,6 +115,7 @@ def running_sites(
     runs that many edge proxies, SSH gateways and internal APIs behind HAProxy (site.py)."""
     env = {**FAST_GEO, **(extra_env or {})}
     own_env = secondary_env or {}
+    topics = stack_topics()
     with ExitStack() as stack:
         primary_db = stack.enter_context(fresh_database())
         primary = Site(
@@ -119,6 +128,7 @@ def running_sites(
             extra_env=env,
             extra_shards=extra_shards,
             replica_ports=free_replica_ports(replicas),
+            topics=topics,
         )
         primary.start()
         stack.callback(primary.stop)
@@ -135,6 +145,7 @@ def running_sites(
                 primary_url=primary.http_url,
                 extra_shards=extra_shards,
                 replica_ports=free_replica_ports(replicas),
+                topics=topics,
             )
             for index in range(1, secondaries + 1)
         ]

@@ -55,7 +55,7 @@ class RepositoryFeed:
             ConsumerLoop(
                 kafka,
                 [topics.repository],
-                f"geogit-replicator-{site}",
+                topics.group(f"replicator-{site}"),
                 self.handle,
                 hooks=ownership.hooks,
             ),

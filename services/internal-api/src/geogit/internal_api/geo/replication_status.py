@@ -35,7 +35,10 @@ class ReplicationStatusConsumer:
         self._sessions = sessions
         self._pruned_at = 0.0
         self._loop = ConsumerLoop(
-            kafka, [topics.replication], f"geogit-replication-status-{site_name}", self.handle
+            kafka,
+            [topics.replication],
+            topics.group(f"replication-status-{site_name}"),
+            self.handle,
         )
 
     def start(self) -> None:
