@@ -12,6 +12,7 @@ group notices (the session timeout) — nothing stays behind.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,11 @@ from typing import Any
 import httpx
 import pytest
 from e2e import Account, Api, clone_url, git
-from geo_support import internal, primary_and_secondary, wait_until
+from geo_support import internal, primary_and_secondary, registry, wait_until
 
 from geogit.common.events import project_aggregate
 from geogit.common.kafka import partition_for
+from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.replicators import replica_process_name, replicator_replicas
 from geogit.devstack.site import Site
@@ -162,3 +164,47 @@ def test_three_replicators_divide_a_backfill_and_survive_a_kill(
         }
         assert orphaned, "the killed replicator had nothing left to hand over"
         assert orphaned <= by_replica[0] | by_replica[2]
+
+
+PLACED = 200
+WEIGHTS = {"default": 3, "second": 1}
+
+
+def test_two_shards_by_weight_and_three_replicators_place_every_replica_on_its_shard(
+    tmp_path: Path, tansu: TansuBroker
+) -> None:
+    env = {"GEOGIT_STORAGE_WEIGHTS": json.dumps(WEIGHTS)}
+    with (
+        primary_and_secondary(
+            tmp_path, tansu.bootstrap, extra_env=env, extra_shards=("second",)
+        ) as (primary, secondary, api),
+        replicator_replicas(secondary, 2),
+    ):
+        owner = api.account()
+        shard_of = {
+            int(project["id"]): str(project["repository_storage"])
+            for project in (api.project(owner) for _ in range(PLACED))
+        }
+        placed = Counter(shard_of.values())
+        # 3:1 of 200 is 150:50; five standard deviations (6.1 each) either side.
+        assert 120 <= placed["default"] <= 180, placed
+        assert placed["default"] + placed["second"] == PLACED, placed
+        for project_id, shard in shard_of.items():
+            path = hashed_repository_path(project_id)
+            assert (primary.shard_repositories_dir(shard) / path / "HEAD").is_file()
+
+        wait_until(
+            lambda: _synced(secondary, list(shard_of)) == set(shard_of),
+            timeout=240,
+            what="the secondary to replicate every project",
+        )
+        for project_id, shard in shard_of.items():
+            entry = registry(secondary, project_id)
+            assert entry is not None and entry["storage_shard"] == shard
+            path = hashed_repository_path(project_id)
+            assert (secondary.shard_repositories_dir(shard) / path / "HEAD").is_file()
+            other = "second" if shard == "default" else "default"
+            assert not (secondary.shard_repositories_dir(other) / path).exists()
+        by_replica = [_synced_by(secondary, index) for index in (0, 1, 2)]
+        assert all(by_replica), f"a replicator had no share: {list(map(len, by_replica))}"
+        assert set().union(*by_replica) == set(shard_of)
