@@ -2,7 +2,8 @@
 refusals; a move under a loop of pushes and a loop of clones (none fails, every push is on the
 new shard, the checksums agree, the old copy goes); a checksum mismatch after the final copy
 (the project stays, the destination copy goes); a move a stop interrupted, failed by the next
-start with the project's hold lifted."""
+start with the project's hold lifted; a move one API replica runs, left alone by another's
+sweep."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from geogit.common.events import EVENT_TYPES
 from geogit.common.net import free_port
 from geogit.common.paths import hashed_repository_path
 from geogit.internal_api.clients.storage import StorageClient
-from geogit.internal_api.db import SessionMaker
+from geogit.internal_api.db import SessionMaker, make_engine
 from geogit.internal_api.events.outbox import Outbox
 from geogit.internal_api.models import OutboxEvent, Project, RepositoryStorageMove
 from geogit.internal_api.repositories.storage_moves import StorageMoves
@@ -241,10 +242,12 @@ async def test_a_checksum_mismatch_fails_the_move_and_keeps_the_project_on_its_s
         session.add(row)
     storage = StorageClient(shards.storages, STORAGE_SECRET)
     settings = settings_for(database, shards, port)
-    moves = StorageMoves(db, storage, Outbox("primary"), settings, lambda: True, sneak_in)
+    engine = make_engine(database.url)
+    moves = StorageMoves(engine, db, storage, Outbox("primary"), settings, lambda: True, sneak_in)
     moves.schedule(row.id)
     await moves.wait_idle()
     await storage.close()
+    await engine.dispose()
 
     done = await follow(mapi, project, row.id, lambda m: m["state"] in FINAL)
     assert done["state"] == "failed"
@@ -346,3 +349,55 @@ async def test_an_old_copy_holding_kept_diverged_refs_is_not_removed(
     assert "refs/geogit/" in done["error_message"]
     assert await _shard_of(mapi, project) == "second"
     assert git("--git-dir", str(source_dir), "rev-parse", kept).stdout.decode().strip() == head
+
+
+async def test_a_move_one_api_replica_runs_is_left_alone_by_anothers_sweep(
+    mapi: Api, shards: Shards, db: SessionMaker, work: Path, database: Database, port: int
+) -> None:
+    """Two replicas on one database: while the first is in the middle of a move (held between
+    its final copy and the checksums), the second's sweep finds it `started` and must not take
+    it for interrupted; the first finishes it."""
+    project, _, _ = await _pushed_project(mapi, shards, work)
+    comparing, go_on = asyncio.Event(), asyncio.Event()
+
+    async def pause() -> None:
+        comparing.set()
+        await go_on.wait()
+
+    async with db() as session, session.begin():
+        row = RepositoryStorageMove(
+            project_id=project["id"],
+            state="scheduled",
+            source_storage_name="default",
+            destination_storage_name="second",
+        )
+        session.add(row)
+    storage = StorageClient(shards.storages, STORAGE_SECRET)
+    settings = settings_for(database, shards, port, storage_move_removal_delay_seconds=0)
+    engines = [make_engine(database.url), make_engine(database.url)]
+    running = StorageMoves(
+        engines[0], db, storage, Outbox("primary"), settings, lambda: True, pause
+    )
+    other = StorageMoves(engines[1], db, storage, Outbox("primary"), settings, lambda: True)
+    try:
+        running.schedule(row.id)
+        await asyncio.wait_for(comparing.wait(), 60)
+        await other.sweep()
+        await other.wait_idle()
+        async with db() as session:
+            seen = await session.get(RepositoryStorageMove, row.id)
+            assert seen is not None and (seen.state, seen.error_message) == ("started", "")
+        go_on.set()
+        await running.wait_idle()
+    finally:
+        go_on.set()
+        await running.stop()
+        await other.stop()
+        await storage.close()
+        for engine in engines:
+            await engine.dispose()
+
+    done = await follow(mapi, project, row.id, lambda m: m["state"] in FINAL)
+    assert done["state"] == "finished", done
+    assert await _shard_of(mapi, project) == "second"
+    assert not shards.has_copy(project, "default") and shards.has_copy(project, "second")

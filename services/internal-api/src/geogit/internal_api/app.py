@@ -229,7 +229,12 @@ def _lifespan(
                 primary=primary,
                 geo=geo,
                 storage_moves=StorageMoves(
-                    sessions, storage, outbox, settings, lambda: authority.current.is_primary
+                    engine,
+                    sessions,
+                    storage,
+                    outbox,
+                    settings,
+                    lambda: authority.current.is_primary,
                 ),
             )
             app.state.services = services

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -40,12 +40,15 @@ class InternalApiSettings(HttpListenerSettings, KafkaSettings):
     # one whose pack upload takes longer is refused if a switch starts meanwhile); how long a
     # push waits for a switch before it is refused; how long the source copy is kept after
     # the switch, for clones still streaming from it; the bound on each copy and on the pushes
-    # in flight.
+    # in flight; how many moves one API replica runs at once (the rest wait, scheduled); how
+    # often each replica looks for moves no live replica runs.
     storage_move_drain_seconds: float = 30.0
     storage_move_push_wait_seconds: float = 30.0
     storage_move_removal_delay_seconds: float = 300.0
     storage_move_copy_timeout_seconds: float = 3600.0
     storage_move_land_timeout_seconds: float = 60.0
+    storage_move_concurrency: Annotated[int, Field(ge=1)] = 2
+    storage_move_sweep_seconds: Annotated[float, Field(gt=0)] = 30.0
     # The site's front door, as users see it: clone URLs and messages printed after a push.
     external_url: str = "http://127.0.0.1:8080"
     external_ssh_url: str = "ssh://git@127.0.0.1:2222"

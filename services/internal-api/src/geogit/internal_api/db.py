@@ -3,8 +3,12 @@ decides whether a failure means "the database cannot be reached"."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -46,6 +50,23 @@ def make_engine(database_url: str, connect_timeout: float = 5.0) -> AsyncEngine:
 def make_sessionmaker(engine: AsyncEngine) -> SessionMaker:
     # Objects stay readable after commit: handlers build their response from them.
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def session_lock(engine: AsyncEngine, *key: int) -> AsyncIterator[bool]:
+    """Try a session-level advisory lock on a connection of its own, held for the block
+    (whether it was got is yielded). PostgreSQL lets it go when that connection ends, so the
+    API replica holding it gives it up when it dies, with nothing to expire. The transaction
+    that took it is committed at once: the lock outlives it, an idle transaction would not."""
+    async with engine.connect() as connection:
+        locked = bool(await connection.scalar(select(func.pg_try_advisory_lock(*key))))
+        await connection.commit()
+        try:
+            yield locked
+        finally:
+            if locked:
+                await connection.scalar(select(func.pg_advisory_unlock(*key)))
+                await connection.commit()
 
 
 def database_unavailable(error: BaseException) -> bool:

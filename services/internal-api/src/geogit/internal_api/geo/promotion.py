@@ -38,7 +38,7 @@ from geogit.common.geo_coordination import (
 from geogit.common.primary_client import PrimaryUnavailable
 from geogit.common.proto.events.v1 import domain_pb2
 from geogit.internal_api.clients.sites import SitesClient, SiteUnreachable
-from geogit.internal_api.db import SessionMaker
+from geogit.internal_api.db import SessionMaker, session_lock
 from geogit.internal_api.events.outbox import Outbox, site_aggregate
 from geogit.internal_api.geo import epochs, site_state
 from geogit.internal_api.geo.mirror import feed_position, lock_feed
@@ -188,14 +188,10 @@ class Promotions:
 
     @asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[None]:
-        async with self._engine.connect() as connection:
-            locked = await connection.scalar(select(func.pg_try_advisory_lock(PROMOTION_LOCK_KEY)))
+        async with session_lock(self._engine, PROMOTION_LOCK_KEY) as locked:
             if not locked:
                 raise PromotionError(409, "another promotion of this site is running")
-            try:
-                yield
-            finally:
-                await connection.scalar(select(func.pg_advisory_unlock(PROMOTION_LOCK_KEY)))
+            yield
 
     async def _drain_primary(self, candidate: _Candidate, timeout_seconds: float) -> None:
         """The primary goes read-only; this site applies everything it wrote and waits for its

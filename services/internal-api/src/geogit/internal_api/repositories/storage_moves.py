@@ -16,9 +16,14 @@ where it was. The steps:
 5. after `storage_move_removal_delay_seconds` (clones routed before the switch may still be
    streaming from the source), the source copy is removed: `finished`.
 
-A restarted internal API marks a move it finds `scheduled` or `started` failed (interrupted:
-the project is still on its source; its hold is lifted, the destination copy removed) and
-resumes the removal of a `replicated` one.
+Every step of a move runs under a session-level advisory lock of the move's own (db.py
+`session_lock`), so with several API replicas on one database exactly one works on a move at
+a time, and the lock goes when the replica running it dies. Each replica sweeps, at start and
+every `storage_move_sweep_seconds`, for moves whose lock it can take: a `scheduled` one it runs
+(the replica that took the request may be gone, or busy with `storage_move_concurrency` others),
+a `started` one was interrupted — it fails (the project is still on its source; its hold is
+lifted, the destination copy removed) — and a `replicated` one has its old copy removed when
+its delay is over.
 """
 
 from __future__ import annotations
@@ -30,14 +35,14 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy import ColumnElement, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from geogit.common.proto.storage.v1 import shared_pb2
 from geogit.common.repository_client import StorageError
 from geogit.internal_api.clients.storage import StorageClient
 from geogit.internal_api.config import InternalApiSettings
-from geogit.internal_api.db import SessionMaker
+from geogit.internal_api.db import SessionMaker, database_unavailable, session_lock
 from geogit.internal_api.events import project_events
 from geogit.internal_api.events.outbox import Outbox
 from geogit.internal_api.geo.maintenance import STALE_AFTER
@@ -46,6 +51,9 @@ from geogit.internal_api.repositories.location import storage_repository
 
 log = logging.getLogger(__name__)
 LAND_POLL_SECONDS = 0.05
+# The class half of each move's advisory lock (the move's id is the other half).
+MOVE_LOCK_CLASS = 0x6767_0008
+OPEN_STATES = ("scheduled", "started", "replicated")
 INTERRUPTED = "interrupted: the internal API stopped during the move; the project stayed on"
 # Storage's own refs (diverged commits kept after a failover, DESIGN §10) are never copied by
 # ReplicateRepository, so a copy holding some is not removed: an operator decides.
@@ -61,11 +69,13 @@ class MoveFailed(Exception):
 
 
 class StorageMoves:
-    """Runs the moves this process scheduled, and recovers the ones a stop interrupted.
-    `before_compare` runs between the final copy and the checksums (tests only)."""
+    """Runs this site's moves on the primary: the ones this replica was asked for and, by its
+    sweep, any that no live replica runs (module docstring). `before_compare` runs between the
+    final copy and the checksums (tests only)."""
 
     def __init__(
         self,
+        engine: AsyncEngine,
         sessions: SessionMaker,
         storage: StorageClient,
         outbox: Outbox,
@@ -73,16 +83,19 @@ class StorageMoves:
         is_primary: Callable[[], bool],
         before_compare: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self._engine = engine
         self._sessions = sessions
         self._storage = storage
         self._outbox = outbox
         self._settings = settings
         self._is_primary = is_primary
         self._before_compare = before_compare
+        self._running = asyncio.Semaphore(settings.storage_move_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handling: dict[int, asyncio.Task[None]] = {}  # one task per move, here
 
     def start(self) -> None:
-        self._spawn(self._recover())
+        self._spawn(self._sweep_forever())
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -91,19 +104,84 @@ class StorageMoves:
 
     def schedule(self, move_id: int) -> None:
         """After the move's row has committed."""
-        self._spawn(self._run(move_id))
+        self._handle(move_id)
 
     async def wait_idle(self) -> None:
-        """Until every move this process runs has ended (tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Until every move this process works on has ended (tests)."""
+        while self._handling:
+            await asyncio.gather(*self._handling.values(), return_exceptions=True)
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    async def sweep(self) -> None:
+        """Take up every open move no task of this replica handles; one another replica runs
+        is passed over by `_advance` (its lock is held)."""
+        if not self._is_primary():
+            return
+        async with self._sessions() as session:
+            moves = (
+                await session.scalars(
+                    select(RepositoryStorageMove).where(
+                        RepositoryStorageMove.state.in_(OPEN_STATES)
+                    )
+                )
+            ).all()
+        for move in moves:
+            self._handle(move.id, self._removal_wait(move) if move.state == "replicated" else 0.0)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception as exc:  # the next sweep tries again
+                if not database_unavailable(exc):
+                    log.exception("storage move sweep broke")
+            await asyncio.sleep(self._settings.storage_move_sweep_seconds)
+
+    def _handle(self, move_id: int, wait: float = 0.0) -> None:
+        if move_id in self._handling:
+            return
+        task = self._spawn(self._advance(move_id, wait))
+        self._handling[move_id] = task
+        task.add_done_callback(lambda _: self._handling.pop(move_id, None))
+
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _removal_wait(self, move: RepositoryStorageMove) -> float:
+        delay = timedelta(seconds=self._settings.storage_move_removal_delay_seconds)
+        return (move.updated_at + delay - utcnow()).total_seconds()
 
     # The move ------------------------------------------------------------------------------
+
+    async def _advance(self, move_id: int, wait: float = 0.0) -> None:
+        """The next step of a move, under its lock: run it, fail it (interrupted), or remove
+        the old copy. The state is read again under the lock: another replica may have moved
+        it on since it was looked at."""
+        await asyncio.sleep(max(0.0, wait))
+        async with self._running, session_lock(self._engine, MOVE_LOCK_CLASS, move_id) as mine:
+            if not mine:
+                return
+            async with self._sessions() as session:
+                move = await session.get(RepositoryStorageMove, move_id)
+            if move is None:
+                return
+            if move.state == "scheduled":
+                await self._run(move_id)
+            elif move.state == "started":
+                await self._fail(move_id, f"{INTERRUPTED} {move.source_storage_name}")
+            elif move.state == "replicated" and self._removal_wait(move) <= 0:
+                await self._remove_source(move)
+        if move.state in ("scheduled", "replicated"):
+            await self._remove_later(move_id)
+
+    async def _remove_later(self, move_id: int) -> None:
+        """After a switch (here or, seen from a sweep, elsewhere): the removal, when due."""
+        async with self._sessions() as session:
+            move = await session.get(RepositoryStorageMove, move_id)
+        if move is not None and move.state == "replicated":
+            await self._advance(move_id, self._removal_wait(move))
 
     async def _run(self, move_id: int) -> None:
         target: shared_pb2.Repository | None = None
@@ -112,13 +190,9 @@ class StorageMoves:
             await self._copy_and_switch(move_id, source, target, project_id)
         except (MoveFailed, StorageError) as exc:
             await self._fail(move_id, str(exc), target)
-            return
         except Exception as exc:  # a bug or the database: still, no hold may outlive the move
             log.exception("repository storage move broke", extra={"move_id": move_id})
             await self._fail(move_id, f"{type(exc).__name__}: {exc}", target)
-            return
-        delay = self._settings.storage_move_removal_delay_seconds
-        await self._remove_source(move_id, source, delay)
 
     async def _copy_and_switch(
         self,
@@ -245,19 +319,22 @@ class StorageMoves:
         if target is not None:
             await self._remove(target)
 
-    async def _remove_source(
-        self, move_id: int, source: shared_pb2.Repository, delay: float
-    ) -> None:
-        await asyncio.sleep(max(0.0, delay))
+    async def _remove_source(self, move: RepositoryStorageMove) -> None:
+        async with self._sessions() as session:
+            project = await session.get(Project, move.project_id)
+        if project is None:
+            return  # deleted: its repository went with it, and the move's row
+        source = storage_repository(project)
+        source.storage_name = move.source_storage_name
         try:
             if await self._storage.has_refs(source, PRIVATE_REFS):
-                await self._set_state(move_id, "cleanup_failed", KEPT_PRIVATE_REFS)
+                await self._set_state(move.id, "cleanup_failed", KEPT_PRIVATE_REFS)
                 return
             await self._remove(source, quiet=False)
         except StorageError as exc:
-            await self._set_state(move_id, "cleanup_failed", str(exc))
+            await self._set_state(move.id, "cleanup_failed", str(exc))
             return
-        await self._set_state(move_id, "finished")
+        await self._set_state(move.id, "finished")
 
     async def _remove(self, repo: shared_pb2.Repository, quiet: bool = True) -> None:
         try:
@@ -276,37 +353,6 @@ class StorageMoves:
                 .where(RepositoryStorageMove.id == move_id)
                 .values(state=state, error_message=error[:4000], updated_at=utcnow())
             )
-
-    # Recovery ------------------------------------------------------------------------------
-
-    async def _recover(self) -> None:
-        """At start, on the primary: what a stop left between the steps."""
-        if not self._is_primary():
-            return
-        async with self._sessions() as session:
-            moves = (
-                await session.scalars(
-                    select(RepositoryStorageMove).where(
-                        RepositoryStorageMove.state.in_(("scheduled", "started", "replicated"))
-                    )
-                )
-            ).all()
-        for move in moves:
-            if move.state == "replicated":
-                await self._resume_removal(move)
-            else:
-                await self._fail(move.id, f"{INTERRUPTED} {move.source_storage_name}")
-
-    async def _resume_removal(self, move: RepositoryStorageMove) -> None:
-        async with self._sessions() as session:
-            project = await session.get(Project, move.project_id)
-        if project is None:
-            return
-        source = storage_repository(project)
-        source.storage_name = move.source_storage_name
-        elapsed = utcnow() - move.updated_at
-        delay = timedelta(seconds=self._settings.storage_move_removal_delay_seconds) - elapsed
-        self._spawn(self._remove_source(move.id, source, delay.total_seconds()))
 
 
 async def _move(session: AsyncSession, move_id: int) -> RepositoryStorageMove:
