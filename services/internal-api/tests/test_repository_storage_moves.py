@@ -214,6 +214,19 @@ async def _at_least(items: list[str], count: int) -> bool:
     return len(items) >= count
 
 
+async def _scheduled_move(db: SessionMaker, project: dict[str, Any]) -> RepositoryStorageMove:
+    """A move's row as the API writes it, for a StorageMoves of the test's own to run."""
+    async with db() as session, session.begin():
+        row = RepositoryStorageMove(
+            project_id=project["id"],
+            state="scheduled",
+            source_storage_name="default",
+            destination_storage_name="second",
+        )
+        session.add(row)
+    return row
+
+
 async def test_a_checksum_mismatch_fails_the_move_and_keeps_the_project_on_its_source(
     mapi: Api,
     shards: Shards,
@@ -232,14 +245,7 @@ async def test_a_checksum_mismatch_fails_the_move_and_keeps_the_project_on_its_s
     async def sneak_in() -> None:
         git("--git-dir", str(source_dir), "update-ref", "refs/heads/sneaked", head)
 
-    async with db() as session, session.begin():
-        row = RepositoryStorageMove(
-            project_id=project["id"],
-            state="scheduled",
-            source_storage_name="default",
-            destination_storage_name="second",
-        )
-        session.add(row)
+    row = await _scheduled_move(db, project)
     storage = StorageClient(shards.storages, STORAGE_SECRET)
     settings = settings_for(database, shards, port)
     engine = make_engine(database.url)
@@ -364,14 +370,7 @@ async def test_a_move_one_api_replica_runs_is_left_alone_by_anothers_sweep(
         comparing.set()
         await go_on.wait()
 
-    async with db() as session, session.begin():
-        row = RepositoryStorageMove(
-            project_id=project["id"],
-            state="scheduled",
-            source_storage_name="default",
-            destination_storage_name="second",
-        )
-        session.add(row)
+    row = await _scheduled_move(db, project)
     storage = StorageClient(shards.storages, STORAGE_SECRET)
     settings = settings_for(database, shards, port, storage_move_removal_delay_seconds=0)
     engines = [make_engine(database.url), make_engine(database.url)]

@@ -156,32 +156,35 @@ class StorageMoves:
     # The move ------------------------------------------------------------------------------
 
     async def _advance(self, move_id: int, wait: float = 0.0) -> None:
-        """The next step of a move, under its lock: run it, fail it (interrupted), or remove
-        the old copy. The state is read again under the lock: another replica may have moved
-        it on since it was looked at."""
-        await asyncio.sleep(max(0.0, wait))
-        async with self._running, session_lock(self._engine, MOVE_LOCK_CLASS, move_id) as mine:
-            if not mine:
+        """The move's steps from where it is, each under its lock; a switched move waits for its
+        removal here. Another replica holding the lock has the move: this task ends."""
+        while True:
+            await asyncio.sleep(max(0.0, wait))
+            if not await self._step(move_id):
                 return
             async with self._sessions() as session:
                 move = await session.get(RepositoryStorageMove, move_id)
-            if move is None:
+            if move is None or move.state != "replicated":
                 return
+            wait = self._removal_wait(move)
+
+    async def _step(self, move_id: int) -> bool:
+        """Run the move, fail it (interrupted) or remove the old copy, whichever its state,
+        read again under the lock, calls for; False when another replica holds the lock."""
+        async with self._running, session_lock(self._engine, MOVE_LOCK_CLASS, move_id) as mine:
+            if not mine:
+                return False
+            async with self._sessions() as session:
+                move = await session.get(RepositoryStorageMove, move_id)
+            if move is None:
+                return False
             if move.state == "scheduled":
                 await self._run(move_id)
             elif move.state == "started":
                 await self._fail(move_id, f"{INTERRUPTED} {move.source_storage_name}")
             elif move.state == "replicated" and self._removal_wait(move) <= 0:
                 await self._remove_source(move)
-        if move.state in ("scheduled", "replicated"):
-            await self._remove_later(move_id)
-
-    async def _remove_later(self, move_id: int) -> None:
-        """After a switch (here or, seen from a sweep, elsewhere): the removal, when due."""
-        async with self._sessions() as session:
-            move = await session.get(RepositoryStorageMove, move_id)
-        if move is not None and move.state == "replicated":
-            await self._advance(move_id, self._removal_wait(move))
+            return True
 
     async def _run(self, move_id: int) -> None:
         target: shared_pb2.Repository | None = None
