@@ -566,6 +566,14 @@ def test_geo_tokens_do_only_what_they_were_issued_for(
     assert fetch.status_code == 200
     push = httpx.get(url, params={"service": "git-receive-pack"}, headers={GEO_TOKEN_HEADER: token})
     assert push.status_code == 403 and "another command" in push.text
+    # Sent to a site that is not the primary (as a gateway that has not yet followed a
+    # promotion would), it is refused there, naming the primary, not relayed without it.
+    elsewhere = url.replace(primary.http_url, secondary.http_url)
+    relayed = httpx.get(
+        elsewhere, params={"service": "git-upload-pack"}, headers={GEO_TOKEN_HEADER: token}
+    )
+    assert relayed.status_code == 503, relayed.text
+    assert f"no longer the primary; the primary is {primary.http_url}" in relayed.text
 
 
 def test_new_projects_pushed_through_the_secondary_are_never_read_stale(

@@ -182,17 +182,22 @@ class GitHttp:
             geo_token=request.header(GEO_TOKEN_HEADER.lower()) or "",
             path=raw_target(request).decode("latin-1"),
         )
+        # A secondary whose API cannot answer relays to the primary, which decides. Not a
+        # request another site relayed here (it carries a Geo token): relaying it on would
+        # swap that token for this site's and lose the user's identity (a 401 at the primary),
+        # and the API's 503 may be its own refusal of the relay, which the caller must see.
+        relay_on_failure = self.primary.geo.primary_url is not None and not question.geo_token
         try:
             answer = await self.internal_api.authorize(question)
         except ApiUnavailable as exc:
             request.log.update(outcome="internal_api_unavailable", error=str(exc))
-            if self.primary.geo.primary_url is not None:
+            if relay_on_failure:
                 return GitHttpProxy(reason=str(exc))
             retry = [("retry-after", exc.retry_after)] if exc.retry_after else []
             await respond(send, 503, f"{exc}\n", TEXT, [*NO_CACHE, *retry])
             return None
         except InternalApiError as exc:
-            if self.primary.geo.primary_url is not None:
+            if relay_on_failure:
                 request.log.update(internal_api_error=str(exc))
                 return GitHttpProxy(reason="internal API unavailable")
             request.log.update(outcome="internal_api_error", error=str(exc))

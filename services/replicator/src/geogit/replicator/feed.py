@@ -93,8 +93,9 @@ class RepositoryFeed:
             self._states.default_branch(payload.project_id, payload.default_branch)
             self._scheduler.request(payload.project_id, Action.SYNC)
         elif event.type == "RepositoryCreated":
-            hint = Hint(payload.seq, EMPTY_CHECKSUM, event.occurred_at)
-            self._states.hint(payload.project_id, hint)
+            # No push time: an empty repository arriving is not a push, so no lag sample
+            # (lag is per push; a creation counted too would depend on how soon a push follows).
+            self._states.hint(payload.project_id, Hint(payload.seq, EMPTY_CHECKSUM, None))
             self._scheduler.request(payload.project_id, Action.SYNC)
         elif event.type == "GeoActionRequested" and payload.site == self._site:
             self._act(payload.action, payload.project_id)

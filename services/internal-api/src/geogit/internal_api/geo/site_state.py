@@ -40,7 +40,10 @@ def maintenance_message(target: str) -> str:
 
 
 def not_primary_message(primary_site: str, primary_url: str) -> str:
-    where = f"{primary_site} ({primary_url})" if primary_url else primary_site or "another site"
+    if primary_site and primary_url:
+        where = f"{primary_site} ({primary_url})"
+    else:  # a site configured as secondary knows its primary's URL before its name
+        where = primary_site or primary_url or "another site"
     return f"this site is no longer the primary; the primary is {where}"
 
 
