@@ -25,6 +25,7 @@ from bench import (
     replicators,
     ssh_clone,
     storage_clone,
+    storage_move,
 )
 from bench.common import Options, log, warn_if_busy, write_results
 
@@ -41,6 +42,7 @@ AREAS: dict[str, Callable[[Options], dict[str, Any]]] = {
     "housekeeping": housekeeping.run,
     "storm": clone_storm.run,
     "replicators": replicators.run,
+    "storage-move": storage_move.run,
 }
 # `geo-lag` is part (a) of `geo` on its own, `outbox-lock` a micro-benchmark: named
 # explicitly, not run by default.

@@ -88,6 +88,24 @@ def test_push_branches_and_tags_runs_hooks(
     assert internal_api.policy.git_http_calls[-1].service == "git-receive-pack"
 
 
+def test_gits_probe_before_a_large_push_is_marked_so(
+    project: Project, internal_api: FakeInternalApi, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A pack over http.postBuffer is streamed only after a probe POST of one flush-pkt; the
+    internal API is told which is which (a storage move waits for pushes, not probes)."""
+    tree = make_work_tree(tmp_path / "src", commits=1)
+    (tree / "blob.bin").write_bytes(os.urandom(64 * 1024))
+    commit_all(tree, "big")
+    calls = len(internal_api.policy.git_http_calls)
+    git("-c", "http.postBuffer=4096", "push", "-q", project.url, "main", cwd=tree, env=env)
+    posts = [
+        call.probe
+        for call in internal_api.policy.git_http_calls[calls:]
+        if call.service == "git-receive-pack" and not call.path.split("?")[0].endswith("info/refs")
+    ]
+    assert posts == [True, False]
+
+
 def test_refused_push_shows_the_reason(
     project: Project,
     storage: StorageProcess,

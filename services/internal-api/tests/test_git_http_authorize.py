@@ -12,6 +12,8 @@ from geogit.common.internal_api import GitHttpServe
 from geogit.common.paths import hashed_repository_path
 from geogit.common.proto.storage.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
 from geogit.common.storage_client import storage_metadata, sync_channel
+from geogit.internal_api.db import SessionMaker
+from geogit.internal_api.models import PushReferenceCounter
 from geogit.storage.testing import StorageProcess
 
 UPLOAD, RECEIVE = "git-upload-pack", "git-receive-pack"
@@ -158,3 +160,32 @@ async def test_malformed_requests(api: Api) -> None:
         "git_http/authorize", {"project": "a/b", "service": UPLOAD, "sudo": True}
     )
     assert unknown.status_code == 400
+
+
+async def test_a_push_on_its_way_is_counted_but_not_its_advertisement_or_gits_probe(
+    api: Api, db: SessionMaker
+) -> None:
+    """A storage move waits for the pushes counted here to reach pre-receive: git's probe
+    POST (a lone flush-pkt before a large push) never does, so it is not counted."""
+    alice = await api.user("alice")
+    project = await api.project(alice)
+
+    async def authorize(path: str, probe: bool = False) -> int:
+        response = await api.internal(
+            "git_http/authorize",
+            {
+                "project": project["path_with_namespace"],
+                "service": RECEIVE,
+                "authorization": basic(alice),
+                "path": f"/{project['path_with_namespace']}.git/{path}",
+                "probe": probe,
+            },
+        )
+        assert response.status_code == 200, response.text
+        async with db() as session:
+            counter = await session.get(PushReferenceCounter, project["id"])
+        return counter.authorized if counter is not None else 0
+
+    assert await authorize("info/refs?service=git-receive-pack") == 0
+    assert await authorize("git-receive-pack", probe=True) == 0
+    assert await authorize("git-receive-pack") == 1

@@ -136,6 +136,10 @@ class GitHttpAuthorizeRequest(BaseModel):
     geo_token: StorableText = ""
     # The request's path and query as received, for a secondary's redirect answer.
     path: StorableText = ""
+    # A POST whose whole body is one flush-pkt (Content-Length 4): git's probe before it
+    # streams a large push. It carries no command and never reaches pre-receive, so a storage
+    # move must not wait for it as for a push on its way.
+    probe: bool = False
 
 
 class StorageAccess(BaseModel):

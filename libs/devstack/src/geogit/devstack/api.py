@@ -124,6 +124,20 @@ class AdminApi:
         project: dict[str, Any] = self._request("POST", path, json=body)
         return project
 
+    def move_storage(self, project_id: int, destination: str) -> dict[str, Any]:
+        """Schedule a repository storage move; the answer is the move, as `storage_move` gives."""
+        body = {"destination_storage_name": destination}
+        move: dict[str, Any] = self._request(
+            "POST", f"/projects/{project_id}/repository_storage_moves", json=body
+        )
+        return move
+
+    def storage_move(self, project_id: int, move_id: int) -> dict[str, Any]:
+        move: dict[str, Any] = self._request(
+            "GET", f"/projects/{project_id}/repository_storage_moves/{move_id}"
+        )
+        return move
+
     def user_keys(self, user_id: int) -> list[dict[str, Any]]:
         keys: list[dict[str, Any]] = self._request("GET", f"/users/{user_id}/keys")
         return keys

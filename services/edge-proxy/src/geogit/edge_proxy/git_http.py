@@ -181,6 +181,7 @@ class GitHttp:
             git_protocol=git_protocol,
             geo_token=request.header(GEO_TOKEN_HEADER.lower()) or "",
             path=raw_target(request).decode("latin-1"),
+            probe=request.method == "POST" and request.header("content-length") == "4",
         )
         # A secondary whose API cannot answer relays to the primary, which decides. Not a
         # request another site relayed here (it carries a Geo token): relaying it on would

@@ -66,7 +66,7 @@ async def authorize(
                 access.project,
                 settings.storage_move_push_wait_seconds,
                 settings.storage_move_drain_seconds,
-                count=not routing.advertisement(body),
+                count=not (routing.advertisement(body) or body.probe),
             )
         return routing.serve_answer(access, storage)
     except Denied as denial:
