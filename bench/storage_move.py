@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]
+
 from bench.common import (
     CACHE_DIR,
     MIB,
@@ -120,7 +122,7 @@ def _move(
     roots = [site_process(primary, "storage"), site_process(primary, "storage-second")]
     started = time.perf_counter()
     seen: dict[str, float] = {}
-    with PeakSampler(lambda: {"storage": sum(rss(p) for p in process_tree(roots))}) as memory:
+    with PeakSampler(lambda: _storage_rss(roots)) as memory:
         scheduled = api.move_storage(project_id, destination)
         state = scheduled["state"]
         while state not in TERMINAL:
@@ -141,6 +143,15 @@ def _move(
         "finished_s": round(seen["finished"], 2),
         "secondary_followed_s": round(followed, 2),
         **megabytes(memory.peaks, "peak_rss_", "_mb"),
+    }
+
+
+def _storage_rss(roots: list[psutil.Process]) -> dict[str, int]:
+    """The storage servers themselves, and the git processes doing their work: git's memory
+    grows with the repository (as the anchor's does), the servers' must not."""
+    return {
+        "storage": sum(rss(p) for p in roots),
+        "git": sum(rss(p) for p in process_tree(roots) if p not in roots),
     }
 
 
@@ -184,11 +195,15 @@ def report(r: dict[str, Any]) -> None:
             f"{m['finished_s']:.2f}",
             f"{m['secondary_followed_s']:.2f}",
             f"{m['peak_rss_storage_mb']:.0f}",
+            f"{m['peak_rss_git_mb']:.0f}",
         ]
         for m in r["moves"][1:]
     ]
     print("(after one warm-up move and clone, not shown)")
-    print_table(["to", "switched s", "finished s", "secondary s", "storage peak MB"], rows)
+    print_table(
+        ["to", "switched s", "finished s", "secondary s", "storage peak MB", "its git peak MB"],
+        rows,
+    )
     print(
         f"anchor git clone --bare --no-local: median {r['median_anchor_s']:.2f} s;"
         f" move to switched: median {r['median_replicated_s']:.2f} s"

@@ -33,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from geogit.common.events import Topics
@@ -335,15 +337,24 @@ class Site:
     # Lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start every service in order; if one fails, stop the ones already started."""
+        """Start every service, wave by wave (`_waves`); if one fails, stop them all."""
         try:
-            for service in self.services:
-                if self._replica_of(service) in (("internal-api", 0), ("internal-api", 1)):
-                    self.migrate()  # once, before the first internal API serves
-                self.start_service(service)
+            for wave in self._waves():
+                together(wave)
         except BaseException:
             self.stop()
             raise
+
+    def _waves(self) -> list[list[Callable[[], None]]]:
+        """The start order of `services` as waves of steps that need nothing from each other,
+        each started once the one before is ready: storage, the balancer and the schema's
+        migration; the internal APIs; then the front doors and the replicator."""
+        waves: list[list[Callable[[], None]]] = [[self.migrate], [], []]
+        for service in self.services:
+            base, _ = self._replica_of(service)
+            wave = {"storage": 0, BALANCER: 0, "internal-api": 1}.get(base, 2)
+            waves[wave].append(partial(self.start_service, service))
+        return waves
 
     def start_storage(self, timeout: float = 30.0) -> None:
         """The default shard's storage, then any extra shards' (one process each)."""
@@ -533,3 +544,12 @@ class Site:
                 f" {log_path}:\n{log_tail(log_path)}"
             )
         return result.stdout
+
+
+def together(steps: Sequence[Callable[[], None]]) -> None:
+    """Run `steps` at once and wait for all of them; the first failure is raised once every
+    step has ended, so that none is still starting something when the caller cleans up."""
+    with ThreadPoolExecutor(max(1, len(steps))) as pool:
+        futures = [pool.submit(step) for step in steps]
+    for future in futures:
+        future.result()

@@ -18,7 +18,7 @@ from geogit.devstack.credentials import UserCredentials
 from geogit.devstack.databases import drop_database, ensure_database, with_database
 from geogit.devstack.geo_sites import register_sites
 from geogit.devstack.ports import ReplicaPorts, SitePorts
-from geogit.devstack.site import Role, Site
+from geogit.devstack.site import Role, Site, together
 
 # Short polls and intervals, so tests see a secondary converge in seconds, not minutes.
 FAST_GEO = {
@@ -151,6 +151,6 @@ def running_sites(
         ]
         register_sites(primary, admin.token, sites)
         for site in sites:
-            site.start()
             stack.callback(site.stop)
+        together([site.start for site in sites])
         yield primary, sites, admin
