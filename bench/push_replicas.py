@@ -41,7 +41,7 @@ from bench.geo import Account, GeoProject, new_account, new_project
 from bench.pushers import Pusher, pusher, pushing, wait_first_ack
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.api import AdminApi
-from geogit.devstack.balancer import replica_states
+from geogit.devstack.balancer import replica_downs, replica_states
 from geogit.devstack.site import Site
 from geogit.devstack.testing import running_site
 
@@ -110,10 +110,12 @@ def _window(
         for p in pushers:
             wait_first_ack(p, 120.0)
         before = _api_requests(site)
+        downs_before = replica_downs(site.balancer_url, "internal-api")
         started = time.monotonic()
         time.sleep(seconds)
         ended = time.monotonic()
         after = _api_requests(site)
+        downs = replica_downs(site.balancer_url, "internal-api")
         for p in pushers:
             p.halt()
     acknowledged = [r for p in pushers for r in p.acknowledged if started <= r.finished <= ended]
@@ -126,6 +128,8 @@ def _window(
         "refusals": sorted({r.message for r in refused}),
         "push_p50_ms": round(statistics.median(durations) * 1000, 1) if durations else None,
         "api_requests_per_replica": [round(a - b) for a, b in zip(after, before, strict=True)],
+        # Health checks the busy API failed in time (HAProxy then sends it nothing).
+        "api_marked_down": {name: downs[name] - downs_before.get(name, 0) for name in downs},
     }
 
 
@@ -157,7 +161,8 @@ def _measure(options: Options, foreign: ForeignCpu) -> dict[str, Any]:
                 log(
                     f"round {round_}/{options.repeat}, {count} internal API(s):"
                     f" {result['pushes_per_s']} pushes/s, p50 {result['push_p50_ms']} ms,"
-                    f" API requests per replica {result['api_requests_per_replica']}"
+                    f" API requests per replica {result['api_requests_per_replica']},"
+                    f" refused {result['refused']}, APIs marked down {result['api_marked_down']}"
                 )
         _set_internal_apis(site, 2)
     medians = {

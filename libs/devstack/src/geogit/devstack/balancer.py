@@ -90,12 +90,23 @@ def haproxy_config(host: str, backends: Sequence[Backend], stats_port: int) -> s
 
 
 def replica_states(stats_url: str, backend: str) -> dict[str, str]:
-    """What HAProxy thinks of each replica behind `backend` ("UP", "DOWN", ...), from its
-    stats page (`<stats_url>/stats;csv`: column 1 the server, 17 its status)."""
+    """What HAProxy thinks of each replica behind `backend` ("UP", "DOWN", ...)."""
+    return {server: row[17] for server, row in _server_rows(stats_url, backend).items()}
+
+
+def replica_downs(stats_url: str, backend: str) -> dict[str, int]:
+    """How often HAProxy has marked each replica behind `backend` down by its health check
+    (`chkdown`): a replica too busy to answer its check in time counts too."""
+    return {server: int(row[22] or 0) for server, row in _server_rows(stats_url, backend).items()}
+
+
+def _server_rows(stats_url: str, backend: str) -> dict[str, list[str]]:
+    """The stats page's row of each server behind `backend` (`<stats_url>/stats;csv`: column 1
+    the server, 17 its status, 22 chkdown)."""
     text = httpx.get(f"{stats_url}/stats;csv", timeout=10, trust_env=False).text
     rows = [line.split(",") for line in text.splitlines()[1:] if line]
     return {
-        row[1]: row[17]
+        row[1]: row
         for row in rows
-        if len(row) > 17 and row[0] == backend and row[1] not in {"FRONTEND", "BACKEND"}
+        if len(row) > 22 and row[0] == backend and row[1] not in {"FRONTEND", "BACKEND"}
     }
