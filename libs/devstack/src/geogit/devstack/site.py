@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -40,7 +41,7 @@ from pathlib import Path
 from geogit.common.events import Topics
 from geogit.common.geo_coordination import SiteRole
 from geogit.common.net import free_port
-from geogit.devstack.balancer import Backend, haproxy_binary, haproxy_config
+from geogit.devstack.balancer import Backend, haproxy_binary, haproxy_config, replica_states
 from geogit.devstack.credentials import SiteSecrets, UserCredentials
 from geogit.devstack.ports import LOOPBACK, ReplicaPorts, SitePorts
 from geogit.devstack.probes import HttpProbe
@@ -341,9 +342,24 @@ class Site:
         try:
             for wave in self._waves():
                 together(wave)
+            if self.replica_ports:
+                self._wait_balanced()
         except BaseException:
             self.stop()
             raise
+
+    def _wait_balanced(self, timeout: float = 30.0) -> None:
+        """Until the balancer sends traffic to every replica. A replica is ready before
+        HAProxy has seen it so (its rise checks), and the site has started only when its one
+        address reaches them all, as a Kubernetes Service's endpoints."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = {name: replica_states(self.balancer_url, name) for name in REPLICATED}
+            if all(len(s) == self.replicas and set(s.values()) == {"UP"} for s in states.values()):
+                return
+            if time.monotonic() > deadline:
+                raise SiteError(f"{self.name}: the balancer sees {states} after {timeout:.0f}s")
+            time.sleep(0.1)
 
     def _waves(self) -> list[list[Callable[[], None]]]:
         """The start order of `services` as waves of steps that need nothing from each other,
