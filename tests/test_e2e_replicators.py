@@ -155,13 +155,17 @@ def test_three_replicators_divide_a_backfill_and_survive_a_kill(
         # per partition that moved.
         twice = len(everyone) - len(set(everyone))
         assert twice <= PARTITIONS, f"{twice} projects were synced by two replicators"
-        assert set(everyone) == set(project_ids)
-        # The killed replicator's share of what was left was finished by the others.
-        orphaned = {
+        # Every project's sync was logged by the replicator that made it — except that the
+        # killed one may have saved its last sync in the registry and died before logging it.
+        held_by_killed = {
             pid
-            for pid in set(project_ids) - synced_at_kill
+            for pid in project_ids
             if partition_for(project_aggregate(pid), PARTITIONS) in killed_partitions
         }
+        unlogged = set(project_ids) - set(everyone)
+        assert unlogged <= held_by_killed & synced_at_kill, unlogged
+        # The killed replicator's share of what was left was finished by the others.
+        orphaned = held_by_killed - synced_at_kill
         assert orphaned, "the killed replicator had nothing left to hand over"
         assert orphaned <= by_replica[0] | by_replica[2]
 
