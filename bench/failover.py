@@ -60,9 +60,8 @@ from bench.geo import (
 )
 from bench.promotion import RoleWatch, admin, promote
 from bench.pushers import Pusher, pusher, pushing, unavailability, wait_first_ack
-from bench.sites import kept_logs
+from bench.sites import kept_logs, repository_dir
 from geogit.common.geo_coordination import PromotionOut
-from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.api import AdminApi
 from geogit.devstack.site import Site
@@ -88,14 +87,10 @@ LOGS_KEPT = CACHE_DIR / "failover-logs"  # the sites' logs of the last run
 # Repositories on a site's disk, and what its storage says it did ----------------------------
 
 
-def replica_path(site: Site, project_id: int) -> Path:
-    return site.repositories_dir / hashed_repository_path(project_id)
-
-
 def inodes(site: Site, projects: Sequence[GeoProject]) -> dict[int, int]:
     """Project id -> inode of its repository directory: a replica re-synced from scratch is
     built aside and renamed in, so its inode changes; an incremental fetch keeps it."""
-    return {p.id: os.stat(replica_path(site, p.id)).st_ino for p in projects}
+    return {p.id: os.stat(repository_dir(site, p.id)).st_ino for p in projects}
 
 
 def on_branch(site: Site, project_id: int, commit: str) -> bool:
@@ -103,7 +98,7 @@ def on_branch(site: Site, project_id: int, commit: str) -> bool:
     is what the site has, not what it would serve)."""
     done = run_git(
         "--git-dir",
-        str(replica_path(site, project_id)),
+        str(repository_dir(site, project_id)),
         "branch",
         "--contains",
         commit,
@@ -116,7 +111,7 @@ def branch_tips(site: Site, project_id: int) -> dict[str, str]:
     """Ref name -> object id of every branch of the site's repository, from disk."""
     output = git(
         "--git-dir",
-        str(replica_path(site, project_id)),
+        str(repository_dir(site, project_id)),
         "for-each-ref",
         "--format=%(objectname) %(refname)",
         "refs/heads/",

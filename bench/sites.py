@@ -31,7 +31,7 @@ from bench.common import (
 )
 from geogit.common.paths import hashed_repository_path
 from geogit.common.tansu import TansuBroker
-from geogit.devstack.site import Site
+from geogit.devstack.site import STORAGE_NAME, Site
 from geogit.devstack.testing import running_site
 
 
@@ -115,6 +115,11 @@ def api_call(site: Site, token: str, endpoint: str, body: Mapping[str, Any]) -> 
     if response.status_code >= 300:
         raise RuntimeError(f"POST {endpoint} failed: {response.status_code} {response.text}")
     return dict(response.json())
+
+
+def repository_dir(site: Site, project_id: int, shard: str = STORAGE_NAME) -> Path:
+    """The project's repository on the site's disk, in the shard's storage root."""
+    return site.shard_repositories_dir(shard) / hashed_repository_path(project_id)
 
 
 def site_process(site: Site, service: str) -> psutil.Process:

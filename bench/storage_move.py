@@ -47,8 +47,7 @@ from bench.common import (
     run_area,
 )
 from bench.geo import all_synced, internal, new_account, new_project, push_branches_and_tags
-from bench.sites import site_process
-from geogit.common.paths import hashed_repository_path
+from bench.sites import repository_dir, site_process
 from geogit.common.tansu import TansuBroker
 from geogit.devstack.api import AdminApi
 from geogit.devstack.site import Site
@@ -91,12 +90,12 @@ def measure(options: Options, foreign: ForeignCpu) -> dict[str, Any]:
             destination = SHARDS[1 - SHARDS.index(where[0])]
             moves.append(_move(api, primary, secondary, project.id, destination))
             where[0] = destination
-            if _refs(_copy(primary, destination, project.id)) != refs:
+            if _refs(repository_dir(primary, project.id, destination)) != refs:
                 raise RuntimeError("the moved copy's refs differ from the source's")
             return float(moves[-1]["replicated_s"])
 
         def anchor() -> float:
-            return _anchor(_copy(primary, where[0], project.id), Path(tmp) / "anchor.git")
+            return _anchor(repository_dir(primary, project.id, where[0]), Path(tmp) / "anchor.git")
 
         rounds = list(alternate(anchor, move, options.repeat))
     anchors = [a for a, _ in rounds]
@@ -160,10 +159,6 @@ def _anchor(source: Path, into: Path) -> float:
     started = time.perf_counter()
     git("clone", "--bare", "--no-local", "--quiet", str(source), str(into))
     return time.perf_counter() - started
-
-
-def _copy(site: Site, shard: str, project_id: int) -> Path:
-    return site.shard_repositories_dir(shard) / hashed_repository_path(project_id)
 
 
 def _refs(repository: Path) -> str:
